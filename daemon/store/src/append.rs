@@ -1,0 +1,241 @@
+//! Appending a batch of hits with DuckDB's Appender, in one transaction with
+//! the queue position the batch covers.
+
+use std::sync::Arc;
+
+use duckdb::arrow::array::{
+    ArrayRef, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder,
+    UInt64Builder,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use duckdb::arrow::record_batch::RecordBatch;
+use hitvault_core::Hit;
+
+use crate::{QueryError, Store};
+
+/// Appending a batch failed; nothing of it is stored and the committed position
+/// is unchanged, so the batch can be retried as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("DuckDB: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("building the record batch: {0}")]
+    Arrow(#[from] duckdb::arrow::error::ArrowError),
+    #[error("reading sites: {0}")]
+    Sites(#[from] QueryError),
+    #[error(
+        "queue positions must increase: batch ends at {batch_end}, already committed {committed}"
+    )]
+    Stale { batch_end: u64, committed: u64 },
+}
+
+/// What one append stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    pub hits: usize,
+    pub props: usize,
+    /// Hits naming a site that no longer exists; skipped, never stored.
+    pub unknown_site: usize,
+}
+
+fn hits_schema() -> Arc<Schema> {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new("site_id", DataType::UInt16, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("kind", DataType::UInt8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        s("referrer"),
+        s("source"),
+        s("utm_source"),
+        s("utm_medium"),
+        s("utm_campaign"),
+        s("utm_term"),
+        s("utm_content"),
+        s("browser"),
+        s("browser_version"),
+        s("os"),
+        s("os_version"),
+        Field::new("device", DataType::UInt8, false),
+        s("country"),
+        s("language"),
+        Field::new("screen_width", DataType::UInt16, true),
+        Field::new("visitor", DataType::UInt64, false),
+    ]))
+}
+
+fn props_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("hit_id", DataType::UInt64, false),
+        Field::new("site_id", DataType::UInt16, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]))
+}
+
+/// Appends an optional string: empty means unknown and is stored as NULL.
+fn opt(b: &mut StringBuilder, v: &str) {
+    if v.is_empty() {
+        b.append_null()
+    } else {
+        b.append_value(v)
+    }
+}
+
+impl Store {
+    /// Stores `hits` (each with its queue sequence number) and sets the committed
+    /// position to `committed_seq`, atomically. A batch whose end is not above the
+    /// current position is refused (it was stored already).
+    pub fn append(
+        &mut self,
+        hits: &[(u64, Hit)],
+        committed_seq: u64,
+    ) -> Result<AppendStats, AppendError> {
+        let current = self.committed_seq()?;
+        if committed_seq <= current {
+            return Err(AppendError::Stale {
+                batch_end: committed_seq,
+                committed: current,
+            });
+        }
+        if hits
+            .iter()
+            .any(|(_, h)| !self.site_ids.contains_key(&h.site))
+        {
+            self.refresh_sites()?;
+        }
+        let n = hits.len();
+        let mut stats = AppendStats::default();
+        let mut id = UInt64Builder::with_capacity(n);
+        let mut site = UInt16Builder::with_capacity(n);
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut kind = UInt8Builder::with_capacity(n);
+        let mut name = StringBuilder::new();
+        let mut path = StringBuilder::new();
+        let mut strs: Vec<StringBuilder> = (0..11).map(|_| StringBuilder::new()).collect();
+        let mut device = UInt8Builder::with_capacity(n);
+        let mut country = StringBuilder::new();
+        let mut language = StringBuilder::new();
+        let mut width = UInt16Builder::with_capacity(n);
+        let mut visitor = UInt64Builder::with_capacity(n);
+        let (mut p_id, mut p_site, mut p_key, mut p_val) = (
+            UInt64Builder::new(),
+            UInt16Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut p_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+
+        for (seq, h) in hits {
+            let Some(&sid) = self.site_ids.get(&h.site) else {
+                stats.unknown_site += 1;
+                continue;
+            };
+            let micros = h.ts_ms.saturating_mul(1000);
+            id.append_value(*seq);
+            site.append_value(sid);
+            ts.append_value(micros);
+            kind.append_value(h.kind as u8);
+            name.append_value(&h.name);
+            path.append_value(&h.path);
+            let texts = [
+                &h.referrer,
+                &h.source,
+                &h.utm.source,
+                &h.utm.medium,
+                &h.utm.campaign,
+                &h.utm.term,
+                &h.utm.content,
+                &h.browser,
+                &h.browser_version,
+                &h.os,
+                &h.os_version,
+            ];
+            for (b, v) in strs.iter_mut().zip(texts) {
+                opt(b, v);
+            }
+            device.append_value(h.device as u8);
+            opt(&mut country, &h.country);
+            opt(&mut language, &h.language);
+            if h.screen_width == 0 {
+                width.append_null()
+            } else {
+                width.append_value(h.screen_width)
+            }
+            visitor.append_value(h.visitor);
+            for (k, v) in &h.props {
+                p_id.append_value(*seq);
+                p_site.append_value(sid);
+                p_ts.append_value(micros);
+                p_key.append_value(k);
+                p_val.append_value(v);
+                stats.props += 1;
+            }
+            stats.hits += 1;
+        }
+
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(id.finish()),
+            Arc::new(site.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(name.finish()),
+            Arc::new(path.finish()),
+        ];
+        cols.extend(strs.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        cols.extend([
+            Arc::new(device.finish()) as ArrayRef,
+            Arc::new(country.finish()),
+            Arc::new(language.finish()),
+            Arc::new(width.finish()),
+            Arc::new(visitor.finish()),
+        ]);
+        let hits_batch = RecordBatch::try_new(hits_schema(), cols)?;
+        let props_batch = RecordBatch::try_new(
+            props_schema(),
+            vec![
+                Arc::new(p_id.finish()),
+                Arc::new(p_site.finish()),
+                Arc::new(p_ts.finish()),
+                Arc::new(p_key.finish()),
+                Arc::new(p_val.finish()),
+            ],
+        )?;
+
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let result = (|| -> Result<(), AppendError> {
+            if hits_batch.num_rows() > 0 {
+                let mut app = self.conn.appender("hits")?;
+                app.append_record_batch(hits_batch)?;
+                app.flush()?;
+            }
+            if props_batch.num_rows() > 0 {
+                let mut app = self.conn.appender("hit_props")?;
+                app.append_record_batch(props_batch)?;
+                app.flush()?;
+            }
+            self.conn.execute(
+                "UPDATE ingest_state SET committed_seq = ? WHERE id = 1",
+                [committed_seq],
+            )?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,329 @@
+//! The DuckDB store: the only crate that links DuckDB.
+//!
+//! It owns the database file `<data dir>/hitvault.duckdb`: opening it with
+//! extensions locked down, the numbered migrations embedded below, the sites
+//! table, and appending batches of hits together with the queue position they
+//! cover, in one transaction. Because the position and the rows commit
+//! atomically, replaying the queue after a crash never stores a hit twice.
+//!
+//! It never speaks HTTP, never reads the environment, and never touches a file
+//! outside the database file and its `tmp/` spill directory.
+
+mod append;
+mod migrate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use duckdb::{AccessMode, Config, Connection};
+
+pub use append::{AppendError, AppendStats};
+pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "hitvault.duckdb";
+
+/// Tuning knobs for the embedded database.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// DuckDB worker threads (queries); the appender runs on the caller's thread.
+    pub threads: u16,
+    /// DuckDB memory limit, e.g. `512MB`.
+    pub memory_limit: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            threads: 2,
+            memory_limit: "1GB".into(),
+        }
+    }
+}
+
+/// A failure to open or migrate the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open DuckDB database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        source: duckdb::Error,
+    },
+    #[error(
+        "database schema version {found} is newer than this binary understands ({known}); \
+         upgrade hitvault"
+    )]
+    TooNew { found: u32, known: u32 },
+}
+
+/// A query or metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("DuckDB: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("site {0:?} already exists")]
+    SiteExists(String),
+    #[error("too many sites (limit {0})")]
+    TooManySites(u32),
+}
+
+/// A site as stored in the `sites` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteRow {
+    pub id: u16,
+    pub hostname: String,
+    pub aliases: Vec<String>,
+    /// `config` (declared in the configuration) or `runtime` (added with `site add`).
+    pub origin: String,
+}
+
+/// One connection to the database. Not `Sync`: each thread that needs the store
+/// opens its own with [`Store::connect`].
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// hostname -> sites.id, refreshed when a hit names a site not yet seen.
+    site_ids: HashMap<String, u16>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn base_config(opts: &StoreOptions, tmp: &Path) -> duckdb::Result<Config> {
+    Config::default()
+        // Nothing is ever downloaded or loaded: the appliance is air-gapped.
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?
+        .with("allow_community_extensions", "false")?
+        .threads(i64::from(opts.threads.max(1)))?
+        .max_memory(&opts.memory_limit)?
+        .with("temp_directory", tmp.to_string_lossy())
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/hitvault.duckdb` for writing and applies
+    /// pending migrations.
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, OpenError> {
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|source| OpenError::Dir {
+            path: tmp.clone(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let open_err = |source| OpenError::Open {
+            path: path.clone(),
+            source,
+        };
+        let config = base_config(opts, &tmp).map_err(open_err)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
+        migrate::apply(&conn)?;
+        let mut store = Store {
+            conn,
+            path,
+            site_ids: HashMap::new(),
+        };
+        store.refresh_sites().map_err(|e| match e {
+            QueryError::Db(source) => OpenError::Open {
+                path: store.path.clone(),
+                source,
+            },
+            other => unreachable!("refresh_sites only fails in DuckDB: {other}"),
+        })?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (no migrations). Fails while another
+    /// process holds it open for writing (DuckDB's file lock).
+    pub fn open_read_only(dir: &Path) -> Result<Store, OpenError> {
+        let path = dir.join(DB_FILE);
+        let open_err = |source| OpenError::Open {
+            path: path.clone(),
+            source,
+        };
+        let config = Config::default()
+            .access_mode(AccessMode::ReadOnly)
+            .and_then(|c| c.enable_autoload_extension(false))
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .map_err(open_err)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(open_err)?;
+        Ok(Store {
+            conn,
+            path,
+            site_ids: HashMap::new(),
+        })
+    }
+
+    /// Another connection to the same database, for another thread.
+    pub fn connect(&self) -> Result<Store, QueryError> {
+        Ok(Store {
+            conn: self.conn.try_clone()?,
+            path: self.path.clone(),
+            site_ids: self.site_ids.clone(),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The highest queue sequence number whose hits are all stored.
+    pub fn committed_seq(&self) -> Result<u64, QueryError> {
+        Ok(self.conn.query_row(
+            "SELECT committed_seq FROM ingest_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The largest hit id stored (0 when empty). New queue sequence numbers must
+    /// start above it so ids stay unique even if the queue directory is lost.
+    pub fn max_hit_id(&self) -> Result<u64, QueryError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))?)
+    }
+
+    /// Number of rows in `hits`.
+    pub fn hit_count(&self) -> Result<u64, QueryError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))?)
+    }
+
+    /// All sites, ordered by id.
+    pub fn sites(&self) -> Result<Vec<SiteRow>, QueryError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, hostname, array_to_string(aliases, ','), origin FROM sites ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let aliases: String = r.get(2)?;
+            Ok(SiteRow {
+                id: r.get(0)?,
+                hostname: r.get(1)?,
+                aliases: aliases
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                origin: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds a site, or, for `origin = "config"`, updates the aliases of an existing
+    /// one (declared sites are re-applied at every start). Returns the stored row.
+    /// Hostnames must already be normalised by the caller.
+    pub fn upsert_site(
+        &mut self,
+        hostname: &str,
+        aliases: &[String],
+        origin: &str,
+    ) -> Result<SiteRow, QueryError> {
+        let aliases_list = aliases.join(",");
+        let existing: Option<u16> = self
+            .conn
+            .query_row("SELECT id FROM sites WHERE hostname = ?", [hostname], |r| {
+                r.get(0)
+            })
+            .map(Some)
+            .or_else(|e| {
+                if matches!(e, duckdb::Error::QueryReturnedNoRows) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })?;
+        match existing {
+            Some(id) if origin == "config" => {
+                self.conn.execute(
+                    "UPDATE sites SET aliases = CASE WHEN ? = '' THEN []::VARCHAR[] ELSE string_split(?, ',') END \
+                     WHERE id = ?",
+                    duckdb::params![aliases_list, aliases_list, id],
+                )?;
+            }
+            Some(_) => return Err(QueryError::SiteExists(hostname.to_owned())),
+            None => {
+                let next: u32 =
+                    self.conn
+                        .query_row("SELECT coalesce(max(id), 0) + 1 FROM sites", [], |r| {
+                            r.get(0)
+                        })?;
+                let id = u16::try_from(next)
+                    .map_err(|_| QueryError::TooManySites(u32::from(u16::MAX)))?;
+                self.conn.execute(
+                    "INSERT INTO sites VALUES (?, ?, \
+                     CASE WHEN ? = '' THEN []::VARCHAR[] ELSE string_split(?, ',') END, ?, now())",
+                    duckdb::params![id, hostname, aliases_list, aliases_list, origin],
+                )?;
+            }
+        }
+        self.refresh_sites()?;
+        let sites = self.sites()?;
+        Ok(sites
+            .into_iter()
+            .find(|s| s.hostname == hostname)
+            .expect("site just written"))
+    }
+
+    fn refresh_sites(&mut self) -> Result<(), QueryError> {
+        self.site_ids = self
+            .sites()?
+            .into_iter()
+            .map(|s| (s.hostname, s.id))
+            .collect();
+        Ok(())
+    }
+
+    /// Writes all data to the main database file and truncates the WAL.
+    pub fn checkpoint(&self) -> Result<(), QueryError> {
+        self.conn.execute_batch("CHECKPOINT")?;
+        Ok(())
+    }
+
+    /// Runs any SQL and renders every value as text (NULL as `None`). For tools,
+    /// tests and the CLI; never on the ingest path.
+    pub fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, QueryError> {
+        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
+        let mut stmt = self.conn.prepare(&wrapped)?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let n = row.as_ref().column_count();
+            let mut vals = Vec::with_capacity(n);
+            for i in 0..n {
+                vals.push(row.get::<_, Option<String>>(i)?);
+            }
+            out.push(vals);
+        }
+        Ok(out)
+    }
+
+    /// Size in bytes of the database file (plus its WAL, if any).
+    pub fn disk_bytes(&self) -> u64 {
+        let wal = self.path.with_extension("duckdb.wal");
+        [&self.path, &wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

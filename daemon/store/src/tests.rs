@@ -1,0 +1,170 @@
+use super::*;
+use hitvault_core::{Device, Hit, Kind, Utm};
+
+fn hit(site: &str, ts_ms: i64, path: &str) -> Hit {
+    Hit {
+        ts_ms,
+        site: site.into(),
+        kind: Kind::Pageview,
+        name: "pageview".into(),
+        path: path.into(),
+        referrer: String::new(),
+        source: String::new(),
+        utm: Utm::default(),
+        browser: "Firefox".into(),
+        browser_version: "128".into(),
+        os: "Linux".into(),
+        os_version: String::new(),
+        device: Device::Desktop,
+        country: "FR".into(),
+        language: "fr-FR".into(),
+        screen_width: 1280,
+        visitor: 42,
+        props: vec![],
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, &StoreOptions::default()).expect("open store")
+}
+
+#[test]
+fn migrations_apply_once_and_record_version() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let s = open(dir.path());
+    let rows = s
+        .query_text("SELECT version, name FROM schema_migrations")
+        .unwrap();
+    assert_eq!(rows, vec![vec![Some("1".into()), Some("initial".into())]]);
+    assert_eq!(s.committed_seq().unwrap(), 0);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.conn
+        .execute_batch("INSERT INTO schema_migrations VALUES (999, 'future', now())")
+        .unwrap();
+    drop(s);
+    match Store::open(dir.path(), &StoreOptions::default()) {
+        Err(OpenError::TooNew { found: 999, .. }) => {}
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn append_stores_rows_props_and_position_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.upsert_site("example.com", &["www.example.com".into()], "config")
+        .unwrap();
+    let mut e = hit("example.com", 1_700_000_000_000, "/buy");
+    e.kind = Kind::Event;
+    e.name = "Signup".into();
+    e.props = vec![("plan".into(), "pro".into()), ("seats".into(), "3".into())];
+    e.referrer = String::new();
+    let batch = vec![(1, hit("example.com", 1_700_000_000_000, "/")), (2, e)];
+    let stats = s.append(&batch, 2).unwrap();
+    assert_eq!(
+        stats,
+        AppendStats {
+            hits: 2,
+            props: 2,
+            unknown_site: 0
+        }
+    );
+    assert_eq!(s.committed_seq().unwrap(), 2);
+    let rows = s
+        .query_text("SELECT id, site, ts, kind, name, path, referrer, device, country, screen_width FROM hits_v ORDER BY id")
+        .unwrap();
+    assert_eq!(rows[0][1].as_deref(), Some("example.com"));
+    assert_eq!(rows[0][2].as_deref(), Some("2023-11-14 22:13:20+00"));
+    assert_eq!(rows[0][3].as_deref(), Some("pageview"));
+    assert_eq!(rows[0][6], None, "empty referrer is stored as NULL");
+    assert_eq!(rows[0][7].as_deref(), Some("desktop"));
+    assert_eq!(rows[1][4].as_deref(), Some("Signup"));
+    assert_eq!(rows[1][3].as_deref(), Some("event"));
+    let props = s
+        .query_text("SELECT id, key, value FROM props_v ORDER BY key")
+        .unwrap();
+    assert_eq!(props.len(), 2);
+    assert_eq!(
+        props[0],
+        vec![Some("2".into()), Some("plan".into()), Some("pro".into())]
+    );
+    assert_eq!(s.max_hit_id().unwrap(), 2);
+}
+
+#[test]
+fn stale_batch_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.upsert_site("example.com", &[], "config").unwrap();
+    s.append(&[(1, hit("example.com", 0, "/"))], 1).unwrap();
+    match s.append(&[(1, hit("example.com", 0, "/"))], 1) {
+        Err(AppendError::Stale {
+            batch_end: 1,
+            committed: 1,
+        }) => {}
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    assert_eq!(s.hit_count().unwrap(), 1);
+}
+
+#[test]
+fn unknown_site_is_skipped_but_position_advances() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.upsert_site("a.test", &[], "config").unwrap();
+    let stats = s
+        .append(
+            &[(1, hit("a.test", 0, "/")), (2, hit("gone.test", 0, "/"))],
+            2,
+        )
+        .unwrap();
+    assert_eq!(stats.unknown_site, 1);
+    assert_eq!(s.hit_count().unwrap(), 1);
+    assert_eq!(s.committed_seq().unwrap(), 2);
+}
+
+#[test]
+fn sites_upsert_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let a = s.upsert_site("a.test", &[], "runtime").unwrap();
+    assert_eq!(a.id, 1);
+    assert!(matches!(
+        s.upsert_site("a.test", &[], "runtime"),
+        Err(QueryError::SiteExists(_))
+    ));
+    let b = s
+        .upsert_site("b.test", &["www.b.test".into()], "config")
+        .unwrap();
+    assert_eq!(b.aliases, vec!["www.b.test".to_string()]);
+    let b2 = s
+        .upsert_site("b.test", &["m.b.test".into(), "b2.test".into()], "config")
+        .unwrap();
+    assert_eq!(b2.id, b.id);
+    assert_eq!(
+        b2.aliases,
+        vec!["m.b.test".to_string(), "b2.test".to_string()]
+    );
+    assert_eq!(s.sites().unwrap().len(), 2);
+}
+
+#[test]
+fn a_hit_appended_by_one_connection_is_seen_after_reopen_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path());
+        s.upsert_site("a.test", &[], "config").unwrap();
+        s.append(&[(7, hit("a.test", 0, "/x"))], 7).unwrap();
+        s.checkpoint().unwrap();
+    }
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.hit_count().unwrap(), 1);
+    assert_eq!(ro.committed_seq().unwrap(), 7);
+    assert!(ro.disk_bytes() > 0);
+}
