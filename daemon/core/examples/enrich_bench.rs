@@ -2,7 +2,7 @@
 //! UA cache, on a mix of about 200 realistic User-Agents (desktop, mobile, tablet,
 //! bots and tools).
 //!
-//! Run: `CARGO_TARGET_DIR=/tmp/hv-scratch-core cargo run --release -p hitvault-core --example enrich_bench`
+//! Run: `cargo run --release -p hitvault-core --example enrich_bench`
 
 use hitvault_core::{
     Dropped, Enricher, GeoIp, PageUrl, RawHit, Salt, Sites, SpamList, UaParser, ua::parse_ua,
