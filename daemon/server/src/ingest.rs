@@ -1,0 +1,339 @@
+//! The ingest pipeline behind the HTTP handlers: resolve the site, enrich in
+//! memory, append to the durable queue, and only then acknowledge.
+//!
+//! The client address enters here (from the socket or a trusted proxy header)
+//! and is used for the country, the visitor hash and the exclusion list; it is
+//! never written to the queue, the store or the logs.
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hitvault_core::enrich::{Dropped, Enricher};
+use hitvault_core::page::PageUrl;
+use hitvault_core::sites::{SiteEntry, Sites};
+use hitvault_core::{Hit, RawHit};
+use hitvault_queue::{AppendError, Queue};
+use ipnet::IpNet;
+
+use crate::metrics::{DropReason, Endpoint, Metrics, Refusal};
+use crate::salt::SaltKeeper;
+use crate::wire::{BrowserHit, Limits, ServerHit, WireError};
+
+/// Everything the ingest endpoints share. Cheap to clone (all behind `Arc`).
+#[derive(Clone)]
+pub struct Ingest {
+    pub limits: Arc<Limits>,
+    pub enricher: Arc<Enricher>,
+    /// The site registry; replaced whole when a site is added at run time.
+    pub sites: Arc<RwLock<Arc<Sites>>>,
+    pub salts: Arc<SaltKeeper>,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    /// Peers whose `X-Forwarded-For` is believed. Empty by default.
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    /// Client addresses whose hits are dropped (the operator's own network, say).
+    pub excluded: Arc<Vec<IpNet>>,
+    /// Bearer token of `POST /api/ingest/batch`; `None` disables the endpoint.
+    pub batch_token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to an accepted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable in the queue: answer 202.
+    Stored(usize),
+    /// Well-formed but deliberately not stored: answer 200 and say why.
+    Dropped(DropReason),
+}
+
+/// A refusal, with the status class it maps to.
+#[derive(Clone, Debug)]
+pub enum IngestError {
+    Bad(WireError),
+    Unavailable {
+        reason: Refusal,
+        retry_after: Duration,
+        message: String,
+    },
+}
+
+impl From<WireError> for IngestError {
+    fn from(e: WireError) -> Self {
+        IngestError::Bad(e)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The client address: the socket peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy (the standard walk from the right).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(&ip.to_canonical()));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(xff) = forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for part in xff.rsplit(',') {
+        let Ok(ip) = part.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+impl Ingest {
+    fn site(&self, hit: &BrowserHit, page: &PageUrl) -> Result<Vec<SiteEntry>, WireError> {
+        let sites = self.sites.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let claimed: Vec<&str> = if hit.domains.is_empty() {
+            vec![page.host.as_str()]
+        } else {
+            hit.domains.iter().map(String::as_str).collect()
+        };
+        let found: Vec<SiteEntry> = claimed
+            .iter()
+            .filter_map(|d| sites.resolve(d).cloned())
+            .collect();
+        if found.is_empty() {
+            return Err(WireError {
+                reason: Refusal::UnknownSite,
+                message: format!(
+                    "no site named {:?} is configured on this server",
+                    claimed.join(",")
+                ),
+                field: Some("domain".into()),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Validates and enriches one hit into queue records (one per claimed site).
+    fn prepare(
+        &self,
+        hit: BrowserHit,
+        user_agent: &str,
+        ip: IpAddr,
+        ts_ms: i64,
+    ) -> Result<Result<Vec<Hit>, DropReason>, WireError> {
+        let page = PageUrl::parse(&hit.url).map_err(|e| WireError {
+            reason: Refusal::InvalidUrl,
+            message: format!("field 'url' is not an absolute http(s) URL: {e}"),
+            field: Some("url".into()),
+        })?;
+        let sites = self.site(&hit, &page)?;
+        if self.excluded.iter().any(|n| n.contains(&ip.to_canonical())) {
+            return Ok(Err(DropReason::ExcludedAddress));
+        }
+        let salt = self.salts.salt_for(ts_ms.max(now_ms())).map_err(|e| {
+            tracing::error!(error = %e, "visitor salt unavailable");
+            WireError::new(
+                Refusal::Unavailable,
+                "the server cannot read its visitor salt",
+            )
+        })?;
+        let mut out = Vec::with_capacity(sites.len());
+        for site in &sites {
+            let raw = RawHit {
+                ts_ms,
+                domain: Some(site.hostname.clone()),
+                name: hit.name.clone(),
+                url: hit.url.clone(),
+                referrer: hit.referrer.clone(),
+                props: hit.props.clone(),
+                screen_width: hit.screen_width,
+                language: hit.language.clone(),
+                user_agent: user_agent.to_owned(),
+                ip,
+            };
+            match self.enricher.enrich(raw, page.clone(), site, &salt) {
+                Ok(h) => out.push(h),
+                Err(Dropped::Bot) => return Ok(Err(DropReason::Bot)),
+                Err(Dropped::ReferrerSpam) => return Ok(Err(DropReason::ReferrerSpam)),
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    fn queue_error(&self, e: AppendError) -> IngestError {
+        let (reason, retry_after, message) = match e {
+            AppendError::Full { retry_after } => (
+                Refusal::QueueFull,
+                retry_after,
+                "the ingest queue is full; retry later".to_owned(),
+            ),
+            AppendError::DiskFull => (
+                Refusal::DiskFull,
+                Duration::from_secs(5),
+                "the disk is full; retry later".into(),
+            ),
+            AppendError::TooLarge { limit } => {
+                return IngestError::Bad(WireError::new(
+                    Refusal::BodyTooLarge,
+                    format!("the hit is larger than the queue's record limit of {limit} bytes"),
+                ));
+            }
+            AppendError::Closed => (
+                Refusal::Unavailable,
+                Duration::from_secs(2),
+                "the server is shutting down".to_owned(),
+            ),
+            AppendError::Io(err) => {
+                tracing::error!(%err, "queue append failed");
+                (
+                    Refusal::Unavailable,
+                    Duration::from_secs(2),
+                    "the ingest queue cannot write".to_owned(),
+                )
+            }
+        };
+        IngestError::Unavailable {
+            reason,
+            retry_after,
+            message,
+        }
+    }
+
+    /// One browser hit (`/api/collect` or `/api/event`).
+    pub async fn browser(
+        &self,
+        endpoint: Endpoint,
+        hit: BrowserHit,
+        user_agent: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Outcome, IngestError> {
+        let ua = match user_agent.map(str::trim) {
+            Some(ua) if !ua.is_empty() => ua,
+            _ => {
+                return Err(WireError::new(
+                    Refusal::MissingUserAgent,
+                    "the request has no User-Agent header",
+                )
+                .into());
+            }
+        };
+        if ua.len() > self.limits.user_agent_bytes {
+            return Err(WireError {
+                reason: Refusal::FieldTooLong,
+                message: format!(
+                    "User-Agent is {} bytes; the limit is {}",
+                    ua.len(),
+                    self.limits.user_agent_bytes
+                ),
+                field: Some("user-agent".into()),
+            }
+            .into());
+        }
+        let hits = match self.prepare(hit, ua, ip, now_ms())? {
+            Ok(h) => h,
+            Err(d) => return Ok(Outcome::Dropped(d)),
+        };
+        let n = hits.len();
+        let records = hits.iter().map(Hit::encode).collect::<Vec<_>>();
+        let res = if n == 1 {
+            self.queue
+                .append(records.into_iter().next().expect("one record"))
+                .await
+                .map(|_| ())
+        } else {
+            self.queue.append_all(records).await.map(|_| ())
+        };
+        res.map_err(|e| self.queue_error(e))?;
+        self.metrics.accepted(endpoint, n as u64);
+        Ok(Outcome::Stored(n))
+    }
+
+    /// A server-side batch: all hits are validated first; then every stored hit
+    /// goes to the queue in one group commit (all or nothing).
+    pub async fn batch(
+        &self,
+        hits: Vec<ServerHit>,
+        caller: IpAddr,
+    ) -> Result<(usize, usize), IngestError> {
+        let now = now_ms();
+        let mut records = Vec::with_capacity(hits.len());
+        let mut dropped = 0;
+        for (i, h) in hits.into_iter().enumerate() {
+            let ip = h.ip.unwrap_or(caller);
+            match self.prepare(h.hit, &h.user_agent, ip, h.ts_ms.unwrap_or(now)) {
+                Ok(Ok(hs)) => records.extend(hs.iter().map(Hit::encode)),
+                Ok(Err(reason)) => {
+                    self.metrics.dropped(reason);
+                    dropped += 1;
+                }
+                Err(mut e) => {
+                    e.message = format!("hit {i}: {}", e.message);
+                    return Err(e.into());
+                }
+            }
+        }
+        let n = records.len();
+        if n > 0 {
+            self.queue
+                .append_all(records)
+                .await
+                .map_err(|e| self.queue_error(e))?;
+        }
+        self.metrics.accepted(Endpoint::Batch, n as u64);
+        Ok((n, dropped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(s: &[&str]) -> Vec<IpNet> {
+        s.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarded_header_ignored_unless_peer_trusted() {
+        let peer: IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(client_ip(peer, Some("203.0.113.5"), &[]), peer);
+        assert_eq!(
+            client_ip(peer, Some("203.0.113.5"), &nets(&["10.0.0.0/8"])),
+            peer
+        );
+    }
+
+    #[test]
+    fn forwarded_header_walked_from_the_right() {
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let t = nets(&["10.0.0.0/8"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_ip(peer, Some("203.0.113.5"), &t), ip("203.0.113.5"));
+        // A client cannot spoof by prepending: the right-most untrusted entry wins.
+        assert_eq!(
+            client_ip(peer, Some("1.2.3.4, 203.0.113.5, 10.0.0.7"), &t),
+            ip("203.0.113.5")
+        );
+        assert_eq!(client_ip(peer, Some("garbage"), &t), peer);
+        assert_eq!(client_ip(peer, None, &t), peer);
+        // IPv4-mapped peers match IPv4 ranges.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), Some("203.0.113.5"), &t),
+            ip("203.0.113.5")
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP edge of hitvault: every route, in one place, on axum/hyper.
+//!
+//! [`router`] builds the public service (tracker script, ingest endpoints,
+//! health and metrics) from an [`AppState`]; [`control_router`] builds the
+//! local control service served on `<data dir>/control.sock` for the CLI.
+//! [`serve`] runs a router on a listener until a shutdown future resolves,
+//! then stops accepting and lets in-flight requests finish.
+//!
+//! Handlers only parse requests into typed values and call [`ingest::Ingest`];
+//! they never touch the queue's files or DuckDB directly. Nothing here makes an
+//! outbound connection.
+
+pub mod ingest;
+pub mod metrics;
+pub mod salt;
+pub mod tracker;
+pub mod wire;
+
+mod control;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use control::{AdminError, SiteAdmin, SiteInfo, control_router};
+pub use routes::router;
+
+use crate::ingest::Ingest;
+use crate::metrics::{Gauges, Metrics};
+
+/// Shared state of the public router.
+#[derive(Clone)]
+pub struct AppState {
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    /// Set when the store is open and the batcher runs; cleared on shutdown.
+    pub ready: Arc<AtomicBool>,
+    /// Reads the gauges (queue depth, committed position) for `/metrics`.
+    pub gauges: Arc<dyn Fn() -> Gauges + Send + Sync>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting
+/// and waits for in-flight requests (each of which waits for its fsync).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Beacons are small: send the 202 at once instead of waiting for Nagle.
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
