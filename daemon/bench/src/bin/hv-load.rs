@@ -1,0 +1,309 @@
+//! `hv-load`: drives a hitvault daemon over HTTP/1.1 keep-alive and prints
+//! sustained hits/s, latency percentiles, the daemon's peak RSS, and, after a
+//! clean stop, the rows in DuckDB (which must equal the 2xx count) and the
+//! bytes on disk per stored hit.
+//!
+//! By default it starts the daemon itself (the `hitvault` binary next to this
+//! one) with a fresh data dir, so that it can read the store afterwards:
+//!
+//!     hv-load --connections 64 --seconds 20
+//!
+//! It prints figures; it never decides pass or fail on timings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use hitvault_bench::traffic::{Visit, site};
+use hitvault_bench::{Rng, percentile, rss_kib};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Warm-up seconds, not measured.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Number of sites.
+    #[arg(long, default_value_t = 20)]
+    sites: usize,
+    /// The daemon binary to start (default: `hitvault` next to this program).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Data directory for the daemon (default: a new temporary one).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Drive an already running daemon at this address instead of starting one
+    /// (then rows, bytes and RSS are not reported).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+}
+
+struct Shared {
+    ok: AtomicU64,
+    non2xx: AtomicU64,
+    errors: AtomicU64,
+    measuring: AtomicBool,
+    stop: AtomicBool,
+}
+
+fn requests(n: usize, sites: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(7);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let v = Visit::random(&mut rng, sites);
+        for i in 0..Visit::length(&mut rng) {
+            let body = v.beacon(&mut rng, i);
+            out.push(
+                format!(
+                    "POST /api/collect HTTP/1.1\r\nHost: bench\r\nUser-Agent: {}\r\nContent-Type: text/plain\r\nX-Forwarded-For: {}\r\nContent-Length: {}\r\n\r\n{}",
+                    v.ua.0, v.ip, body.len(), body
+                )
+                .into_bytes(),
+            );
+        }
+    }
+    out
+}
+
+/// Reads one HTTP/1.1 response (status line, headers, Content-Length body).
+async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+    buf.clear();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])?;
+            let status: u16 = head.split_whitespace().nth(1).context("status")?.parse()?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut tmp).await?;
+                if n == 0 {
+                    bail!("connection closed");
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            return Ok(status);
+        }
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+async fn worker(
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    start: usize,
+    shared: Arc<Shared>,
+) -> Vec<u32> {
+    let mut lat = Vec::with_capacity(1 << 16);
+    let mut buf = Vec::with_capacity(1024);
+    let mut i = start;
+    'conn: while !shared.stop.load(Ordering::Relaxed) {
+        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        while !shared.stop.load(Ordering::Relaxed) {
+            let req = &reqs[i % reqs.len()];
+            i += 1;
+            let t = Instant::now();
+            if s.write_all(req).await.is_err() {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                continue 'conn;
+            }
+            match read_response(&mut s, &mut buf).await {
+                Ok(status) => {
+                    let measuring = shared.measuring.load(Ordering::Relaxed);
+                    if status == 202 {
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        shared.non2xx.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if measuring {
+                        lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+                Err(_) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    continue 'conn;
+                }
+            }
+        }
+    }
+    lat
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let sites: Vec<String> = (0..a.sites).map(site).collect();
+    let tmp = tempfile::Builder::new().prefix("hv-load").tempdir()?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("data"));
+    let mut child = None;
+    let addr = match a.addr {
+        Some(addr) => addr,
+        None => {
+            let bin = match &a.bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .context("exe dir")?
+                    .join("hitvault"),
+            };
+            let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
+            let c = Command::new(&bin)
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&data_dir)
+                .env("HITVAULT_SITES", sites.join(","))
+                .env("HITVAULT_TRUSTED_PROXIES", "127.0.0.1")
+                .env("HITVAULT_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("start {}", bin.display()))?;
+            child = Some(c);
+            let t = Instant::now();
+            loop {
+                if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
+                    let v: serde_json::Value = serde_json::from_str(&text)?;
+                    break v["listen"].as_str().context("listen")?.parse()?;
+                }
+                if t.elapsed() > Duration::from_secs(60) {
+                    bail!(
+                        "the daemon did not start; see {}",
+                        tmp.path().join("daemon.log").display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let pid = child.as_ref().map(|c| c.id());
+    let reqs = Arc::new(requests(50_000, a.sites));
+    let shared = Arc::new(Shared {
+        ok: AtomicU64::new(0),
+        non2xx: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    // One runtime thread for the generator, so the daemon keeps most of the CPU.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (lat, measured_ok, elapsed, peak_during) = rt.block_on(async {
+        let handles: Vec<_> = (0..a.connections)
+            .map(|c| tokio::spawn(worker(addr, reqs.clone(), c * 997, shared.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+        let ok0 = shared.ok.load(Ordering::Relaxed);
+        shared.measuring.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        let mut peak = 0;
+        while t.elapsed() < Duration::from_secs(a.seconds) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some((_, rss)) = pid.and_then(rss_kib) {
+                peak = peak.max(rss);
+            }
+        }
+        shared.measuring.store(false, Ordering::Relaxed);
+        let elapsed = t.elapsed();
+        let measured_ok = shared.ok.load(Ordering::Relaxed) - ok0;
+        shared.stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(h.await.unwrap_or_default());
+        }
+        (lat, measured_ok, elapsed, peak)
+    });
+    let mut lat = lat;
+    lat.sort_unstable();
+    let ok = shared.ok.load(Ordering::Relaxed);
+    println!("connections          {}", a.connections);
+    println!(
+        "measured             {:.1} s after {} s warm-up",
+        elapsed.as_secs_f64(),
+        a.warmup
+    );
+    println!(
+        "sustained            {:.0} hits/s (202 stored)",
+        measured_ok as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "latency              p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        f64::from(percentile(&lat, 50.0)) / 1000.0,
+        f64::from(percentile(&lat, 90.0)) / 1000.0,
+        f64::from(percentile(&lat, 99.0)) / 1000.0,
+        f64::from(*lat.last().unwrap_or(&0)) / 1000.0
+    );
+    println!("202 total            {ok}");
+    println!(
+        "other statuses       {}",
+        shared.non2xx.load(Ordering::Relaxed)
+    );
+    println!(
+        "connection errors    {}",
+        shared.errors.load(Ordering::Relaxed)
+    );
+    if let Some(mut c) = child {
+        let hwm = rss_kib(c.id()).map(|r| r.0).unwrap_or(0);
+        println!(
+            "daemon RSS           peak {:.1} MiB (sampled {:.1} MiB)",
+            hwm as f64 / 1024.0,
+            peak_during as f64 / 1024.0
+        );
+        let t = Instant::now();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let status = c.wait()?;
+        println!(
+            "drain + stop         {:.1} s, exit {status}",
+            t.elapsed().as_secs_f64()
+        );
+        let store = hitvault_store::Store::open_read_only(&data_dir)?;
+        let rows = store.hit_count()?;
+        let bytes = store.disk_bytes();
+        println!(
+            "rows in DuckDB       {rows} ({})",
+            if rows == ok {
+                "equals the 202 count"
+            } else {
+                "DIFFERS from the 202 count"
+            }
+        );
+        println!("database bytes       {bytes}");
+        println!(
+            "bytes per hit        {:.1}",
+            bytes as f64 / rows.max(1) as f64
+        );
+        if rows != ok {
+            bail!("rows in DuckDB ({rows}) != 202 responses ({ok})");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Shared pieces of the benchmark tools: a deterministic random source and a
+//! generator of realistic traffic (sites, paths, referrers, UTMs, user agents,
+//! countries, languages, screen sizes, sessions over time).
+//!
+//! Benchmarks print figures; they never assert timings.
+
+pub mod traffic;
+
+/// SplitMix64: small, fast, deterministic; good enough for synthetic traffic.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Zipf-like rank in `0..n` (exponent about 1): rank 0 is the most frequent.
+    pub fn zipf(&mut self, n: u64) -> u64 {
+        let x = ((n as f64 + 1.0).ln() * self.unit()).exp() - 1.0;
+        (x as u64).min(n - 1)
+    }
+    /// Picks from `(item, weight)` pairs.
+    pub fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+        let total: u32 = items.iter().map(|i| i.1).sum();
+        let mut r = self.below(u64::from(total)) as u32;
+        for (t, w) in items {
+            if r < *w {
+                return t;
+            }
+            r -= w;
+        }
+        &items[items.len() - 1].0
+    }
+}
+
+/// Peak and current resident memory of a process, in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// Percentile of sorted values (nearest rank).
+pub fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}

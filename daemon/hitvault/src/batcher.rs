@@ -1,0 +1,215 @@
+//! The batcher: the one thread that owns the DuckDB store and writes to it.
+//!
+//! It reads the queue in order from the committed position, appends each batch
+//! with the Appender in one transaction that also records the batch's last
+//! sequence number, and only then lets the queue free the space. A crash
+//! anywhere in this loop replays from the position DuckDB holds, so nothing
+//! acknowledged is lost and nothing is stored twice.
+//!
+//! Site changes from the control socket arrive as [`StoreOp`]s and run here,
+//! between batches, so DuckDB has exactly one writer. When DuckDB invalidates
+//! its database after a fatal error (a full disk during a commit or a
+//! checkpoint does that), the batcher drops the store and opens it again: the
+//! WAL replay tells it what was committed, and the queue still holds the rest.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use hitvault_core::Hit;
+use hitvault_queue::Queue;
+use hitvault_server::metrics::Metrics;
+use hitvault_store::{SiteRow, Store};
+
+/// Knobs of the batcher loop.
+#[derive(Clone, Debug)]
+pub struct BatcherConfig {
+    pub max_rows: usize,
+    pub max_wait: Duration,
+}
+
+/// Shared with the rest of the daemon.
+#[derive(Clone, Debug)]
+pub struct BatcherHandle {
+    /// Last sequence number committed to DuckDB.
+    pub committed: Arc<AtomicU64>,
+    /// Set to ask the batcher to drain what is durable and stop.
+    pub stop: Arc<AtomicBool>,
+    /// Bumped at every loop turn (for a watchdog).
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+/// Work for the store's owner, with where to send the answer.
+pub enum StoreOp {
+    ListSites(Sender<Result<Vec<SiteRow>, String>>),
+    AddSite {
+        hostname: String,
+        aliases: Vec<String>,
+        reply: Sender<Result<SiteRow, hitvault_store::QueryError>>,
+    },
+}
+
+/// Called at every turn of the loop (at least every `max_wait`): the daemon
+/// sends systemd's watchdog keep-alive from here, so a stuck writer gets the
+/// daemon restarted.
+pub type Heartbeat = Box<dyn FnMut() + Send>;
+
+/// Opens the store again after DuckDB invalidated it.
+pub type Reopen = Box<dyn Fn() -> Result<Store, hitvault_store::OpenError> + Send>;
+
+/// What the batcher did, for the shutdown log.
+#[derive(Debug)]
+pub struct Finished {
+    pub committed: u64,
+    pub checkpoint: Result<(), String>,
+}
+
+fn serve_ops(store: &mut Store, ops: &Receiver<StoreOp>) {
+    while let Ok(op) = ops.try_recv() {
+        match op {
+            StoreOp::ListSites(reply) => {
+                let _ = reply.send(store.sites().map_err(|e| e.to_string()));
+            }
+            StoreOp::AddSite {
+                hostname,
+                aliases,
+                reply,
+            } => {
+                let _ = reply.send(store.upsert_site(&hostname, &aliases, "runtime"));
+            }
+        }
+    }
+}
+
+/// DuckDB marks its database invalid after a fatal error; every later statement fails.
+fn invalidated(e: &hitvault_store::AppendError) -> bool {
+    let m = e.to_string();
+    m.contains("invalidated") || m.contains("FATAL") || m.contains("Fatal")
+}
+
+/// Runs until `handle.stop` is set and every durable record is committed,
+/// then checkpoints.
+pub fn run(
+    queue: Queue,
+    mut store: Store,
+    reopen: Reopen,
+    ops: Receiver<StoreOp>,
+    metrics: Arc<Metrics>,
+    cfg: BatcherConfig,
+    handle: BatcherHandle,
+    mut heartbeat: Heartbeat,
+) -> Finished {
+    let mut after = handle.committed.load(Ordering::Acquire);
+    let mut backoff = Duration::from_millis(100);
+    'outer: loop {
+        handle.heartbeat.fetch_add(1, Ordering::Relaxed);
+        heartbeat();
+        serve_ops(&mut store, &ops);
+        let records = match queue.read_after(after, cfg.max_rows, cfg.max_wait) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the queue failed; retrying");
+                if handle.stop.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if records.is_empty() {
+            if handle.stop.load(Ordering::Acquire) && queue.stats().last_seq <= after {
+                break;
+            }
+            continue;
+        }
+        let last = records.last().map(|r| r.0).expect("non-empty");
+        let mut hits = Vec::with_capacity(records.len());
+        for (seq, bytes) in &records {
+            match Hit::decode(bytes) {
+                Ok(h) => hits.push((*seq, h)),
+                Err(e) => {
+                    metrics.undecodable.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(seq, error = %e, "skipping a queue record that cannot be decoded");
+                }
+            }
+        }
+        // Retry the same batch until DuckDB takes it; the queue keeps it meanwhile,
+        // and fills up (503) rather than losing anything.
+        loop {
+            heartbeat();
+            let t = Instant::now();
+            match store.append(&hits, last) {
+                Ok(stats) => {
+                    metrics
+                        .batch_commit_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                    metrics.batch_rows.observe(stats.hits as f64);
+                    metrics
+                        .stored
+                        .fetch_add(stats.hits as u64, Ordering::Relaxed);
+                    if stats.unknown_site > 0 {
+                        tracing::warn!(
+                            count = stats.unknown_site,
+                            "hits for removed sites were not stored"
+                        );
+                    }
+                    backoff = Duration::from_millis(100);
+                    break;
+                }
+                Err(hitvault_store::AppendError::Stale { committed, .. }) => {
+                    // Committed already (e.g. the commit landed before DuckDB failed).
+                    tracing::warn!(last, committed, "batch was already committed");
+                    after = committed;
+                    handle.committed.store(after, Ordering::Release);
+                    continue 'outer;
+                }
+                Err(e) => {
+                    metrics.batch_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, rows = hits.len(), "DuckDB refused a batch; retrying");
+                    if handle.stop.load(Ordering::Acquire) {
+                        tracing::warn!(
+                            "stopping with uncommitted hits; they stay in the queue for the next start"
+                        );
+                        return Finished {
+                            committed: after,
+                            checkpoint: Err("not attempted".into()),
+                        };
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    if invalidated(&e) {
+                        match reopen() {
+                            Ok(s) => {
+                                store = s;
+                                let c = store.committed_seq().unwrap_or(after);
+                                tracing::warn!(
+                                    committed = c,
+                                    "reopened the store after DuckDB invalidated it"
+                                );
+                                after = c;
+                                handle.committed.store(after, Ordering::Release);
+                                continue 'outer;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "reopening the store failed; will retry")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        after = last;
+        handle.committed.store(after, Ordering::Release);
+        if let Err(e) = queue.mark_committed(after) {
+            tracing::warn!(error = %e, "could not free committed queue segments");
+        }
+    }
+    serve_ops(&mut store, &ops);
+    let checkpoint = store.checkpoint().map_err(|e| e.to_string());
+    Finished {
+        committed: after,
+        checkpoint,
+    }
+}

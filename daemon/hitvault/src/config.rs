@@ -1,0 +1,604 @@
+//! Configuration: one typed struct, loaded from a file (TOML or JSON), then the
+//! environment (`HITVAULT_*`), then command-line flags, each layer overriding
+//! the one before. Every setting has one name, documented in the README.
+//!
+//! Loading takes the environment as an argument, so tests never touch the real
+//! one. Unknown keys, unknown `HITVAULT_*` variables and bad values fail with
+//! the setting's name, where it came from, and why.
+//!
+//! Paths and ports the sandbox must allow: `data_dir` (read-write), `listen`
+//! (bind), `geoip_database` and `ingest_token_file` (read), the config file (read).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default HTTP address: loopback only until the operator chooses otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A bad setting: which one, from where, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{key}` (from {origin}): {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub origin: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, origin: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        origin: origin.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A site declared in the configuration: a hostname, or a hostname with aliases.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SiteDecl {
+    Name(String),
+    Full {
+        hostname: String,
+        #[serde(default)]
+        aliases: Vec<String>,
+    },
+}
+
+/// A byte size: an integer, or a string such as `"512MiB"` or `"1GB"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// The configuration file, as written. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub sites: Option<Vec<SiteDecl>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub excluded_addresses: Option<Vec<String>>,
+    pub ingest_token_file: Option<PathBuf>,
+    pub geoip_database: Option<PathBuf>,
+    pub referrer_spam: Option<Vec<String>>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub queue: Option<QueueFile>,
+    pub store: Option<StoreFile>,
+    pub batch: Option<BatchFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFile {
+    pub max_bytes: Option<Size>,
+    pub segment_bytes: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub memory_limit: Option<String>,
+    pub threads: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchFile {
+    pub max_rows: Option<usize>,
+    pub max_wait_ms: Option<u64>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The effective configuration, with every default filled in.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Where everything is kept: `hitvault.duckdb`, `queue/`, `salts/`, `control.sock`.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (`host:port`).
+    pub listen: SocketAddr,
+    /// Declared sites; merged with sites added at run time.
+    pub sites: Vec<SiteDecl>,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: none.
+    #[serde(serialize_with = "as_strings")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client addresses whose hits are dropped.
+    #[serde(serialize_with = "as_strings")]
+    pub excluded_addresses: Vec<IpNet>,
+    /// File holding the bearer token of `POST /api/ingest/batch`; unset disables it.
+    pub ingest_token_file: Option<PathBuf>,
+    /// A country database (mmdb with `country_code`) replacing the bundled one.
+    pub geoip_database: Option<PathBuf>,
+    /// Extra referrer-spam domains, added to the built-in list.
+    pub referrer_spam: Vec<String>,
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Most bytes of queue segments not yet in DuckDB; beyond, ingest answers 503.
+    pub queue_max_bytes: u64,
+    /// Size of one queue segment file.
+    pub queue_segment_bytes: u64,
+    /// DuckDB memory limit.
+    pub store_memory_limit: String,
+    /// DuckDB query threads.
+    pub store_threads: u16,
+    /// Most hits in one DuckDB transaction.
+    pub batch_max_rows: usize,
+    /// Longest wait for more hits before committing a smaller batch.
+    pub batch_max_wait_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.parse().expect("default listen address"),
+            sites: vec![],
+            trusted_proxies: vec![],
+            excluded_addresses: vec![],
+            ingest_token_file: None,
+            geoip_database: None,
+            referrer_spam: vec![],
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            queue_max_bytes: 1 << 30,
+            queue_segment_bytes: 64 << 20,
+            store_memory_limit: "1GB".into(),
+            store_threads: 2,
+            batch_max_rows: 10_000,
+            batch_max_wait_ms: 200,
+        }
+    }
+}
+
+fn as_strings<S: serde::Serializer>(nets: &[IpNet], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(nets.iter().map(|n| n.to_string()))
+}
+
+/// Flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// Every environment variable the daemon reads.
+pub const ENV_VARS: &[&str] = &[
+    "HITVAULT_CONFIG",
+    "HITVAULT_DATA_DIR",
+    "HITVAULT_LISTEN",
+    "HITVAULT_SITES",
+    "HITVAULT_TRUSTED_PROXIES",
+    "HITVAULT_EXCLUDED_ADDRESSES",
+    "HITVAULT_INGEST_TOKEN_FILE",
+    "HITVAULT_GEOIP_DATABASE",
+    "HITVAULT_REFERRER_SPAM",
+    "HITVAULT_LOG",
+    "HITVAULT_LOG_FORMAT",
+    "HITVAULT_QUEUE_MAX_BYTES",
+    "HITVAULT_STORE_MEMORY_LIMIT",
+];
+
+pub fn parse_size(key: &str, origin: &str, s: &Size) -> Result<u64, ConfigError> {
+    let text = match s {
+        Size::Bytes(n) => return Ok(*n),
+        Size::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| bad(key, origin, format!("{text:?} is not a size like 512MiB")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(bad(
+                key,
+                origin,
+                format!("unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"),
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| bad(key, origin, "size is too large"))
+}
+
+fn parse_listen(key: &str, origin: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.trim().parse().map_err(|_| {
+        bad(
+            key,
+            origin,
+            format!(
+                "{s:?} is not host:port with a numeric IP address (e.g. 127.0.0.1:8080, [::]:443)"
+            ),
+        )
+    })
+}
+
+fn parse_nets(key: &str, origin: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    bad(
+                        key,
+                        origin,
+                        format!("{s:?} is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Reads a configuration file: JSON when it ends in `.json`, TOML otherwise.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("config", &origin, format!("cannot read: {e}")))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| {
+            let msg = e.to_string();
+            let key = msg.split('`').nth(1).unwrap_or("config").to_owned();
+            bad(&key, &origin, msg)
+        })
+    } else {
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let key = msg.split('`').nth(1).unwrap_or("config").to_owned();
+            bad(&key, &origin, msg)
+        })
+    }
+}
+
+impl Config {
+    /// Builds the effective configuration: defaults < file < `env` < `flags`.
+    pub fn load(env: &BTreeMap<String, String>, flags: &Overrides) -> Result<Config, ConfigError> {
+        for k in env.keys().filter(|k| k.starts_with("HITVAULT_")) {
+            if !ENV_VARS.contains(&k.as_str()) {
+                return Err(bad(
+                    k,
+                    "the environment",
+                    format!("unknown variable; known: {}", ENV_VARS.join(", ")),
+                ));
+            }
+        }
+        let file_path = flags
+            .config
+            .clone()
+            .or_else(|| env.get("HITVAULT_CONFIG").map(PathBuf::from));
+        let mut c = Config::default();
+        if let Some(path) = &file_path {
+            c.apply_file(read_file(path)?, &path.display().to_string())?;
+        }
+        c.apply_env(env)?;
+        if let Some(d) = &flags.data_dir {
+            c.data_dir = d.clone();
+        }
+        if let Some(l) = &flags.listen {
+            c.listen = parse_listen("listen", "--listen", l)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn apply_file(&mut self, f: FileConfig, origin: &str) -> Result<(), ConfigError> {
+        if let Some(v) = f.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = f.listen {
+            self.listen = parse_listen("listen", origin, &v)?;
+        }
+        if let Some(v) = f.sites {
+            self.sites = v;
+        }
+        if let Some(v) = f.trusted_proxies {
+            self.trusted_proxies = parse_nets("trusted_proxies", origin, &v)?;
+        }
+        if let Some(v) = f.excluded_addresses {
+            self.excluded_addresses = parse_nets("excluded_addresses", origin, &v)?;
+        }
+        if let Some(v) = f.ingest_token_file {
+            self.ingest_token_file = Some(v);
+        }
+        if let Some(v) = f.geoip_database {
+            self.geoip_database = Some(v);
+        }
+        if let Some(v) = f.referrer_spam {
+            self.referrer_spam = v;
+        }
+        if let Some(v) = f.log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = f.log_format {
+            self.log_format = parse_log_format("log_format", origin, &v)?;
+        }
+        if let Some(q) = f.queue {
+            if let Some(v) = q.max_bytes {
+                self.queue_max_bytes = parse_size("queue.max_bytes", origin, &v)?;
+            }
+            if let Some(v) = q.segment_bytes {
+                self.queue_segment_bytes = parse_size("queue.segment_bytes", origin, &v)?;
+            }
+        }
+        if let Some(s) = f.store {
+            if let Some(v) = s.memory_limit {
+                self.store_memory_limit = v;
+            }
+            if let Some(v) = s.threads {
+                self.store_threads = v;
+            }
+        }
+        if let Some(b) = f.batch {
+            if let Some(v) = b.max_rows {
+                self.batch_max_rows = v;
+            }
+            if let Some(v) = b.max_wait_ms {
+                self.batch_max_wait_ms = v;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let origin = |k: &str| format!("environment variable {k}");
+        for (k, v) in env.iter().filter(|(k, _)| k.starts_with("HITVAULT_")) {
+            let o = origin(k);
+            match k.as_str() {
+                "HITVAULT_CONFIG" => {}
+                "HITVAULT_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "HITVAULT_LISTEN" => self.listen = parse_listen("listen", &o, v)?,
+                "HITVAULT_SITES" => {
+                    // Declarative: the variable replaces the file's list.
+                    self.sites = split_list(v).into_iter().map(SiteDecl::Name).collect();
+                }
+                "HITVAULT_TRUSTED_PROXIES" => {
+                    self.trusted_proxies = parse_nets("trusted_proxies", &o, &split_list(v))?
+                }
+                "HITVAULT_EXCLUDED_ADDRESSES" => {
+                    self.excluded_addresses = parse_nets("excluded_addresses", &o, &split_list(v))?
+                }
+                "HITVAULT_INGEST_TOKEN_FILE" => self.ingest_token_file = Some(PathBuf::from(v)),
+                "HITVAULT_GEOIP_DATABASE" => self.geoip_database = Some(PathBuf::from(v)),
+                "HITVAULT_REFERRER_SPAM" => self.referrer_spam = split_list(v),
+                "HITVAULT_LOG" => self.log_level = v.clone(),
+                "HITVAULT_LOG_FORMAT" => self.log_format = parse_log_format("log_format", &o, v)?,
+                "HITVAULT_QUEUE_MAX_BYTES" => {
+                    self.queue_max_bytes =
+                        parse_size("queue.max_bytes", &o, &Size::Text(v.clone()))?
+                }
+                "HITVAULT_STORE_MEMORY_LIMIT" => self.store_memory_limit = v.clone(),
+                _ => unreachable!("unknown variables were refused above"),
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "the configuration", "must not be empty"));
+        }
+        if self.queue_segment_bytes < 64 * 1024 || self.queue_segment_bytes > (1 << 30) {
+            return Err(bad(
+                "queue.segment_bytes",
+                "the configuration",
+                "must be from 64KiB to 1GiB",
+            ));
+        }
+        if self.queue_max_bytes < 2 * self.queue_segment_bytes {
+            return Err(bad(
+                "queue.max_bytes",
+                "the configuration",
+                "must be at least two segments (queue.segment_bytes)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.batch_max_rows) {
+            return Err(bad(
+                "batch.max_rows",
+                "the configuration",
+                "must be from 1 to 1000000",
+            ));
+        }
+        if !(1..=60_000).contains(&self.batch_max_wait_ms) {
+            return Err(bad(
+                "batch.max_wait_ms",
+                "the configuration",
+                "must be from 1 to 60000",
+            ));
+        }
+        if !(1..=256).contains(&self.store_threads) {
+            return Err(bad(
+                "store.threads",
+                "the configuration",
+                "must be from 1 to 256",
+            ));
+        }
+        for s in &self.sites {
+            let (host, aliases) = match s {
+                SiteDecl::Name(h) => (h, &vec![]),
+                SiteDecl::Full { hostname, aliases } => (hostname, aliases),
+            };
+            for h in std::iter::once(host).chain(aliases) {
+                hitvault_core::sites::normalize_host(h)
+                    .map_err(|e| bad("sites", "the configuration", format!("{h:?}: {e}")))?;
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| bad("log_level", "the configuration", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The declared sites as (hostname, aliases), normalised.
+    pub fn declared_sites(&self) -> Vec<(String, Vec<String>)> {
+        let norm = |h: &str| hitvault_core::sites::normalize_host(h).expect("validated at load");
+        self.sites
+            .iter()
+            .map(|s| match s {
+                SiteDecl::Name(h) => (norm(h), vec![]),
+                SiteDecl::Full { hostname, aliases } => {
+                    (norm(hostname), aliases.iter().map(|a| norm(a)).collect())
+                }
+            })
+            .collect()
+    }
+}
+
+fn parse_log_format(key: &str, origin: &str, v: &str) -> Result<LogFormat, ConfigError> {
+    match v.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(bad(
+            key,
+            origin,
+            format!("{other:?} is not `text` or `json`"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let c = Config::load(&env(&[("PATH", "/bin")]), &Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(
+            &f,
+            "data_dir = \"/srv/a\"\nlisten = \"127.0.0.1:1\"\nsites = [\"a.test\", { hostname = \"b.test\", aliases = [\"www.b.test\"] }]\n[queue]\nmax_bytes = \"256MiB\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("HITVAULT_CONFIG", f.to_str().unwrap()),
+            ("HITVAULT_LISTEN", "127.0.0.1:2"),
+        ]);
+        let c = Config::load(&e, &Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.queue_max_bytes, 256 << 20);
+        assert_eq!(
+            c.declared_sites()[1],
+            ("b.test".to_string(), vec!["www.b.test".to_string()])
+        );
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(Config::load(&e, &flags).unwrap().listen.port(), 3);
+    }
+
+    #[test]
+    fn json_file_works_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.json");
+        std::fs::write(&f, r#"{"sites":["a.test"],"trusted_proxies":["10.0.0.0/8","192.0.2.1"],"batch":{"max_rows":500}}"#)
+            .unwrap();
+        let c = Config::load(
+            &env(&[]),
+            &Overrides {
+                config: Some(f),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.batch_max_rows, 500);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
+        let e = Config::load(
+            &env(&[]),
+            &Overrides {
+                config: Some(f.clone()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "lisen", "{e}");
+        std::fs::write(&f, "[queue]\nmax_bytes = \"3 parsecs\"\n").unwrap();
+        let e = Config::load(
+            &env(&[]),
+            &Overrides {
+                config: Some(f),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "queue.max_bytes", "{e}");
+        let e = Config::load(
+            &env(&[("HITVAULT_LISTEN", "localhost")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "listen");
+        assert!(e.to_string().contains("HITVAULT_LISTEN"), "{e}");
+        let e = Config::load(
+            &env(&[("HITVAULT_TRUSTED_PROXIES", "10.0.0.0/33")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "trusted_proxies");
+        let e = Config::load(&env(&[("HITVAULT_LISTN", "x")]), &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "HITVAULT_LISTN");
+        let e = Config::load(
+            &env(&[("HITVAULT_SITES", "good.test,bad host")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "sites");
+    }
+}

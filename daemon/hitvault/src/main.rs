@@ -1,0 +1,229 @@
+//! `hitvault`: the one binary. Parses the command line, loads the
+//! configuration, and hands over to the daemon or a CLI command.
+//!
+//! Exit codes: 0 success; 1 runtime failure; 2 bad configuration or usage;
+//! 3 startup failure (a path, port or database not as configured).
+
+mod batcher;
+mod client;
+mod config;
+mod daemon;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hitvault",
+    version,
+    about = "Sovereign web analytics: durable ingest into DuckDB, no outbound connections."
+)]
+struct Cli {
+    /// Configuration file (TOML, or JSON when it ends in .json). Also HITVAULT_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory. Also HITVAULT_DATA_DIR. Default ./data.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address host:port. Also HITVAULT_LISTEN. Default 127.0.0.1:8080.
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    Serve,
+    /// Check a configuration file (with the environment applied) and print the result.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Manage sites (through the running daemon if there is one).
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SiteCommand {
+    /// Add a site by hostname.
+    Add {
+        hostname: String,
+        /// Another hostname that counts as this site (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+    },
+    /// List the declared and added sites.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(cfg: &Config) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let flags = Overrides {
+        config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        listen: cli.listen.clone(),
+    };
+    let code = match cli.command {
+        Command::CheckConfig { file } => {
+            let flags = Overrides {
+                config: Some(file),
+                ..flags
+            };
+            match Config::load(&env, &flags) {
+                Ok(c) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&c).expect("config serialises")
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("hitvault: {e}");
+                    2
+                }
+            }
+        }
+        Command::Serve => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => {
+                init_logging(&cfg);
+                let notifier =
+                    match hitvault_sandbox::notify::Notifier::from_env(|k| env.get(k).cloned()) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            eprintln!("hitvault: NOTIFY_SOCKET: {e}");
+                            return ExitCode::from(3);
+                        }
+                    };
+                match daemon::serve(cfg, notifier) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "hitvault stopped");
+                        eprintln!("hitvault: {e}");
+                        e.exit_code()
+                    }
+                }
+            }
+        },
+        Command::Site { command } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => match site(&cfg, command) {
+                Ok(()) => 0,
+                Err((code, msg)) => {
+                    eprintln!("hitvault: {msg}");
+                    code
+                }
+            },
+        },
+    };
+    ExitCode::from(code as u8)
+}
+
+fn site(cfg: &Config, cmd: SiteCommand) -> Result<(), (i32, String)> {
+    use hitvault_server::SiteInfo;
+    let socket = cfg.data_dir.join(daemon::CONTROL_SOCKET);
+    let sites: Vec<SiteInfo> = match (&cmd, client::connect(&socket)) {
+        (SiteCommand::Add { hostname, aliases }, Some(conn)) => {
+            let body = serde_json::json!({ "hostname": hostname, "aliases": aliases }).to_string();
+            let reply = client::request(conn, "POST", "/sites", Some(body.as_bytes()))
+                .map_err(|e| (1, e.to_string()))?;
+            if reply.status != 201 {
+                let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+                let msg = v["message"]
+                    .as_str()
+                    .unwrap_or("the daemon refused the request")
+                    .to_owned();
+                return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+            }
+            vec![serde_json::from_slice(&reply.body).map_err(|e| (1, e.to_string()))?]
+        }
+        (SiteCommand::List { .. }, Some(conn)) => {
+            let reply =
+                client::request(conn, "GET", "/sites", None).map_err(|e| (1, e.to_string()))?;
+            serde_json::from_slice(&reply.body)
+                .map_err(|e| (1, format!("bad reply from the daemon: {e}")))?
+        }
+        (_, None) => {
+            // No daemon: work on the store directly (its file lock keeps a daemon
+            // from starting meanwhile).
+            daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+            let opts = hitvault_store::StoreOptions::default();
+            let mut store = hitvault_store::Store::open(&cfg.data_dir, &opts)
+                .map_err(|e| (3, e.to_string()))?;
+            let declared = cfg.declared_sites();
+            match &cmd {
+                SiteCommand::Add { hostname, aliases } => {
+                    let norm = |h: &String| {
+                        hitvault_core::sites::normalize_host(h)
+                            .map_err(|e| (2, format!("{h:?}: {e}")))
+                    };
+                    let host = norm(hostname)?;
+                    let aliases = aliases.iter().map(norm).collect::<Result<Vec<_>, _>>()?;
+                    let mut reg = daemon::registry(&declared, &store).map_err(|e| (1, e))?;
+                    reg.add(&host, aliases.clone())
+                        .map_err(|e| (2, e.to_string()))?;
+                    let row = store
+                        .upsert_site(&host, &aliases, "runtime")
+                        .map_err(|e| (2, e.to_string()))?;
+                    vec![SiteInfo {
+                        hostname: row.hostname,
+                        aliases: row.aliases,
+                        origin: row.origin,
+                    }]
+                }
+                SiteCommand::List { .. } => {
+                    daemon::list_sites(&store, &declared).map_err(|e| (1, e))?
+                }
+            }
+        }
+    };
+    match cmd {
+        SiteCommand::Add { .. } => println!("added {}", sites[0].hostname),
+        SiteCommand::List { json: true } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&sites).expect("sites serialise")
+            );
+        }
+        SiteCommand::List { json: false } => {
+            println!("{:<40} {:<8} ALIASES", "HOSTNAME", "ORIGIN");
+            for s in sites {
+                println!("{:<40} {:<8} {}", s.hostname, s.origin, s.aliases.join(","));
+            }
+        }
+    }
+    Ok(())
+}
