@@ -1,0 +1,400 @@
+//! Harness for the black-box tests: starts the real `hitvault` binary on
+//! `127.0.0.1:0` with a fresh data directory, talks HTTP to it over plain
+//! sockets, stops it with signals, and reads the DuckDB file afterwards.
+//!
+//! The binary is the release build next to the test executable
+//! (`target/release/hitvault`), or `HITVAULT_BIN` if set. Build it first:
+//! `cargo build --release --bin hitvault` (the README's test command does).
+
+pub mod webdriver;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("HITVAULT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/hitvault
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("hitvault");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build --release --bin hitvault`",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub child: Child,
+    /// Owns the temporary directory holding `data/` and `daemon.log`.
+    root: Option<tempfile::TempDir>,
+    pub log: PathBuf,
+}
+
+/// A daemon that has exited; its data directory is still there.
+pub struct StoppedDaemon {
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    root: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Starts `hitvault serve` on 127.0.0.1:0 with a fresh data dir and `env`.
+    pub fn start(env: &[(&str, &str)]) -> Daemon {
+        let root = tempfile::Builder::new()
+            .prefix("hitvault-test")
+            .tempdir()
+            .unwrap();
+        let data_dir = root.path().join("data");
+        Daemon::spawn(Some(root), data_dir, env, &[])
+    }
+
+    /// Starts the daemon through a wrapper command (e.g. `unshare ... sh -c '...'`):
+    /// the wrapper is run with the binary and its arguments appended.
+    pub fn start_wrapped(
+        data_dir: PathBuf,
+        root: tempfile::TempDir,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        Daemon::spawn(Some(root), data_dir, env, wrapper)
+    }
+
+    /// Starts a daemon on an existing data dir (a restart after a stop or a kill).
+    pub fn restart(stopped: StoppedDaemon, env: &[(&str, &str)]) -> Daemon {
+        let StoppedDaemon { data_dir, root, .. } = stopped;
+        Daemon::spawn(root, data_dir, env, &[])
+    }
+
+    fn spawn(
+        root: Option<tempfile::TempDir>,
+        data_dir: PathBuf,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        let log = data_dir.parent().unwrap().join("daemon.log");
+        let _ = std::fs::remove_file(data_dir.join("run.json"));
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HITVAULT_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("HITVAULT_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        let mut child = cmd.spawn().expect("spawn hitvault");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "hitvault exited with {status} while starting:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                break v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hitvault did not become ready in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let d = Daemon {
+            addr,
+            data_dir,
+            child,
+            root,
+            log,
+        };
+        loop {
+            if let Ok(r) = d.get("/readyz") {
+                if r.status == 200 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz did not answer 200 in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// One request with `Connection: close`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Reply> {
+        request(self.addr, method, path, headers, body)
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<Reply> {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// POSTs `body` with a browser User-Agent and `text/plain`, as the tracker does.
+    pub fn beacon(&self, path: &str, body: &str) -> Reply {
+        self.request(
+            "POST",
+            path,
+            &[("User-Agent", CHROME_UA), ("Content-Type", "text/plain")],
+            body.as_bytes(),
+        )
+        .expect("beacon request")
+    }
+
+    /// Sum of a Prometheus counter over all its label sets.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = String::from_utf8(self.get("/metrics").unwrap().body).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// SIGTERM; asserts a clean exit (status 0) within 60 s.
+    pub fn stop(mut self) -> StoppedDaemon {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hitvault did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "hitvault exited with {status}:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        StoppedDaemon {
+            data_dir: self.data_dir.clone(),
+            log: self.log.clone(),
+            root: self.root.take(),
+        }
+    }
+
+    /// SIGKILL: no drain, no checkpoint.
+    pub fn kill(mut self) -> StoppedDaemon {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        StoppedDaemon {
+            data_dir: self.data_dir.clone(),
+            log: self.log.clone(),
+            root: self.root.take(),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StoppedDaemon {
+    /// Runs SQL on the store; every value as text, NULL as "".
+    pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let store = hitvault_store::Store::open_read_only(&self.data_dir)
+            .expect("open the store read-only");
+        store
+            .query_text(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .into_iter()
+            .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
+            .collect()
+    }
+
+    /// A single number from SQL.
+    pub fn count(&self, sql: &str) -> u64 {
+        self.query(sql)[0][0].parse().unwrap()
+    }
+
+    /// Keeps the data directory on disk after the test (for debugging).
+    pub fn keep(mut self) -> PathBuf {
+        if let Some(r) = self.root.take() {
+            let _ = r.keep();
+        }
+        self.data_dir.clone()
+    }
+}
+
+/// A desktop Chrome User-Agent.
+pub const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+
+/// An HTTP reply.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
+    let bad = || {
+        std::io::Error::other(format!(
+            "malformed reply: {:?}",
+            String::from_utf8_lossy(raw)
+        ))
+    };
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut b = &body[..];
+        loop {
+            let eol = b.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+            let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16)
+                .map_err(|_| bad())?;
+            b = &b[eol + 2..];
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&b[..n]);
+            b = &b[n + 2..];
+        }
+        body = out;
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out
+}

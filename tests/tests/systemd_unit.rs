@@ -1,0 +1,169 @@
+//! The shipped systemd unit: `systemd/hitvault.service` is exactly what
+//! `nix/render-unit.nix` renders from `nix/hardening.nix`, its exposure under
+//! `systemd-analyze security --offline=yes` is 1.0 or less, and
+//! `systemd-analyze verify` has nothing to say about it.
+//!
+//! Needs Debian's `nix-bin` (nix 2.8) and `systemd` (systemd-analyze). These
+//! tests fail, never skip, when either is missing: the check is the point.
+//!
+//! What the verify check accepts: nothing. It runs `systemd-analyze verify`
+//! against a scratch root holding the committed unit, a stub
+//! `/usr/bin/hitvault` (so the ExecStart binary exists) and a copy of the
+//! host's `/usr/lib/systemd/system` (so the units it depends on resolve),
+//! and requires exit status 0 and empty output: an unknown key, a bad value
+//! or a missing dependency all print a line.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The exposure the unit must not exceed.
+const MAX_EXPOSURE: f64 = 1.0;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_owned()
+}
+
+fn unit_path() -> PathBuf {
+    repo().join("systemd/hitvault.service")
+}
+
+/// Runs a tool, failing the test with the package to install if it is missing.
+fn run(cmd: &mut Command, package: &str) -> Output {
+    match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{:?} is not installed: `apt-get install {package}` (tests/run installs it)",
+            cmd.get_program()
+        ),
+        Err(e) => panic!("running {cmd:?}: {e}"),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn committed_unit_is_the_rendering_of_the_hardening_data() {
+    let out = run(
+        Command::new("nix")
+            .current_dir(repo())
+            .args([
+                "--extra-experimental-features",
+                "nix-command",
+                "eval",
+                "--raw",
+            ])
+            .args(["--option", "substituters", ""])
+            .args(["-f", "nix/render-unit.nix"]),
+        "nix-bin",
+    );
+    assert!(
+        out.status.success(),
+        "nix eval failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).expect("UTF-8 unit");
+    let committed = std::fs::read_to_string(unit_path()).expect("systemd/hitvault.service");
+    assert!(
+        rendered == committed,
+        "systemd/hitvault.service is stale: render it again with\n  \
+         nix --extra-experimental-features nix-command eval --raw --option substituters '' \
+         -f nix/render-unit.nix > systemd/hitvault.service\n--- rendered ---\n{rendered}"
+    );
+}
+
+#[test]
+fn unit_exposure_is_at_most_one() {
+    let out = run(
+        Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(unit_path()),
+        "systemd",
+    );
+    let all = text(&out);
+    let line = all
+        .lines()
+        .find(|l| l.contains("Overall exposure level for hitvault.service"))
+        .unwrap_or_else(|| panic!("no exposure line in:\n{all}"));
+    let exposure: f64 = line
+        .rsplit(": ")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse {line:?}"));
+    assert!(
+        exposure <= MAX_EXPOSURE,
+        "exposure {exposure} > {MAX_EXPOSURE}:\n{all}"
+    );
+
+    // The same bound through systemd-analyze's own gate (its threshold is in
+    // tenths: 10 means 1.0).
+    let gate = run(
+        Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager", "--threshold=10"])
+            .arg(unit_path()),
+        "systemd",
+    );
+    assert!(
+        gate.status.success(),
+        "systemd-analyze --threshold=10 refused the unit:\n{}",
+        text(&gate)
+    );
+}
+
+#[test]
+fn unit_verifies_without_a_word() {
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-unit-root")
+        .tempdir()
+        .unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
+    std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+    std::fs::copy(unit_path(), r.join("etc/systemd/system/hitvault.service")).unwrap();
+    let stub = r.join("usr/bin/hitvault");
+    std::fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("sysinit.target").exists())
+        .expect("the host's systemd unit directory (apt-get install systemd)");
+    let cp = run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(units)
+            .arg(r.join("usr/lib/systemd/")),
+        "coreutils",
+    );
+    assert!(
+        cp.status.success(),
+        "copying {}: {}",
+        units.display(),
+        text(&cp)
+    );
+
+    let out = run(
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no", "--generators=no"])
+            .arg(format!("--root={}", r.display()))
+            .arg("hitvault.service"),
+        "systemd",
+    );
+    let said = text(&out);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify ({}):\n{said}",
+        out.status
+    );
+}
