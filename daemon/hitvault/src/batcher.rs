@@ -82,6 +82,35 @@ fn serve_ops(store: &mut Store, ops: &Receiver<StoreOp>) {
     }
 }
 
+/// Records for one transaction: waits for the first one (at most `max_wait`),
+/// then keeps collecting for up to `max_wait` more or until `max_rows`.
+/// A DuckDB commit has a fixed cost (it syncs its WAL), so committing every
+/// few hundred rows as they trickle in spends the CPU that ingest needs;
+/// batches that fill for a moment cost a fraction of it per row.
+fn read_batch(
+    queue: &Queue,
+    after: u64,
+    cfg: &BatcherConfig,
+    stop: &AtomicBool,
+) -> Result<Vec<(u64, Vec<u8>)>, hitvault_queue::ReadError> {
+    let mut records = queue.read_after(after, cfg.max_rows, cfg.max_wait)?;
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let deadline = Instant::now() + cfg.max_wait;
+    while records.len() < cfg.max_rows && !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+        let last = records.last().map(|r| r.0).expect("non-empty");
+        let more = queue.read_after(last, cfg.max_rows - records.len(), Duration::ZERO)?;
+        records.extend(more);
+    }
+    Ok(records)
+}
+
 /// DuckDB marks its database invalid after a fatal error; every later statement fails.
 fn invalidated(e: &hitvault_store::AppendError) -> bool {
     let m = e.to_string();
@@ -106,7 +135,7 @@ pub fn run(
         handle.heartbeat.fetch_add(1, Ordering::Relaxed);
         heartbeat();
         serve_ops(&mut store, &ops);
-        let records = match queue.read_after(after, cfg.max_rows, cfg.max_wait) {
+        let records = match read_batch(&queue, after, &cfg, &handle.stop) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "reading the queue failed; retrying");
