@@ -151,10 +151,10 @@ impl Daemon {
             log,
         };
         loop {
-            if let Ok(r) = d.get("/readyz") {
-                if r.status == 200 {
-                    break;
-                }
+            if let Ok(r) = d.get("/readyz")
+                && r.status == 200
+            {
+                break;
             }
             assert!(
                 Instant::now() < deadline,

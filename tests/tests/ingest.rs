@@ -125,6 +125,9 @@ fn tracker_plausible_and_batch_hits_reach_duckdb() {
     assert_eq!(ids, vec![vec!["6".to_string(), "true".to_string()]]);
 }
 
+/// (what, headers, body, expected status, expected reason)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+
 /// Each bad input gets its documented status and reason, is counted, stores
 /// nothing, and leaves the daemon healthy.
 #[test]
@@ -146,7 +149,7 @@ fn bad_input_is_refused_with_a_reason_and_counted() {
         r#"{{"n":"pageview","u":"https://shop.test/","p":{{"k":"{}"}}}}"#,
         "x".repeat(20_000)
     );
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "invalid json",
             vec![("User-Agent", CHROME_UA)],

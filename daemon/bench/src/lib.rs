@@ -39,16 +39,16 @@ impl Rng {
         (x as u64).min(n - 1)
     }
     /// Picks from `(item, weight)` pairs.
-    pub fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+    pub fn weighted<T: Copy>(&mut self, items: &[(T, u32)]) -> T {
         let total: u32 = items.iter().map(|i| i.1).sum();
         let mut r = self.below(u64::from(total)) as u32;
         for (t, w) in items {
             if r < *w {
-                return t;
+                return *t;
             }
             r -= w;
         }
-        &items[items.len() - 1].0
+        items[items.len() - 1].0
     }
 }
 

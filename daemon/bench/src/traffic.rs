@@ -251,7 +251,7 @@ impl Visit {
                 .enumerate()
                 .map(|(i, u)| (i, u.6))
                 .collect();
-            *rng.weighted(&w)
+            rng.weighted(&w)
         }];
         let width = match ua.5 {
             Device::Mobile => [360, 375, 390, 393, 412, 430][rng.below(6) as usize],
@@ -264,8 +264,10 @@ impl Visit {
                 .enumerate()
                 .map(|(i, r)| (i, r.2))
                 .collect();
-            REFERRERS[*rng.weighted(&w)]
+            REFERRERS[rng.weighted(&w)]
         };
+        let country: &'static str = rng.weighted(COUNTRIES);
+        let language: &'static str = rng.weighted(LANGUAGES);
         Visit {
             site: site(rng.zipf(sites as u64) as usize),
             visitor: rng.next_u64(),
@@ -276,8 +278,8 @@ impl Visit {
             } else {
                 None
             },
-            country: *rng.weighted(COUNTRIES),
-            language: *rng.weighted(LANGUAGES),
+            country,
+            language,
             width,
             ip: IPS[rng.below(IPS.len() as u64) as usize],
         }
@@ -369,10 +371,10 @@ impl Visit {
     pub fn beacon(&self, rng: &mut Rng, i: usize) -> String {
         let p = path(rng.zipf(PATHS));
         let mut url = format!("https://{}{}", self.site, p);
-        if i == 0 {
-            if let Some((s, m, c)) = self.utm {
-                url.push_str(&format!("?utm_source={s}&utm_medium={m}&utm_campaign={c}"));
-            }
+        if i == 0
+            && let Some((s, m, c)) = self.utm
+        {
+            url.push_str(&format!("?utm_source={s}&utm_medium={m}&utm_campaign={c}"));
         }
         let r = if i == 0 && !self.referrer.0.is_empty() {
             format!("\"{}\"", self.referrer.0)

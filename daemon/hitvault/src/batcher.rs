@@ -117,18 +117,31 @@ fn invalidated(e: &hitvault_store::AppendError) -> bool {
     m.contains("invalidated") || m.contains("FATAL") || m.contains("Fatal")
 }
 
+/// Everything the batcher thread owns or shares.
+pub struct Parts {
+    pub queue: Queue,
+    pub store: Store,
+    pub reopen: Reopen,
+    pub ops: Receiver<StoreOp>,
+    pub metrics: Arc<Metrics>,
+    pub cfg: BatcherConfig,
+    pub handle: BatcherHandle,
+    pub heartbeat: Heartbeat,
+}
+
 /// Runs until `handle.stop` is set and every durable record is committed,
 /// then checkpoints.
-pub fn run(
-    queue: Queue,
-    mut store: Store,
-    reopen: Reopen,
-    ops: Receiver<StoreOp>,
-    metrics: Arc<Metrics>,
-    cfg: BatcherConfig,
-    handle: BatcherHandle,
-    mut heartbeat: Heartbeat,
-) -> Finished {
+pub fn run(parts: Parts) -> Finished {
+    let Parts {
+        queue,
+        mut store,
+        reopen,
+        ops,
+        metrics,
+        cfg,
+        handle,
+        mut heartbeat,
+    } = parts;
     let mut after = handle.committed.load(Ordering::Acquire);
     let mut backoff = Duration::from_millis(100);
     'outer: loop {

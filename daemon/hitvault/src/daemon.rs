@@ -78,10 +78,10 @@ pub fn registry(declared: &[(String, Vec<String>)], store: &Store) -> Result<Sit
             .map_err(|e| format!("site {h:?}: {e}"))?;
     }
     for row in store.sites().map_err(|e| e.to_string())? {
-        if row.origin == "runtime" {
-            if let Err(e) = sites.add(&row.hostname, row.aliases.clone()) {
-                tracing::warn!(site = %row.hostname, error = %e, "a site added at run time conflicts; skipped");
-            }
+        if row.origin == "runtime"
+            && let Err(e) = sites.add(&row.hostname, row.aliases.clone())
+        {
+            tracing::warn!(site = %row.hostname, error = %e, "a site added at run time conflicts; skipped");
         }
     }
     Ok(sites)
@@ -358,9 +358,16 @@ pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
         std::thread::Builder::new()
             .name("hv-batcher".into())
             .spawn(move || {
-                batcher::run(
-                    queue, store, reopen, ops_rx, metrics, bcfg, handle, heartbeat,
-                )
+                batcher::run(batcher::Parts {
+                    queue,
+                    store,
+                    reopen,
+                    ops: ops_rx,
+                    metrics,
+                    cfg: bcfg,
+                    handle,
+                    heartbeat,
+                })
             })
             .map_err(startup)?
     };
