@@ -36,8 +36,6 @@ pub struct BatcherHandle {
     pub committed: Arc<AtomicU64>,
     /// Set to ask the batcher to drain what is durable and stop.
     pub stop: Arc<AtomicBool>,
-    /// Bumped at every loop turn (for a watchdog).
-    pub heartbeat: Arc<AtomicU64>,
 }
 
 /// Work for the store's owner, with where to send the answer.
@@ -145,7 +143,6 @@ pub fn run(parts: Parts) -> Finished {
     let mut after = handle.committed.load(Ordering::Acquire);
     let mut backoff = Duration::from_millis(100);
     'outer: loop {
-        handle.heartbeat.fetch_add(1, Ordering::Relaxed);
         heartbeat();
         serve_ops(&mut store, &ops);
         let records = match read_batch(&queue, after, &cfg, &handle.stop) {

@@ -301,7 +301,6 @@ pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
     let handle = BatcherHandle {
         committed: Arc::new(AtomicU64::new(committed)),
         stop: Arc::new(AtomicBool::new(false)),
-        heartbeat: Arc::new(AtomicU64::new(0)),
     };
     let ready = Arc::new(AtomicBool::new(false));
     let gauges = {

@@ -25,26 +25,8 @@ pub static SCRIPT_GZ: LazyLock<Vec<u8>> = LazyLock::new(|| {
 });
 
 /// A strong validator for caches, from the script's bytes.
-pub static ETAG: LazyLock<String> = LazyLock::new(|| {
-    let h = crc32(SCRIPT.as_bytes());
-    format!("\"hv-{h:08x}\"")
-});
-
-fn crc32(b: &[u8]) -> u32 {
-    // Small table-less CRC-32 (IEEE); only run once at start.
-    let mut crc = !0u32;
-    for &byte in b {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
+pub static ETAG: LazyLock<String> =
+    LazyLock::new(|| format!("\"hv-{:08x}\"", crc32fast::hash(SCRIPT.as_bytes())));
 
 /// Drops lines that are only a `//` comment, blank lines and leading whitespace.
 pub fn minify(src: &str) -> String {

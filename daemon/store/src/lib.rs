@@ -88,8 +88,7 @@ pub struct SiteRow {
     pub origin: String,
 }
 
-/// One connection to the database. Not `Sync`: each thread that needs the store
-/// opens its own with [`Store::connect`].
+/// One connection to the database. Not `Sync`: the daemon's batcher thread owns it.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -164,15 +163,6 @@ impl Store {
             conn,
             path,
             site_ids: HashMap::new(),
-        })
-    }
-
-    /// Another connection to the same database, for another thread.
-    pub fn connect(&self) -> Result<Store, QueryError> {
-        Ok(Store {
-            conn: self.conn.try_clone()?,
-            path: self.path.clone(),
-            site_ids: self.site_ids.clone(),
         })
     }
 
