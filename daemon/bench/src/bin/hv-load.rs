@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use hitvault_bench::traffic::{Visit, site};
-use hitvault_bench::{Rng, percentile, rss_kib};
+use hitvault_bench::{Rng, clock_ticks, cpu_by_thread, own_cpu, percentile, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
@@ -47,6 +47,10 @@ struct Args {
     /// (then rows, bytes and RSS are not reported).
     #[arg(long)]
     addr: Option<SocketAddr>,
+    /// The path every request is POSTed to. Pointing it at a route that does
+    /// no work (say `/healthz`, answered 405) measures the HTTP floor.
+    #[arg(long, default_value = "/api/collect")]
+    path: String,
 }
 
 struct Shared {
@@ -57,7 +61,7 @@ struct Shared {
     stop: AtomicBool,
 }
 
-fn requests(n: usize, sites: usize) -> Vec<Vec<u8>> {
+fn requests(n: usize, sites: usize, path: &str) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(7);
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -66,7 +70,7 @@ fn requests(n: usize, sites: usize) -> Vec<Vec<u8>> {
             let body = v.beacon(&mut rng, i);
             out.push(
                 format!(
-                    "POST /api/collect HTTP/1.1\r\nHost: bench\r\nUser-Agent: {}\r\nContent-Type: text/plain\r\nX-Forwarded-For: {}\r\nContent-Length: {}\r\n\r\n{}",
+                    "POST {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: {}\r\nContent-Type: text/plain\r\nX-Forwarded-For: {}\r\nContent-Length: {}\r\n\r\n{}",
                     v.ua.0, v.ip, body.len(), body
                 )
                 .into_bytes(),
@@ -205,7 +209,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let pid = child.as_ref().map(|c| c.id());
-    let reqs = Arc::new(requests(50_000, a.sites));
+    let reqs = Arc::new(requests(50_000, a.sites, &a.path));
     let shared = Arc::new(Shared {
         ok: AtomicU64::new(0),
         non2xx: AtomicU64::new(0),
@@ -217,12 +221,14 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (lat, measured_ok, elapsed, peak_during) = rt.block_on(async {
+    let (lat, measured_ok, elapsed, peak_during, cpu) = rt.block_on(async {
         let handles: Vec<_> = (0..a.connections)
             .map(|c| tokio::spawn(worker(addr, reqs.clone(), c * 997, shared.clone())))
             .collect();
         tokio::time::sleep(Duration::from_secs(a.warmup)).await;
         let ok0 = shared.ok.load(Ordering::Relaxed);
+        let all0 = ok0 + shared.non2xx.load(Ordering::Relaxed);
+        let cpu0 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
         shared.measuring.store(true, Ordering::Relaxed);
         let t = Instant::now();
         let mut peak = 0;
@@ -235,12 +241,16 @@ fn main() -> anyhow::Result<()> {
         shared.measuring.store(false, Ordering::Relaxed);
         let elapsed = t.elapsed();
         let measured_ok = shared.ok.load(Ordering::Relaxed) - ok0;
+        let measured_all =
+            shared.ok.load(Ordering::Relaxed) + shared.non2xx.load(Ordering::Relaxed) - all0;
+        let cpu1 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
+        let cpu = (cpu0, cpu1, measured_all);
         shared.stop.store(true, Ordering::Relaxed);
         let mut lat = Vec::new();
         for h in handles {
             lat.extend(h.await.unwrap_or_default());
         }
-        (lat, measured_ok, elapsed, peak)
+        (lat, measured_ok, elapsed, peak, cpu)
     });
     let mut lat = lat;
     lat.sort_unstable();
@@ -270,6 +280,35 @@ fn main() -> anyhow::Result<()> {
     println!(
         "connection errors    {}",
         shared.errors.load(Ordering::Relaxed)
+    );
+    // CPU per hit: what the figures above cost, less sensitive than hits/s to
+    // other work on a shared machine.
+    // Per response, so that a run against a route that refuses still counts.
+    let ((d0, g0), (d1, g1), measured_all) = cpu;
+    println!(
+        "responses            {:.0}/s (all statuses)",
+        measured_all as f64 / elapsed.as_secs_f64()
+    );
+    let per_hit =
+        |ticks: u64| ticks as f64 / clock_ticks() as f64 * 1e6 / measured_all.max(1) as f64;
+    if !d1.is_empty() {
+        let total: u64 = d1.values().sum::<u64>() - d0.values().sum::<u64>();
+        let mut parts: Vec<String> = d1
+            .iter()
+            .map(|(k, v)| (k, v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {:.1}", per_hit(v)))
+            .collect();
+        parts.sort();
+        println!(
+            "daemon CPU           {:.1} us/response ({})",
+            per_hit(total),
+            parts.join(", ")
+        );
+    }
+    println!(
+        "generator CPU        {:.1} us/response",
+        (g1 - g0).as_secs_f64() * 1e6 / measured_all.max(1) as f64
     );
     if let Some(mut c) = child {
         let hwm = rss_kib(c.id()).map(|r| r.0).unwrap_or(0);
