@@ -198,8 +198,13 @@ impl Sites {
     /// or either with or without a leading `www.`. Case, a port and a trailing dot
     /// are ignored. `None` for unknown or invalid names.
     pub fn resolve(&self, domain_or_host: &str) -> Option<&SiteEntry> {
+        self.resolve_index(domain_or_host).map(|i| &self.entries[i])
+    }
+
+    /// Like [`Sites::resolve`], as an index into [`Sites::list`].
+    pub fn resolve_index(&self, domain_or_host: &str) -> Option<usize> {
         let host = normalize_host(domain_or_host).ok()?;
-        self.index.get(strip_www(&host)).map(|&i| &self.entries[i])
+        self.index.get(strip_www(&host)).copied()
     }
 
     /// All sites, in the order they were added.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hitvault_core::enrich::{Dropped, Enricher};
 use hitvault_core::page::PageUrl;
-use hitvault_core::sites::{SiteEntry, Sites};
+use hitvault_core::sites::Sites;
 use hitvault_core::{Hit, RawHit};
 use hitvault_queue::{AppendError, Queue};
 use ipnet::IpNet;
@@ -72,6 +72,11 @@ impl From<WireError> for IngestError {
     }
 }
 
+/// Moves the value out when `take`, otherwise clones it.
+fn take_or_clone<T: Clone + Default>(v: &mut T, take: bool) -> T {
+    if take { std::mem::take(v) } else { v.clone() }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -104,24 +109,26 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
 }
 
 impl Ingest {
-    fn site(&self, hit: &BrowserHit, page: &PageUrl) -> Result<Vec<SiteEntry>, WireError> {
-        let sites = self.sites.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let claimed: Vec<&str> = if hit.domains.is_empty() {
-            vec![page.host.as_str()]
+    /// The sites a hit claims, as indices into `sites` (one snapshot of the
+    /// registry serves the whole request; nothing is copied out of it).
+    fn site(sites: &Sites, hit: &BrowserHit, page: &PageUrl) -> Result<Vec<usize>, WireError> {
+        let found: Vec<usize> = if hit.domains.is_empty() {
+            sites.resolve_index(&page.host).into_iter().collect()
         } else {
-            hit.domains.iter().map(String::as_str).collect()
+            hit.domains
+                .iter()
+                .filter_map(|d| sites.resolve_index(d))
+                .collect()
         };
-        let found: Vec<SiteEntry> = claimed
-            .iter()
-            .filter_map(|d| sites.resolve(d).cloned())
-            .collect();
         if found.is_empty() {
+            let claimed = if hit.domains.is_empty() {
+                page.host.clone()
+            } else {
+                hit.domains.join(",")
+            };
             return Err(WireError {
                 reason: Refusal::UnknownSite,
-                message: format!(
-                    "no site named {:?} is configured on this server",
-                    claimed.join(",")
-                ),
+                message: format!("no site named {claimed:?} is configured on this server"),
                 field: Some("domain".into()),
             });
         }
@@ -131,7 +138,7 @@ impl Ingest {
     /// Validates and enriches one hit into queue records (one per claimed site).
     fn prepare(
         &self,
-        hit: BrowserHit,
+        mut hit: BrowserHit,
         user_agent: &str,
         ip: IpAddr,
         ts_ms: i64,
@@ -141,7 +148,8 @@ impl Ingest {
             message: format!("field 'url' is not an absolute http(s) URL: {e}"),
             field: Some("url".into()),
         })?;
-        let sites = self.site(&hit, &page)?;
+        let sites = self.sites.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = Self::site(&sites, &hit, &page)?;
         if self.excluded.iter().any(|n| n.contains(&ip.to_canonical())) {
             return Ok(Err(DropReason::ExcludedAddress));
         }
@@ -152,21 +160,31 @@ impl Ingest {
                 "the server cannot read its visitor salt",
             )
         })?;
-        let mut out = Vec::with_capacity(sites.len());
-        for site in &sites {
+        let mut out = Vec::with_capacity(found.len());
+        let mut page = Some(page);
+        for (n, &i) in found.iter().enumerate() {
+            let site = &sites.list()[i];
+            // The last (usually the only) site takes the request's strings;
+            // earlier ones get copies.
+            let last = n + 1 == found.len();
             let raw = RawHit {
                 ts_ms,
                 domain: Some(site.hostname.clone()),
-                name: hit.name.clone(),
-                url: hit.url.clone(),
-                referrer: hit.referrer.clone(),
-                props: hit.props.clone(),
+                name: take_or_clone(&mut hit.name, last),
+                url: take_or_clone(&mut hit.url, last),
+                referrer: take_or_clone(&mut hit.referrer, last),
+                props: take_or_clone(&mut hit.props, last),
                 screen_width: hit.screen_width,
-                language: hit.language.clone(),
+                language: take_or_clone(&mut hit.language, last),
                 user_agent: user_agent.to_owned(),
                 ip,
             };
-            match self.enricher.enrich(raw, page.clone(), site, &salt) {
+            let page = if last {
+                page.take().expect("taken once, by the last site")
+            } else {
+                page.clone().expect("present until the last site")
+            };
+            match self.enricher.enrich(raw, page, site, &salt) {
                 Ok(h) => out.push(h),
                 Err(Dropped::Bot) => return Ok(Err(DropReason::Bot)),
                 Err(Dropped::ReferrerSpam) => return Ok(Err(DropReason::ReferrerSpam)),
