@@ -98,8 +98,10 @@ enum SiteCommand {
 fn init_logging(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: under systemd, stderr goes to the journal.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => b.json().init(),
