@@ -161,19 +161,25 @@ impl Daemon {
             std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
         }
         let mut wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        let trace = std::env::var_os("HV_TEST_STRACE").map(|dir| {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let file = Path::new(&dir).join(format!("hitvault-{}-{n}.trace", std::process::id()));
-            let mut w: Vec<String> = ["strace", "-f", "-qq", "-o"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            w.push(file.to_string_lossy().into_owned());
-            w.append(&mut wrapper);
-            wrapper = w;
-            file
-        });
+        // A test that runs the daemon under its own strace keeps it (a traced
+        // strace cannot trace).
+        let traced_already = wrapper.first().is_some_and(|w| w == "strace");
+        let trace = std::env::var_os("HV_TEST_STRACE")
+            .filter(|_| !traced_already)
+            .map(|dir| {
+                static N: AtomicU32 = AtomicU32::new(0);
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let file =
+                    Path::new(&dir).join(format!("hitvault-{}-{n}.trace", std::process::id()));
+                let mut w: Vec<String> = ["strace", "-f", "-qq", "-o"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                w.push(file.to_string_lossy().into_owned());
+                w.append(&mut wrapper);
+                wrapper = w;
+                file
+            });
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
