@@ -4,7 +4,7 @@
 //!
 //! The binary is the release build next to the test executable
 //! (`target/release/hitvault`), or `HITVAULT_BIN` if set. Build it first:
-//! `cargo build --release --bin hitvault` (the README's test command does).
+//! `cargo build --release --workspace --all-targets` (the README's test command does).
 //!
 //! Every daemon runs confined as in production: seccomp in enforce (kill)
 //! mode, so a code path that needs a system call the policy does not list
@@ -82,7 +82,7 @@ pub fn binary() -> PathBuf {
         .join("hitvault");
     assert!(
         bin.exists(),
-        "{} does not exist: build it first with `cargo build --release --bin hitvault`",
+        "{} does not exist: build it first with `cargo build --release --workspace --all-targets`",
         bin.display()
     );
     bin
