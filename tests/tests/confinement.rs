@@ -469,7 +469,7 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     // Required: the same situation stops the daemon at startup (exit 3).
     let dir = scratch();
     let data = dir.path().join("data");
-    let mut c = Command::new(&wrapper[0]);
+    let mut c = Command::new(wrapper[0]);
     c.args(&wrapper[1..])
         .arg(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
