@@ -204,16 +204,19 @@ pub fn confine(cfg: &Config) -> Result<ConfineReport, Fatal> {
 /// `hitvault sandbox show`: every rule, in the order it is applied.
 pub fn show(cfg: &Config) -> Result<Vec<String>, String> {
     let mut out = spec(cfg).rules_with(cfg.seccomp.mode());
-    out.push(match cfg.landlock {
+    let policy = match cfg.landlock {
         LandlockSetting::BestEffort => {
             "landlock: best effort: enforce what the kernel supports, warn when it enforces nothing"
-                .to_owned()
         }
         LandlockSetting::Required => {
             "landlock: required: refuse to start unless file and TCP rules are enforced (ABI >= 4)"
-                .to_owned()
         }
-    });
+    };
+    let at = out
+        .iter()
+        .position(|l| l.starts_with("seccomp:"))
+        .unwrap_or(out.len());
+    out.insert(at, policy.to_owned());
     for e in seccomp::enosys().map_err(|e| e.to_string())? {
         out.push(format!("seccomp: ENOSYS {}: {}", e.syscall, e.reason));
     }
