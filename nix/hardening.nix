@@ -83,12 +83,14 @@
     MemoryDenyWriteExecute = true;
     RemoveIPC = true;
     SystemCallArchitectures = "native";
-    # systemd 252's @system-service lacks the Landlock calls: name them, or
-    # the daemon's own sandbox degrades (EPERM). The daemon's own seccomp
-    # allow-list (policy/seccomp.json) is stricter still.
+    # systemd 252's @system-service lacks the Landlock calls and seccomp(2),
+    # which installs the daemon's own filter on every thread (TSYNC): name
+    # them, or Landlock degrades (EPERM) and the daemon refuses to start
+    # without its filter (exit 3). The daemon's own seccomp allow-list
+    # (policy/seccomp.json) is stricter still.
     SystemCallFilter = [
       "@system-service"
-      "landlock_create_ruleset landlock_add_rule landlock_restrict_self"
+      "landlock_create_ruleset landlock_add_rule landlock_restrict_self seccomp"
       "~@privileged @resources"
     ];
     SystemCallErrorNumber = "EPERM";

@@ -4,15 +4,69 @@
 //!
 //! The binary is the release build next to the test executable
 //! (`target/release/hitvault`), or `HITVAULT_BIN` if set. Build it first:
-//! `cargo build --release --bin hitvault` (the README's test command does).
+//! `cargo build --release --workspace --all-targets` (the README's test command does).
+//!
+//! Every daemon runs confined as in production: seccomp in enforce (kill)
+//! mode, so a code path that needs a system call the policy does not list
+//! kills the daemon and fails its test (the harness reports a death by
+//! SIGSYS as such). Run as root (as CI does), the daemon switches to
+//! [`TEST_USER`]: the harness passes `HITVAULT_USER` and makes the test's
+//! temporary directory traversable for it.
+//!
+//! Two knobs for deriving the seccomp policy (see `policy/README.md`), read
+//! from the test process's environment:
+//! - `HV_TEST_SECCOMP=audit`: daemons log unlisted calls instead of dying;
+//! - `HV_TEST_STRACE=DIR`: every daemon runs under `strace -f`, one trace
+//!   file per daemon in DIR.
 
+pub mod trace;
 pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The account daemons switch to when the tests run as root.
+pub const TEST_USER: &str = "nobody";
+
+/// The tests run as root (CI does).
+pub fn is_root() -> bool {
+    // SAFETY: a plain query.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `Some(TEST_USER)` when running as root: what `HITVAULT_USER` must be for
+/// `hitvault serve` to start at all.
+pub fn test_user() -> Option<&'static str> {
+    is_root().then_some(TEST_USER)
+}
+
+/// Path of a sibling binary of the daemon (`hv-load`, ...).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let bin = binary().with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build --release --workspace --all-targets`",
+        bin.display()
+    );
+    bin
+}
+
+/// Describes how a daemon process ended, naming seccomp's SIGSYS.
+pub fn describe_exit(status: ExitStatus) -> String {
+    match status.signal() {
+        Some(libc::SIGSYS) => format!(
+            "{status}: killed by SIGSYS, a system call the seccomp policy does not list \
+             (find it with `dmesg | grep type=1326`, see policy/README.md)"
+        ),
+        _ => status.to_string(),
+    }
+}
 
 /// Path of the binary under test.
 pub fn binary() -> PathBuf {
@@ -28,7 +82,7 @@ pub fn binary() -> PathBuf {
         .join("hitvault");
     assert!(
         bin.exists(),
-        "{} does not exist: build it first with `cargo build --release --bin hitvault`",
+        "{} does not exist: build it first with `cargo build --release --workspace --all-targets`",
         bin.display()
     );
     bin
@@ -47,7 +101,12 @@ pub fn free_port() -> u16 {
 pub struct Daemon {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The process the harness started: the daemon, or the wrapper around it.
     pub child: Child,
+    /// The daemon's own pid (from `run.json`; differs from `child` when wrapped).
+    pid: i32,
+    /// The strace output of this daemon, when `HV_TEST_STRACE` is set.
+    pub trace: Option<PathBuf>,
     /// Owns the temporary directory holding `data/` and `daemon.log`.
     root: Option<tempfile::TempDir>,
     pub log: PathBuf,
@@ -94,8 +153,33 @@ impl Daemon {
         env: &[(&str, &str)],
         wrapper: &[&str],
     ) -> Daemon {
-        let log = data_dir.parent().unwrap().join("daemon.log");
+        let parent = data_dir.parent().unwrap();
+        let log = parent.join("daemon.log");
         let _ = std::fs::remove_file(data_dir.join("run.json"));
+        if is_root() {
+            // The daemon reaches its data dir as TEST_USER after switching.
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
+        let mut wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        // A test that runs the daemon under its own strace keeps it (a traced
+        // strace cannot trace).
+        let traced_already = wrapper.first().is_some_and(|w| w == "strace");
+        let trace = std::env::var_os("HV_TEST_STRACE")
+            .filter(|_| !traced_already)
+            .map(|dir| {
+                static N: AtomicU32 = AtomicU32::new(0);
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let file =
+                    Path::new(&dir).join(format!("hitvault-{}-{n}.trace", std::process::id()));
+                let mut w: Vec<String> = ["strace", "-f", "-qq", "-o"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                w.push(file.to_string_lossy().into_owned());
+                w.append(&mut wrapper);
+                wrapper = w;
+                file
+            });
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -118,6 +202,12 @@ impl Daemon {
             cmd.env_remove(k);
         }
         cmd.env("HITVAULT_LOG", "info");
+        if let Some(u) = test_user() {
+            cmd.env("HITVAULT_USER", u);
+        }
+        if let Some(mode) = std::env::var_os("HV_TEST_SECCOMP") {
+            cmd.env("HITVAULT_SECCOMP", mode);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -126,16 +216,20 @@ impl Daemon {
             .stderr(logf);
         let mut child = cmd.spawn().expect("spawn hitvault");
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
+        let (addr, pid) = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
-                    "hitvault exited with {status} while starting:\n{}",
+                    "hitvault exited with {} while starting:\n{}",
+                    describe_exit(status),
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
             if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                break v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                break (
+                    v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
+                    v["pid"].as_i64().unwrap() as i32,
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -147,6 +241,8 @@ impl Daemon {
             addr,
             data_dir,
             child,
+            pid,
+            trace,
             root,
             log,
         };
@@ -170,8 +266,36 @@ impl Daemon {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The daemon's pid (not a wrapper's).
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
+    }
+
+    /// A field of `/proc/<pid>/status` (`Uid`, `CapEff`, `NoNewPrivs`,
+    /// `Seccomp`, ...), trimmed.
+    pub fn proc_status(&self, field: &str) -> String {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid))
+            .trim()
+            .to_owned()
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics if the daemon has already exited (naming SIGSYS if seccomp killed it).
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "hitvault died during the test: {}\n{}",
+                describe_exit(status),
+                self.log_text()
+            );
+        }
     }
 
     /// One request with `Connection: close`.
@@ -211,6 +335,7 @@ impl Daemon {
 
     /// SIGTERM; asserts a clean exit (status 0) within 60 s.
     pub fn stop(mut self) -> StoppedDaemon {
+        self.assert_running();
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -225,7 +350,8 @@ impl Daemon {
         };
         assert!(
             status.success(),
-            "hitvault exited with {status}:\n{}",
+            "hitvault exited with {}:\n{}",
+            describe_exit(status),
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
         StoppedDaemon {
@@ -235,9 +361,11 @@ impl Daemon {
         }
     }
 
-    /// SIGKILL: no drain, no checkpoint.
+    /// SIGKILL: no drain, no checkpoint. Panics if the daemon had already died.
     pub fn kill(mut self) -> StoppedDaemon {
-        self.child.kill().unwrap();
+        self.assert_running();
+        // The daemon itself, not a wrapper (a killed strace would leave it running).
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
         self.child.wait().unwrap();
         StoppedDaemon {
             data_dir: self.data_dir.clone(),
@@ -249,8 +377,24 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let died = self.child.try_wait().ok().flatten();
+        if died.is_none() {
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
+        // A test that ends without stopping its daemon still fails if seccomp
+        // killed it on the way.
+        if let Some(status) = died
+            && status.signal() == Some(libc::SIGSYS)
+            && !std::thread::panicking()
+        {
+            panic!(
+                "hitvault died during the test: {}\n{}",
+                describe_exit(status),
+                self.log_text()
+            );
+        }
     }
 }
 

@@ -132,4 +132,8 @@ fn disk_full_answers_503_and_ingest_resumes_when_space_returns() {
         acked.len(),
         "nothing that got a 503 was stored"
     );
+    // Unmount before the temporary directory is removed: a mount point
+    // cannot be, and the directory would stay behind in /tmp.
+    drop(_mount);
+    drop(s);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hitvault_tests::{CHROME_UA, Daemon, binary, files_under, request};
+use hitvault_tests::{CHROME_UA, Daemon, binary, files_under, request, test_user};
 
 const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test,blog.test");
 
@@ -538,6 +538,9 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
             .args(args);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HITVAULT_")) {
             c.env_remove(k);
+        }
+        if let Some(u) = test_user() {
+            c.env("HITVAULT_USER", u);
         }
         for (k, v) in env {
             c.env(k, v);

@@ -48,10 +48,14 @@ pub enum StoreOp {
     },
 }
 
-/// Called at every turn of the loop (at least every `max_wait`): the daemon
-/// sends systemd's watchdog keep-alive from here, so a stuck writer gets the
-/// daemon restarted.
+/// Called at every turn of the loop and at least every [`HEARTBEAT_EVERY`]
+/// while a batch waits or fills (whatever `batch.max_wait_ms` is), but not
+/// during a DuckDB commit: the daemon sends systemd's watchdog keep-alive
+/// from here, so a stuck writer gets the daemon restarted.
 pub type Heartbeat = Box<dyn FnMut() + Send>;
+
+/// Longest stretch the batcher waits for the queue without a heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 
 /// Opens the store again after DuckDB invalidated it.
 pub type Reopen = Box<dyn Fn() -> Result<Store, hitvault_store::OpenError> + Send>;
@@ -90,13 +94,25 @@ fn read_batch(
     after: u64,
     cfg: &BatcherConfig,
     stop: &AtomicBool,
+    heartbeat: &mut Heartbeat,
 ) -> Result<Vec<(u64, Vec<u8>)>, hitvault_queue::ReadError> {
-    let mut records = queue.read_after(after, cfg.max_rows, cfg.max_wait)?;
+    // Wait for the first record in slices, so that the watchdog hears from
+    // an idle batcher however long `max_wait` is.
+    let waiting = Instant::now() + cfg.max_wait;
+    let mut records = loop {
+        let left = waiting.saturating_duration_since(Instant::now());
+        let got = queue.read_after(after, cfg.max_rows, left.min(HEARTBEAT_EVERY))?;
+        heartbeat();
+        if !got.is_empty() || left <= HEARTBEAT_EVERY || stop.load(Ordering::Acquire) {
+            break got;
+        }
+    };
     if records.is_empty() {
         return Ok(records);
     }
     let deadline = Instant::now() + cfg.max_wait;
     while records.len() < cfg.max_rows && !stop.load(Ordering::Acquire) {
+        heartbeat();
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -145,7 +161,7 @@ pub fn run(parts: Parts) -> Finished {
     'outer: loop {
         heartbeat();
         serve_ops(&mut store, &ops);
-        let records = match read_batch(&queue, after, &cfg, &handle.stop) {
+        let records = match read_batch(&queue, after, &cfg, &handle.stop, &mut heartbeat) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "reading the queue failed; retrying");

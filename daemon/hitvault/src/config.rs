@@ -6,8 +6,11 @@
 //! one. Unknown keys, unknown `HITVAULT_*` variables and bad values fail with
 //! the setting's name, where it came from, and why.
 //!
-//! Paths and ports the sandbox must allow: `data_dir` (read-write), `listen`
-//! (bind), `geoip_database` and `ingest_token_file` (read), the config file (read).
+//! What the sandbox allows follows from here (see `confinement`): `data_dir`
+//! read-write, the `listen` port bound; `geoip_database`, `ingest_token_file`
+//! and the config file are read before confinement, so no rule grants them
+//! afterwards. `user`, `seccomp` and `landlock` choose how the sandbox is
+//! applied.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,7 +33,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(key: &str, origin: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn bad(key: &str, origin: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         origin: origin.into(),
@@ -75,6 +78,9 @@ pub struct FileConfig {
     pub queue: Option<QueueFile>,
     pub store: Option<StoreFile>,
     pub batch: Option<BatchFile>,
+    pub user: Option<String>,
+    pub seccomp: Option<String>,
+    pub landlock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +110,39 @@ pub struct BatchFile {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What the seccomp filter does with a system call its allow-list does not name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompSetting {
+    /// Kill the process (production).
+    Enforce,
+    /// Log the call (kernel audit record type=1326) and let it through: for
+    /// finding a missing syscall, never for production.
+    Audit,
+}
+
+impl SeccompSetting {
+    /// The sandbox crate's mode.
+    pub fn mode(self) -> hitvault_sandbox::seccomp::Mode {
+        match self {
+            SeccompSetting::Enforce => hitvault_sandbox::seccomp::Mode::Enforce,
+            SeccompSetting::Audit => hitvault_sandbox::seccomp::Mode::Audit,
+        }
+    }
+}
+
+/// What to do when the kernel cannot enforce the Landlock rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockSetting {
+    /// Enforce what the kernel supports, log the level reached, and carry on
+    /// (with a warning) when Landlock is missing or refused.
+    BestEffort,
+    /// Refuse to start unless the file and TCP-port rules are enforced
+    /// (Landlock ABI 4 or later).
+    Required,
 }
 
 /// The effective configuration, with every default filled in.
@@ -142,6 +181,12 @@ pub struct Config {
     pub batch_max_rows: usize,
     /// Longest wait for more hits before committing a smaller batch.
     pub batch_max_wait_ms: u64,
+    /// The unprivileged account to switch to when started as root (required then).
+    pub user: Option<String>,
+    /// What seccomp does with unlisted system calls.
+    pub seccomp: SeccompSetting,
+    /// Whether the daemon may run when Landlock is not (fully) available.
+    pub landlock: LandlockSetting,
 }
 
 impl Default for Config {
@@ -163,6 +208,9 @@ impl Default for Config {
             store_threads: 2,
             batch_max_rows: 10_000,
             batch_max_wait_ms: 200,
+            user: None,
+            seccomp: SeccompSetting::Enforce,
+            landlock: LandlockSetting::BestEffort,
         }
     }
 }
@@ -177,6 +225,9 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub user: Option<String>,
+    pub seccomp: Option<String>,
+    pub landlock: Option<String>,
 }
 
 /// Every environment variable the daemon reads.
@@ -194,6 +245,9 @@ pub const ENV_VARS: &[&str] = &[
     "HITVAULT_LOG_FORMAT",
     "HITVAULT_QUEUE_MAX_BYTES",
     "HITVAULT_STORE_MEMORY_LIMIT",
+    "HITVAULT_USER",
+    "HITVAULT_SECCOMP",
+    "HITVAULT_LANDLOCK",
 ];
 
 pub fn parse_size(key: &str, origin: &str, s: &Size) -> Result<u64, ConfigError> {
@@ -313,6 +367,15 @@ impl Config {
         if let Some(l) = &flags.listen {
             c.listen = parse_listen("listen", "--listen", l)?;
         }
+        if let Some(u) = &flags.user {
+            c.user = Some(parse_user("--user", u)?);
+        }
+        if let Some(v) = &flags.seccomp {
+            c.seccomp = parse_seccomp("--seccomp", v)?;
+        }
+        if let Some(v) = &flags.landlock {
+            c.landlock = parse_landlock("--landlock", v)?;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -372,6 +435,15 @@ impl Config {
                 self.batch_max_wait_ms = v;
             }
         }
+        if let Some(v) = f.user {
+            self.user = Some(parse_user(origin, &v)?);
+        }
+        if let Some(v) = f.seccomp {
+            self.seccomp = parse_seccomp(origin, &v)?;
+        }
+        if let Some(v) = f.landlock {
+            self.landlock = parse_landlock(origin, &v)?;
+        }
         Ok(())
     }
 
@@ -403,6 +475,9 @@ impl Config {
                         parse_size("queue.max_bytes", &o, &Size::Text(v.clone()))?
                 }
                 "HITVAULT_STORE_MEMORY_LIMIT" => self.store_memory_limit = v.clone(),
+                "HITVAULT_USER" => self.user = Some(parse_user(&o, v)?),
+                "HITVAULT_SECCOMP" => self.seccomp = parse_seccomp(&o, v)?,
+                "HITVAULT_LANDLOCK" => self.landlock = parse_landlock(&o, v)?,
                 _ => unreachable!("unknown variables were refused above"),
             }
         }
@@ -476,6 +551,66 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// A user name as the password database spells one; never root.
+fn parse_user(origin: &str, v: &str) -> Result<String, ConfigError> {
+    let name = v.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'$'));
+    if !valid {
+        return Err(bad("user", origin, format!("{v:?} is not a user name")));
+    }
+    if name == "root" {
+        return Err(bad(
+            "user",
+            origin,
+            "must be an unprivileged account, not root",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_seccomp(origin: &str, v: &str) -> Result<SeccompSetting, ConfigError> {
+    match v.trim() {
+        "enforce" => Ok(SeccompSetting::Enforce),
+        "audit" => Ok(SeccompSetting::Audit),
+        other => Err(bad(
+            "seccomp",
+            origin,
+            format!("{other:?} is not `enforce` or `audit`"),
+        )),
+    }
+}
+
+fn parse_landlock(origin: &str, v: &str) -> Result<LandlockSetting, ConfigError> {
+    match v.trim() {
+        "best-effort" => Ok(LandlockSetting::BestEffort),
+        "required" => Ok(LandlockSetting::Required),
+        other => Err(bad(
+            "landlock",
+            origin,
+            format!("{other:?} is not `best-effort` or `required`"),
+        )),
+    }
+}
+
+/// Started as root (`euid` 0), the daemon must know which account to become:
+/// it never runs its store, queue and HTTP server as root.
+pub fn require_user_when_root(cfg: &Config, euid: u32) -> Result<(), ConfigError> {
+    if euid == 0 && cfg.user.is_none() {
+        return Err(bad(
+            "user",
+            "the configuration",
+            "hitvault was started as root: set `user` (HITVAULT_USER, --user) to the \
+             unprivileged account it should switch to, or start it as that account",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_log_format(key: &str, origin: &str, v: &str) -> Result<LogFormat, ConfigError> {
@@ -600,5 +735,85 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "sites");
+    }
+
+    #[test]
+    fn sandbox_settings_from_file_env_and_flags() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.seccomp, c.landlock),
+            (None, SeccompSetting::Enforce, LandlockSetting::BestEffort)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(
+            &f,
+            "user = \"hitvault\"\nseccomp = \"audit\"\nlandlock = \"required\"\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            config: Some(f.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&env(&[]), &flags).unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.seccomp, c.landlock),
+            (
+                Some("hitvault"),
+                SeccompSetting::Audit,
+                LandlockSetting::Required
+            )
+        );
+        let c = Config::load(
+            &env(&[("HITVAULT_SECCOMP", "enforce"), ("HITVAULT_USER", "hv")]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.seccomp),
+            (Some("hv"), SeccompSetting::Enforce)
+        );
+        let flags = Overrides {
+            landlock: Some("best-effort".into()),
+            user: Some("web".into()),
+            ..flags
+        };
+        let c = Config::load(&env(&[("HITVAULT_USER", "hv")]), &flags).unwrap();
+        assert_eq!(c.user.as_deref(), Some("web"));
+        assert_eq!(c.landlock, LandlockSetting::BestEffort);
+    }
+
+    #[test]
+    fn bad_sandbox_settings_name_the_key() {
+        for (var, value, key) in [
+            ("HITVAULT_SECCOMP", "off", "seccomp"),
+            ("HITVAULT_SECCOMP", "kill", "seccomp"),
+            ("HITVAULT_LANDLOCK", "never", "landlock"),
+            ("HITVAULT_USER", "root", "user"),
+            ("HITVAULT_USER", "", "user"),
+            ("HITVAULT_USER", "a b", "user"),
+        ] {
+            let e = Config::load(&env(&[(var, value)]), &Overrides::default()).unwrap_err();
+            assert_eq!(e.key, key, "{var}={value}: {e}");
+            assert!(e.to_string().contains(var), "{e}");
+        }
+        let flags = Overrides {
+            seccomp: Some("audit-ish".into()),
+            ..Overrides::default()
+        };
+        let e = Config::load(&env(&[]), &flags).unwrap_err();
+        assert_eq!(e.key, "seccomp");
+        assert!(e.to_string().contains("--seccomp"), "{e}");
+    }
+
+    #[test]
+    fn root_needs_a_user() {
+        let c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        let e = require_user_when_root(&c, 0).unwrap_err();
+        assert_eq!(e.key, "user");
+        assert!(e.to_string().contains("started as root"), "{e}");
+        assert!(require_user_when_root(&c, 1000).is_ok());
+        let c = Config::load(&env(&[("HITVAULT_USER", "nobody")]), &Overrides::default()).unwrap();
+        assert!(require_user_when_root(&c, 0).is_ok());
     }
 }

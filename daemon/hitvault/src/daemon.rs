@@ -1,10 +1,14 @@
 //! `hitvault serve`: the startup order, the wiring, and the graceful shutdown.
 //!
-//! Order: directories, listening sockets, GeoIP data and secrets are opened
-//! first; then the store and the queue; only then is the async runtime built
-//! and are threads started (the sandbox slots in before the runtime, so every
-//! thread inherits it). On SIGTERM or SIGINT: stop accepting, let in-flight
-//! requests reach their fsync, drain the queue into DuckDB, checkpoint, exit 0.
+//! Order, on the one thread that exists: the data dir is created (and, when
+//! started as root, handed to `user`), the HTTP listener and the control
+//! socket are bound, the GeoIP data and the ingest token are read; then the
+//! process confines itself (`confinement::confine`: privileges, Landlock,
+//! seccomp with TSYNC); only then are DuckDB opened (it starts its own
+//! threads), the queue opened (writer threads), the salts read, and the
+//! batcher and the async runtime started, so every thread is born confined.
+//! On SIGTERM or SIGINT: stop accepting, let in-flight requests reach their
+//! fsync, drain the queue into DuckDB, checkpoint, exit 0.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use hitvault_core::sites::{Sites, normalize_host};
 use hitvault_core::ua::UaParser;
 use hitvault_queue::{GroupCommit, Queue, QueueConfig};
 use hitvault_sandbox::notify::Notifier;
+use hitvault_sandbox::privileges::User;
 use hitvault_server::ingest::{Ingest, now_ms};
 use hitvault_server::metrics::{Gauges, Metrics};
 use hitvault_server::salt::SaltKeeper;
@@ -29,6 +34,7 @@ use hitvault_store::{Store, StoreOptions};
 
 use crate::batcher::{self, BatcherConfig, BatcherHandle, StoreOp};
 use crate::config::Config;
+use crate::confinement;
 
 /// File name of the control socket inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
@@ -67,6 +73,29 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Fatal> {
             dir.display()
         ))
     })
+}
+
+/// Takes an exclusive `flock` on the data directory itself, held until the
+/// process exits: a second daemon on the same data dir stops here, before it
+/// touches the first one's control socket (DuckDB's own lock comes later,
+/// after confinement).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Fatal> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)
+        .map_err(|e| startup(format!("cannot open data_dir {}: {e}", dir.display())))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(startup(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            format!(
+                "another hitvault is already running on data_dir {}",
+                dir.display()
+            )
+        } else {
+            format!("cannot lock data_dir {}: {e}", dir.display())
+        }));
+    }
+    Ok(f)
 }
 
 /// Builds the in-memory registry from the declared sites and the runtime ones.
@@ -230,10 +259,15 @@ fn load_geoip(cfg: &Config) -> Result<GeoIp, Fatal> {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. `notifier` speaks sd-notify to systemd
-/// (a disabled one outside systemd).
-pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
+/// (a disabled one outside systemd; it is connected before confinement).
+/// `owner` is the account to hand the data dir to when started as root
+/// (`confinement::resolve_user`).
+pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(), Fatal> {
     let notifier = Arc::new(notifier);
-    prepare_data_dir(&cfg.data_dir)?;
+    // Before confinement: everything that needs a path outside the sandbox
+    // or a privilege.
+    confinement::prepare(&cfg, owner.as_ref())?;
+    let _lock = lock_data_dir(&cfg.data_dir)?;
     let listener = std::net::TcpListener::bind(cfg.listen).map_err(|e| {
         startup(format!(
             "invalid setting `listen`: cannot bind {}: {e}",
@@ -242,13 +276,19 @@ pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
     })?;
     listener.set_nonblocking(true).map_err(startup)?;
     let local = listener.local_addr().map_err(startup)?;
+    let control_path = cfg.data_dir.join(CONTROL_SOCKET);
+    let control = bind_control(&control_path, owner.as_ref())?;
     let geo = load_geoip(&cfg)?;
     let token = cfg
         .ingest_token_file
         .as_deref()
         .map(read_token)
         .transpose()?;
+    let ua_key = random_key()?;
 
+    confinement::confine(&cfg)?;
+
+    // Confined from here on: every thread started below inherits it.
     let opts = StoreOptions {
         threads: cfg.store_threads,
         memory_limit: cfg.store_memory_limit.clone(),
@@ -280,13 +320,11 @@ pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
     let replay = queue.stats().last_seq.saturating_sub(committed);
     tracing::info!(committed, replay, "queue opened");
     let salts = Arc::new(SaltKeeper::open(&cfg.data_dir.join("salts"), now_ms()).map_err(startup)?);
-    let control_path = cfg.data_dir.join(CONTROL_SOCKET);
-    let control = bind_control(&control_path)?;
 
     let ingest = Ingest {
         limits: Arc::new(Limits::default()),
         enricher: Arc::new(Enricher::new(
-            UaParser::new(random_key()?),
+            UaParser::new(ua_key),
             Some(geo),
             SpamList::new(&cfg.referrer_spam),
         )),
@@ -332,7 +370,7 @@ pub fn serve(cfg: Config, notifier: Notifier) -> Result<(), Fatal> {
         Box::new(move || Store::open(&dir, &opts))
     };
 
-    // Only now: threads and the runtime.
+    // Threads and the runtime.
     let heartbeat: batcher::Heartbeat = {
         let notifier = notifier.clone();
         let every = notifier.watchdog_interval();
@@ -445,7 +483,12 @@ fn write_run_file(dir: &Path, listen: std::net::SocketAddr) -> std::io::Result<(
     std::fs::rename(tmp, dir.join(RUN_FILE))
 }
 
-fn bind_control(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, Fatal> {
+/// Binds the control socket (mode 0600; owned by `owner` when started as
+/// root, so that the service account's own CLI can use it too).
+fn bind_control(
+    path: &PathBuf,
+    owner: Option<&User>,
+) -> Result<std::os::unix::net::UnixListener, Fatal> {
     // The store's file lock already guarantees one daemon per data dir, so a
     // socket file left here is stale.
     let _ = std::fs::remove_file(path);
@@ -456,6 +499,9 @@ fn bind_control(path: &PathBuf) -> Result<std::os::unix::net::UnixListener, Fata
         ))
     })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(startup)?;
+    if let Some(u) = owner {
+        std::os::unix::fs::lchown(path, Some(u.uid), Some(u.gid)).map_err(startup)?;
+    }
     l.set_nonblocking(true).map_err(startup)?;
     Ok(l)
 }

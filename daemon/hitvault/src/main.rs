@@ -7,6 +7,7 @@
 mod batcher;
 mod client;
 mod config;
+mod confinement;
 mod daemon;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,15 @@ struct Cli {
     /// HTTP listen address host:port. Also HITVAULT_LISTEN. Default 127.0.0.1:8080.
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<String>,
+    /// Account to switch to when started as root (then required). Also HITVAULT_USER.
+    #[arg(long, global = true, value_name = "NAME")]
+    user: Option<String>,
+    /// seccomp: `enforce` (unlisted calls kill the process) or `audit` (logged). Also HITVAULT_SECCOMP.
+    #[arg(long, global = true, value_name = "MODE")]
+    seccomp: Option<String>,
+    /// Landlock: `best-effort` or `required` (refuse to start without file and TCP rules). Also HITVAULT_LANDLOCK.
+    #[arg(long, global = true, value_name = "POLICY")]
+    landlock: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +61,21 @@ enum Command {
         #[command(subcommand)]
         command: SiteCommand,
     },
+    /// Show or prove the confinement `serve` applies with this configuration.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SandboxCommand {
+    /// Print every rule derived from the configuration, in the order applied.
+    Show,
+    /// Confine child processes exactly as `serve` confines itself, try what
+    /// must be refused and what must work, and report each; exit 1 if any
+    /// forbidden action succeeds or any needed one fails.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,8 +98,10 @@ enum SiteCommand {
 fn init_logging(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: under systemd, stderr goes to the journal.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => b.json().init(),
@@ -89,6 +116,9 @@ fn main() -> ExitCode {
         config: cli.config.clone(),
         data_dir: cli.data_dir.clone(),
         listen: cli.listen.clone(),
+        user: cli.user.clone(),
+        seccomp: cli.seccomp.clone(),
+        landlock: cli.landlock.clone(),
     };
     let code = match cli.command {
         Command::CheckConfig { file } => {
@@ -117,6 +147,13 @@ fn main() -> ExitCode {
             }
             Ok(cfg) => {
                 init_logging(&cfg);
+                let owner = match confinement::resolve_user(&cfg) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        eprintln!("hitvault: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
                 let notifier =
                     match hitvault_sandbox::notify::Notifier::from_env(|k| env.get(k).cloned()) {
                         Ok(n) => n,
@@ -125,7 +162,7 @@ fn main() -> ExitCode {
                             return ExitCode::from(3);
                         }
                     };
-                match daemon::serve(cfg, notifier) {
+                match daemon::serve(cfg, owner, notifier) {
                     Ok(()) => 0,
                     Err(e) => {
                         tracing::error!(error = %e, "hitvault stopped");
@@ -134,6 +171,13 @@ fn main() -> ExitCode {
                     }
                 }
             }
+        },
+        Command::Sandbox { command } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => sandbox(&cfg, command),
         },
         Command::Site { command } => match Config::load(&env, &flags) {
             Err(e) => {
@@ -150,6 +194,39 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code as u8)
+}
+
+fn sandbox(cfg: &Config, cmd: SandboxCommand) -> i32 {
+    match cmd {
+        SandboxCommand::Show => match confinement::show(cfg) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                1
+            }
+        },
+        SandboxCommand::Check => {
+            let owner = match confinement::resolve_user(cfg) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("hitvault: {e}");
+                    return 2;
+                }
+            };
+            match confinement::check(cfg, owner.as_ref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("hitvault: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+    }
 }
 
 fn site(cfg: &Config, cmd: SiteCommand) -> Result<(), (i32, String)> {

@@ -53,9 +53,15 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// The rules this spec produces, one human-readable line each, in the
-    /// order they are applied (for `hitvault sandbox show`).
+    /// The rules this spec produces with the seccomp filter in enforce mode,
+    /// one human-readable line each, in the order they are applied.
     pub fn rules(&self) -> Vec<String> {
+        self.rules_with(seccomp::Mode::Enforce)
+    }
+
+    /// The rules this spec produces with the seccomp filter in `mode` (for
+    /// `hitvault sandbox show`), in the order they are applied.
+    pub fn rules_with(&self, mode: seccomp::Mode) -> Vec<String> {
         let mut out = Vec::new();
         match &self.user {
             Some(u) => out.push(format!(
@@ -101,8 +107,14 @@ impl Spec {
         ));
         out.push("landlock: no signals to, and no abstract unix sockets of, processes outside the sandbox (ABI >= 6)".to_owned());
         let allowed = seccomp::allowed().map(|v| v.len()).unwrap_or(0);
+        let other = match mode {
+            seccomp::Mode::Enforce => "any other syscall kills the process",
+            seccomp::Mode::Audit => {
+                "any other syscall is logged and let through (audit mode: diagnosis only)"
+            }
+        };
         out.push(format!(
-            "seccomp: {allowed} allow-list entries (policy/seccomp.json), clone3 answered ENOSYS, any other syscall kills the process"
+            "seccomp: {allowed} allow-list entries (policy/seccomp.json), clone3 answered ENOSYS, {other}"
         ));
         out
     }
@@ -141,6 +153,20 @@ pub enum ConfineError {
     /// The seccomp policy did not compile or could not be installed.
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
+    /// Threads already exist: they would escape Landlock (below ABI 8) and
+    /// keep their capabilities.
+    #[error(
+        "confinement must happen while the process has one thread; it has {0} (a thread was started too early)"
+    )]
+    Threads(usize),
+    /// The thread count could not be read from /proc.
+    #[error("cannot count the threads of this process (/proc/self/task): {0}")]
+    CountThreads(std::io::Error),
+}
+
+/// The number of threads of the calling process.
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
 /// Confines the calling process: [`privileges::drop_to`], then
@@ -149,7 +175,14 @@ pub enum ConfineError {
 /// Call it once, while the process has a single thread, after every file the
 /// daemon needs outside the spec is open and every listener is bound, and
 /// before the async runtime and DuckDB start.
+///
+/// Refuses ([`ConfineError::Threads`]) when more than one thread exists, so
+/// that a thread started too early cannot escape unnoticed.
 pub fn confine(spec: &Spec, mode: seccomp::Mode) -> Result<ConfineReport, ConfineError> {
+    let threads = thread_count().map_err(ConfineError::CountThreads)?;
+    if threads != 1 {
+        return Err(ConfineError::Threads(threads));
+    }
     landlock::check_paths(spec)?;
     let user = spec.user.as_deref().map(privileges::lookup).transpose()?;
     let filters = seccomp::Filters::compile(mode)?;

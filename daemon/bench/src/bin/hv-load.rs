@@ -181,7 +181,18 @@ fn main() -> anyhow::Result<()> {
                     .join("hitvault"),
             };
             let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
-            let c = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            // Started as root, the daemon switches to `user` (required then)
+            // and must be able to reach its data dir as that user.
+            let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self")?) == 0;
+            if root && std::env::var_os("HITVAULT_USER").is_none() {
+                cmd.env("HITVAULT_USER", "nobody");
+                std::fs::set_permissions(
+                    tmp.path(),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o711),
+                )?;
+            }
+            let c = cmd
                 .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
                 .arg(&data_dir)
                 .env("HITVAULT_SITES", sites.join(","))

@@ -1,0 +1,263 @@
+//! The daemon's confinement, derived from its configuration: which account
+//! it becomes, what Landlock lets it touch, which seccomp mode applies, and
+//! the `hitvault sandbox show|check` commands that print and prove it.
+//!
+//! Owns the mapping from [`Config`] to [`Spec`] (one place, so `serve`,
+//! `sandbox show` and `sandbox check` can never disagree) and the hand-over
+//! of the data dir to the configured user. The mechanisms themselves live in
+//! `hitvault-sandbox`.
+//!
+//! What the spec holds, and why:
+//! - read-write: `data_dir` only (DuckDB's file, its WAL and `tmp/`, the
+//!   queue, the salts, `run.json`, `control.sock`);
+//! - read-only: nothing configured. The configuration file, the GeoIP
+//!   database and the ingest token are read before confinement, so no rule
+//!   grants them afterwards (the system paths of
+//!   `hitvault_sandbox::landlock::SYSTEM_READ_ONLY` are always added);
+//! - bind: the `listen` port (already bound before confinement);
+//! - connect: nothing (no cluster peers are configurable yet), so every TCP
+//!   connect is refused where the kernel has Landlock ABI 4.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use hitvault_sandbox::check;
+use hitvault_sandbox::landlock::LandlockError;
+use hitvault_sandbox::privileges::{self, User};
+use hitvault_sandbox::{ConfineError, ConfineReport, Spec, seccomp};
+
+use crate::config::{Config, ConfigError, LandlockSetting, SeccompSetting, bad};
+use crate::daemon::{Fatal, prepare_data_dir};
+
+/// The sandbox rules of this configuration.
+pub fn spec(cfg: &Config) -> Spec {
+    Spec {
+        read_only: vec![],
+        read_write: vec![cfg.data_dir.clone()],
+        bind_tcp: [cfg.listen.port()]
+            .into_iter()
+            .filter(|p| *p != 0)
+            .collect(),
+        connect_tcp: vec![],
+        user: cfg.user.clone(),
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: a plain query.
+    unsafe { libc::geteuid() }
+}
+
+/// Checks `user` against the way the process was started. Returns the
+/// account to hand the data dir to: `Some` only when running as root (the
+/// switch happens in [`confine`]).
+///
+/// Started as root without `user`, or with a `user` that does not exist, or
+/// not as root with a `user` other than the current account: a configuration
+/// error naming `user` (exit 2).
+pub fn resolve_user(cfg: &Config) -> Result<Option<User>, ConfigError> {
+    let euid = euid();
+    crate::config::require_user_when_root(cfg, euid)?;
+    let Some(name) = &cfg.user else {
+        return Ok(None);
+    };
+    let user =
+        privileges::lookup(name).map_err(|e| bad("user", "the configuration", e.to_string()))?;
+    if user.uid == 0 {
+        return Err(bad(
+            "user",
+            "the configuration",
+            format!("{name:?} has uid 0: configure an unprivileged account"),
+        ));
+    }
+    if euid == 0 {
+        return Ok(Some(user));
+    }
+    if user.uid != euid {
+        return Err(bad(
+            "user",
+            "the configuration",
+            format!(
+                "{name:?} is uid {}, but hitvault runs as uid {euid} and only root can switch \
+                 users: start it as root or as {name:?}, or unset `user`",
+                user.uid
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+/// Hands `dir` and everything under it to `user` (as systemd does with a
+/// `StateDirectory=`): files that root wrote there (the offline `hitvault
+/// site add`, an earlier run as root) would otherwise be unwritable once the
+/// daemon has switched. Never follows a symbolic link below `dir`, and leaves
+/// alone (with a warning) any non-directory with more than one hard link,
+/// which the daemon never creates. Returns how many entries changed owner.
+pub fn hand_over(dir: &Path, user: &User) -> io::Result<usize> {
+    let mut changed = 0;
+    let top = std::fs::metadata(dir)?;
+    if top.uid() != user.uid || top.gid() != user.gid {
+        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))?;
+        changed += 1;
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path.clone());
+            } else if meta.nlink() > 1 {
+                tracing::warn!(path = %path.display(), links = meta.nlink(), "not handing over a file with several hard links");
+                continue;
+            }
+            if meta.uid() != user.uid || meta.gid() != user.gid {
+                std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid))?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Creates the data dir and, when started as root, hands it to `owner`.
+pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Fatal> {
+    prepare_data_dir(&cfg.data_dir)?;
+    if let Some(u) = owner {
+        let n = hand_over(&cfg.data_dir, u).map_err(|e| {
+            Fatal::Startup(format!(
+                "cannot hand data_dir {} over to user {:?}: {e}",
+                cfg.data_dir.display(),
+                u.name
+            ))
+        })?;
+        if n > 0 {
+            tracing::info!(user = %u.name, entries = n, data_dir = %cfg.data_dir.display(), "data dir handed over to the service user");
+        }
+    }
+    Ok(())
+}
+
+fn explain(e: ConfineError, cfg: &Config) -> Fatal {
+    let hint = match (&e, &cfg.user) {
+        (ConfineError::Landlock(LandlockError::Path { source, .. }), Some(u))
+            if source.raw_os_error() == Some(libc::EACCES) =>
+        {
+            format!(
+                " (user {u:?} must be able to reach it: every parent directory needs the search \
+                 permission for it)"
+            )
+        }
+        _ => String::new(),
+    };
+    Fatal::Startup(format!("sandbox: {e}{hint}"))
+}
+
+/// Confines the process as configured: switch to `user` (when root), drop
+/// every capability, Landlock, seccomp. Call it while the process has one
+/// thread, after binding the listeners and before DuckDB, the queue threads
+/// and the runtime start. Logs what each layer reached.
+pub fn confine(cfg: &Config) -> Result<ConfineReport, Fatal> {
+    let report =
+        hitvault_sandbox::confine(&spec(cfg), cfg.seccomp.mode()).map_err(|e| explain(e, cfg))?;
+    let p = &report.privileges;
+    tracing::info!(
+        uid = p.uid,
+        gid = p.gid,
+        user = p.switched_to.as_deref().unwrap_or("(unchanged)"),
+        "sandbox: {p}"
+    );
+    let l = &report.landlock;
+    match &l.degraded {
+        Some(why) => tracing::warn!(abi = l.abi, "sandbox: landlock is not enforced: {why}"),
+        None => tracing::info!(
+            abi = l.abi,
+            files = l.filesystem,
+            tcp = l.network,
+            scopes = l.scopes,
+            "sandbox: {l}"
+        ),
+    }
+    if cfg.landlock == LandlockSetting::Required
+        && (l.degraded.is_some() || !l.filesystem || !l.network)
+    {
+        return Err(Fatal::Startup(format!(
+            "sandbox: `landlock` is `required` but the kernel does not enforce the file and TCP \
+             rules ({l}); Landlock ABI 4 or later is needed"
+        )));
+    }
+    match cfg.seccomp {
+        SeccompSetting::Enforce => tracing::info!(mode = "enforce", "sandbox: {}", report.seccomp),
+        SeccompSetting::Audit => tracing::warn!(
+            mode = "audit",
+            "sandbox: {}: unlisted system calls are only logged (type=1326 in the kernel log); never run production like this",
+            report.seccomp
+        ),
+    }
+    Ok(report)
+}
+
+/// `hitvault sandbox show`: every rule, in the order it is applied.
+pub fn show(cfg: &Config) -> Result<Vec<String>, String> {
+    let mut out = spec(cfg).rules_with(cfg.seccomp.mode());
+    let policy = match cfg.landlock {
+        LandlockSetting::BestEffort => {
+            "landlock: best effort: enforce what the kernel supports, warn when it enforces nothing"
+        }
+        LandlockSetting::Required => {
+            "landlock: required: refuse to start unless file and TCP rules are enforced (ABI >= 4)"
+        }
+    };
+    let at = out
+        .iter()
+        .position(|l| l.starts_with("seccomp:"))
+        .unwrap_or(out.len());
+    out.insert(at, policy.to_owned());
+    for e in seccomp::enosys().map_err(|e| e.to_string())? {
+        out.push(format!("seccomp: ENOSYS {}: {}", e.syscall, e.reason));
+    }
+    for e in seccomp::allowed().map_err(|e| e.to_string())? {
+        let when = if e.conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" [only when {}]", e.conditions.join(" and "))
+        };
+        out.push(format!("seccomp: allow {}{when}: {}", e.syscall, e.reason));
+    }
+    Ok(out)
+}
+
+/// `hitvault sandbox check`: confines a child process per probe exactly as
+/// `serve` confines itself, tries what must be refused and what must work,
+/// prints each result. Exit status 0 only if every probe passed.
+pub fn check(cfg: &Config, owner: Option<&User>) -> Result<i32, Fatal> {
+    prepare(cfg, owner)?;
+    let spec = spec(cfg);
+    let results = check::run_with(&spec, cfg.seccomp.mode());
+    for r in &results {
+        println!("{r}");
+    }
+    let mut failed = results.iter().filter(|r| !r.passed()).count();
+    if cfg.landlock == LandlockSetting::Required {
+        match hitvault_sandbox::landlock::abi() {
+            Ok(abi) if abi >= 4 => println!("ok   landlock = required: kernel Landlock ABI {abi}"),
+            other => {
+                failed += 1;
+                println!(
+                    "FAIL landlock = required: kernel Landlock ABI {other:?}, 4 or later needed"
+                );
+            }
+        }
+    }
+    if failed == 0 && check::all_passed(&results) {
+        println!("all {} probes passed", results.len());
+        Ok(0)
+    } else {
+        println!("{failed} of {} probes FAILED", results.len());
+        Ok(1)
+    }
+}
