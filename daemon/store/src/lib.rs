@@ -11,6 +11,7 @@
 
 mod append;
 mod migrate;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -166,6 +167,11 @@ impl Store {
         })
     }
 
+    /// A reader for the stats engine, on its own connection to this database.
+    pub fn stats(&self) -> Result<stats::Stats, QueryError> {
+        Ok(stats::Stats::new(self.conn.try_clone()?))
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -317,3 +323,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stats_tests;

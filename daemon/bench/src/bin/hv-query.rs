@@ -1,0 +1,124 @@
+//! `hv-query`: times the dashboard's overview on a seeded store.
+//!
+//! The overview of one site is what the dashboard asks for on every page load:
+//! the KPIs of the period and of the period before it (for the comparison),
+//! the daily time series, and every breakdown panel (top 10 each). It runs
+//! that for the last 30 days and the last 12 months of the largest site and
+//! prints latency percentiles, the process's peak RSS and the store's size.
+//!
+//!     hv-seed --data-dir /tmp/seeded --hits 10000000 --sites 20
+//!     hv-query --data-dir /tmp/seeded --runs 20
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use hitvault_bench::{percentile, rss_kib};
+use hitvault_store::Store;
+use hitvault_store::stats::{Dim, Interval, Stats, Window};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Data directory holding `hitvault.duckdb` (written by hv-seed).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Timed runs of each overview (after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// IANA time zone of the dashboard.
+    #[arg(long, default_value = "Europe/Berlin")]
+    tz: String,
+}
+
+/// Every panel of the overview page.
+const PANELS: [Dim; 15] = [
+    Dim::Page,
+    Dim::EntryPage,
+    Dim::ExitPage,
+    Dim::Source,
+    Dim::Referrer,
+    Dim::UtmSource,
+    Dim::UtmMedium,
+    Dim::UtmCampaign,
+    Dim::UtmTerm,
+    Dim::UtmContent,
+    Dim::Country,
+    Dim::Browser,
+    Dim::Os,
+    Dim::Device,
+    Dim::Event,
+];
+
+fn overview(st: &Stats, w: &Window, prev: &Window, interval: Interval) -> anyhow::Result<usize> {
+    let mut n = st.kpis(w, &[])?.visitors as usize;
+    n += st.kpis(prev, &[])?.visitors as usize;
+    n += st.timeseries(w, &[], interval)?.len();
+    for d in PANELS {
+        n += st.breakdown(w, &[], d, 10)?.len();
+    }
+    Ok(n)
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let store = Store::open_read_only(&a.data_dir).context("open the seeded store")?;
+    let site_id: u16 = store
+        .query_text("SELECT site_id FROM hits GROUP BY site_id ORDER BY count(*) DESC LIMIT 1")?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .context("the store has no hits")?
+        .parse()?;
+    let last: String = store
+        .query_text("SELECT epoch_us(max(ts)) FROM hits")?
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .context("no max ts")?;
+    let end = Timestamp::from_microsecond(last.parse::<i64>()? + 1)?;
+    let tz = TimeZone::get(&a.tz)?;
+    let st = store.stats()?;
+    println!(
+        "store                {:.1} MiB, largest site id {site_id}",
+        store.disk_bytes() as f64 / (1 << 20) as f64
+    );
+    for (label, days, interval) in [
+        ("30 days", 30, Interval::Day),
+        ("12 months", 365, Interval::Month),
+    ] {
+        let span = (days * 24).hours();
+        let w = Window {
+            site_id,
+            from: end.checked_sub(span)?,
+            to: end,
+            tz: tz.clone(),
+        };
+        let prev = Window {
+            from: w.from.checked_sub(span)?,
+            to: w.from,
+            ..w.clone()
+        };
+        overview(&st, &w, &prev, interval)?;
+        let mut lat: Vec<u32> = Vec::with_capacity(a.runs);
+        for _ in 0..a.runs {
+            let t = Instant::now();
+            overview(&st, &w, &prev, interval)?;
+            lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        }
+        lat.sort_unstable();
+        let ms = |us: u32| Duration::from_micros(u64::from(us)).as_secs_f64() * 1000.0;
+        println!(
+            "overview {label:<10}  p50 {:.0} ms  p90 {:.0} ms  max {:.0} ms  ({} runs, 2 KPI sets + series + {} panels)",
+            ms(percentile(&lat, 50.0)),
+            ms(percentile(&lat, 90.0)),
+            ms(*lat.last().unwrap_or(&0)),
+            a.runs,
+            PANELS.len()
+        );
+    }
+    if let Some((hwm, _)) = rss_kib(std::process::id()) {
+        println!("peak RSS             {:.1} MiB", hwm as f64 / 1024.0);
+    }
+    Ok(())
+}

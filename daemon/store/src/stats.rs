@@ -1,0 +1,557 @@
+//! The stats engine: the numbers a site owner asks for, computed in DuckDB
+//! from the raw `hits` rows.
+//!
+//! # The rules, the same for every number
+//!
+//! - **Window.** A site, a half-open UTC range `[from, to)`, and an IANA time
+//!   zone that only decides where hours, days, weeks and months begin.
+//! - **Sessions** are derived here, never stored: a visitor's hits in the
+//!   window, ordered by time; a gap of more than 30 minutes starts a new
+//!   session. Sessions are always cut from all of the visitor's hits, so a
+//!   filter never moves where a session begins or ends. (Visitor ids rotate
+//!   daily with the salt, so no session spans a UTC midnight.)
+//! - **Bounce**: a session with exactly one pageview and no custom event.
+//!   **Duration**: last hit minus first hit of the session.
+//! - **Filters** select hits. Hit-level dimensions (page, source, country, ...)
+//!   select the hits that match; session-level ones (entry page, exit page)
+//!   select every hit of the sessions that match. All filters must hold.
+//!   Hit counts (pageviews, events, breakdown counts) count selected hits;
+//!   visitors are the distinct visitors of selected hits; session metrics
+//!   (sessions, bounce rate, duration, views per visit) are over the sessions
+//!   that hold at least one selected hit.
+//! - **Time zones**: local time is UTC plus the zone's offset at that instant;
+//!   the offsets in force within the window (with their DST transitions) come
+//!   from the time-zone database through `jiff`, and are applied in SQL.
+
+use duckdb::{Connection, params_from_iter};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::QueryError;
+
+/// The longest window a query may cover.
+pub const MAX_WINDOW_DAYS: i64 = 3 * 366;
+/// A session ends after this long without a hit.
+pub const SESSION_GAP_MINUTES: i64 = 30;
+
+/// What a query covers.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// `sites.id` of the site.
+    pub site_id: u16,
+    /// Inclusive start (UTC).
+    pub from: Timestamp,
+    /// Exclusive end (UTC).
+    pub to: Timestamp,
+    /// Where local hours, days, weeks and months begin.
+    pub tz: TimeZone,
+}
+
+/// A dimension hits can be broken down and filtered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Page,
+    EntryPage,
+    ExitPage,
+    Source,
+    Referrer,
+    UtmSource,
+    UtmMedium,
+    UtmCampaign,
+    UtmTerm,
+    UtmContent,
+    Country,
+    Browser,
+    Os,
+    Device,
+    Language,
+    /// Custom event names (pageviews excluded).
+    Event,
+}
+
+impl Dim {
+    /// Every dimension, with the name the API uses.
+    pub const ALL: [(Dim, &'static str); 16] = [
+        (Dim::Page, "page"),
+        (Dim::EntryPage, "entry_page"),
+        (Dim::ExitPage, "exit_page"),
+        (Dim::Source, "source"),
+        (Dim::Referrer, "referrer"),
+        (Dim::UtmSource, "utm_source"),
+        (Dim::UtmMedium, "utm_medium"),
+        (Dim::UtmCampaign, "utm_campaign"),
+        (Dim::UtmTerm, "utm_term"),
+        (Dim::UtmContent, "utm_content"),
+        (Dim::Country, "country"),
+        (Dim::Browser, "browser"),
+        (Dim::Os, "os"),
+        (Dim::Device, "device"),
+        (Dim::Language, "language"),
+        (Dim::Event, "event"),
+    ];
+
+    pub fn parse(name: &str) -> Option<Dim> {
+        Dim::ALL.iter().find(|(_, n)| *n == name).map(|(d, _)| *d)
+    }
+
+    pub fn name(self) -> &'static str {
+        Dim::ALL
+            .iter()
+            .find(|(d, _)| *d == self)
+            .map(|(_, n)| *n)
+            .expect("every dimension is listed")
+    }
+
+    /// True for dimensions that belong to a session rather than a hit.
+    pub fn is_session(self) -> bool {
+        matches!(self, Dim::EntryPage | Dim::ExitPage)
+    }
+
+    /// The SQL expression of a hit-level dimension over the `hits` columns,
+    /// or over the `sessions` columns for session-level ones.
+    fn expr(self) -> &'static str {
+        match self {
+            Dim::Page => "path",
+            Dim::EntryPage => "entry_page",
+            Dim::ExitPage => "exit_page",
+            Dim::Source => "source",
+            Dim::Referrer => "referrer",
+            Dim::UtmSource => "utm_source",
+            Dim::UtmMedium => "utm_medium",
+            Dim::UtmCampaign => "utm_campaign",
+            Dim::UtmTerm => "utm_term",
+            Dim::UtmContent => "utm_content",
+            Dim::Country => "country",
+            Dim::Browser => "browser",
+            Dim::Os => "os",
+            Dim::Device => {
+                "CASE device WHEN 1 THEN 'desktop' WHEN 2 THEN 'mobile' WHEN 3 THEN 'tablet' END"
+            }
+            Dim::Language => "language",
+            Dim::Event => "CASE WHEN kind = 1 THEN name END",
+        }
+    }
+}
+
+/// How a filter compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Equal to the value.
+    Is,
+    /// Not equal to the value (hits without a value match).
+    IsNot,
+    /// Contains the value, ignoring ASCII case.
+    Contains,
+}
+
+/// One filter; all filters of a query must hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub dim: Dim,
+    pub op: Op,
+    pub value: String,
+}
+
+/// The headline numbers of a window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kpis {
+    pub visitors: u64,
+    pub pageviews: u64,
+    pub events: u64,
+    pub sessions: u64,
+    pub bounces: u64,
+    /// Bounced sessions / sessions, 0..=1 (0 without sessions).
+    pub bounce_rate: f64,
+    /// Mean session duration in seconds (0 without sessions).
+    pub avg_duration_s: f64,
+    /// Pageviews of the counted sessions / sessions (0 without sessions).
+    pub views_per_visit: f64,
+}
+
+/// Time-series bucket size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+    /// ISO weeks, starting on Monday.
+    Week,
+    Month,
+}
+
+impl Interval {
+    fn unit(self) -> &'static str {
+        match self {
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+        }
+    }
+}
+
+/// One bucket of a time series. Buckets without hits are present with zeros.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Point {
+    /// Local start of the bucket, `YYYY-MM-DDTHH:MM:SS` in the window's zone.
+    pub start: String,
+    pub visitors: u64,
+    pub pageviews: u64,
+    /// Sessions that began in this bucket.
+    pub sessions: u64,
+}
+
+/// One row of a breakdown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The dimension's value; `None` for hits without one (direct traffic, say).
+    pub value: Option<String>,
+    pub visitors: u64,
+    /// Pageviews (for `event`, the count of that event; for entry and exit
+    /// pages, the sessions that entered or left there).
+    pub count: u64,
+    /// `visitors` / all visitors of the window with the same filters, 0..=1.
+    pub share: f64,
+}
+
+/// Why a query was not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("'from' must be before 'to'")]
+    Inverted,
+    #[error("the range covers more than {MAX_WINDOW_DAYS} days")]
+    TooLong,
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+impl From<duckdb::Error> for StatsError {
+    fn from(e: duckdb::Error) -> Self {
+        StatsError::Query(QueryError::Db(e))
+    }
+}
+
+/// A reader over the store: its own DuckDB connection, so queries run beside
+/// the batcher's appends and see every committed batch.
+pub struct Stats {
+    conn: Connection,
+}
+
+/// SQL text and its parameters.
+struct Sql {
+    text: String,
+    params: Vec<duckdb::types::Value>,
+}
+
+impl Stats {
+    pub(crate) fn new(conn: Connection) -> Stats {
+        Stats { conn }
+    }
+
+    /// Visitors, pageviews, events, sessions, bounce rate, duration, views per visit.
+    pub fn kpis(&self, w: &Window, filters: &[Filter]) -> Result<Kpis, StatsError> {
+        let base = base(w, filters)?;
+        let text = format!(
+            "{}
+            SELECT
+              (SELECT count(DISTINCT visitor) FROM sel),
+              (SELECT count(*) FILTER (WHERE kind = 0) FROM sel),
+              (SELECT count(*) FILTER (WHERE kind = 1) FROM sel),
+              (SELECT count(*) FROM sess_sel),
+              (SELECT count(*) FILTER (WHERE pv = 1 AND ev = 0) FROM sess_sel),
+              (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM sess_sel),
+              (SELECT coalesce(sum(pv), 0) FROM sess_sel)",
+            base.text
+        );
+        let mut stmt = self.conn.prepare(&text)?;
+        let k = stmt.query_row(params_from_iter(base.params.iter()), |r| {
+            let sessions: u64 = r.get(3)?;
+            let bounces: u64 = r.get(4)?;
+            let session_pv: u64 = r.get::<_, i64>(6)? as u64;
+            let ratio = |n: u64| {
+                if sessions == 0 {
+                    0.0
+                } else {
+                    n as f64 / sessions as f64
+                }
+            };
+            Ok(Kpis {
+                visitors: r.get(0)?,
+                pageviews: r.get(1)?,
+                events: r.get(2)?,
+                sessions,
+                bounces,
+                bounce_rate: ratio(bounces),
+                avg_duration_s: if sessions == 0 { 0.0 } else { r.get(5)? },
+                views_per_visit: ratio(session_pv),
+            })
+        })?;
+        Ok(k)
+    }
+
+    /// Visitors, pageviews and sessions per local hour, day, week or month.
+    pub fn timeseries(
+        &self,
+        w: &Window,
+        filters: &[Filter],
+        interval: Interval,
+    ) -> Result<Vec<Point>, StatsError> {
+        let base = base(w, filters)?;
+        let (local_hit, local_sess) = (local_expr(w, "ts"), local_expr(w, "t0"));
+        let unit = interval.unit();
+        let text = format!(
+            "{b}
+            , hb AS (
+              SELECT strftime(date_trunc('{unit}', {local_hit}), '%Y-%m-%dT%H:%M:%S') AS b,
+                     count(DISTINCT visitor) AS visitors,
+                     count(*) FILTER (WHERE kind = 0) AS pageviews
+              FROM sel GROUP BY b
+            ), sb AS (
+              SELECT strftime(date_trunc('{unit}', {local_sess}), '%Y-%m-%dT%H:%M:%S') AS b,
+                     count(*) AS sessions
+              FROM sess_sel GROUP BY b
+            )
+            SELECT coalesce(hb.b, sb.b), coalesce(visitors, 0), coalesce(pageviews, 0),
+                   coalesce(sessions, 0)
+            FROM hb FULL OUTER JOIN sb ON hb.b = sb.b",
+            b = base.text
+        );
+        let mut stmt = self.conn.prepare(&text)?;
+        let found: std::collections::HashMap<String, (u64, u64, u64)> = stmt
+            .query_map(params_from_iter(base.params.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(buckets(w, interval)
+            .into_iter()
+            .map(|start| {
+                let (visitors, pageviews, sessions) =
+                    found.get(&start).copied().unwrap_or((0, 0, 0));
+                Point {
+                    start,
+                    visitors,
+                    pageviews,
+                    sessions,
+                }
+            })
+            .collect())
+    }
+
+    /// The top `limit` values of a dimension, by visitors then count.
+    pub fn breakdown(
+        &self,
+        w: &Window,
+        filters: &[Filter],
+        dim: Dim,
+        limit: usize,
+    ) -> Result<Vec<Row>, StatsError> {
+        let base = base(w, filters)?;
+        let (from, value, count, extra) = if dim.is_session() {
+            ("sess_sel", dim.expr(), "count(*)", "")
+        } else if dim == Dim::Event {
+            ("sel", dim.expr(), "count(*)", "WHERE kind = 1")
+        } else {
+            ("sel", dim.expr(), "count(*) FILTER (WHERE kind = 0)", "")
+        };
+        let text = format!(
+            "{b}
+            , total AS (SELECT count(DISTINCT visitor) AS n FROM sel)
+            SELECT {value} AS v, count(DISTINCT visitor) AS visitors, {count} AS c,
+                   CASE WHEN (SELECT n FROM total) = 0 THEN 0
+                        ELSE count(DISTINCT visitor) / (SELECT n FROM total) END
+            FROM {from} {extra}
+            GROUP BY v
+            ORDER BY visitors DESC, c DESC, v NULLS LAST
+            LIMIT {limit}",
+            b = base.text
+        );
+        let mut stmt = self.conn.prepare(&text)?;
+        let rows = stmt
+            .query_map(params_from_iter(base.params.iter()), |r| {
+                Ok(Row {
+                    value: r.get(0)?,
+                    visitors: r.get(1)?,
+                    count: r.get(2)?,
+                    share: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+}
+
+/// The common part of every query: the window's hits with their session,
+/// the sessions, and the selection the filters make (`sel`, `sess_sel`).
+fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
+    if w.from >= w.to {
+        return Err(StatsError::Inverted);
+    }
+    if (w.to.as_second() - w.from.as_second()) > MAX_WINDOW_DAYS * 86_400 {
+        return Err(StatsError::TooLong);
+    }
+    use duckdb::types::Value as V;
+    let mut params = vec![
+        V::USmallInt(w.site_id),
+        V::BigInt(w.from.as_microsecond()),
+        V::BigInt(w.to.as_microsecond()),
+    ];
+    let mut hit_conds = Vec::new();
+    let mut sess_conds = Vec::new();
+    for f in filters {
+        let e = f.dim.expr();
+        let cond = match f.op {
+            Op::Is => format!("({e}) = ?"),
+            Op::IsNot => format!("(({e}) IS NULL OR ({e}) <> ?)"),
+            Op::Contains => format!("contains(lower({e}), lower(?))"),
+        };
+        params.push(V::Text(f.value.clone()));
+        if f.dim.is_session() {
+            sess_conds.push(cond);
+        } else {
+            hit_conds.push(cond);
+        }
+    }
+    let and = |c: &[String]| {
+        if c.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            c.join(" AND ")
+        }
+    };
+    // Parameters are bound in text order: site, from, to, then the filters in
+    // the order given. Session conditions appear after hit conditions in the
+    // text, so they are reordered to match.
+    let mut ordered = params[..3].to_vec();
+    let (mut h, mut s) = (Vec::new(), Vec::new());
+    for (f, p) in filters.iter().zip(params[3..].iter()) {
+        if f.dim.is_session() {
+            s.push(p.clone());
+        } else {
+            h.push(p.clone());
+        }
+    }
+    ordered.extend(s);
+    ordered.extend(h);
+    let text = format!(
+        "WITH w AS (
+          SELECT id, visitor, ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
+                 utm_source, utm_medium, utm_campaign, utm_term, utm_content,
+                 country, browser, os, device, language
+          FROM hits
+          WHERE site_id = ? AND ts >= make_timestamp(?::BIGINT)::TIMESTAMPTZ
+            AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ
+        ), marked AS (
+          SELECT *, CASE WHEN us - lag(us) OVER (PARTITION BY visitor ORDER BY us, id)
+                              <= {gap} THEN 0 ELSE 1 END AS starts
+          FROM w
+        ), h AS (
+          SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY us, id
+                                      ROWS UNBOUNDED PRECEDING) AS sess
+          FROM marked
+        ), sessions AS (
+          SELECT visitor, sess, min(ts) AS t0, max(us) - min(us) AS dur_us,
+                 count(*) FILTER (WHERE kind = 0) AS pv,
+                 count(*) FILTER (WHERE kind = 1) AS ev,
+                 arg_min(path, us) FILTER (WHERE kind = 0) AS entry_page,
+                 arg_max(path, us) FILTER (WHERE kind = 0) AS exit_page
+          FROM h GROUP BY visitor, sess
+        ), sess_ok AS (
+          SELECT * FROM sessions WHERE {sess}
+        ), sel AS (
+          SELECT h.* FROM h SEMI JOIN sess_ok USING (visitor, sess) WHERE {hit}
+        ), sess_sel AS (
+          SELECT * FROM sess_ok SEMI JOIN (SELECT DISTINCT visitor, sess FROM sel) USING (visitor, sess)
+        )",
+        gap = SESSION_GAP_MINUTES * 60_000_000,
+        sess = and(&sess_conds),
+        hit = and(&hit_conds),
+    );
+    Ok(Sql {
+        text,
+        params: ordered,
+    })
+}
+
+/// Offsets in force during the window: `(from_us, offset_us)` pieces, the
+/// first starting at the window's start.
+fn offsets(w: &Window) -> Vec<(i64, i64)> {
+    let mut out = vec![(
+        w.from.as_microsecond(),
+        i64::from(w.tz.to_offset(w.from).seconds()) * 1_000_000,
+    )];
+    for t in w.tz.following(w.from) {
+        if t.timestamp() >= w.to {
+            break;
+        }
+        out.push((
+            t.timestamp().as_microsecond(),
+            i64::from(t.offset().seconds()) * 1_000_000,
+        ));
+    }
+    out
+}
+
+/// SQL for the local wall-clock time (a TIMESTAMP) of the TIMESTAMPTZ column `col`.
+fn local_expr(w: &Window, col: &str) -> String {
+    let pieces = offsets(w);
+    if let [(_, only)] = pieces.as_slice() {
+        return format!("make_timestamp(epoch_us({col}) + {only})");
+    }
+    let mut case = String::from("CASE");
+    for pair in pieces.windows(2) {
+        case.push_str(&format!(
+            " WHEN epoch_us({col}) < {} THEN {}",
+            pair[1].0, pair[0].1
+        ));
+    }
+    case.push_str(&format!(
+        " ELSE {} END",
+        pieces.last().expect("one piece").1
+    ));
+    format!("make_timestamp(epoch_us({col}) + {case})")
+}
+
+/// Local starts of every bucket that overlaps the window, in order. Walks in
+/// zoned time, so an hour skipped by a DST change is not listed and an hour
+/// that repeats is listed once (SQL groups by wall-clock time too).
+fn buckets(w: &Window, interval: Interval) -> Vec<String> {
+    let trunc = |dt: jiff::civil::DateTime| -> jiff::civil::DateTime {
+        match interval {
+            Interval::Hour => dt.date().at(dt.hour(), 0, 0, 0),
+            Interval::Day => dt.date().at(0, 0, 0, 0),
+            Interval::Week => {
+                let d = dt.date();
+                let back = i64::from(d.weekday().to_monday_zero_offset());
+                d.checked_sub(jiff::Span::new().days(back))
+                    .unwrap_or(d)
+                    .at(0, 0, 0, 0)
+            }
+            Interval::Month => dt.date().first_of_month().at(0, 0, 0, 0),
+        }
+    };
+    let step = match interval {
+        Interval::Hour => jiff::Span::new().hours(1),
+        Interval::Day => jiff::Span::new().days(1),
+        Interval::Week => jiff::Span::new().weeks(1),
+        Interval::Month => jiff::Span::new().months(1),
+    };
+    let first = trunc(w.from.to_zoned_datetime(w.tz.clone()).datetime());
+    let Ok(mut cur) = first.to_zoned_datetime(w.tz.clone()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    while cur.timestamp() < w.to {
+        // Truncate again: a bucket start that fell into a DST gap was moved
+        // forward; the label is the wall-clock start of its bucket.
+        let label = trunc(cur.datetime())
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        if out.last() != Some(&label) {
+            out.push(label);
+        }
+        match cur.checked_add(step) {
+            Ok(next) => cur = next,
+            Err(_) => break,
+        }
+    }
+    out
+}
