@@ -213,6 +213,16 @@ pub struct Row {
     pub share: f64,
 }
 
+/// One dashboard page: see [`Stats::overview`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overview {
+    pub kpis: Kpis,
+    /// The same numbers for the comparison window.
+    pub previous: Kpis,
+    pub series: Vec<Point>,
+    pub breakdowns: Vec<(Dim, Vec<Row>)>,
+}
+
 /// Why a query was not run.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
@@ -249,7 +259,10 @@ impl Stats {
 
     /// Visitors, pageviews, events, sessions, bounce rate, duration, views per visit.
     pub fn kpis(&self, w: &Window, filters: &[Filter]) -> Result<Kpis, StatsError> {
-        let base = base(w, filters)?;
+        self.kpis_on(&base(w, filters)?)
+    }
+
+    fn kpis_on(&self, base: &Sql) -> Result<Kpis, StatsError> {
         let text = format!(
             "{}
             SELECT
@@ -295,7 +308,15 @@ impl Stats {
         filters: &[Filter],
         interval: Interval,
     ) -> Result<Vec<Point>, StatsError> {
-        let base = base(w, filters)?;
+        self.timeseries_on(&base(w, filters)?, w, interval)
+    }
+
+    fn timeseries_on(
+        &self,
+        base: &Sql,
+        w: &Window,
+        interval: Interval,
+    ) -> Result<Vec<Point>, StatsError> {
         let (local_hit, local_sess) = (local_expr(w, "ts"), local_expr(w, "t0"));
         let unit = interval.unit();
         let text = format!(
@@ -344,7 +365,63 @@ impl Stats {
         dim: Dim,
         limit: usize,
     ) -> Result<Vec<Row>, StatsError> {
-        let base = base(w, filters)?;
+        self.breakdown_on(&base(w, filters)?, dim, limit)
+    }
+
+    /// Everything one dashboard page shows, computing the window's sessions
+    /// and selection once (into temporary tables of this connection) instead
+    /// of once per number: the KPIs of `w` and of `prev` (the comparison), the
+    /// time series, and the top `limit` rows of each of `panels`.
+    pub fn overview(
+        &self,
+        w: &Window,
+        prev: &Window,
+        filters: &[Filter],
+        interval: Interval,
+        panels: &[Dim],
+        limit: usize,
+    ) -> Result<Overview, StatsError> {
+        let b = base(w, filters)?;
+        self.conn.execute(
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE hv_sel AS {} SELECT * FROM sel",
+                b.text
+            ),
+            params_from_iter(b.params.iter()),
+        )?;
+        self.conn.execute(
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE hv_sess AS {} SELECT * FROM sess_sel",
+                b.text
+            ),
+            params_from_iter(b.params.iter()),
+        )?;
+        let cached = Sql {
+            text: "WITH sel AS (SELECT * FROM hv_sel), sess_sel AS (SELECT * FROM hv_sess)".into(),
+            params: Vec::new(),
+        };
+        let result = (|| {
+            let kpis = self.kpis_on(&cached)?;
+            let previous = self.kpis_on(&base(prev, filters)?)?;
+            let series = self.timeseries_on(&cached, w, interval)?;
+            let breakdowns = panels
+                .iter()
+                .map(|d| Ok((*d, self.breakdown_on(&cached, *d, limit)?)))
+                .collect::<Result<Vec<_>, StatsError>>()?;
+            Ok(Overview {
+                kpis,
+                previous,
+                series,
+                breakdowns,
+            })
+        })();
+        let _ = self
+            .conn
+            .execute_batch("DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess");
+        result
+    }
+
+    fn breakdown_on(&self, base: &Sql, dim: Dim, limit: usize) -> Result<Vec<Row>, StatsError> {
         let (from, value, count, extra) = if dim.is_session() {
             ("sess_sel", dim.expr(), "count(*)", "")
         } else if dim == Dim::Event {

@@ -393,3 +393,35 @@ fn dimension_names_round_trip() {
     }
     assert_eq!(Dim::parse("nope"), None);
 }
+
+#[test]
+fn the_overview_gives_the_same_numbers_as_the_single_queries() {
+    let (_d, s, id) = store_with(fixture());
+    let st = s.stats().unwrap();
+    let w = window(id, "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z", "UTC");
+    let prev = window(id, "2026-01-09T00:00:00Z", "2026-01-10T00:00:00Z", "UTC");
+    let panels = [Dim::Page, Dim::EntryPage, Dim::Source, Dim::Event];
+    for filters in [vec![], vec![f(Dim::Page, Op::Is, "/pricing")]] {
+        let o = st
+            .overview(&w, &prev, &filters, Interval::Hour, &panels, 10)
+            .unwrap();
+        assert_eq!(o.kpis, st.kpis(&w, &filters).unwrap());
+        assert_eq!(o.previous, Kpis::default());
+        assert_eq!(
+            o.series,
+            st.timeseries(&w, &filters, Interval::Hour).unwrap()
+        );
+        for (d, rows) in &o.breakdowns {
+            assert_eq!(rows, &st.breakdown(&w, &filters, *d, 10).unwrap());
+        }
+        assert_eq!(o.breakdowns.len(), panels.len());
+    }
+    // The temporary tables do not outlive the call.
+    assert!(
+        st.kpis(&w, &[]).is_ok()
+            && s.query_text("SELECT count(*) FROM duckdb_tables() WHERE temporary")
+                .unwrap()[0][0]
+                .as_deref()
+                == Some("0")
+    );
+}

@@ -53,13 +53,8 @@ const PANELS: [Dim; 15] = [
 ];
 
 fn overview(st: &Stats, w: &Window, prev: &Window, interval: Interval) -> anyhow::Result<usize> {
-    let mut n = st.kpis(w, &[])?.visitors as usize;
-    n += st.kpis(prev, &[])?.visitors as usize;
-    n += st.timeseries(w, &[], interval)?.len();
-    for d in PANELS {
-        n += st.breakdown(w, &[], d, 10)?.len();
-    }
-    Ok(n)
+    let o = st.overview(w, prev, &[], interval, &PANELS, 10)?;
+    Ok(o.series.len() + o.breakdowns.len())
 }
 
 fn main() -> anyhow::Result<()> {
