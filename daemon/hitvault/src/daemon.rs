@@ -294,6 +294,13 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         memory_limit: cfg.store_memory_limit.clone(),
     };
     let mut store = Store::open(&cfg.data_dir, &opts).map_err(startup)?;
+    // Readers for the stats API, each its own connection to the same database.
+    let stats = hitvault_server::StatsState::new(
+        (0..2)
+            .map(|_| store.stats())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(startup)?,
+    );
     let declared = cfg.declared_sites();
     for (h, aliases) in &declared {
         store
@@ -448,7 +455,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             let _ = tx.send(true);
         };
         tokio::spawn(signals);
-        let app = hitvault_server::router(state);
+        let app = hitvault_server::router(state).merge(hitvault_server::stats_router(stats));
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);
         let _ = control_task.await;

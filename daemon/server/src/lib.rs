@@ -13,6 +13,7 @@
 pub mod ingest;
 pub mod metrics;
 pub mod salt;
+pub mod stats_api;
 pub mod tracker;
 pub mod wire;
 
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use control::{AdminError, SiteAdmin, SiteInfo, control_router};
 pub use routes::router;
+pub use stats_api::{StatsState, stats_router};
 
 use crate::ingest::Ingest;
 use crate::metrics::{Gauges, Metrics};

@@ -257,6 +257,19 @@ impl Stats {
         Stats { conn }
     }
 
+    /// The id of the site named `hostname` (or one of its aliases).
+    pub fn site_id(&self, hostname: &str) -> Result<Option<u16>, QueryError> {
+        let h = hostname.trim().to_ascii_lowercase();
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM sites WHERE hostname = ? OR list_contains(aliases, ?) ORDER BY id LIMIT 1",
+        )?;
+        let mut rows = stmt.query(duckdb::params![h, h])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
     /// Visitors, pageviews, events, sessions, bounce rate, duration, views per visit.
     pub fn kpis(&self, w: &Window, filters: &[Filter]) -> Result<Kpis, StatsError> {
         self.kpis_on(&base(w, filters)?)

@@ -1,0 +1,505 @@
+//! The stats API under `/api/v1/stats`: the numbers of the stats engine
+//! (`hitvault_store::stats`) as JSON.
+//!
+//! `GET /api/v1/stats/overview` answers one dashboard page: KPIs with the
+//! previous period of the same length and the deltas, the time series, and the
+//! top rows of every breakdown panel. Parameters:
+//!
+//! | name | meaning | default |
+//! | --- | --- | --- |
+//! | `site` | the site's hostname | required |
+//! | `from`, `to` | RFC 3339 instants, or dates `YYYY-MM-DD` (local midnight in `tz`); `to` is exclusive | the last 30 days |
+//! | `tz` | IANA time zone for buckets and dates | `UTC` |
+//! | `interval` | `hour`, `day`, `week` or `month` | `day` |
+//! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold | none |
+//! | `limit` | rows per panel, 1 to 1000 | 10 |
+//!
+//! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`.
+//!
+//! Access: every route here passes one authorization check ([`authorize`]).
+//! Until accounts exist it admits loopback clients only, and answers 403 with
+//! the reason to anyone else.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hitvault_store::stats::{Dim, Filter, Interval, Kpis, Op, Overview, Stats, StatsError, Window};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde_json::{Value, json};
+
+/// The stats readers the API runs queries on (each its own DuckDB connection).
+#[derive(Clone)]
+pub struct StatsState {
+    pub readers: Arc<Vec<Mutex<Stats>>>,
+}
+
+impl StatsState {
+    pub fn new(readers: Vec<Stats>) -> StatsState {
+        StatsState {
+            readers: Arc::new(readers.into_iter().map(Mutex::new).collect()),
+        }
+    }
+}
+
+pub fn stats_router(state: StatsState) -> Router {
+    Router::new()
+        .route("/api/v1/stats/overview", get(overview))
+        .with_state(state)
+}
+
+/// Refusal of a client the authorization layer does not admit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Forbidden;
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "error": "forbidden",
+                "message": "the stats API is served to loopback clients only until accounts are configured",
+            })),
+        )
+            .into_response()
+    }
+}
+
+/// The one authorization decision of the dashboard and stats routes.
+pub fn authorize(peer: &SocketAddr) -> Result<(), Forbidden> {
+    if peer.ip().to_canonical().is_loopback() {
+        Ok(())
+    } else {
+        Err(Forbidden)
+    }
+}
+
+/// Why an overview was not answered.
+enum ApiError {
+    Bad(BadParam),
+    Internal(String),
+}
+
+impl From<BadParam> for ApiError {
+    fn from(e: BadParam) -> Self {
+        ApiError::Bad(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Bad(b) => b.into_response(),
+            ApiError::Internal(m) => internal(&m),
+        }
+    }
+}
+
+/// A parameter the API cannot use: answered 400, naming it.
+#[derive(Debug, PartialEq, Eq)]
+struct BadParam {
+    parameter: String,
+    message: String,
+}
+
+impl IntoResponse for BadParam {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({
+                "error": "bad_parameter",
+                "parameter": self.parameter,
+                "message": self.message,
+            })),
+        )
+            .into_response()
+    }
+}
+
+fn bad(parameter: &str, message: impl Into<String>) -> BadParam {
+    BadParam {
+        parameter: parameter.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The parsed parameters of an overview request.
+#[derive(Debug)]
+struct Params {
+    site: String,
+    from: Timestamp,
+    to: Timestamp,
+    tz: TimeZone,
+    interval: Interval,
+    filters: Vec<Filter>,
+    limit: usize,
+}
+
+fn parse_instant(name: &str, v: &str, tz: &TimeZone) -> Result<Timestamp, BadParam> {
+    if let Ok(t) = v.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    match v.parse::<jiff::civil::Date>() {
+        Ok(d) => d
+            .to_zoned_datetime(tz.clone())
+            .map(|z| z.timestamp())
+            .map_err(|e| {
+                bad(
+                    name,
+                    format!("{v:?} has no midnight in this time zone: {e}"),
+                )
+            }),
+        Err(_) => Err(bad(
+            name,
+            format!("{v:?} is neither an RFC 3339 instant nor a date YYYY-MM-DD"),
+        )),
+    }
+}
+
+fn parse_params(query: Option<&str>) -> Result<Params, BadParam> {
+    let pairs: Vec<(String, String)> = form_urlencoded(query.unwrap_or(""));
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    for (k, _) in &pairs {
+        if !["site", "from", "to", "tz", "interval", "filter", "limit"].contains(&k.as_str()) {
+            return Err(bad(k, format!("unknown parameter {k:?}")));
+        }
+    }
+    let site = get("site")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("site", "the site's hostname is required"))?
+        .to_owned();
+    let tz = match get("tz") {
+        None => TimeZone::UTC,
+        Some(name) => TimeZone::get(name)
+            .map_err(|_| bad("tz", format!("{name:?} is not an IANA time zone")))?,
+    };
+    let to = match get("to") {
+        Some(v) => parse_instant("to", v, &tz)?,
+        None => Timestamp::now(),
+    };
+    let from = match get("from") {
+        Some(v) => parse_instant("from", v, &tz)?,
+        None => to
+            .checked_sub((30 * 24).hours())
+            .map_err(|e| bad("to", e.to_string()))?,
+    };
+    if from >= to {
+        return Err(bad("from", "'from' must be before 'to'"));
+    }
+    let interval = match get("interval").unwrap_or("day") {
+        "hour" => Interval::Hour,
+        "day" => Interval::Day,
+        "week" => Interval::Week,
+        "month" => Interval::Month,
+        other => {
+            return Err(bad(
+                "interval",
+                format!("{other:?} is not one of hour, day, week, month"),
+            ));
+        }
+    };
+    if interval == Interval::Hour && to.as_second() - from.as_second() > 31 * 86_400 {
+        return Err(bad("interval", "hourly series cover at most 31 days"));
+    }
+    let limit = match get("limit") {
+        None => 10,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "limit",
+                    format!("{v:?} is not a number from 1 to 1000"),
+                ));
+            }
+        },
+    };
+    let mut filters = Vec::new();
+    for (k, v) in &pairs {
+        if k != "filter" {
+            continue;
+        }
+        let mut parts = v.splitn(3, ':');
+        let (Some(d), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("filter", format!("{v:?} is not dimension:op:value")));
+        };
+        let dim = Dim::parse(d).ok_or_else(|| {
+            let names: Vec<&str> = Dim::ALL.iter().map(|(_, n)| *n).collect();
+            bad(
+                "filter",
+                format!("unknown dimension {d:?}; known: {}", names.join(", ")),
+            )
+        })?;
+        let op = match o {
+            "is" => Op::Is,
+            "is_not" => Op::IsNot,
+            "contains" => Op::Contains,
+            _ => {
+                return Err(bad(
+                    "filter",
+                    format!("unknown operator {o:?}; known: is, is_not, contains"),
+                ));
+            }
+        };
+        filters.push(Filter {
+            dim,
+            op,
+            value: value.to_owned(),
+        });
+    }
+    Ok(Params {
+        site,
+        from,
+        to,
+        tz,
+        interval,
+        filters,
+        limit,
+    })
+}
+
+/// `application/x-www-form-urlencoded` pairs, percent- and plus-decoded.
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn kpis_json(k: &Kpis) -> Value {
+    json!({
+        "visitors": k.visitors,
+        "pageviews": k.pageviews,
+        "events": k.events,
+        "sessions": k.sessions,
+        "bounce_rate": k.bounce_rate,
+        "avg_visit_duration_s": k.avg_duration_s,
+        "views_per_visit": k.views_per_visit,
+    })
+}
+
+/// Relative change from `before` to `now` (null when `before` is 0).
+fn delta(now: f64, before: f64) -> Value {
+    if before == 0.0 {
+        Value::Null
+    } else {
+        json!((now - before) / before)
+    }
+}
+
+fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview) -> Value {
+    let (k, b) = (&o.kpis, &o.previous);
+    json!({
+        "site": p.site,
+        "from": p.from.to_string(),
+        "to": p.to.to_string(),
+        "tz": p.tz.iana_name(),
+        "kpis": kpis_json(k),
+        "previous": {
+            "from": prev_from.to_string(),
+            "to": p.from.to_string(),
+            "kpis": kpis_json(b),
+        },
+        "deltas": {
+            "visitors": delta(k.visitors as f64, b.visitors as f64),
+            "pageviews": delta(k.pageviews as f64, b.pageviews as f64),
+            "sessions": delta(k.sessions as f64, b.sessions as f64),
+            "bounce_rate": delta(k.bounce_rate, b.bounce_rate),
+            "avg_visit_duration_s": delta(k.avg_duration_s, b.avg_duration_s),
+            "views_per_visit": delta(k.views_per_visit, b.views_per_visit),
+        },
+        "series": o.series.iter().map(|pt| json!({
+            "start": pt.start, "visitors": pt.visitors,
+            "pageviews": pt.pageviews, "sessions": pt.sessions,
+        })).collect::<Vec<_>>(),
+        "breakdowns": o.breakdowns.iter().map(|(d, rows)| (d.name().to_owned(), json!(
+            rows.iter().map(|r| json!({
+                "value": r.value, "visitors": r.visitors, "count": r.count, "share": r.share,
+            })).collect::<Vec<_>>()
+        ))).collect::<serde_json::Map<String, Value>>(),
+    })
+}
+
+/// Every panel of the overview.
+const PANELS: [Dim; 15] = [
+    Dim::Page,
+    Dim::EntryPage,
+    Dim::ExitPage,
+    Dim::Source,
+    Dim::Referrer,
+    Dim::UtmSource,
+    Dim::UtmMedium,
+    Dim::UtmCampaign,
+    Dim::UtmTerm,
+    Dim::UtmContent,
+    Dim::Country,
+    Dim::Browser,
+    Dim::Os,
+    Dim::Device,
+    Dim::Event,
+];
+
+async fn overview(
+    State(state): State<StatsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    let p = match parse_params(query.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let work = move || -> Result<Response, ApiError> {
+        // Any free reader; wait on the first when all are busy.
+        let guard = state
+            .readers
+            .iter()
+            .find_map(|m| m.try_lock().ok())
+            .or_else(|| {
+                state
+                    .readers
+                    .first()
+                    .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+            .ok_or_else(|| ApiError::Internal("no stats reader is configured".into()))?;
+        let site_id = guard
+            .site_id(&p.site)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| bad("site", format!("no site named {:?}", p.site)))?;
+        let w = Window {
+            site_id,
+            from: p.from,
+            to: p.to,
+            tz: p.tz.clone(),
+        };
+        let len = p.to.as_microsecond() - p.from.as_microsecond();
+        let prev_from = Timestamp::from_microsecond(p.from.as_microsecond() - len)
+            .map_err(|_| bad("from", "the comparison period starts before year -9999"))?;
+        let prev = Window {
+            from: prev_from,
+            to: p.from,
+            ..w.clone()
+        };
+        match guard.overview(&w, &prev, &p.filters, p.interval, &PANELS, p.limit) {
+            Ok(o) => Ok(axum::Json(overview_json(&p, prev_from, &o)).into_response()),
+            Err(e @ (StatsError::TooLong | StatsError::Inverted)) => {
+                Err(bad("from", e.to_string()).into())
+            }
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => internal("the stats query failed"),
+    }
+}
+
+fn internal(message: &str) -> Response {
+    tracing::error!(message, "stats query failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({ "error": "internal", "message": message })),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_error(q: &str) -> BadParam {
+        match parse_params(Some(q)) {
+            Ok(p) => panic!("{q:?} parsed: {p:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn only_loopback_clients_are_authorized_until_accounts_exist() {
+        for ok in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            assert!(authorize(&ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for no in ["192.168.1.20:1", "10.0.0.1:1", "[fe80::1]:1"] {
+            let r = authorize(&no.parse().unwrap()).expect_err(no);
+            assert_eq!(r.into_response().status(), StatusCode::FORBIDDEN);
+        }
+    }
+
+    #[test]
+    fn parameters_parse_with_defaults() {
+        let p = parse_params(Some(
+            "site=a.example&from=2026-03-01&to=2026-04-01&tz=Europe%2FBerlin&filter=page:is:%2Fa+b&limit=5",
+        ))
+        .unwrap();
+        assert_eq!(p.site, "a.example");
+        assert_eq!(p.from.to_string(), "2026-02-28T23:00:00Z");
+        assert_eq!(p.to.to_string(), "2026-03-31T22:00:00Z");
+        assert_eq!(p.interval, Interval::Day);
+        assert_eq!(p.limit, 5);
+        assert_eq!(
+            p.filters,
+            vec![Filter {
+                dim: Dim::Page,
+                op: Op::Is,
+                value: "/a b".into()
+            }]
+        );
+        let p = parse_params(Some("site=a.example")).unwrap();
+        assert_eq!(p.to.as_second() - p.from.as_second(), 30 * 86_400);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (q, parameter) in [
+            ("", "site"),
+            ("site=a&tz=Mars%2FOlympus", "tz"),
+            ("site=a&from=2026-02-01&to=2026-01-01", "from"),
+            ("site=a&from=yesterday", "from"),
+            ("site=a&interval=fortnight", "interval"),
+            (
+                "site=a&from=2026-01-01&to=2026-03-01&interval=hour",
+                "interval",
+            ),
+            ("site=a&filter=planet:is:mars", "filter"),
+            ("site=a&filter=page:like:x", "filter"),
+            ("site=a&filter=page", "filter"),
+            ("site=a&limit=0", "limit"),
+            ("site=a&colour=blue", "colour"),
+        ] {
+            let e = param_error(q);
+            assert_eq!(e.parameter, parameter, "{q}: {}", e.message);
+            assert!(!e.message.is_empty());
+        }
+    }
+}
