@@ -394,21 +394,25 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
-        let b = base(w, filters)?;
+        let h = hits_cte(w)?;
         self.conn.execute(
             &format!(
-                "CREATE OR REPLACE TEMP TABLE hv_sel AS {} SELECT * FROM sel",
-                b.text
+                "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
+                h.text
             ),
-            params_from_iter(b.params.iter()),
+            params_from_iter(h.params.iter()),
         )?;
-        self.conn.execute(
-            &format!(
-                "CREATE OR REPLACE TEMP TABLE hv_sess AS {} SELECT * FROM sess_sel",
-                b.text
-            ),
-            params_from_iter(b.params.iter()),
-        )?;
+        let sel = selection_cte(filters);
+        for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
+            self.conn.execute(
+                &format!(
+                    "CREATE OR REPLACE TEMP TABLE {table} AS
+                     WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
+                    sel.text
+                ),
+                params_from_iter(sel.params.iter()),
+            )?;
+        }
         let cached = Sql {
             text: "WITH sel AS (SELECT * FROM hv_sel), sess_sel AS (SELECT * FROM hv_sess)".into(),
             params: Vec::new(),
@@ -428,9 +432,9 @@ impl Stats {
                 breakdowns,
             })
         })();
-        let _ = self
-            .conn
-            .execute_batch("DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess");
+        let _ = self.conn.execute_batch(
+            "DROP TABLE IF EXISTS hv_h; DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess",
+        );
         result
     }
 
@@ -445,10 +449,13 @@ impl Stats {
         let text = format!(
             "{b}
             , total AS (SELECT count(DISTINCT visitor) AS n FROM sel)
-            SELECT {value} AS v, count(DISTINCT visitor) AS visitors, {count} AS c,
+            , per AS (
+              SELECT {value} AS v, visitor, {count} AS c FROM {from} {extra} GROUP BY v, visitor
+            )
+            SELECT v, count(*) AS visitors, sum(c)::UBIGINT AS c,
                    CASE WHEN (SELECT n FROM total) = 0 THEN 0
-                        ELSE count(DISTINCT visitor) / (SELECT n FROM total) END
-            FROM {from} {extra}
+                        ELSE count(*) / (SELECT n FROM total) END
+            FROM per
             GROUP BY v
             ORDER BY visitors DESC, c DESC, v NULLS LAST
             LIMIT {limit}",
@@ -472,6 +479,18 @@ impl Stats {
 /// The common part of every query: the window's hits with their session,
 /// the sessions, and the selection the filters make (`sel`, `sess_sel`).
 fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
+    let (h, sel) = (hits_cte(w)?, selection_cte(filters));
+    let mut params = h.params;
+    params.extend(sel.params);
+    Ok(Sql {
+        text: format!("WITH {}, {}", h.text, sel.text),
+        params,
+    })
+}
+
+/// CTEs `w`, `marked` and `h`: the window's hits, each with its session
+/// number `sess` (per visitor).
+fn hits_cte(w: &Window) -> Result<Sql, StatsError> {
     if w.from >= w.to {
         return Err(StatsError::Inverted);
     }
@@ -479,50 +498,8 @@ fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
         return Err(StatsError::TooLong);
     }
     use duckdb::types::Value as V;
-    let mut params = vec![
-        V::USmallInt(w.site_id),
-        V::BigInt(w.from.as_microsecond()),
-        V::BigInt(w.to.as_microsecond()),
-    ];
-    let mut hit_conds = Vec::new();
-    let mut sess_conds = Vec::new();
-    for f in filters {
-        let e = f.dim.expr();
-        let cond = match f.op {
-            Op::Is => format!("({e}) = ?"),
-            Op::IsNot => format!("(({e}) IS NULL OR ({e}) <> ?)"),
-            Op::Contains => format!("contains(lower({e}), lower(?))"),
-        };
-        params.push(V::Text(f.value.clone()));
-        if f.dim.is_session() {
-            sess_conds.push(cond);
-        } else {
-            hit_conds.push(cond);
-        }
-    }
-    let and = |c: &[String]| {
-        if c.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            c.join(" AND ")
-        }
-    };
-    // Parameters are bound in text order: site, from, to, then the filters in
-    // the order given. Session conditions appear after hit conditions in the
-    // text, so they are reordered to match.
-    let mut ordered = params[..3].to_vec();
-    let (mut h, mut s) = (Vec::new(), Vec::new());
-    for (f, p) in filters.iter().zip(params[3..].iter()) {
-        if f.dim.is_session() {
-            s.push(p.clone());
-        } else {
-            h.push(p.clone());
-        }
-    }
-    ordered.extend(s);
-    ordered.extend(h);
     let text = format!(
-        "WITH w AS (
+        "w AS (
           SELECT id, visitor, ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
                  country, browser, os, device, language
@@ -537,7 +514,51 @@ fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
           SELECT *, sum(starts) OVER (PARTITION BY visitor ORDER BY us, id
                                       ROWS UNBOUNDED PRECEDING) AS sess
           FROM marked
-        ), sessions AS (
+        )",
+        gap = SESSION_GAP_MINUTES * 60_000_000,
+    );
+    Ok(Sql {
+        text,
+        params: vec![
+            V::USmallInt(w.site_id),
+            V::BigInt(w.from.as_microsecond()),
+            V::BigInt(w.to.as_microsecond()),
+        ],
+    })
+}
+
+/// CTEs `sessions`, `sess_ok`, `sel` and `sess_sel` over a relation `h`
+/// (hits with `visitor` and `sess`): what the filters select.
+fn selection_cte(filters: &[Filter]) -> Sql {
+    use duckdb::types::Value as V;
+    let mut hit_conds = Vec::new();
+    let mut sess_conds = Vec::new();
+    // Bound in text order: the session conditions come first in the text.
+    let (mut hit_params, mut sess_params) = (Vec::new(), Vec::new());
+    for f in filters {
+        let e = f.dim.expr();
+        let cond = match f.op {
+            Op::Is => format!("({e}) = ?"),
+            Op::IsNot => format!("(({e}) IS NULL OR ({e}) <> ?)"),
+            Op::Contains => format!("contains(lower({e}), lower(?))"),
+        };
+        if f.dim.is_session() {
+            sess_conds.push(cond);
+            sess_params.push(V::Text(f.value.clone()));
+        } else {
+            hit_conds.push(cond);
+            hit_params.push(V::Text(f.value.clone()));
+        }
+    }
+    let and = |c: &[String]| {
+        if c.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            c.join(" AND ")
+        }
+    };
+    let text = format!(
+        "sessions AS (
           SELECT visitor, sess, min(ts) AS t0, max(us) - min(us) AS dur_us,
                  count(*) FILTER (WHERE kind = 0) AS pv,
                  count(*) FILTER (WHERE kind = 1) AS ev,
@@ -551,14 +572,14 @@ fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
         ), sess_sel AS (
           SELECT * FROM sess_ok SEMI JOIN (SELECT DISTINCT visitor, sess FROM sel) USING (visitor, sess)
         )",
-        gap = SESSION_GAP_MINUTES * 60_000_000,
         sess = and(&sess_conds),
         hit = and(&hit_conds),
     );
-    Ok(Sql {
+    sess_params.extend(hit_params);
+    Sql {
         text,
-        params: ordered,
-    })
+        params: sess_params,
+    }
 }
 
 /// Offsets in force during the window: `(from_us, offset_us)` pieces, the
