@@ -303,6 +303,10 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
     let sites = Arc::new(RwLock::new(Arc::new(
         registry(&declared, &store).map_err(startup)?,
     )));
+    // Exports read on their own connections beside the batcher's.
+    let exporter: Arc<dyn hitvault_server::Exporter> = Arc::new(
+        crate::takeout::DaemonExporter::new(store.reader().map_err(startup)?),
+    );
     let committed = store.committed_seq().map_err(startup)?;
     let floor = store.max_hit_id().map_err(startup)?.max(committed) + 1;
 
@@ -422,7 +426,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         };
         let control_task = tokio::spawn({
             let shutdown = wait(rx.clone());
-            let app = hitvault_server::control_router(admin);
+            let app = hitvault_server::control_router(admin, exporter.clone());
             async move {
                 axum::serve(control, app)
                     .with_graceful_shutdown(shutdown)
@@ -448,7 +452,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             let _ = tx.send(true);
         };
         tokio::spawn(signals);
-        let app = hitvault_server::router(state);
+        let app = hitvault_server::router(state).merge(hitvault_server::takeout_router(exporter));
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);
         let _ = control_task.await;

@@ -17,6 +17,7 @@ pub mod tracker;
 pub mod wire;
 
 mod control;
+pub mod export;
 mod routes;
 
 use std::future::Future;
@@ -24,7 +25,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use control::{AdminError, SiteAdmin, SiteInfo, control_router};
+pub use control::{AdminError, SiteAdmin, SiteInfo, control_router, takeout_router};
+pub use export::{BodyWriter, ExportQuery, Exporter};
 pub use routes::router;
 
 use crate::ingest::Ingest;
