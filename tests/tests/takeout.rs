@@ -12,11 +12,10 @@ use hitvault_tests::{Daemon, binary, sibling_binary, test_user};
 const FORMATS: [&str; 4] = ["parquet", "csv", "json", "ndjson"];
 
 fn hv(args: &[&str]) -> Output {
-    let out = Command::new(binary())
+    Command::new(binary())
         .args(args)
         .output()
-        .expect("run hitvault");
-    out
+        .expect("run hitvault")
 }
 
 fn ok(args: &[&str]) -> String {

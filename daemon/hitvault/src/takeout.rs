@@ -92,10 +92,10 @@ impl Progress {
 pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Result<(), CliError> {
     let filter = filter_of(&q).map_err(|e| (2, e))?;
     let started = Instant::now();
-    let mut w = ExportWriter::create(dir, format).map_err(|e| (2, e.to_string()))?;
+    let w = ExportWriter::create(dir, format).map_err(|e| (2, e.to_string()))?;
     let mut hits = 0u64;
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
-    let how = match client::connect(&socket) {
+    let (w, how) = match client::connect(&socket) {
         Some(conn) => {
             let path = format!("/takeout?{}", q.to_query());
             let mut reply = client::stream(conn, "GET", &path).map_err(|e| (1, e.to_string()))?;
@@ -114,48 +114,54 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let mut progress = Progress::new(total);
-            loop {
-                match read_frame(&mut reply.body).map_err(|e| (1, e.to_string()))? {
-                    Frame::Data(table, batch) => {
-                        if table == Table::Hits {
-                            hits += batch.num_rows() as u64;
-                            progress.tick(hits);
+            let w = pipelined(w, |send| {
+                let mut sent = 0u64;
+                loop {
+                    match read_frame(&mut reply.body).map_err(|e| (1, e.to_string()))? {
+                        Frame::Data(table, batch) => {
+                            sent += batch.num_rows() as u64;
+                            if table == Table::Hits {
+                                hits += batch.num_rows() as u64;
+                                progress.tick(hits);
+                            }
+                            send(table, batch).map_err(|e| (1, e))?;
                         }
-                        w.write(table, &batch).map_err(|e| (1, e.to_string()))?;
-                    }
-                    Frame::End { rows } => {
-                        if rows != w.rows() {
-                            return Err((
-                                1,
-                                format!("the daemon sent {rows} rows, {} arrived", w.rows()),
-                            ));
+                        Frame::End { rows } => {
+                            if rows != sent {
+                                return Err((
+                                    1,
+                                    format!("the daemon sent {rows} rows, {sent} arrived"),
+                                ));
+                            }
+                            return Ok(());
                         }
-                        break;
-                    }
-                    Frame::Error(m) => {
-                        return Err((1, format!("the daemon failed the export: {m}")));
+                        Frame::Error(m) => {
+                            return Err((1, format!("the daemon failed the export: {m}")));
+                        }
                     }
                 }
-            }
+            })?;
             progress.done();
-            "through the running daemon"
+            (w, "through the running daemon")
         }
         None => {
             let store = Store::open_read_only(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
             let total = store.count_hits(&filter).map_err(|e| (1, e.to_string()))?;
             let mut progress = Progress::new(total);
-            store
-                .export(&filter, &mut |t, batch| {
-                    let table = Table::from_name(t).expect("the store exports Takeout tables");
-                    if table == Table::Hits {
-                        hits += batch.num_rows() as u64;
-                        progress.tick(hits);
-                    }
-                    w.write(table, &batch).map_err(|e| e.to_string())
-                })
-                .map_err(|e| (1, e.to_string()))?;
+            let w = pipelined(w, |send| {
+                store
+                    .export(&filter, &mut |t, batch| {
+                        let table = Table::from_name(t).expect("the store exports Takeout tables");
+                        if table == Table::Hits {
+                            hits += batch.num_rows() as u64;
+                            progress.tick(hits);
+                        }
+                        send(table, batch)
+                    })
+                    .map_err(|e| (1, e.to_string()))
+            })?;
             progress.done();
-            "from the database file"
+            (w, "from the database file")
         }
     };
     let meta = Filter {
@@ -178,6 +184,38 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
         );
     }
     Ok(())
+}
+
+/// Batches in flight between the thread that reads and the one that writes.
+const PIPELINE_DEPTH: usize = 8;
+
+type Sender<'a> = dyn FnMut(Table, hitvault_store::RecordBatch) -> Result<(), String> + 'a;
+
+/// Runs `produce` on this thread and the file writing on another, so that
+/// reading (DuckDB, or the daemon's stream) and encoding use both cores.
+fn pipelined(
+    mut w: ExportWriter,
+    produce: impl FnOnce(&mut Sender<'_>) -> Result<(), CliError>,
+) -> Result<ExportWriter, CliError> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        let writer = s.spawn(move || -> Result<ExportWriter, CliError> {
+            for (table, batch) in rx {
+                w.write(table, &batch).map_err(|e| (1, e.to_string()))?;
+            }
+            Ok(w)
+        });
+        let produced = produce(&mut |table, batch| {
+            tx.send((table, batch))
+                .map_err(|_| "the writer stopped".to_owned())
+        });
+        drop(tx);
+        let written = writer.join().expect("the writer thread panicked");
+        // The writer's own error explains a producer's "writer stopped".
+        let w = written?;
+        produced?;
+        Ok(w)
+    })
 }
 
 /// `hitvault takeout verify DIR`.
@@ -217,36 +255,46 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     let mut store =
         Store::open(&cfg.data_dir, &StoreOptions::default()).map_err(|e| (3, e.to_string()))?;
     let mut imp = store.begin_import().map_err(|e| (1, e.to_string()))?;
-    let mut total = 0u64;
-    for table in Table::ALL {
-        let entry = m.file(table).expect("read_manifest checked the tables");
-        let path: PathBuf = dir.join(&entry.name);
-        let mut failure = None;
-        let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
-            imp.append(table.name(), batch).map_err(|e| {
-                let s = e.to_string();
-                failure = Some(s.clone());
-                s
-            })
-        })
-        .map_err(|e| {
-            (
-                if failure.is_some() { 1 } else { 2 },
-                format!("nothing imported: {e}"),
-            )
-        })?;
-        if rows != entry.rows {
-            return Err((
-                2,
-                format!(
-                    "nothing imported: {}: {rows} rows, the manifest says {}",
-                    path.display(),
-                    entry.rows
-                ),
-            ));
+    // Files are parsed on one thread while DuckDB stages on this one.
+    let mut staged: Result<(), String> = Ok(());
+    let read = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        let m = &m;
+        let reader = s.spawn(move || -> Result<u64, CliError> {
+            let mut total = 0u64;
+            for table in Table::ALL {
+                let entry = m.file(table).expect("read_manifest checked the tables");
+                let path: PathBuf = dir.join(&entry.name);
+                let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
+                    tx.send((table, batch)).map_err(|_| "stopped".to_owned())
+                })
+                .map_err(|e| (2, format!("nothing imported: {e}")))?;
+                if rows != entry.rows {
+                    return Err((
+                        2,
+                        format!(
+                            "nothing imported: {}: {rows} rows, the manifest says {}",
+                            path.display(),
+                            entry.rows
+                        ),
+                    ));
+                }
+                total += rows;
+            }
+            Ok(total)
+        });
+        for (table, batch) in rx.iter() {
+            if let Err(e) = imp.append(table.name(), batch) {
+                staged = Err(e.to_string());
+                break;
+            }
         }
-        total += rows;
-    }
+        drop(rx);
+        reader.join().expect("the reader thread panicked")
+    });
+    // DuckDB's own error explains a reader's "stopped".
+    staged.map_err(|e| (1, format!("nothing imported: {e}")))?;
+    let total = read?;
     let stats = imp
         .commit()
         .map_err(|e| (2, format!("nothing imported: {e}")))?;
