@@ -14,6 +14,7 @@ use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::Format;
@@ -45,18 +46,25 @@ pub enum ExportError {
 /// to pay off, small enough that a writer holds one comfortably in memory.
 pub const ROW_GROUP_ROWS: usize = 512 * 1024;
 
-/// Parquet settings of a Takeout: zstd, dictionary encoding (the default for
-/// every column; strings such as `site`, `browser` or `country` gain most).
+/// Parquet settings of a Takeout: zstd, dictionary encoding for every column
+/// but the nearly unique ones (`id`, `ts`, `visitor`), where building a
+/// dictionary costs the most time and then falls back to plain anyway.
 pub fn parquet_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level"),
         ))
         .set_dictionary_enabled(true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(format!("hitvault {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("hitvault {}", env!("CARGO_PKG_VERSION")));
+    for unique in ["id", "ts", "visitor"] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    b.build()
 }
+
+/// zstd level of Parquet pages.
+pub const ZSTD_LEVEL: i32 = 3;
 
 /// Conforms a batch from the store to the table's schema: same columns in the
 /// same order and types; timestamps are relabelled UTC (they are UTC instants).
