@@ -552,7 +552,9 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
 fn http_takeout_streams_one_file_to_loopback() {
     let (root, data) = source();
     let (d, _tok) = start_on(root, data.clone());
-    let r = d.get("/api/v1/takeout?format=ndjson").unwrap();
+    let r = d
+        .get("/api/v1/takeout?format=ndjson")
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
     let body = String::from_utf8(r.body).unwrap();

@@ -303,10 +303,6 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
     let sites = Arc::new(RwLock::new(Arc::new(
         registry(&declared, &store).map_err(startup)?,
     )));
-    // Exports read on their own connections beside the batcher's.
-    let exporter: Arc<dyn hitvault_server::Exporter> = Arc::new(
-        crate::takeout::DaemonExporter::new(store.reader().map_err(startup)?),
-    );
     let committed = store.committed_seq().map_err(startup)?;
     let floor = store.max_hit_id().map_err(startup)?.max(committed) + 1;
 
@@ -364,6 +360,9 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         gauges,
     };
     let (ops_tx, ops_rx) = std::sync::mpsc::channel();
+    // Exports read on their own connections beside the batcher's.
+    let exporter: Arc<dyn hitvault_server::Exporter> =
+        Arc::new(crate::takeout::DaemonExporter::new(ops_tx.clone()));
     let admin = Arc::new(DaemonSites {
         ops: ops_tx,
         sites,

@@ -14,7 +14,6 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hitvault_server::{AdminError, BodyWriter, ExportQuery, Exporter};
@@ -24,6 +23,7 @@ use hitvault_takeout::stream::{Frame, data_frame, end_frame, error_frame, read_f
 use hitvault_takeout::write::TableWriter;
 use hitvault_takeout::{ExportWriter, Format, Table, parse_time};
 
+use crate::batcher::StoreOp;
 use crate::client;
 use crate::config::Config;
 use crate::daemon::CONTROL_SOCKET;
@@ -313,24 +313,25 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The daemon's exporter: each export gets its own reader connection.
+/// The daemon's exporter: each export gets its own read connection, made
+/// by the batcher from the store it has open, and closed when the export ends.
 pub struct DaemonExporter {
-    reader: Mutex<Reader>,
+    ops: std::sync::mpsc::Sender<StoreOp>,
 }
 
 impl DaemonExporter {
-    pub fn new(reader: Reader) -> Self {
-        DaemonExporter {
-            reader: Mutex::new(reader),
-        }
+    pub fn new(ops: std::sync::mpsc::Sender<StoreOp>) -> Self {
+        DaemonExporter { ops }
     }
 
     fn conn(&self) -> Result<Reader, AdminError> {
-        self.reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .try_clone()
-            .map_err(|e| AdminError::Internal(e.to_string()))
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::Reader(tx))
+            .map_err(|_| AdminError::Internal("the store is closed".into()))?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| AdminError::Internal("the store did not answer".into()))?
+            .map_err(AdminError::Internal)
     }
 }
 
