@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hitvault_core::Hit;
 use hitvault_queue::Queue;
 use hitvault_server::metrics::Metrics;
-use hitvault_store::{SiteRow, Store};
+use hitvault_store::{Reader, SiteRow, Store};
 
 /// Knobs of the batcher loop.
 #[derive(Clone, Debug)]
@@ -41,6 +41,10 @@ pub struct BatcherHandle {
 /// Work for the store's owner, with where to send the answer.
 pub enum StoreOp {
     ListSites(Sender<Result<Vec<SiteRow>, String>>),
+    /// A new read connection to the current database, for one export. Made
+    /// here so that it always belongs to the store the batcher has open
+    /// (after a reopen too).
+    Reader(Sender<Result<Reader, String>>),
     AddSite {
         hostname: String,
         aliases: Vec<String>,
@@ -72,6 +76,9 @@ fn serve_ops(store: &mut Store, ops: &Receiver<StoreOp>) {
         match op {
             StoreOp::ListSites(reply) => {
                 let _ = reply.send(store.sites().map_err(|e| e.to_string()));
+            }
+            StoreOp::Reader(reply) => {
+                let _ = reply.send(store.reader().map_err(|e| e.to_string()));
             }
             StoreOp::AddSite {
                 hostname,

@@ -77,3 +77,119 @@ fn dechunk(mut b: &[u8]) -> std::io::Result<Vec<u8>> {
         b = b.get(size + 2..).unwrap_or_default();
     }
 }
+
+/// A reply whose body is read as it arrives.
+pub struct Streamed {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Box<dyn Read>,
+}
+
+impl Streamed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends a bodyless request and returns the reply with its body unread. A
+/// chunked body that stops before its last chunk reads as an error, never
+/// as a clean end.
+pub fn stream(s: UnixStream, method: &str, path: &str) -> std::io::Result<Streamed> {
+    use std::io::BufRead;
+    let mut w = s.try_clone()?;
+    write!(
+        w,
+        "{method} {path} HTTP/1.1\r\nHost: hitvault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed status line from the control socket"))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("the control socket closed mid-reply"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body: Box<dyn Read> = if chunked {
+        Box::new(Chunked {
+            inner: r,
+            left: 0,
+            done: false,
+        })
+    } else {
+        Box::new(r)
+    };
+    Ok(Streamed {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Reads an HTTP/1.1 chunked body.
+struct Chunked<R> {
+    inner: R,
+    left: usize,
+    done: bool,
+}
+
+impl<R: std::io::BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let cut = || {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the daemon ended the reply before its end",
+            )
+        };
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut line = String::new();
+            if self.inner.read_line(&mut line)? == 0 {
+                return Err(cut());
+            }
+            if line.trim().is_empty() {
+                // The CRLF that ends the previous chunk.
+                line.clear();
+                if self.inner.read_line(&mut line)? == 0 {
+                    return Err(cut());
+                }
+            }
+            let size = line.trim().split(';').next().unwrap_or("");
+            self.left = usize::from_str_radix(size, 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.left);
+        let got = self.inner.read(&mut buf[..n])?;
+        if got == 0 {
+            return Err(cut());
+        }
+        self.left -= got;
+        Ok(got)
+    }
+}

@@ -367,6 +367,9 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         gauges,
     };
     let (ops_tx, ops_rx) = std::sync::mpsc::channel();
+    // Exports read on their own connections beside the batcher's.
+    let exporter: Arc<dyn hitvault_server::Exporter> =
+        Arc::new(crate::takeout::DaemonExporter::new(ops_tx.clone()));
     let admin = Arc::new(DaemonSites {
         ops: ops_tx,
         sites,
@@ -429,7 +432,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         };
         let control_task = tokio::spawn({
             let shutdown = wait(rx.clone());
-            let app = hitvault_server::control_router(admin);
+            let app = hitvault_server::control_router(admin, exporter.clone());
             async move {
                 axum::serve(control, app)
                     .with_graceful_shutdown(shutdown)
@@ -455,7 +458,9 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             let _ = tx.send(true);
         };
         tokio::spawn(signals);
-        let app = hitvault_server::router(state).merge(hitvault_server::stats_router(stats));
+        let app = hitvault_server::router(state)
+            .merge(hitvault_server::stats_router(stats))
+            .merge(hitvault_server::takeout_router(exporter));
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);
         let _ = control_task.await;

@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod confinement;
 mod daemon;
+mod takeout;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,11 +62,49 @@ enum Command {
         #[command(subcommand)]
         command: SiteCommand,
     },
+    /// Export hits, their props and the sites into a Takeout directory
+    /// (through the running daemon if there is one), or check one.
+    Takeout(TakeoutArgs),
+    /// Load a Takeout directory into the data dir (the daemon must be stopped).
+    /// Hits already present (same id) are left as they are.
+    Import {
+        /// The Takeout directory (with its MANIFEST).
+        dir: PathBuf,
+    },
     /// Show or prove the confinement `serve` applies with this configuration.
     Sandbox {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct TakeoutArgs {
+    #[command(subcommand)]
+    command: Option<TakeoutCommand>,
+    /// Directory to write (created; must be new or empty).
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
+    /// parquet, csv, json or ndjson.
+    #[arg(long, default_value = "parquet")]
+    format: hitvault_takeout::Format,
+    /// Only this site's hits (hostname; repeatable).
+    #[arg(long = "site", value_name = "HOST")]
+    sites: Vec<String>,
+    /// Hits at or after this time (RFC 3339, or a date: midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Hits before this time (RFC 3339, or a date: midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TakeoutCommand {
+    /// Check a Takeout against its MANIFEST: every file present, its size,
+    /// SHA-256 and row count; exit 1 on any mismatch.
+    Verify { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +211,39 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::Takeout(TakeoutArgs {
+            command: Some(TakeoutCommand::Verify { dir }),
+            ..
+        }) => report(takeout::verify(&dir)),
+        Command::Takeout(args) => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => match args.to {
+                None => {
+                    eprintln!("hitvault: takeout needs --to DIR (or the `verify DIR` command)");
+                    2
+                }
+                Some(dir) => {
+                    let q = hitvault_server::ExportQuery {
+                        sites: args.sites,
+                        from: args.from,
+                        until: args.until,
+                        format: None,
+                        table: None,
+                    };
+                    report(takeout::export(&cfg, &dir, args.format, q))
+                }
+            },
+        },
+        Command::Import { dir } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => report(takeout::import(&cfg, &dir)),
+        },
         Command::Sandbox { command } => match Config::load(&env, &flags) {
             Err(e) => {
                 eprintln!("hitvault: {e}");
@@ -194,6 +266,16 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code as u8)
+}
+
+fn report(r: Result<(), takeout::CliError>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("hitvault: {msg}");
+            code
+        }
+    }
 }
 
 fn sandbox(cfg: &Config, cmd: SandboxCommand) -> i32 {

@@ -5,12 +5,16 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::export::{ExportQuery, Exporter};
 
 /// A site as the control API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,11 +43,55 @@ pub trait SiteAdmin: Send + Sync + 'static {
 
 type Admin = Arc<dyn SiteAdmin>;
 
-/// Routes of the control socket.
-pub fn control_router(admin: Admin) -> Router {
+/// Routes of the control socket: sites, and `GET /takeout` (an export as
+/// Arrow frames, or one file when `format=` is given).
+pub fn control_router(admin: Admin, exporter: Arc<dyn Exporter>) -> Router {
     Router::new()
         .route("/sites", get(list).post(add))
         .with_state(admin)
+        .merge(
+            Router::new()
+                .route("/takeout", get(takeout))
+                .with_state(exporter),
+        )
+}
+
+/// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
+/// public listener: one table (hits by default) as one streamed file. Only
+/// callers on the loopback interface may use it until accounts exist.
+pub fn takeout_router(exporter: Arc<dyn Exporter>) -> Router {
+    Router::new()
+        .route("/api/v1/takeout", get(public_takeout))
+        .with_state(exporter)
+}
+
+async fn takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+    match ExportQuery::parse(uri.query()) {
+        Ok(q) => crate::export::stream(exporter, q).await,
+        Err(m) => error(AdminError::Invalid(m)),
+    }
+}
+
+async fn public_takeout(
+    State(exporter): State<Arc<dyn Exporter>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        // Until accounts land, exports are for the machine itself only.
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({ "error": "forbidden", "message": "takeout is only served to loopback clients" })),
+        )
+            .into_response();
+    }
+    match ExportQuery::parse(uri.query()) {
+        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
+        Ok(_) => error(AdminError::Invalid(
+            "format= is required: parquet, csv, json or ndjson".into(),
+        )),
+        Err(m) => error(AdminError::Invalid(m)),
+    }
 }
 
 fn error(e: AdminError) -> Response {

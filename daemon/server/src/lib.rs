@@ -18,6 +18,7 @@ pub mod tracker;
 pub mod wire;
 
 mod control;
+pub mod export;
 mod routes;
 
 use std::future::Future;
@@ -25,7 +26,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use control::{AdminError, SiteAdmin, SiteInfo, control_router};
+pub use control::{AdminError, SiteAdmin, SiteInfo, control_router, takeout_router};
+pub use export::{BodyWriter, ExportQuery, Exporter};
 pub use routes::router;
 pub use stats_api::{StatsState, stats_router};
 

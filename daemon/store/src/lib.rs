@@ -12,6 +12,7 @@
 mod append;
 mod migrate;
 pub mod stats;
+pub mod takeout;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,10 @@ use duckdb::{AccessMode, Config, Connection};
 
 pub use append::{AppendError, AppendStats};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use takeout::{ExportFilter, ImportStats, Importer, Reader, TakeoutError};
+
+/// The Arrow record batch type the store reads and writes (DuckDB's arrow).
+pub use duckdb::arrow::record_batch::RecordBatch;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "hitvault.duckdb";

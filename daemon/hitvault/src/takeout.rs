@@ -1,0 +1,419 @@
+//! `hitvault takeout`, `takeout verify` and `import`, and the daemon's side
+//! of an export.
+//!
+//! An export reads through the running daemon when its control socket
+//! answers: the daemon runs the queries on a second DuckDB connection (a
+//! reader beside the batcher, so ingest never stops) and streams Arrow
+//! record batches as frames ([`hitvault_takeout::stream`]); this process
+//! writes the files, which the daemon's sandbox could not reach anyway. With
+//! no daemon, it opens the database read-only itself. Either way the files
+//! and the MANIFEST are written by [`ExportWriter`].
+//!
+//! An import writes to the database, so it needs to be its one writer: it
+//! runs only while no daemon runs (see the README: stop, import, start).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hitvault_server::{AdminError, BodyWriter, ExportQuery, Exporter};
+use hitvault_store::{ExportFilter, Reader, Store, StoreOptions};
+use hitvault_takeout::manifest::Filter;
+use hitvault_takeout::stream::{Frame, data_frame, end_frame, error_frame, read_frame};
+use hitvault_takeout::write::TableWriter;
+use hitvault_takeout::{ExportWriter, Format, Table, parse_time};
+
+use crate::batcher::StoreOp;
+use crate::client;
+use crate::config::Config;
+use crate::daemon::CONTROL_SOCKET;
+
+/// A failure with the exit code to use (2: the caller's input, 1: ours, 3: the data dir).
+pub type CliError = (i32, String);
+
+fn filter_of(q: &ExportQuery) -> Result<ExportFilter, String> {
+    Ok(ExportFilter {
+        sites: q.sites.clone(),
+        from_us: q.from.as_deref().map(parse_time).transpose()?,
+        until_us: q.until.as_deref().map(parse_time).transpose()?,
+    })
+}
+
+/// Progress on stderr when it is a terminal: rows, rows/s and ETA.
+struct Progress {
+    on: bool,
+    total: u64,
+    start: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let now = Instant::now();
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            total,
+            start: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, hits: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        let rate = hits as f64 / secs;
+        let eta = if rate > 0.0 {
+            self.total.saturating_sub(hits) as f64 / rate
+        } else {
+            0.0
+        };
+        let pct = if self.total > 0 {
+            100.0 * hits as f64 / self.total as f64
+        } else {
+            100.0
+        };
+        eprint!(
+            "\r{hits}/{} hits ({pct:.0}%), {rate:.0} rows/s, ETA {eta:.0} s   ",
+            self.total
+        );
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
+
+/// `hitvault takeout --to DIR ...`.
+pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Result<(), CliError> {
+    let filter = filter_of(&q).map_err(|e| (2, e))?;
+    let started = Instant::now();
+    let w = ExportWriter::create(dir, format).map_err(|e| (2, e.to_string()))?;
+    let mut hits = 0u64;
+    let socket = cfg.data_dir.join(CONTROL_SOCKET);
+    let (w, how) = match client::connect(&socket) {
+        Some(conn) => {
+            let path = format!("/takeout?{}", q.to_query());
+            let mut reply = client::stream(conn, "GET", &path).map_err(|e| (1, e.to_string()))?;
+            if reply.status != 200 {
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut reply.body, &mut body);
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let msg = v["message"]
+                    .as_str()
+                    .unwrap_or("the daemon refused the export")
+                    .to_owned();
+                return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+            }
+            let total = reply
+                .header("x-hitvault-rows")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut progress = Progress::new(total);
+            let w = pipelined(w, |send| {
+                let mut sent = 0u64;
+                loop {
+                    match read_frame(&mut reply.body).map_err(|e| (1, e.to_string()))? {
+                        Frame::Data(table, batch) => {
+                            sent += batch.num_rows() as u64;
+                            if table == Table::Hits {
+                                hits += batch.num_rows() as u64;
+                                progress.tick(hits);
+                            }
+                            send(table, batch).map_err(|e| (1, e))?;
+                        }
+                        Frame::End { rows } => {
+                            if rows != sent {
+                                return Err((
+                                    1,
+                                    format!("the daemon sent {rows} rows, {sent} arrived"),
+                                ));
+                            }
+                            return Ok(());
+                        }
+                        Frame::Error(m) => {
+                            return Err((1, format!("the daemon failed the export: {m}")));
+                        }
+                    }
+                }
+            })?;
+            progress.done();
+            (w, "through the running daemon")
+        }
+        None => {
+            let store = Store::open_read_only(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+            let total = store.count_hits(&filter).map_err(|e| (1, e.to_string()))?;
+            let mut progress = Progress::new(total);
+            let w = pipelined(w, |send| {
+                store
+                    .export(&filter, &mut |t, batch| {
+                        let table = Table::from_name(t).expect("the store exports Takeout tables");
+                        if table == Table::Hits {
+                            hits += batch.num_rows() as u64;
+                            progress.tick(hits);
+                        }
+                        send(table, batch)
+                    })
+                    .map_err(|e| (1, e.to_string()))
+            })?;
+            progress.done();
+            (w, "from the database file")
+        }
+    };
+    let meta = Filter {
+        sites: q.sites.clone(),
+        from: filter.from_us.map(hitvault_takeout::format_time),
+        until: filter.until_us.map(hitvault_takeout::format_time),
+    };
+    let m = w.finish(meta).map_err(|e| (1, e.to_string()))?;
+    let secs = started.elapsed().as_secs_f64();
+    let rows: u64 = m.files.iter().map(|f| f.rows).sum();
+    eprintln!(
+        "exported {} ({how}) in {secs:.2} s, {:.0} rows/s:",
+        dir.display(),
+        rows as f64 / secs.max(1e-6)
+    );
+    for f in &m.files {
+        println!(
+            "{:<16} {:>12} rows {:>14} bytes  sha256 {}",
+            f.name, f.rows, f.bytes, f.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Batches in flight between the thread that reads and the one that writes.
+const PIPELINE_DEPTH: usize = 8;
+
+type Sender<'a> = dyn FnMut(Table, hitvault_store::RecordBatch) -> Result<(), String> + 'a;
+
+/// Runs `produce` on this thread and the file writing on another, so that
+/// reading (DuckDB, or the daemon's stream) and encoding use both cores.
+fn pipelined(
+    mut w: ExportWriter,
+    produce: impl FnOnce(&mut Sender<'_>) -> Result<(), CliError>,
+) -> Result<ExportWriter, CliError> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        let writer = s.spawn(move || -> Result<ExportWriter, CliError> {
+            for (table, batch) in rx {
+                w.write(table, &batch).map_err(|e| (1, e.to_string()))?;
+            }
+            Ok(w)
+        });
+        let produced = produce(&mut |table, batch| {
+            tx.send((table, batch))
+                .map_err(|_| "the writer stopped".to_owned())
+        });
+        drop(tx);
+        let written = writer.join().expect("the writer thread panicked");
+        // The writer's own error explains a producer's "writer stopped".
+        let w = written?;
+        produced?;
+        Ok(w)
+    })
+}
+
+/// `hitvault takeout verify DIR`.
+pub fn verify(dir: &Path) -> Result<(), CliError> {
+    let m = hitvault_takeout::verify(dir).map_err(|e| (1, e.to_string()))?;
+    let rows: u64 = m.files.iter().map(|f| f.rows).sum();
+    println!(
+        "{}: valid {} Takeout, {} files, {rows} rows",
+        dir.display(),
+        m.format,
+        m.files.len()
+    );
+    Ok(())
+}
+
+/// `hitvault import DIR`: checks everything, then loads it in one transaction.
+pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
+    let socket = cfg.data_dir.join(CONTROL_SOCKET);
+    if client::connect(&socket).is_some() {
+        return Err((
+            2,
+            "a daemon is running on this data dir: stop it, import, then start it again \
+             (an import must be DuckDB's only writer and must move the id counter past the imported hits)"
+                .into(),
+        ));
+    }
+    let started = Instant::now();
+    let m = hitvault_takeout::manifest::read_manifest(dir).map_err(|e| (2, e.to_string()))?;
+    let problems = hitvault_takeout::manifest::check_files(dir, &m);
+    if !problems.is_empty() {
+        return Err((
+            2,
+            format!("{} is damaged:\n  {}", dir.display(), problems.join("\n  ")),
+        ));
+    }
+    crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+    let mut store =
+        Store::open(&cfg.data_dir, &StoreOptions::default()).map_err(|e| (3, e.to_string()))?;
+    let mut imp = store.begin_import().map_err(|e| (1, e.to_string()))?;
+    // Files are parsed on one thread while DuckDB stages on this one.
+    let mut staged: Result<(), String> = Ok(());
+    let read = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        let m = &m;
+        let reader = s.spawn(move || -> Result<u64, CliError> {
+            let mut total = 0u64;
+            for table in Table::ALL {
+                let entry = m.file(table).expect("read_manifest checked the tables");
+                let path: PathBuf = dir.join(&entry.name);
+                let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
+                    tx.send((table, batch)).map_err(|_| "stopped".to_owned())
+                })
+                .map_err(|e| (2, format!("nothing imported: {e}")))?;
+                if rows != entry.rows {
+                    return Err((
+                        2,
+                        format!(
+                            "nothing imported: {}: {rows} rows, the manifest says {}",
+                            path.display(),
+                            entry.rows
+                        ),
+                    ));
+                }
+                total += rows;
+            }
+            Ok(total)
+        });
+        for (table, batch) in rx.iter() {
+            if let Err(e) = imp.append(table.name(), batch) {
+                staged = Err(e.to_string());
+                break;
+            }
+        }
+        drop(rx);
+        reader.join().expect("the reader thread panicked")
+    });
+    // DuckDB's own error explains a reader's "stopped".
+    staged.map_err(|e| (1, format!("nothing imported: {e}")))?;
+    let total = read?;
+    let stats = imp
+        .commit()
+        .map_err(|e| (2, format!("nothing imported: {e}")))?;
+    store.checkpoint().map_err(|e| (1, e.to_string()))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "imported {}: {} hits added, {} already present, {} props added, {} sites added \
+         ({total} rows read in {secs:.2} s, {:.0} rows/s)",
+        dir.display(),
+        stats.hits_added,
+        stats.hits_present,
+        stats.props_added,
+        stats.sites_added,
+        total as f64 / secs.max(1e-6)
+    );
+    Ok(())
+}
+
+/// The daemon's exporter: each export gets its own read connection, made
+/// by the batcher from the store it has open, and closed when the export ends.
+pub struct DaemonExporter {
+    ops: std::sync::mpsc::Sender<StoreOp>,
+}
+
+impl DaemonExporter {
+    pub fn new(ops: std::sync::mpsc::Sender<StoreOp>) -> Self {
+        DaemonExporter { ops }
+    }
+
+    fn conn(&self) -> Result<Reader, AdminError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::Reader(tx))
+            .map_err(|_| AdminError::Internal("the store is closed".into()))?;
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| AdminError::Internal("the store did not answer".into()))?
+            .map_err(AdminError::Internal)
+    }
+}
+
+fn one_table(q: &ExportQuery) -> Result<Table, AdminError> {
+    match q.table.as_deref() {
+        None => Ok(Table::Hits),
+        Some(t) => Table::from_name(t).ok_or_else(|| {
+            AdminError::Invalid(format!("unknown table {t:?} (hits, props or sites)"))
+        }),
+    }
+}
+
+impl Exporter for DaemonExporter {
+    fn prepare(&self, q: &ExportQuery) -> Result<(u64, &'static str), AdminError> {
+        let filter = filter_of(q).map_err(AdminError::Invalid)?;
+        let media = match &q.format {
+            None => "application/vnd.hitvault.takeout-frames",
+            Some(f) => {
+                one_table(q)?;
+                f.parse::<Format>()
+                    .map_err(AdminError::Invalid)?
+                    .media_type()
+            }
+        };
+        let rows = self
+            .conn()?
+            .count_hits(&filter)
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        Ok((rows, media))
+    }
+
+    fn export(&self, q: ExportQuery, mut out: BodyWriter) -> Result<(), AdminError> {
+        use std::io::Write;
+        let filter = filter_of(&q).map_err(AdminError::Invalid)?;
+        let reader = self.conn()?;
+        match &q.format {
+            None => {
+                let mut rows = 0u64;
+                let result = reader.export(&filter, &mut |t, batch| {
+                    let table = Table::from_name(t).expect("the store exports Takeout tables");
+                    rows += batch.num_rows() as u64;
+                    let frame = data_frame(table, &batch).map_err(|e| e.to_string())?;
+                    out.write_all(&frame).map_err(|e| e.to_string())
+                });
+                let last = match &result {
+                    Ok(()) => end_frame(rows),
+                    Err(e) => error_frame(&e.to_string()),
+                };
+                out.write_all(&last)
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                out.flush()
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                result.map_err(|e| AdminError::Internal(e.to_string()))
+            }
+            Some(f) => {
+                let format: Format = f.parse().map_err(AdminError::Invalid)?;
+                let table = one_table(&q)?;
+                let mut w = TableWriter::new(format, table, out)
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                let result = reader.export(&filter, &mut |t, batch| {
+                    if t == table.name() {
+                        w.write(&batch).map_err(|e| e.to_string())
+                    } else {
+                        Ok(())
+                    }
+                });
+                match result {
+                    Ok(()) => {
+                        let mut out = w
+                            .finish()
+                            .map_err(|e| AdminError::Internal(e.to_string()))?;
+                        out.flush().map_err(|e| AdminError::Internal(e.to_string()))
+                    }
+                    Err(e) => {
+                        // Cut the body so the reader cannot take a partial file as complete.
+                        if let Ok(out) = w.finish() {
+                            out.abort(&e.to_string());
+                        }
+                        Err(AdminError::Internal(e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Reading everything out for Takeout, and loading a Takeout back in.
+//!
+//! Export runs on a [`Reader`], a second connection to the same database
+//! (DuckDB allows readers beside its one writer in a process): one read
+//! transaction, so sites, hits and props are one consistent snapshot while
+//! ingest keeps committing. Rows stream out as Arrow record batches.
+//!
+//! Import stages the batches in scratch tables inside one transaction and
+//! merges them keyed by hit id: hits already present are left alone, so a
+//! second import of the same Takeout changes nothing; any failure rolls the
+//! whole import back.
+
+use duckdb::Connection;
+use duckdb::arrow::record_batch::RecordBatch;
+
+use crate::{QueryError, Store};
+
+/// What an export selects.
+#[derive(Clone, Debug, Default)]
+pub struct ExportFilter {
+    /// Hostnames; empty means every site.
+    pub sites: Vec<String>,
+    /// Microseconds since the epoch, inclusive.
+    pub from_us: Option<i64>,
+    /// Microseconds since the epoch, exclusive.
+    pub until_us: Option<i64>,
+}
+
+/// A read-only connection for long reads beside the writer.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+/// A table of the export, in the order they are streamed.
+pub const EXPORT_TABLES: [&str; 3] = ["sites", "hits", "props"];
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+impl ExportFilter {
+    /// SQL conditions on `s` (sites) and a timestamp column.
+    fn where_sql(&self, ts: &str) -> String {
+        let mut w = vec!["TRUE".to_owned()];
+        if !self.sites.is_empty() {
+            let list: Vec<String> = self.sites.iter().map(|s| quote(s)).collect();
+            w.push(format!("s.hostname IN ({})", list.join(",")));
+        }
+        if let Some(f) = self.from_us {
+            w.push(format!("{ts} >= make_timestamp({f}::BIGINT)::TIMESTAMPTZ"));
+        }
+        if let Some(u) = self.until_us {
+            w.push(format!("{ts} < make_timestamp({u}::BIGINT)::TIMESTAMPTZ"));
+        }
+        w.join(" AND ")
+    }
+}
+
+/// An export or import statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeoutError {
+    #[error("DuckDB: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error("{0}")]
+    Sink(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Store {
+    /// A second connection to this database, for exports beside the writer.
+    pub fn reader(&self) -> Result<Reader, QueryError> {
+        Ok(Reader {
+            conn: self.conn.try_clone()?,
+        })
+    }
+
+    /// Hits matching `filter`.
+    pub fn count_hits(&self, filter: &ExportFilter) -> Result<u64, QueryError> {
+        count_hits(&self.conn, filter)
+    }
+
+    /// Exports straight from this connection (when no daemon runs).
+    pub fn export(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut dyn FnMut(&'static str, RecordBatch) -> Result<(), String>,
+    ) -> Result<(), TakeoutError> {
+        export(&self.conn, filter, sink)
+    }
+}
+
+impl Reader {
+    /// Another connection like this one (one per concurrent export).
+    pub fn try_clone(&self) -> Result<Reader, QueryError> {
+        Ok(Reader {
+            conn: self.conn.try_clone()?,
+        })
+    }
+
+    /// Hits matching `filter`.
+    pub fn count_hits(&self, filter: &ExportFilter) -> Result<u64, QueryError> {
+        count_hits(&self.conn, filter)
+    }
+
+    /// Streams sites, hits and props matching `filter`, from one snapshot.
+    pub fn export(
+        &self,
+        filter: &ExportFilter,
+        sink: &mut dyn FnMut(&'static str, RecordBatch) -> Result<(), String>,
+    ) -> Result<(), TakeoutError> {
+        export(&self.conn, filter, sink)
+    }
+}
+
+fn count_hits(conn: &Connection, filter: &ExportFilter) -> Result<u64, QueryError> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM hits h JOIN sites s ON s.id = h.site_id WHERE {}",
+            filter.where_sql("h.ts")
+        ),
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn export(
+    conn: &Connection,
+    filter: &ExportFilter,
+    sink: &mut dyn FnMut(&'static str, RecordBatch) -> Result<(), String>,
+) -> Result<(), TakeoutError> {
+    let sites_where = if filter.sites.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        ExportFilter {
+            sites: filter.sites.clone(),
+            ..Default::default()
+        }
+        .where_sql("")
+    };
+    let queries = [
+        (
+            "sites",
+            format!(
+                "SELECT s.hostname, array_to_string(s.aliases, ',') AS aliases, s.origin, s.created_at \
+                 FROM sites s WHERE {sites_where} ORDER BY s.id"
+            ),
+        ),
+        (
+            "hits",
+            format!(
+                "SELECT h.id, s.hostname AS site, h.ts, \
+                 CASE h.kind WHEN 0 THEN 'pageview' ELSE 'event' END AS kind, \
+                 h.name, h.path, h.referrer, h.source, \
+                 h.utm_source, h.utm_medium, h.utm_campaign, h.utm_term, h.utm_content, \
+                 h.browser, h.browser_version, h.os, h.os_version, \
+                 CASE h.device WHEN 1 THEN 'desktop' WHEN 2 THEN 'mobile' WHEN 3 THEN 'tablet' END AS device, \
+                 h.country, h.language, h.screen_width, h.visitor \
+                 FROM hits h JOIN sites s ON s.id = h.site_id WHERE {}",
+                filter.where_sql("h.ts")
+            ),
+        ),
+        (
+            "props",
+            format!(
+                "SELECT p.hit_id AS id, p.key, p.value \
+                 FROM hit_props p JOIN sites s ON s.id = p.site_id WHERE {}",
+                filter.where_sql("p.ts")
+            ),
+        ),
+    ];
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| -> Result<(), TakeoutError> {
+        for (table, sql) in &queries {
+            let mut stmt = conn.prepare(sql)?;
+            for batch in stmt.stream_arrow([])? {
+                sink(table, batch?).map_err(TakeoutError::Sink)?;
+            }
+        }
+        Ok(())
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+/// Counts of what an import changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    pub sites_added: u64,
+    pub hits_added: u64,
+    pub hits_present: u64,
+    pub props_added: u64,
+}
+
+/// An import in progress: one open transaction. Dropped without
+/// [`Importer::commit`], it rolls back.
+pub struct Importer<'a> {
+    conn: &'a Connection,
+    done: bool,
+}
+
+impl std::fmt::Debug for Importer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Importer")
+    }
+}
+
+const STAGING: &str = "
+CREATE TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE _import_hits (
+    id UBIGINT, site VARCHAR, ts TIMESTAMPTZ, kind VARCHAR, name VARCHAR, path VARCHAR,
+    referrer VARCHAR, source VARCHAR, utm_source VARCHAR, utm_medium VARCHAR,
+    utm_campaign VARCHAR, utm_term VARCHAR, utm_content VARCHAR, browser VARCHAR,
+    browser_version VARCHAR, os VARCHAR, os_version VARCHAR, device VARCHAR,
+    country VARCHAR, language VARCHAR, screen_width USMALLINT, visitor UBIGINT);
+CREATE TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
+";
+
+impl Store {
+    /// Starts an import: a transaction with empty staging tables.
+    pub fn begin_import(&mut self) -> Result<Importer<'_>, TakeoutError> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let imp = Importer {
+            conn: &self.conn,
+            done: false,
+        };
+        imp.conn.execute_batch(STAGING)?;
+        Ok(imp)
+    }
+}
+
+impl Importer<'_> {
+    /// Stages a batch of `table` ("sites", "hits" or "props"), in the Takeout schema.
+    pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<(), TakeoutError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let staging = match table {
+            "sites" => "_import_sites",
+            "hits" => "_import_hits",
+            "props" => "_import_props",
+            other => return Err(TakeoutError::Invalid(format!("no table {other:?}"))),
+        };
+        let mut app = self.conn.appender(staging)?;
+        app.append_record_batch(batch)?;
+        app.flush()?;
+        Ok(())
+    }
+
+    fn one(&self, sql: &str) -> Result<Option<String>, TakeoutError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get::<_, String>(0)?),
+            None => None,
+        })
+    }
+
+    /// Checks the staged rows against each other and the database, merges
+    /// them, and commits. Hits whose id is already stored are skipped with
+    /// their props.
+    pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
+        let checks = [
+            "SELECT 'hits: id ' || id || ' appears ' || count(*) || ' times' \
+                 FROM _import_hits GROUP BY id HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'hits: id ' || i.id || ' names site ' || i.site || ', which is not in the sites file' \
+                 FROM _import_hits i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+            "SELECT 'props: id ' || p.id || ' has no hit in the hits file' \
+                 FROM _import_props p ANTI JOIN _import_hits i ON i.id = p.id LIMIT 1",
+            "SELECT 'sites: ' || hostname || ' appears twice' FROM _import_sites \
+                 GROUP BY hostname HAVING count(*) > 1 LIMIT 1",
+        ];
+        for sql in checks {
+            if let Some(problem) = self.one(sql)? {
+                return Err(TakeoutError::Invalid(problem));
+            }
+        }
+        let c = self.conn;
+        let sites_added = c.execute(
+            "INSERT INTO sites \
+             SELECT (SELECT coalesce(max(id), 0) FROM sites) + row_number() OVER (ORDER BY i.hostname), \
+                    i.hostname, \
+                    CASE WHEN i.aliases = '' THEN []::VARCHAR[] ELSE string_split(i.aliases, ',') END, \
+                    'runtime', i.created_at \
+             FROM _import_sites i WHERE i.hostname NOT IN (SELECT hostname FROM sites)",
+            [],
+        )? as u64;
+        c.execute_batch(
+            "CREATE TABLE _import_new AS SELECT id FROM _import_hits \
+             ANTI JOIN hits USING (id)",
+        )?;
+        let hits_added = c.execute(
+            "INSERT INTO hits \
+             SELECT i.id, s.id, i.ts, CASE i.kind WHEN 'pageview' THEN 0 ELSE 1 END, \
+                    i.name, i.path, i.referrer, i.source, i.utm_source, i.utm_medium, \
+                    i.utm_campaign, i.utm_term, i.utm_content, i.browser, i.browser_version, \
+                    i.os, i.os_version, \
+                    CASE i.device WHEN 'desktop' THEN 1 WHEN 'mobile' THEN 2 WHEN 'tablet' THEN 3 ELSE 0 END, \
+                    i.country, i.language, i.screen_width, i.visitor \
+             FROM _import_hits i SEMI JOIN _import_new n ON n.id = i.id \
+             JOIN sites s ON s.hostname = i.site",
+            [],
+        )? as u64;
+        let props_added = c.execute(
+            "INSERT INTO hit_props \
+             SELECT p.id, s.id, i.ts, p.key, p.value \
+             FROM _import_props p SEMI JOIN _import_new n ON n.id = p.id \
+             JOIN _import_hits i ON i.id = p.id JOIN sites s ON s.hostname = i.site",
+            [],
+        )? as u64;
+        let total: u64 = c.query_row("SELECT count(*) FROM _import_hits", [], |r| r.get(0))?;
+        c.execute_batch(
+            "DROP TABLE _import_new; DROP TABLE _import_props; DROP TABLE _import_hits; \
+             DROP TABLE _import_sites; COMMIT",
+        )?;
+        self.done = true;
+        Ok(ImportStats {
+            sites_added,
+            hits_added,
+            hits_present: total - hits_added,
+            props_added,
+        })
+    }
+}
+
+impl Drop for Importer<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The `MANIFEST` of a Takeout and [`verify`].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::schema::{TAKEOUT_VERSION, Table};
+use crate::write::hex;
+use crate::{Format, read};
+
+/// File name of the manifest inside a Takeout directory.
+pub const MANIFEST: &str = "MANIFEST";
+
+/// What an export selected. Times are RFC 3339 UTC; `from` inclusive, `until` exclusive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Hostnames; empty means every site.
+    pub sites: Vec<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Time of the first and last exported hit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRange {
+    pub first: String,
+    pub last: String,
+}
+
+/// One data file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub name: String,
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The `MANIFEST` file (JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`TAKEOUT_VERSION`] of the writer: the layout of tables and columns.
+    pub takeout_version: u32,
+    pub format: Format,
+    pub hitvault_version: String,
+    pub created_at: String,
+    pub filter: Filter,
+    /// `None` when no hit was exported.
+    pub time_range: Option<TimeRange>,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// The entry of `table`.
+    pub fn file(&self, table: Table) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.table == table.name())
+    }
+}
+
+/// Everything wrong with a Takeout directory.
+#[derive(Debug, thiserror::Error)]
+#[error("{dir} is not a valid Takeout:\n  {}", problems.join("\n  "))]
+pub struct VerifyError {
+    pub dir: PathBuf,
+    pub problems: Vec<String>,
+}
+
+/// Reads and parses `dir/MANIFEST`, checking its version and tables.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
+    let fail = |p: String| VerifyError {
+        dir: dir.to_owned(),
+        problems: vec![p],
+    };
+    let path = dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        fail(format!(
+            "{}: {e} (an export that did not finish has none)",
+            path.display()
+        ))
+    })?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| fail(format!("{}: not a Takeout manifest: {e}", path.display())))?;
+    if m.takeout_version != TAKEOUT_VERSION {
+        return Err(fail(format!(
+            "{}: takeout_version {} is not the one this hitvault reads ({TAKEOUT_VERSION})",
+            path.display(),
+            m.takeout_version
+        )));
+    }
+    let mut tables: Vec<&str> = m.files.iter().map(|f| f.table.as_str()).collect();
+    tables.sort_unstable();
+    let mut want: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    want.sort_unstable();
+    if tables != want {
+        return Err(fail(format!(
+            "{}: lists tables {tables:?}, expected one file each for {want:?}",
+            path.display()
+        )));
+    }
+    for f in &m.files {
+        let expected =
+            crate::write::file_name(Table::from_name(&f.table).expect("checked"), m.format);
+        if f.name != expected {
+            return Err(fail(format!(
+                "{}: file {:?} should be named {expected:?}",
+                path.display(),
+                f.name
+            )));
+        }
+    }
+    Ok(m)
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, hex(&h.finalize())))
+}
+
+/// Checks every listed file's size and SHA-256 against the manifest.
+pub fn check_files(dir: &Path, m: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    for f in &m.files {
+        let path = dir.join(&f.name);
+        match sha256_file(&path) {
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+            Ok((bytes, sha)) => {
+                if bytes != f.bytes {
+                    problems.push(format!(
+                        "{}: {bytes} bytes, the manifest says {}",
+                        path.display(),
+                        f.bytes
+                    ));
+                }
+                if sha != f.sha256 {
+                    problems.push(format!(
+                        "{}: SHA-256 {sha}, the manifest says {}",
+                        path.display(),
+                        f.sha256
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Checks a Takeout: the manifest, then every file's size and SHA-256, then
+/// its rows by reading it in its format (every value checked as import
+/// does). Extra files in the directory are mismatches too. Returns the
+/// manifest when everything agrees.
+pub fn verify(dir: &Path) -> Result<Manifest, VerifyError> {
+    let m = read_manifest(dir)?;
+    let mut problems = check_files(dir, &m);
+    for f in &m.files {
+        let path = dir.join(&f.name);
+        if !path.exists() {
+            continue;
+        }
+        let table = Table::from_name(&f.table).expect("checked by read_manifest");
+        match read::read_table(&path, m.format, table, &mut |_| Ok(())) {
+            Ok(rows) if rows != f.rows => {
+                problems.push(format!(
+                    "{}: {rows} rows, the manifest says {}",
+                    path.display(),
+                    f.rows
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != MANIFEST && !m.files.iter().any(|f| f.name == name) {
+                problems.push(format!(
+                    "{}: not listed in the manifest",
+                    e.path().display()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(m)
+    } else {
+        Err(VerifyError {
+            dir: dir.to_owned(),
+            problems,
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! Writing a Takeout: one [`TableWriter`] per data file, and [`ExportWriter`]
+//! for the directory with its `MANIFEST`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+use sha2::{Digest, Sha256};
+
+use crate::Format;
+use crate::manifest::{FileEntry, Filter, MANIFEST, Manifest, TimeRange};
+use crate::schema::{TAKEOUT_VERSION, Table};
+use crate::text::{self, Text};
+
+/// Writing an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Io2(#[from] io::Error),
+    #[error("Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{table}: column {column} has type {found}, the Takeout schema says {expected}")]
+    Schema {
+        table: &'static str,
+        column: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{0} is not empty: a Takeout is written into a new or empty directory")]
+    NotEmpty(PathBuf),
+}
+
+/// Rows per Parquet row group: large enough for column statistics and scans
+/// to pay off, small enough that a writer holds one comfortably in memory.
+pub const ROW_GROUP_ROWS: usize = 512 * 1024;
+
+/// Parquet settings of a Takeout: zstd, dictionary encoding for every column
+/// but the nearly unique ones (`id`, `ts`, `visitor`), where building a
+/// dictionary costs the most time and then falls back to plain anyway.
+pub fn parquet_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level"),
+        ))
+        .set_dictionary_enabled(true)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(format!("hitvault {}", env!("CARGO_PKG_VERSION")));
+    for unique in ["id", "ts", "visitor"] {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    b.build()
+}
+
+/// zstd level of Parquet pages.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Conforms a batch from the store to the table's schema: same columns in the
+/// same order and types; timestamps are relabelled UTC (they are UTC instants).
+pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, ExportError> {
+    let schema = table.schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, col) in schema.fields().iter().zip(batch.columns()) {
+        let col = match (field.data_type(), col.data_type()) {
+            (a, b) if a == b => col.clone(),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, _),
+                DataType::Timestamp(TimeUnit::Microsecond, _),
+            ) => Arc::new(
+                col.as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone("UTC"),
+            ),
+            (expected, found) => {
+                return Err(ExportError::Schema {
+                    table: table.name(),
+                    column: field.name().clone(),
+                    found: found.to_string(),
+                    expected: expected.to_string(),
+                });
+            }
+        };
+        cols.push(col);
+    }
+    if batch.num_columns() != schema.fields().len() {
+        return Err(ExportError::Schema {
+            table: table.name(),
+            column: format!("count {}", batch.num_columns()),
+            found: batch.num_columns().to_string(),
+            expected: schema.fields().len().to_string(),
+        });
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| ExportError::Schema {
+        table: table.name(),
+        column: "*".into(),
+        found: e.to_string(),
+        expected: "the Takeout schema".into(),
+    })
+}
+
+enum Inner<W: Write + Send> {
+    Parquet(Box<ArrowWriter<W>>),
+    Text { kind: Text, out: W, buf: Vec<u8> },
+}
+
+/// Writes one table in one format into any writer (a file, an HTTP body).
+pub struct TableWriter<W: Write + Send> {
+    table: Table,
+    inner: Inner<W>,
+    rows: u64,
+    /// Smallest and largest `ts` seen (hits only).
+    range: Option<(i64, i64)>,
+}
+
+impl<W: Write + Send> TableWriter<W> {
+    pub fn new(format: Format, table: Table, mut out: W) -> Result<Self, ExportError> {
+        let inner = match format {
+            Format::Parquet => Inner::Parquet(Box::new(ArrowWriter::try_new(
+                out,
+                table.schema(),
+                Some(parquet_properties()),
+            )?)),
+            Format::Csv => {
+                out.write_all(&text::csv_header(&table.schema()))?;
+                Inner::Text {
+                    kind: Text::Csv,
+                    out,
+                    buf: Vec::new(),
+                }
+            }
+            Format::Ndjson => Inner::Text {
+                kind: Text::Ndjson,
+                out,
+                buf: Vec::new(),
+            },
+            Format::Json => {
+                out.write_all(b"[\n")?;
+                Inner::Text {
+                    kind: Text::JsonArray,
+                    out,
+                    buf: Vec::new(),
+                }
+            }
+        };
+        Ok(TableWriter {
+            table,
+            inner,
+            rows: 0,
+            range: None,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends a batch (conformed to the table's schema first).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform(self.table, batch)?;
+        if self.table == Table::Hits {
+            let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+            if let (Some(&lo), Some(&hi)) = (ts.values().iter().min(), ts.values().iter().max()) {
+                self.range = Some(match self.range {
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                    None => (lo, hi),
+                });
+            }
+        }
+        match &mut self.inner {
+            Inner::Parquet(w) => w.write(&batch)?,
+            Inner::Text { kind, out, buf } => {
+                buf.clear();
+                text::encode(*kind, &batch, self.rows == 0, buf)?;
+                out.write_all(buf)?;
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Ends the file (Parquet footer, JSON's closing bracket) and returns the writer.
+    pub fn finish(self) -> Result<W, ExportError> {
+        match self.inner {
+            Inner::Parquet(w) => Ok(w.into_inner()?),
+            Inner::Text { kind, mut out, .. } => {
+                if kind == Text::JsonArray {
+                    out.write_all(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A file being written, with its running SHA-256 and size.
+pub struct HashingFile {
+    file: BufWriter<File>,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl HashingFile {
+    fn create(path: &Path) -> Result<Self, ExportError> {
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| ExportError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(HashingFile {
+            file: BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Flushes and fsyncs; returns (bytes, SHA-256 hex).
+    fn close(self) -> io::Result<(u64, String)> {
+        let f = self.file.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        Ok((self.bytes, hex(&self.hash.finalize())))
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+/// Fsyncs a directory, so that the names of the files in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes a Takeout directory: all tables in one format, then the MANIFEST.
+pub struct ExportWriter {
+    dir: PathBuf,
+    format: Format,
+    writers: BTreeMap<Table, TableWriter<HashingFile>>,
+}
+
+impl ExportWriter {
+    /// Creates `dir` (or takes it if it exists and is empty) and opens one
+    /// file per table.
+    pub fn create(dir: &Path, format: Format) -> Result<Self, ExportError> {
+        let io = |source| ExportError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(ExportError::NotEmpty(dir.to_owned()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent).map_err(io)?;
+                }
+            }
+            Err(e) => return Err(io(e)),
+        }
+        let mut writers = BTreeMap::new();
+        for table in Table::ALL {
+            let path = dir.join(file_name(table, format));
+            writers.insert(
+                table,
+                TableWriter::new(format, table, HashingFile::create(&path)?)?,
+            );
+        }
+        Ok(ExportWriter {
+            dir: dir.to_owned(),
+            format,
+            writers,
+        })
+    }
+
+    /// Appends a batch to `table`'s file.
+    pub fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<(), ExportError> {
+        self.writers
+            .get_mut(&table)
+            .expect("every table is open")
+            .write(batch)
+    }
+
+    /// Rows written so far, all tables.
+    pub fn rows(&self) -> u64 {
+        self.writers.values().map(|w| w.rows()).sum()
+    }
+
+    /// Closes and fsyncs every file, then writes the MANIFEST under a
+    /// temporary name, fsyncs it, renames it into place and fsyncs the
+    /// directory. Until that rename the directory is not a Takeout.
+    pub fn finish(self, filter: Filter) -> Result<Manifest, ExportError> {
+        let mut files = Vec::new();
+        let mut range = None;
+        for (table, w) in self.writers {
+            let rows = w.rows();
+            if table == Table::Hits {
+                range = w.range.map(|(a, b)| TimeRange {
+                    first: crate::format_time(a),
+                    last: crate::format_time(b),
+                });
+            }
+            let (bytes, sha256) = w.finish()?.close()?;
+            files.push(FileEntry {
+                name: file_name(table, self.format),
+                table: table.name().into(),
+                rows,
+                bytes,
+                sha256,
+            });
+        }
+        let manifest = Manifest {
+            takeout_version: TAKEOUT_VERSION,
+            format: self.format,
+            hitvault_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: crate::format_time(jiff::Timestamp::now().as_microsecond()),
+            filter,
+            time_range: range,
+            files,
+        };
+        let tmp = self.dir.join(format!("{MANIFEST}.tmp"));
+        let io = |source| ExportError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        {
+            let mut f = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io)?;
+            f.write_all(&serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))
+                .map_err(io)?;
+            f.write_all(b"\n").map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, self.dir.join(MANIFEST)).map_err(io)?;
+        sync_dir(&self.dir).map_err(io)?;
+        Ok(manifest)
+    }
+}
+
+/// The data file name of a table: `hits.parquet`, `props.ndjson`, ...
+pub fn file_name(table: Table, format: Format) -> String {
+    format!("{}.{}", table.name(), format.ext())
+}

@@ -1,0 +1,653 @@
+//! Takeout, black box: the real binary exports (through a running daemon and
+//! from the database file), verifies and imports; the results are compared
+//! row by row and column by column in DuckDB, and the Parquet files are read
+//! by pyarrow, a reader that is not ours.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hitvault_tests::{Daemon, binary, sibling_binary, test_user};
+
+const FORMATS: [&str; 4] = ["parquet", "csv", "json", "ndjson"];
+
+fn hv(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run hitvault")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = hv(args);
+    assert!(
+        out.status.success(),
+        "hitvault {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn seed(data: &Path, hits: u64) {
+    let out = Command::new(sibling_binary("hv-seed"))
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--hits",
+            &hits.to_string(),
+        ])
+        .args(["--sites", "4", "--days", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every hit with every column, every prop, every site: as text, by id.
+#[derive(Debug, PartialEq)]
+struct Dump {
+    hits: Vec<Vec<Option<String>>>,
+    props: Vec<Vec<Option<String>>>,
+    sites: Vec<Vec<Option<String>>>,
+}
+
+fn dump(data: &Path) -> Dump {
+    let s = hitvault_store::Store::open_read_only(data).expect("open the store");
+    let q = |sql: &str| s.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    Dump {
+        hits: q("SELECT * FROM hits_v ORDER BY id"),
+        props: q("SELECT * FROM props_v ORDER BY id, key, value"),
+        sites: q("SELECT hostname, aliases, created_at FROM sites ORDER BY hostname"),
+    }
+}
+
+/// A source instance: seeded hits plus hits through the daemon whose values
+/// are hard for text formats (commas, quotes, newlines, non-ASCII).
+fn source() -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-takeout")
+        .tempdir()
+        .unwrap();
+    let data = root.path().join("data");
+    seed(&data, 20_000);
+    (root, data)
+}
+
+fn odd_events(d: &Daemon) {
+    let batch = r#"{"name":"Sign, \"up\"","url":"https://shop.test/a,b%22c/%C3%A9t%C3%A9?utm_source=n%C3%BCws&utm_campaign=x,y","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0","props":{"note":"comma, \"quote\"\nnew line","empty":"","emoji":"\u00e9\u2713"}}
+{"name":"pageview","url":"https://shop.test/","user_agent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"}"#;
+    let r = d
+        .request(
+            "POST",
+            "/api/ingest/batch",
+            &[
+                ("Authorization", "Bearer s3cret-token-0123456789"),
+                ("Content-Type", "application/x-ndjson"),
+            ],
+            batch.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+}
+
+fn start_on(root: tempfile::TempDir, data: PathBuf) -> (Daemon, tempfile::TempDir) {
+    let tok = tempfile::tempdir().unwrap();
+    let token = tok.path().join("token");
+    std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
+    if test_user().is_some() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tok.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let d = Daemon::start_wrapped(
+        data,
+        root,
+        &[
+            ("HITVAULT_SITES", "shop.test"),
+            ("HITVAULT_INGEST_TOKEN_FILE", token.to_str().unwrap()),
+        ],
+        &[],
+    );
+    (d, tok)
+}
+
+fn wait_for_rows(data: &Path, d: &Daemon, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = d.metric("hitvault_hits_stored_total");
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} stored, waiting for {n} ({})",
+            got,
+            data.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("MANIFEST")).unwrap()).unwrap()
+}
+
+#[test]
+fn round_trip_in_every_format_through_the_running_daemon() {
+    let (root, data) = source();
+    let out = tempfile::tempdir().unwrap();
+    let (d, _tok) = start_on(root, data.clone());
+    odd_events(&d);
+    wait_for_rows(&data, &d, 2);
+    // Exports while the daemon runs go through it: they are read beside the
+    // batcher, and ingest keeps answering meanwhile.
+    for f in FORMATS {
+        let dir = out.path().join(f);
+        let o = hv(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "takeout",
+            "--to",
+            dir.to_str().unwrap(),
+            "--format",
+            f,
+        ]);
+        assert!(
+            o.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("through the running daemon"),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ok(&["takeout", "verify", dir.to_str().unwrap()]);
+    }
+    assert_eq!(d.get("/healthz").unwrap().status, 200);
+    let stopped = d.stop();
+    let want = dump(&stopped.data_dir);
+    assert_eq!(want.hits.len(), 20_002);
+    assert!(want.props.len() > 3, "seeded and odd events carry props");
+
+    // The same export from the database file, without a daemon: same counts.
+    let offline = out.path().join("offline");
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        offline.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ]);
+    let counts = |m: serde_json::Value| -> Vec<u64> {
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        counts(manifest(&offline)),
+        counts(manifest(&out.path().join("parquet")))
+    );
+    assert_eq!(
+        counts(manifest(&offline)),
+        vec![5, 20_002, want.props.len() as u64]
+    );
+
+    for f in FORMATS {
+        let dst = tempfile::tempdir().unwrap();
+        let dst_data = dst.path().join("data");
+        let src = out.path().join(f);
+        let first = ok(&[
+            "--data-dir",
+            dst_data.to_str().unwrap(),
+            "import",
+            src.to_str().unwrap(),
+        ]);
+        assert!(first.contains("20002 hits added"), "{f}: {first}");
+        assert_eq!(
+            dump(&dst_data),
+            want,
+            "{f}: the imported rows differ from the exported ones"
+        );
+        // Twice: nothing changes.
+        let second = ok(&[
+            "--data-dir",
+            dst_data.to_str().unwrap(),
+            "import",
+            src.to_str().unwrap(),
+        ]);
+        assert!(
+            second.contains("0 hits added, 20002 already present, 0 props added"),
+            "{f}: {second}"
+        );
+        assert_eq!(dump(&dst_data), want, "{f}: a second import changed rows");
+    }
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("HV_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hitvault-pyarrow/bin/python")
+        });
+    assert!(
+        p.exists(),
+        "{} does not exist: tests/run installs pyarrow from PyPI into that venv \
+         (python3 -m venv ~/.cache/hitvault-pyarrow && ~/.cache/hitvault-pyarrow/bin/pip install pyarrow), \
+         or set HV_TEST_PYTHON",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn parquet_export_is_read_by_pyarrow_with_utc_timestamps() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    seed(&data, 5_000);
+    let dir = root.path().join("out");
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ]);
+    let script = r#"
+import json, sys
+from datetime import datetime, timedelta, timezone
+import pyarrow.parquet as pq
+f = pq.ParquetFile(sys.argv[1])
+t = f.read()
+md = f.metadata
+site_col = t.schema.get_field_index("site")
+cols = {md.schema.column(i).name: i for i in range(md.num_columns)}
+rg = md.row_group(0)
+first = t.sort_by("id").slice(0, 1).to_pylist()[0]
+print(json.dumps({
+    "rows": t.num_rows,
+    "types": {n: str(t.schema.field(n).type) for n in t.schema.names},
+    "compression": rg.column(cols["site"]).compression,
+    "site_encodings": list(rg.column(cols["site"]).encodings),
+    "first_id": first["id"],
+    "first_ts": first["ts"].isoformat(),
+    "first_us": (first["ts"] - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1),
+}))
+"#;
+    let o = Command::new(python())
+        .args(["-c", script, dir.join("hits.parquet").to_str().unwrap()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pyarrow failed");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rows"], 5_000);
+    assert_eq!(v["types"]["ts"], "timestamp[us, tz=UTC]");
+    assert_eq!(v["types"]["id"], "uint64");
+    assert_eq!(v["types"]["visitor"], "uint64");
+    assert_eq!(v["types"]["screen_width"], "uint16");
+    assert_eq!(v["types"]["site"], "string");
+    assert_eq!(v["compression"], "ZSTD");
+    let enc = v["site_encodings"].to_string();
+    assert!(
+        enc.contains("DICTIONARY"),
+        "site is not dictionary-encoded: {enc}"
+    );
+    // The same instant as DuckDB holds, with its zone.
+    let s = hitvault_store::Store::open_read_only(&data).unwrap();
+    let want = s
+        .query_text(&format!(
+            "SELECT epoch_us(ts) FROM hits WHERE id = {}",
+            v["first_id"]
+        ))
+        .unwrap();
+    let ts = v["first_ts"].as_str().unwrap();
+    assert!(ts.ends_with("+00:00"), "{ts}");
+    assert_eq!(v["first_us"].to_string(), want[0][0].clone().unwrap());
+}
+
+#[test]
+fn killed_export_leaves_nothing_that_verifies() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    seed(&data, 300_000);
+    let dir = root.path().join("out");
+    let mut child = Command::new(binary())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "takeout",
+            "--to",
+            dir.to_str().unwrap(),
+            "--format",
+            "ndjson",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hits = dir.join("hits.ndjson");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&hits).map(|m| m.len()).unwrap_or(0) < 4 << 20 {
+        assert!(Instant::now() < deadline, "the export wrote nothing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(!dir.join("MANIFEST").exists());
+    let o = hv(&["takeout", "verify", dir.to_str().unwrap()]);
+    assert!(!o.status.success(), "a killed export verified");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("MANIFEST"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Nor can it be imported, and a new export does not write over it.
+    let dst = root.path().join("dst");
+    assert!(
+        !hv(&[
+            "--data-dir",
+            dst.to_str().unwrap(),
+            "import",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let o = hv(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn small_export(format: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    seed(&data, 3_000);
+    let dir = root.path().join("out");
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+        "--format",
+        format,
+    ]);
+    ok(&["takeout", "verify", dir.to_str().unwrap()]);
+    (root, dir)
+}
+
+fn verify_fails(dir: &Path, mentions: &str) {
+    let o = hv(&["takeout", "verify", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "verify passed: {err}");
+    assert!(
+        err.contains(mentions),
+        "verify's message lacks {mentions:?}: {err}"
+    );
+}
+
+#[test]
+fn flipped_byte_missing_file_and_wrong_count_fail_verify() {
+    for f in ["parquet", "ndjson"] {
+        let (_root, dir) = small_export(f);
+        let file = dir.join(format!("hits.{f}"));
+        let orig = std::fs::read(&file).unwrap();
+        let mut bytes = orig.clone();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&file, &bytes).unwrap();
+        verify_fails(&dir, "SHA-256");
+        std::fs::write(&file, &orig).unwrap();
+        ok(&["takeout", "verify", dir.to_str().unwrap()]);
+
+        let props = dir.join(format!("props.{f}"));
+        std::fs::rename(&props, dir.join("elsewhere")).unwrap();
+        verify_fails(&dir, &format!("props.{f}"));
+        std::fs::rename(dir.join("elsewhere"), &props).unwrap();
+
+        let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+        std::fs::write(
+            dir.join("MANIFEST"),
+            m.replace("\"rows\": 3000", "\"rows\": 2999"),
+        )
+        .unwrap();
+        verify_fails(&dir, "3000 rows, the manifest says 2999");
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Rewrites the manifest's size and hash of `name` as a hand edit would.
+fn reseal(dir: &Path, name: &str) {
+    let mut m = manifest(dir);
+    let path = dir.join(name);
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["name"] == name {
+            f["bytes"] = std::fs::metadata(&path).unwrap().len().into();
+            f["sha256"] = sha256(&path).into();
+        }
+    }
+    std::fs::write(dir.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+fn import_refused(dir: &Path, mentions: &[&str]) {
+    let dst = tempfile::tempdir().unwrap();
+    let data = dst.path().join("data");
+    let o = hv(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "import",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "import was not refused: {err}");
+    for m in mentions {
+        assert!(err.contains(m), "the refusal lacks {m:?}: {err}");
+    }
+    if data.join("hitvault.duckdb").exists() {
+        assert_eq!(
+            dump(&data).hits.len(),
+            0,
+            "a refused import left hits behind"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
+    // A bad value in row 3 (the file is otherwise sound and its hash matches).
+    let (_root, dir) = small_export("ndjson");
+    let file = dir.join("hits.ndjson");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2] = lines[2]
+        .replacen("\"kind\":\"pageview\"", "\"kind\":\"bogus\"", 1)
+        .replacen("\"kind\":\"event\"", "\"kind\":\"bogus\"", 1);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    reseal(&dir, "hits.ndjson");
+    import_refused(&dir, &["hits.ndjson, row 3", "kind \"bogus\""]);
+
+    // A CSV row whose id is not a number.
+    let (_root, dir) = small_export("csv");
+    let file = dir.join("hits.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
+    lines[5] = format!("x{}", lines[5]);
+    std::fs::write(&file, lines.join("\r\n")).unwrap();
+    reseal(&dir, "hits.csv");
+    import_refused(
+        &dir,
+        &["hits.csv, row 5", "id", "not an unsigned 64-bit integer"],
+    );
+
+    // A truncated Parquet file, even with a manifest that matches it.
+    let (_root, dir) = small_export("parquet");
+    let file = dir.join("hits.parquet");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    import_refused(&dir, &["hits.parquet", "SHA-256"]);
+    reseal(&dir, "hits.parquet");
+    import_refused(&dir, &["hits.parquet", "Parquet"]);
+
+    // A Takeout of another layout version.
+    let (_root, dir) = small_export("json");
+    let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    std::fs::write(
+        dir.join("MANIFEST"),
+        m.replace("\"takeout_version\": 1", "\"takeout_version\": 2"),
+    )
+    .unwrap();
+    import_refused(&dir, &["takeout_version 2"]);
+
+    // The wrong format: JSON lines in a Takeout that says it is a JSON array.
+    let (_root, dir) = small_export("ndjson");
+    let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    std::fs::write(dir.join("MANIFEST"), m.replace("ndjson", "json")).unwrap();
+    for t in ["sites", "hits", "props"] {
+        std::fs::rename(
+            dir.join(format!("{t}.ndjson")),
+            dir.join(format!("{t}.json")),
+        )
+        .unwrap();
+    }
+    import_refused(&dir, &["sites.json", "not a JSON array"]);
+}
+
+#[test]
+fn http_takeout_streams_one_file_to_loopback() {
+    let (root, data) = source();
+    let (d, _tok) = start_on(root, data.clone());
+    let r = d
+        .get("/api/v1/takeout?format=ndjson")
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let body = String::from_utf8(r.body).unwrap();
+    assert_eq!(body.lines().count(), 20_000);
+    let first: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert!(first["ts"].as_str().unwrap().ends_with('Z'));
+
+    let r = d
+        .get("/api/v1/takeout?format=parquet&site=site01.test&from=2000-01-01")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(b"PAR1") && r.body.ends_with(b"PAR1"));
+
+    assert_eq!(d.get("/api/v1/takeout").unwrap().status, 400);
+    assert_eq!(d.get("/api/v1/takeout?format=xml").unwrap().status, 400);
+    assert_eq!(
+        d.get("/api/v1/takeout?format=csv&from=yesterday")
+            .unwrap()
+            .status,
+        400
+    );
+    d.stop();
+}
+
+/// Streams `GET path` over HTTP/1.0 (a close-delimited body) and returns
+/// (body bytes, newlines in the body) without holding the body.
+fn stream_count(addr: std::net::SocketAddr, path: &str) -> (u16, u64, u64) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut head = Vec::new();
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    let mut in_body = false;
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        if !in_body {
+            head.extend_from_slice(chunk);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let body_start = end + 4;
+            let already = head.len() - n;
+            chunk = &buf[body_start - already..n];
+            in_body = true;
+        }
+        bytes += chunk.len() as u64;
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let status = String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, bytes, lines)
+}
+
+/// The issue's bound: a 5-million-hit export keeps the daemon under 200 MB.
+/// DuckDB keeps the blocks it scanned in its buffer pool up to
+/// `store.memory_limit` (1 GB by default), so the daemon runs with 64 MB
+/// here: what is measured is what the export itself holds.
+#[test]
+fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-takeout")
+        .tempdir()
+        .unwrap();
+    let data = root.path().join("data");
+    let out = Command::new(sibling_binary("hv-seed"))
+        .args(["--data-dir", data.to_str().unwrap(), "--hits", "5000000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = Daemon::start_wrapped(data, root, &[("HITVAULT_STORE_MEMORY_LIMIT", "64MB")], &[]);
+    let (status, _, lines) = stream_count(d.addr, "/api/v1/takeout?format=ndjson");
+    assert_eq!((status, lines), (200, 5_000_000));
+    let (status, bytes, _) = stream_count(d.addr, "/api/v1/takeout?format=parquet");
+    assert_eq!(status, 200);
+    assert!(bytes > 1 << 20);
+    let hwm_kb: u64 = d
+        .proc_status("VmHWM")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(hwm_kb < 200 * 1024, "the daemon peaked at {hwm_kb} kB");
+    d.stop();
+}
