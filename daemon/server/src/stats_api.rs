@@ -28,7 +28,9 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hitvault_store::stats::{Dim, Filter, Interval, Kpis, Op, Overview, Stats, StatsError, Window};
+use hitvault_store::stats::{
+    Dim, Filter, Interval, Kpis, Op, Overview, PANELS, Stats, StatsError, Window,
+};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
@@ -347,25 +349,6 @@ fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview) -> Value {
         ))).collect::<serde_json::Map<String, Value>>(),
     })
 }
-
-/// Every panel of the overview.
-const PANELS: [Dim; 15] = [
-    Dim::Page,
-    Dim::EntryPage,
-    Dim::ExitPage,
-    Dim::Source,
-    Dim::Referrer,
-    Dim::UtmSource,
-    Dim::UtmMedium,
-    Dim::UtmCampaign,
-    Dim::UtmTerm,
-    Dim::UtmContent,
-    Dim::Country,
-    Dim::Browser,
-    Dim::Os,
-    Dim::Device,
-    Dim::Event,
-];
 
 async fn overview(
     State(state): State<StatsState>,

@@ -133,6 +133,25 @@ impl Dim {
     }
 }
 
+/// Every panel of the overview page, in the order it shows them.
+pub const PANELS: [Dim; 15] = [
+    Dim::Page,
+    Dim::EntryPage,
+    Dim::ExitPage,
+    Dim::Source,
+    Dim::Referrer,
+    Dim::UtmSource,
+    Dim::UtmMedium,
+    Dim::UtmCampaign,
+    Dim::UtmTerm,
+    Dim::UtmContent,
+    Dim::Country,
+    Dim::Browser,
+    Dim::Os,
+    Dim::Device,
+    Dim::Event,
+];
+
 /// How a filter compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 use hitvault_bench::{percentile, rss_kib};
 use hitvault_store::Store;
-use hitvault_store::stats::{Dim, Interval, Stats, Window};
+use hitvault_store::stats::{Interval, PANELS, Stats, Window};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
@@ -32,25 +32,6 @@ struct Args {
     #[arg(long, default_value = "Europe/Berlin")]
     tz: String,
 }
-
-/// Every panel of the overview page.
-const PANELS: [Dim; 15] = [
-    Dim::Page,
-    Dim::EntryPage,
-    Dim::ExitPage,
-    Dim::Source,
-    Dim::Referrer,
-    Dim::UtmSource,
-    Dim::UtmMedium,
-    Dim::UtmCampaign,
-    Dim::UtmTerm,
-    Dim::UtmContent,
-    Dim::Country,
-    Dim::Browser,
-    Dim::Os,
-    Dim::Device,
-    Dim::Event,
-];
 
 fn overview(st: &Stats, w: &Window, prev: &Window, interval: Interval) -> anyhow::Result<usize> {
     let o = st.overview(w, prev, &[], interval, &PANELS, 10)?;
