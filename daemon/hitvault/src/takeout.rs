@@ -145,7 +145,8 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
             (w, "through the running daemon")
         }
         None => {
-            let store = Store::open_read_only(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+            let db = Store::open_read_only(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+            let store = db.reader().map_err(|e| (3, e.to_string()))?;
             let total = store.count_hits(&filter).map_err(|e| (1, e.to_string()))?;
             let mut progress = Progress::new(total);
             let w = pipelined(w, |send| {

@@ -1,7 +1,7 @@
 //! The stats engine on small fixtures whose answers are worked out by hand in
 //! the comments.
 
-use hitvault_core::{Device, Hit, Kind, Utm};
+use hitvault_core::{Hit, Kind};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -14,26 +14,11 @@ fn ms(t: &str) -> i64 {
     t.parse::<Timestamp>().unwrap().as_millisecond()
 }
 
+/// A pageview of the fixture site (a Firefox desktop visitor in France).
 fn pv(visitor: u64, t: &str, path: &str) -> Hit {
     Hit {
-        ts_ms: ms(t),
-        site: SITE.into(),
-        kind: Kind::Pageview,
-        name: "pageview".into(),
-        path: path.into(),
-        referrer: String::new(),
-        source: String::new(),
-        utm: Utm::default(),
-        browser: "Firefox".into(),
-        browser_version: "128".into(),
-        os: "Linux".into(),
-        os_version: String::new(),
-        device: Device::Desktop,
-        country: "FR".into(),
-        language: "fr-FR".into(),
-        screen_width: 1280,
         visitor,
-        props: vec![],
+        ..crate::tests::hit(SITE, ms(t), path)
     }
 }
 

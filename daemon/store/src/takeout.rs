@@ -80,20 +80,6 @@ impl Store {
             conn: self.conn.try_clone()?,
         })
     }
-
-    /// Hits matching `filter`.
-    pub fn count_hits(&self, filter: &ExportFilter) -> Result<u64, QueryError> {
-        count_hits(&self.conn, filter)
-    }
-
-    /// Exports straight from this connection (when no daemon runs).
-    pub fn export(
-        &self,
-        filter: &ExportFilter,
-        sink: &mut dyn FnMut(&'static str, RecordBatch) -> Result<(), String>,
-    ) -> Result<(), TakeoutError> {
-        export(&self.conn, filter, sink)
-    }
 }
 
 impl Reader {

@@ -1,7 +1,7 @@
 use super::*;
 use hitvault_core::{Device, Hit, Kind, Utm};
 
-fn hit(site: &str, ts_ms: i64, path: &str) -> Hit {
+pub(crate) fn hit(site: &str, ts_ms: i64, path: &str) -> Hit {
     Hit {
         ts_ms,
         site: site.into(),
