@@ -542,3 +542,25 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Runs a tool, failing the test with the Debian package to install if it is
+/// missing (tests/run installs them all).
+pub fn run_tool(cmd: &mut std::process::Command, package: &str) -> std::process::Output {
+    match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{:?} is not installed: `apt-get install {package}` (tests/run installs it)",
+            cmd.get_program()
+        ),
+        Err(e) => panic!("running {cmd:?}: {e}"),
+    }
+}
+
+/// A command's stdout and stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

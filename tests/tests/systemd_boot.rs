@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hitvault_tests::{CHROME_UA, binary, free_port};
+use hitvault_tests::{CHROME_UA, binary, free_port, output_text as text, run_tool as run};
 
 /// How the root filesystem is made. Its hash names the cache entry: change
 /// anything here and the next run builds a new one.
@@ -61,25 +61,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
-}
-
-fn run(cmd: &mut Command, package: &str) -> Output {
-    match cmd.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "{:?} is not installed: `apt-get install {package}` (tests/run installs it)",
-            cmd.get_program()
-        ),
-        Err(e) => panic!("{cmd:?}: {e}"),
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// FNV-1a, 64 bits: a stable name for the recipe (std's hasher is not

@@ -13,9 +13,10 @@
 //! and requires exit status 0 and empty output: an unknown key, a bad value
 //! or a missing dependency all print a line.
 
+use hitvault_tests::{output_text as text, run_tool as run};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The exposure the unit must not exceed.
 const MAX_EXPOSURE: f64 = 1.0;
@@ -29,26 +30,6 @@ fn repo() -> PathBuf {
 
 fn unit_path() -> PathBuf {
     repo().join("systemd/hitvault.service")
-}
-
-/// Runs a tool, failing the test with the package to install if it is missing.
-fn run(cmd: &mut Command, package: &str) -> Output {
-    match cmd.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "{:?} is not installed: `apt-get install {package}` (tests/run installs it)",
-            cmd.get_program()
-        ),
-        Err(e) => panic!("running {cmd:?}: {e}"),
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
