@@ -132,6 +132,57 @@ fn read_batch(
     Ok(records)
 }
 
+/// How often the batcher looks for days whose stats rollups are missing or
+/// stale, when it is idle; under sustained ingest it looks at least every
+/// [`ROLLUP_BUSY_EVERY`]. Each turn builds at most [`ROLLUP_DAYS_PER_TURN`]
+/// (site, day) rollups, so ingest waits for one turn at most.
+const ROLLUP_EVERY: Duration = Duration::from_secs(60);
+const ROLLUP_BUSY_EVERY: Duration = Duration::from_secs(300);
+const ROLLUP_DAYS_PER_TURN: usize = 31;
+
+/// When the batcher last refreshed the rollups, and whether work was left.
+struct Rollups {
+    last: Instant,
+    more: bool,
+}
+
+impl Default for Rollups {
+    fn default() -> Self {
+        // The first idle turn after start looks at once.
+        Rollups {
+            last: Instant::now() - ROLLUP_BUSY_EVERY,
+            more: true,
+        }
+    }
+}
+
+impl Rollups {
+    fn turn(&mut self, store: &Store, idle: bool) {
+        let since = self.last.elapsed();
+        let due = if idle {
+            self.more || since >= ROLLUP_EVERY
+        } else {
+            since >= ROLLUP_BUSY_EVERY
+        };
+        if !due {
+            return;
+        }
+        self.last = Instant::now();
+        match store.refresh_rollups(ROLLUP_DAYS_PER_TURN) {
+            Ok(r) => {
+                self.more = r.more;
+                if r.days > 0 {
+                    tracing::debug!(days = r.days, more = r.more, "stats rollups refreshed");
+                }
+            }
+            Err(e) => {
+                self.more = false;
+                tracing::warn!(error = %e, "refreshing the stats rollups failed; will retry");
+            }
+        }
+    }
+}
+
 /// DuckDB marks its database invalid after a fatal error; every later statement fails.
 fn invalidated(e: &hitvault_store::AppendError) -> bool {
     let m = e.to_string();
@@ -165,6 +216,7 @@ pub fn run(parts: Parts) -> Finished {
     } = parts;
     let mut after = handle.committed.load(Ordering::Acquire);
     let mut backoff = Duration::from_millis(100);
+    let mut rollups = Rollups::default();
     'outer: loop {
         heartbeat();
         serve_ops(&mut store, &ops);
@@ -184,8 +236,10 @@ pub fn run(parts: Parts) -> Finished {
             if handle.stop.load(Ordering::Acquire) && queue.stats().last_seq <= after {
                 break;
             }
+            rollups.turn(&store, true);
             continue;
         }
+        rollups.turn(&store, false);
         let last = records.last().map(|r| r.0).expect("non-empty");
         let mut hits = Vec::with_capacity(records.len());
         for (seq, bytes) in &records {

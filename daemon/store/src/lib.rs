@@ -11,6 +11,7 @@
 
 mod append;
 mod migrate;
+pub mod rollup;
 pub mod stats;
 pub mod takeout;
 
@@ -177,6 +178,12 @@ impl Store {
         Ok(stats::Stats::new(self.conn.try_clone()?))
     }
 
+    /// Builds or rebuilds the stats rollups of up to `max_days` (site, day)
+    /// pairs before today (UTC) that lack a valid one; see [`rollup`].
+    pub fn refresh_rollups(&self, max_days: usize) -> Result<rollup::Refreshed, QueryError> {
+        rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days)
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -329,5 +336,7 @@ impl Store {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod stats_tests;

@@ -9,8 +9,14 @@ use duckdb::Connection;
 use crate::OpenError;
 
 /// (version, name, SQL). Versions are consecutive from 1; never edit a shipped one.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "goals_funnels_rollups",
+        include_str!("../migrations/0002_goals_funnels_rollups.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -109,7 +109,7 @@ impl Dim {
 
     /// The SQL expression of a hit-level dimension over the `hits` columns,
     /// or over the `sessions` columns for session-level ones.
-    fn expr(self) -> &'static str {
+    pub(crate) fn expr(self) -> &'static str {
         match self {
             Dim::Page => "path",
             Dim::EntryPage => "entry_page",
@@ -266,9 +266,9 @@ pub struct Stats {
 }
 
 /// SQL text and its parameters.
-struct Sql {
-    text: String,
-    params: Vec<duckdb::types::Value>,
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) params: Vec<duckdb::types::Value>,
 }
 
 impl Stats {
@@ -413,6 +413,25 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
+        if filters.is_empty()
+            && let Some(o) =
+                crate::rollup::overview_unfiltered(&self.conn, w, prev, interval, panels, limit)?
+        {
+            return Ok(o);
+        }
+        self.overview_raw(w, prev, filters, interval, panels, limit)
+    }
+
+    /// [`Stats::overview`] from the raw hits only, whatever the filters.
+    pub(crate) fn overview_raw(
+        &self,
+        w: &Window,
+        prev: &Window,
+        filters: &[Filter],
+        interval: Interval,
+        panels: &[Dim],
+        limit: usize,
+    ) -> Result<Overview, StatsError> {
         let h = hits_cte(w)?;
         self.conn.execute(
             &format!(
@@ -510,21 +529,64 @@ fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
 /// CTEs `w`, `marked` and `h`: the window's hits, each with its session
 /// number `sess` (per visitor).
 fn hits_cte(w: &Window) -> Result<Sql, StatsError> {
+    check_window(w)?;
+    Ok(hits_in(
+        w.site_id,
+        &[(w.from.as_microsecond(), w.to.as_microsecond())],
+    ))
+}
+
+/// Refuses inverted and overlong windows.
+pub(crate) fn check_window(w: &Window) -> Result<(), StatsError> {
     if w.from >= w.to {
         return Err(StatsError::Inverted);
     }
     if (w.to.as_second() - w.from.as_second()) > MAX_WINDOW_DAYS * 86_400 {
         return Err(StatsError::TooLong);
     }
-    use duckdb::types::Value as V;
+    Ok(())
+}
+
+/// Microseconds in a UTC day.
+pub(crate) const DAY_US: i64 = 86_400_000_000;
+
+/// CTEs `w`, `marked` and `h` over the site's hits in the half-open UTC
+/// ranges `ranges` (microseconds; no range, no hits).
+///
+/// A visitor is a visitor id *within one UTC day*: the ids are keyed with a
+/// salt that rotates at UTC midnight, so a person's hits on two days carry
+/// two ids anyway, and the rule makes it exact for batch-ingested history
+/// too. `visitor` here is that pair folded into one key (`id * 2^16 + day`),
+/// `v64` the stored id and `dn` the day number; sessions never cross a UTC
+/// midnight. Counts of visitors are therefore sums over UTC days, which is
+/// what lets [`crate::rollup`] answer from per-day rollups exactly.
+pub(crate) fn hits_in(site_id: u16, ranges: &[(i64, i64)]) -> Sql {
+    // The bounds are integers, written into the text so that DuckDB can
+    // prune row groups by them (it does not for parameters).
+    let scan = if ranges.is_empty() {
+        "SELECT * FROM hits WHERE FALSE".to_owned()
+    } else {
+        ranges
+            .iter()
+            .map(|&(from, to)| {
+                format!(
+                    "SELECT * FROM hits WHERE site_id = {site_id}
+                       AND ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
+                       AND ts < make_timestamp({to}::BIGINT)::TIMESTAMPTZ"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    };
+    let params = Vec::new();
     let text = format!(
         "w AS (
-          SELECT id, visitor, ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
+          SELECT id, visitor AS v64, epoch_us(ts) // {DAY_US} AS dn,
+                 visitor::UHUGEINT * 65536 + (epoch_us(ts) // {DAY_US})::UHUGEINT AS visitor,
+                 ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
                  country, browser, os, device, language
-          FROM hits
-          WHERE site_id = ? AND ts >= make_timestamp(?::BIGINT)::TIMESTAMPTZ
-            AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ
+          FROM ({scan})
         ), marked AS (
           SELECT *, CASE WHEN us - lag(us) OVER (PARTITION BY visitor ORDER BY us, id)
                               <= {gap} THEN 0 ELSE 1 END AS starts
@@ -536,14 +598,7 @@ fn hits_cte(w: &Window) -> Result<Sql, StatsError> {
         )",
         gap = SESSION_GAP_MINUTES * 60_000_000,
     );
-    Ok(Sql {
-        text,
-        params: vec![
-            V::USmallInt(w.site_id),
-            V::BigInt(w.from.as_microsecond()),
-            V::BigInt(w.to.as_microsecond()),
-        ],
-    })
+    Sql { text, params }
 }
 
 /// CTEs `sessions`, `sess_ok`, `sel` and `sess_sel` over a relation `h`
@@ -640,31 +695,38 @@ fn local_expr(w: &Window, col: &str) -> String {
     format!("make_timestamp(epoch_us({col}) + {case})")
 }
 
-/// Local starts of every bucket that overlaps the window, in order. Walks in
-/// zoned time, so an hour skipped by a DST change is not listed and an hour
-/// that repeats is listed once (SQL groups by wall-clock time too).
-fn buckets(w: &Window, interval: Interval) -> Vec<String> {
-    let trunc = |dt: jiff::civil::DateTime| -> jiff::civil::DateTime {
-        match interval {
-            Interval::Hour => dt.date().at(dt.hour(), 0, 0, 0),
-            Interval::Day => dt.date().at(0, 0, 0, 0),
-            Interval::Week => {
-                let d = dt.date();
-                let back = i64::from(d.weekday().to_monday_zero_offset());
-                d.checked_sub(jiff::Span::new().days(back))
-                    .unwrap_or(d)
-                    .at(0, 0, 0, 0)
-            }
-            Interval::Month => dt.date().first_of_month().at(0, 0, 0, 0),
+/// The start of the bucket holding the local wall-clock time `dt`.
+fn trunc_local(dt: jiff::civil::DateTime, interval: Interval) -> jiff::civil::DateTime {
+    match interval {
+        Interval::Hour => dt.date().at(dt.hour(), 0, 0, 0),
+        Interval::Day => dt.date().at(0, 0, 0, 0),
+        Interval::Week => {
+            let d = dt.date();
+            let back = i64::from(d.weekday().to_monday_zero_offset());
+            d.checked_sub(jiff::Span::new().days(back))
+                .unwrap_or(d)
+                .at(0, 0, 0, 0)
         }
-    };
-    let step = match interval {
+        Interval::Month => dt.date().first_of_month().at(0, 0, 0, 0),
+    }
+}
+
+fn step(interval: Interval) -> jiff::Span {
+    match interval {
         Interval::Hour => jiff::Span::new().hours(1),
         Interval::Day => jiff::Span::new().days(1),
         Interval::Week => jiff::Span::new().weeks(1),
         Interval::Month => jiff::Span::new().months(1),
-    };
-    let first = trunc(w.from.to_zoned_datetime(w.tz.clone()).datetime());
+    }
+}
+
+const LABEL: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// Local starts of every bucket that overlaps the window, in order. Walks in
+/// zoned time, so an hour skipped by a DST change is not listed and an hour
+/// that repeats is listed once (SQL groups by wall-clock time too).
+pub(crate) fn buckets(w: &Window, interval: Interval) -> Vec<String> {
+    let first = trunc_local(w.from.to_zoned_datetime(w.tz.clone()).datetime(), interval);
     let Ok(mut cur) = first.to_zoned_datetime(w.tz.clone()) else {
         return Vec::new();
     };
@@ -672,15 +734,59 @@ fn buckets(w: &Window, interval: Interval) -> Vec<String> {
     while cur.timestamp() < w.to {
         // Truncate again: a bucket start that fell into a DST gap was moved
         // forward; the label is the wall-clock start of its bucket.
-        let label = trunc(cur.datetime())
-            .strftime("%Y-%m-%dT%H:%M:%S")
+        let label = trunc_local(cur.datetime(), interval)
+            .strftime(LABEL)
             .to_string();
         if out.last() != Some(&label) {
             out.push(label);
         }
-        match cur.checked_add(step) {
+        match cur.checked_add(step(interval)) {
             Ok(next) => cur = next,
             Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The UTC stretches `(bucket index in labels, from_us, to_us)` that make up
+/// each bucket within the window, by the same rule as the SQL: an instant
+/// belongs to the bucket of its local time (UTC plus the offset in force).
+/// A bucket can have several stretches (a repeated hour, a DST change).
+pub(crate) fn bucket_bounds(
+    w: &Window,
+    interval: Interval,
+    labels: &[String],
+) -> Vec<(usize, i64, i64)> {
+    let index: std::collections::HashMap<&str, usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    let civil = |us: i64| {
+        Timestamp::from_microsecond(us)
+            .map(|t| t.to_zoned_datetime(TimeZone::UTC).datetime())
+            .ok()
+    };
+    let pieces = offsets(w);
+    let end = w.to.as_microsecond();
+    let mut out = Vec::new();
+    for (i, &(start, off)) in pieces.iter().enumerate() {
+        let stop = pieces.get(i + 1).map_or(end, |p| p.0).min(end);
+        let mut t = start;
+        while t < stop {
+            let Some(local) = civil(t + off) else { break };
+            let bucket = trunc_local(local, interval);
+            let next = bucket
+                .checked_add(step(interval))
+                .ok()
+                .and_then(|n| n.to_zoned_datetime(TimeZone::UTC).ok())
+                .map(|z| z.timestamp().as_microsecond() - off)
+                .unwrap_or(stop);
+            let until = next.min(stop).max(t + 1);
+            if let Some(&b) = index.get(bucket.strftime(LABEL).to_string().as_str()) {
+                out.push((b, t, until));
+            }
+            t = until;
         }
     }
     out

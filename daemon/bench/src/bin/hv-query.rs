@@ -3,8 +3,11 @@
 //! The overview of one site is what the dashboard asks for on every page load:
 //! the KPIs of the period and of the period before it (for the comparison),
 //! the daily time series, and every breakdown panel (top 10 each). It runs
-//! that for the last 30 days and the last 12 months of the largest site and
+//! that for the last 30 days and the last 12 months of the largest site, and
+//! for 30 days with a filter (which reads the raw hits, not the rollups), and
 //! prints latency percentiles, the process's peak RSS and the store's size.
+//! First it builds the rollups the store lacks (as the daemon's batcher does
+//! in the background) and prints how long that took.
 //!
 //!     hv-seed --data-dir /tmp/seeded --hits 10000000 --sites 20
 //!     hv-query --data-dir /tmp/seeded --runs 20
@@ -14,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use hitvault_bench::{percentile, rss_kib};
-use hitvault_store::Store;
-use hitvault_store::stats::{Interval, PANELS, Stats, Window};
+use hitvault_bench::{own_cpu, percentile, rss_kib};
+use hitvault_store::stats::{Dim, Filter, Interval, Op, PANELS, Stats, Window};
+use hitvault_store::{Store, StoreOptions};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
@@ -33,14 +36,49 @@ struct Args {
     tz: String,
 }
 
-fn overview(st: &Stats, w: &Window, prev: &Window, interval: Interval) -> anyhow::Result<usize> {
-    let o = st.overview(w, prev, &[], interval, &PANELS, 10)?;
+fn overview(
+    st: &Stats,
+    w: &Window,
+    prev: &Window,
+    filters: &[Filter],
+    interval: Interval,
+) -> anyhow::Result<usize> {
+    let o = st.overview(w, prev, filters, interval, &PANELS, 10)?;
     Ok(o.series.len() + o.breakdowns.len())
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let store = Store::open_read_only(&a.data_dir).context("open the seeded store")?;
+    let store =
+        Store::open(&a.data_dir, &StoreOptions::default()).context("open the seeded store")?;
+    let t = Instant::now();
+    let mut built = 0;
+    loop {
+        let r = store.refresh_rollups(1000)?;
+        built += r.days;
+        if !r.more {
+            break;
+        }
+    }
+    store.checkpoint()?;
+    println!(
+        "rollups built        {built} site-days in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let count = |table: &str| -> anyhow::Result<String> {
+        Ok(store
+            .query_text(&format!("SELECT count(*) FROM {table}"))?
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default())
+    };
+    println!(
+        "rows                 hits {}, rollup_visitors {}, rollup_slots {}, rollup_values {}",
+        count("hits")?,
+        count("rollup_visitors")?,
+        count("rollup_slots")?,
+        count("rollup_values")?
+    );
     let site_id: u16 = store
         .query_text("SELECT site_id FROM hits GROUP BY site_id ORDER BY count(*) DESC LIMIT 1")?
         .first()
@@ -59,9 +97,15 @@ fn main() -> anyhow::Result<()> {
         "store                {:.1} MiB, largest site id {site_id}",
         store.disk_bytes() as f64 / (1 << 20) as f64
     );
-    for (label, days, interval) in [
-        ("30 days", 30, Interval::Day),
-        ("12 months", 365, Interval::Month),
+    let country = Filter {
+        dim: Dim::Country,
+        op: Op::Is,
+        value: "DE".into(),
+    };
+    for (label, days, interval, filters) in [
+        ("30 days", 30, Interval::Day, vec![]),
+        ("12 months", 365, Interval::Month, vec![]),
+        ("30d country=DE", 30, Interval::Day, vec![country]),
     ] {
         let span = (days * 24).hours();
         let w = Window {
@@ -75,17 +119,19 @@ fn main() -> anyhow::Result<()> {
             to: w.from,
             ..w.clone()
         };
-        overview(&st, &w, &prev, interval)?;
+        overview(&st, &w, &prev, &filters, interval)?;
         let mut lat: Vec<u32> = Vec::with_capacity(a.runs);
+        let cpu0 = own_cpu();
         for _ in 0..a.runs {
             let t = Instant::now();
-            overview(&st, &w, &prev, interval)?;
+            overview(&st, &w, &prev, &filters, interval)?;
             lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
         }
+        let cpu_ms = (own_cpu() - cpu0).as_secs_f64() * 1000.0 / a.runs.max(1) as f64;
         lat.sort_unstable();
         let ms = |us: u32| Duration::from_micros(u64::from(us)).as_secs_f64() * 1000.0;
         println!(
-            "overview {label:<10}  p50 {:.0} ms  p90 {:.0} ms  max {:.0} ms  ({} runs, 2 KPI sets + series + {} panels)",
+            "overview {label:<15} p50 {:.0} ms  p90 {:.0} ms  max {:.0} ms  CPU {cpu_ms:.0} ms/run  ({} runs, 2 KPI sets + series + {} panels)",
             ms(percentile(&lat, 50.0)),
             ms(percentile(&lat, 90.0)),
             ms(*lat.last().unwrap_or(&0)),
