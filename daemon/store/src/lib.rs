@@ -10,6 +10,7 @@
 //! outside the database file and its `tmp/` spill directory.
 
 mod append;
+pub mod goals;
 mod migrate;
 pub mod rollup;
 pub mod stats;
@@ -336,6 +337,8 @@ impl Store {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod goals_tests;
 #[cfg(test)]
 mod rollup_tests;
 #[cfg(test)]

@@ -262,7 +262,7 @@ impl From<duckdb::Error> for StatsError {
 /// A reader over the store: its own DuckDB connection, so queries run beside
 /// the batcher's appends and see every committed batch.
 pub struct Stats {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// SQL text and its parameters.
@@ -516,7 +516,7 @@ impl Stats {
 
 /// The common part of every query: the window's hits with their session,
 /// the sessions, and the selection the filters make (`sel`, `sess_sel`).
-fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
+pub(crate) fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
     let (h, sel) = (hits_cte(w)?, selection_cte(filters));
     let mut params = h.params;
     params.extend(sel.params);
