@@ -50,6 +50,9 @@ pub enum StoreOp {
         aliases: Vec<String>,
         reply: Sender<Result<SiteRow, hitvault_store::QueryError>>,
     },
+    /// Any other write, run on the store between batches; the closure sends
+    /// its own answer.
+    Run(Box<dyn FnOnce(&mut Store) + Send>),
 }
 
 /// Called at every turn of the loop and at least every [`HEARTBEAT_EVERY`]
@@ -87,6 +90,7 @@ fn serve_ops(store: &mut Store, ops: &Receiver<StoreOp>) {
             } => {
                 let _ = reply.send(store.upsert_site(&hostname, &aliases, "runtime"));
             }
+            StoreOp::Run(f) => f(store),
         }
     }
 }

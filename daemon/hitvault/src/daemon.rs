@@ -29,7 +29,8 @@ use hitvault_server::ingest::{Ingest, now_ms};
 use hitvault_server::metrics::{Gauges, Metrics};
 use hitvault_server::salt::SaltKeeper;
 use hitvault_server::wire::Limits;
-use hitvault_server::{AdminError, AppState, SiteAdmin, SiteInfo};
+use hitvault_server::{AdminError, AppState, DefAdmin, SiteAdmin, SiteInfo};
+use hitvault_store::goals::{DefError, Funnel, Goal, Step};
 use hitvault_store::{Store, StoreOptions};
 
 use crate::batcher::{self, BatcherConfig, BatcherHandle, StoreOp};
@@ -122,6 +123,42 @@ struct DaemonSites {
     ops: Sender<StoreOp>,
     sites: Arc<RwLock<Arc<Sites>>>,
     declared: Vec<(String, Vec<String>)>,
+}
+
+/// Goal and funnel definitions, written by the batcher (DuckDB's one writer).
+struct DaemonDefs {
+    ops: Sender<StoreOp>,
+}
+
+impl DaemonDefs {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, DefError> + Send + 'static,
+    ) -> Result<T, DefError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::Run(Box::new(move |store| {
+                let _ = tx.send(f(store));
+            })))
+            .map_err(|_| DefError::Unavailable("the store is closed"))?;
+        rx.recv_timeout(OP_TIMEOUT)
+            .map_err(|_| DefError::Unavailable("the store did not answer"))?
+    }
+}
+
+impl DefAdmin for DaemonDefs {
+    fn add_goal(&self, site_id: u16, step: Step, name: String) -> Result<Goal, DefError> {
+        self.run(move |s| s.add_goal(site_id, step, &name))
+    }
+    fn delete_goal(&self, site_id: u16, id: u32) -> Result<bool, DefError> {
+        self.run(move |s| Ok(s.delete_goal(site_id, id)?))
+    }
+    fn add_funnel(&self, site_id: u16, name: String, steps: Vec<Step>) -> Result<Funnel, DefError> {
+        self.run(move |s| s.add_funnel(site_id, &name, steps))
+    }
+    fn delete_funnel(&self, site_id: u16, id: u32) -> Result<bool, DefError> {
+        self.run(move |s| Ok(s.delete_funnel(site_id, id)?))
+    }
 }
 
 /// How long a control request waits for the batcher (which serves it between batches).
@@ -370,6 +407,9 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
     // Exports read on their own connections beside the batcher's.
     let exporter: Arc<dyn hitvault_server::Exporter> =
         Arc::new(crate::takeout::DaemonExporter::new(ops_tx.clone()));
+    let defs: Arc<dyn hitvault_server::DefAdmin> = Arc::new(DaemonDefs {
+        ops: ops_tx.clone(),
+    });
     let admin = Arc::new(DaemonSites {
         ops: ops_tx,
         sites,
@@ -459,7 +499,8 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         };
         tokio::spawn(signals);
         let app = hitvault_server::router(state)
-            .merge(hitvault_server::stats_router(stats))
+            .merge(hitvault_server::stats_router(stats.clone()))
+            .merge(hitvault_server::goals_router(stats, defs))
             .merge(hitvault_server::takeout_router(exporter));
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);

@@ -10,6 +10,7 @@
 //! they never touch the queue's files or DuckDB directly. Nothing here makes an
 //! outbound connection.
 
+pub mod goals_api;
 pub mod ingest;
 pub mod metrics;
 pub mod salt;
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use control::{AdminError, SiteAdmin, SiteInfo, control_router, takeout_router};
 pub use export::{BodyWriter, ExportQuery, Exporter};
+pub use goals_api::{DefAdmin, goals_router};
 pub use routes::router;
 pub use stats_api::{StatsState, stats_router};
 

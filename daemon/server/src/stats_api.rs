@@ -82,7 +82,7 @@ pub fn authorize(peer: &SocketAddr) -> Result<(), Forbidden> {
 }
 
 /// Why an overview was not answered.
-enum ApiError {
+pub(crate) enum ApiError {
     Bad(BadParam),
     Internal(String),
 }
@@ -104,7 +104,7 @@ impl IntoResponse for ApiError {
 
 /// A parameter the API cannot use: answered 400, naming it.
 #[derive(Debug, PartialEq, Eq)]
-struct BadParam {
+pub(crate) struct BadParam {
     parameter: String,
     message: String,
 }
@@ -123,7 +123,7 @@ impl IntoResponse for BadParam {
     }
 }
 
-fn bad(parameter: &str, message: impl Into<String>) -> BadParam {
+pub(crate) fn bad(parameter: &str, message: impl Into<String>) -> BadParam {
     BadParam {
         parameter: parameter.to_owned(),
         message: message.into(),
@@ -132,14 +132,35 @@ fn bad(parameter: &str, message: impl Into<String>) -> BadParam {
 
 /// The parsed parameters of an overview request.
 #[derive(Debug)]
-struct Params {
-    site: String,
-    from: Timestamp,
-    to: Timestamp,
-    tz: TimeZone,
-    interval: Interval,
-    filters: Vec<Filter>,
-    limit: usize,
+pub(crate) struct Params {
+    pub(crate) site: String,
+    pub(crate) from: Timestamp,
+    pub(crate) to: Timestamp,
+    pub(crate) tz: TimeZone,
+    pub(crate) interval: Interval,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) limit: usize,
+    /// Every pair of the query, for parameters particular to a route.
+    pub(crate) pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// The first value of a route's own parameter.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn window(&self, site_id: u16) -> Window {
+        Window {
+            site_id,
+            from: self.from,
+            to: self.to,
+            tz: self.tz.clone(),
+        }
+    }
 }
 
 fn parse_instant(name: &str, v: &str, tz: &TimeZone) -> Result<Timestamp, BadParam> {
@@ -164,10 +185,17 @@ fn parse_instant(name: &str, v: &str, tz: &TimeZone) -> Result<Timestamp, BadPar
 }
 
 fn parse_params(query: Option<&str>) -> Result<Params, BadParam> {
+    parse_params_with(query, &[])
+}
+
+/// The common parameters, and `extra` ones a route has besides.
+pub(crate) fn parse_params_with(query: Option<&str>, extra: &[&str]) -> Result<Params, BadParam> {
     let pairs: Vec<(String, String)> = form_urlencoded(query.unwrap_or(""));
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     for (k, _) in &pairs {
-        if !["site", "from", "to", "tz", "interval", "filter", "limit"].contains(&k.as_str()) {
+        if !["site", "from", "to", "tz", "interval", "filter", "limit"].contains(&k.as_str())
+            && !extra.contains(&k.as_str())
+        {
             return Err(bad(k, format!("unknown parameter {k:?}")));
         }
     }
@@ -261,6 +289,7 @@ fn parse_params(query: Option<&str>) -> Result<Params, BadParam> {
         interval,
         filters,
         limit,
+        pairs,
     })
 }
 
@@ -350,6 +379,48 @@ fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview) -> Value {
     })
 }
 
+impl StatsState {
+    /// Any free reader; waits on the first when all are busy.
+    pub(crate) fn reader(&self) -> Result<std::sync::MutexGuard<'_, Stats>, ApiError> {
+        self.readers
+            .iter()
+            .find_map(|m| m.try_lock().ok())
+            .or_else(|| {
+                self.readers
+                    .first()
+                    .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+            .ok_or_else(|| ApiError::Internal("no stats reader is configured".into()))
+    }
+}
+
+/// The id of the site named `site`, or a 400 naming the parameter.
+pub(crate) fn site_id(reader: &Stats, site: &str) -> Result<u16, ApiError> {
+    reader
+        .site_id(site)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| bad("site", format!("no site named {site:?}")).into())
+}
+
+/// Runs `work` on the blocking pool and answers with what it returns.
+pub(crate) async fn blocking(
+    work: impl FnOnce() -> Result<Response, ApiError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => internal("the stats query failed"),
+    }
+}
+
+/// A stats error as the API answers it.
+pub(crate) fn stats_error(e: StatsError) -> ApiError {
+    match e {
+        e @ (StatsError::TooLong | StatsError::Inverted) => bad("from", e.to_string()).into(),
+        e => ApiError::Internal(e.to_string()),
+    }
+}
+
 async fn overview(
     State(state): State<StatsState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -362,29 +433,9 @@ async fn overview(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let work = move || -> Result<Response, ApiError> {
-        // Any free reader; wait on the first when all are busy.
-        let guard = state
-            .readers
-            .iter()
-            .find_map(|m| m.try_lock().ok())
-            .or_else(|| {
-                state
-                    .readers
-                    .first()
-                    .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
-            })
-            .ok_or_else(|| ApiError::Internal("no stats reader is configured".into()))?;
-        let site_id = guard
-            .site_id(&p.site)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| bad("site", format!("no site named {:?}", p.site)))?;
-        let w = Window {
-            site_id,
-            from: p.from,
-            to: p.to,
-            tz: p.tz.clone(),
-        };
+    blocking(move || {
+        let guard = state.reader()?;
+        let w = p.window(site_id(&guard, &p.site)?);
         let len = p.to.as_microsecond() - p.from.as_microsecond();
         let prev_from = Timestamp::from_microsecond(p.from.as_microsecond() - len)
             .map_err(|_| bad("from", "the comparison period starts before year -9999"))?;
@@ -393,22 +444,15 @@ async fn overview(
             to: p.from,
             ..w.clone()
         };
-        match guard.overview(&w, &prev, &p.filters, p.interval, &PANELS, p.limit) {
-            Ok(o) => Ok(axum::Json(overview_json(&p, prev_from, &o)).into_response()),
-            Err(e @ (StatsError::TooLong | StatsError::Inverted)) => {
-                Err(bad("from", e.to_string()).into())
-            }
-            Err(e) => Err(ApiError::Internal(e.to_string())),
-        }
-    };
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => internal("the stats query failed"),
-    }
+        let o = guard
+            .overview(&w, &prev, &p.filters, p.interval, &PANELS, p.limit)
+            .map_err(stats_error)?;
+        Ok(axum::Json(overview_json(&p, prev_from, &o)).into_response())
+    })
+    .await
 }
 
-fn internal(message: &str) -> Response {
+pub(crate) fn internal(message: &str) -> Response {
     tracing::error!(message, "stats query failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

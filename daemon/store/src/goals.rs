@@ -84,6 +84,9 @@ pub enum DefError {
     Invalid(String),
     #[error("{0} already exists")]
     Exists(String),
+    /// The store's writer did not answer (the daemon is stopping, say).
+    #[error("the store is not available: {0}")]
+    Unavailable(&'static str),
     #[error(transparent)]
     Query(#[from] QueryError),
 }

@@ -245,7 +245,9 @@ fn bad_definitions_are_refused_with_the_reason() {
         .add_goal(id, step(GoalKind::Page, "/100%_off"), "Literal")
         .unwrap();
     let st = s.stats().unwrap();
-    let rows = st.goal_stats(&day(id), &[], std::slice::from_ref(&g)).unwrap();
+    let rows = st
+        .goal_stats(&day(id), &[], std::slice::from_ref(&g))
+        .unwrap();
     assert_eq!(rows[0].visitors, 0);
     assert!(s.delete_goal(id, g.id).unwrap());
     assert!(!s.delete_goal(id, g.id).unwrap());

@@ -1,0 +1,432 @@
+//! Goals, funnels and event properties over HTTP, and their definitions.
+//!
+//! Numbers (the common parameters of `/api/v1/stats/overview`: `site`,
+//! `from`, `to`, `tz`, `filter`, `limit`):
+//!
+//! - `GET /api/v1/stats/goals`: every goal of the site with visitors,
+//!   conversions and conversion rate.
+//! - `GET /api/v1/stats/funnel?funnel=ID`: a stored funnel's steps with
+//!   visitors, sessions, conversion rate from the first step and drop-off;
+//!   or an ad-hoc funnel with `step=page:/pattern` / `step=event:Name`,
+//!   repeated 2 to 8 times in order.
+//! - `GET /api/v1/stats/props[?event=Name][&key=K]`: the property keys of
+//!   custom events, or the values of key `K`.
+//!
+//! Definitions (JSON bodies; answers 201, 204, or 400/404/409 with a reason):
+//!
+//! - `GET|POST /api/v1/sites/{site}/goals`, `DELETE /api/v1/sites/{site}/goals/{id}`;
+//!   a goal is `{"kind": "event"|"page", "value": "...", "name": "..."}`
+//!   (`name` defaults to the value).
+//! - `GET|POST /api/v1/sites/{site}/funnels`, `DELETE /api/v1/sites/{site}/funnels/{id}`;
+//!   a funnel is `{"name": "...", "steps": [{"kind": ..., "value": ...}, ...]}`.
+//!
+//! Writes go to DuckDB's only writer through [`DefAdmin`]; reads use the
+//! stats readers. Every route passes [`authorize`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
+use serde_json::{Value, json};
+
+use crate::stats_api::{
+    ApiError, StatsState, authorize, bad, blocking, parse_params_with, site_id, stats_error,
+};
+
+/// Writes definitions; the daemon runs them on DuckDB's one writer.
+pub trait DefAdmin: Send + Sync + 'static {
+    fn add_goal(&self, site_id: u16, step: Step, name: String) -> Result<Goal, DefError>;
+    fn delete_goal(&self, site_id: u16, id: u32) -> Result<bool, DefError>;
+    fn add_funnel(&self, site_id: u16, name: String, steps: Vec<Step>) -> Result<Funnel, DefError>;
+    fn delete_funnel(&self, site_id: u16, id: u32) -> Result<bool, DefError>;
+}
+
+#[derive(Clone)]
+struct GoalsState {
+    stats: StatsState,
+    admin: Arc<dyn DefAdmin>,
+}
+
+/// The routes above, on the stats readers and a definitions writer.
+pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
+    Router::new()
+        .route("/api/v1/stats/goals", get(goal_stats))
+        .route("/api/v1/stats/funnel", get(funnel_stats))
+        .route("/api/v1/stats/props", get(props))
+        .route("/api/v1/sites/{site}/goals", get(list_goals).post(add_goal))
+        .route("/api/v1/sites/{site}/goals/{id}", delete(delete_goal))
+        .route(
+            "/api/v1/sites/{site}/funnels",
+            get(list_funnels).post(add_funnel),
+        )
+        .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
+        .with_state(GoalsState { stats, admin })
+}
+
+fn step_json(s: &Step) -> Value {
+    json!({ "kind": s.kind.name(), "value": s.value })
+}
+
+fn goal_json(g: &Goal) -> Value {
+    json!({ "id": g.id, "name": g.display_name, "kind": g.step.kind.name(), "value": g.step.value })
+}
+
+fn funnel_json(f: &Funnel) -> Value {
+    json!({ "id": f.id, "name": f.name, "steps": f.steps.iter().map(step_json).collect::<Vec<_>>() })
+}
+
+fn def_error(e: DefError) -> Response {
+    let (status, error) = match &e {
+        DefError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        DefError::Exists(_) => (StatusCode::CONFLICT, "exists"),
+        DefError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        DefError::Query(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    (
+        status,
+        axum::Json(json!({ "error": error, "message": e.to_string() })),
+    )
+        .into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": "not_found", "message": what })),
+    )
+        .into_response()
+}
+
+async fn goal_stats(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    let p = match parse_params_with(query.as_deref(), &[]) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    blocking(move || {
+        let r = st.stats.reader()?;
+        let w = p.window(site_id(&r, &p.site)?);
+        let goals = r
+            .goals_of(w.site_id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let rows = r.goal_stats(&w, &p.filters, &goals).map_err(stats_error)?;
+        Ok(axum::Json(json!({
+            "site": p.site,
+            "from": p.from.to_string(),
+            "to": p.to.to_string(),
+            "goals": rows.iter().map(|g| {
+                let mut v = goal_json(&g.goal);
+                v["visitors"] = json!(g.visitors);
+                v["conversions"] = json!(g.conversions);
+                v["conversion_rate"] = json!(g.conversion_rate);
+                v
+            }).collect::<Vec<_>>(),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+/// `kind:value` of an ad-hoc funnel step.
+fn parse_step(v: &str) -> Result<Step, ApiError> {
+    let (k, value) = v
+        .split_once(':')
+        .ok_or_else(|| bad("step", format!("{v:?} is not kind:value")))?;
+    let kind = GoalKind::parse(k).ok_or_else(|| {
+        bad(
+            "step",
+            format!("unknown step kind {k:?}; known: event, page"),
+        )
+    })?;
+    Ok(Step {
+        kind,
+        value: value.to_owned(),
+    })
+}
+
+async fn funnel_stats(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    let p = match parse_params_with(query.as_deref(), &["funnel", "step"]) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    blocking(move || {
+        let r = st.stats.reader()?;
+        let w = p.window(site_id(&r, &p.site)?);
+        let adhoc: Vec<Step> = p
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == "step")
+            .map(|(_, v)| parse_step(v))
+            .collect::<Result<_, _>>()?;
+        let (funnel, steps) = match (p.get("funnel"), adhoc.is_empty()) {
+            (Some(id), true) => {
+                let id: u32 = id
+                    .parse()
+                    .map_err(|_| bad("funnel", format!("{id:?} is not a funnel id")))?;
+                let f = r
+                    .funnels_of(w.site_id)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .into_iter()
+                    .find(|f| f.id == id)
+                    .ok_or_else(|| bad("funnel", format!("the site has no funnel {id}")))?;
+                let steps = f.steps.clone();
+                (Some(f), steps)
+            }
+            (None, false) => {
+                if !hitvault_store::goals::FUNNEL_STEPS.contains(&adhoc.len()) {
+                    return Err(bad("step", "a funnel has 2 to 8 steps").into());
+                }
+                (None, adhoc)
+            }
+            _ => {
+                return Err(
+                    bad("funnel", "give either funnel=ID or 2 to 8 step=kind:value").into(),
+                );
+            }
+        };
+        let rows = r
+            .funnel_stats(&w, &p.filters, &steps)
+            .map_err(stats_error)?;
+        Ok(axum::Json(json!({
+            "site": p.site,
+            "from": p.from.to_string(),
+            "to": p.to.to_string(),
+            "funnel": funnel.as_ref().map(funnel_json),
+            "steps": rows.iter().map(|s| {
+                let mut v = step_json(&s.step);
+                v["visitors"] = json!(s.visitors);
+                v["sessions"] = json!(s.sessions);
+                v["conversion_rate"] = json!(s.conversion_rate);
+                v["dropoff"] = json!(s.dropoff);
+                v
+            }).collect::<Vec<_>>(),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+async fn props(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    let p = match parse_params_with(query.as_deref(), &["event", "key"]) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    blocking(move || {
+        let r = st.stats.reader()?;
+        let w = p.window(site_id(&r, &p.site)?);
+        let rows = r
+            .props(&w, &p.filters, p.get("event"), p.get("key"), p.limit)
+            .map_err(stats_error)?;
+        Ok(axum::Json(json!({
+            "site": p.site,
+            "event": p.get("event"),
+            "key": p.get("key"),
+            "rows": rows.iter().map(|r| json!({
+                "value": r.value, "visitors": r.visitors, "events": r.events,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+async fn list_goals(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(site): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        let r = st.stats.reader()?;
+        let id = site_id(&r, &site)?;
+        let goals = r
+            .goals_of(id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(
+            axum::Json(json!({ "goals": goals.iter().map(goal_json).collect::<Vec<_>>() }))
+                .into_response(),
+        )
+    })
+    .await
+}
+
+async fn list_funnels(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(site): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        let r = st.stats.reader()?;
+        let id = site_id(&r, &site)?;
+        let funnels = r
+            .funnels_of(id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(
+            axum::Json(json!({ "funnels": funnels.iter().map(funnel_json).collect::<Vec<_>>() }))
+                .into_response(),
+        )
+    })
+    .await
+}
+
+/// The JSON object of a request body, or a 400 naming what is wrong.
+fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("body", "the body must be a JSON object").into()),
+        Err(e) => Err(bad("body", format!("invalid JSON: {e}")).into()),
+    }
+}
+
+fn text_field(m: &serde_json::Map<String, Value>, name: &str) -> Result<String, ApiError> {
+    match m.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(bad(name, format!("{name} must be a string")).into()),
+        None => Err(bad(name, format!("{name} is required")).into()),
+    }
+}
+
+fn step_of(m: &serde_json::Map<String, Value>, at: &str) -> Result<Step, ApiError> {
+    let k = text_field(m, "kind").map_err(|_| bad(at, "kind must be \"event\" or \"page\""))?;
+    let kind = GoalKind::parse(&k)
+        .ok_or_else(|| bad(at, format!("unknown kind {k:?}; known: event, page")))?;
+    Ok(Step {
+        kind,
+        value: text_field(m, "value").map_err(|_| bad(at, "value must be a string"))?,
+    })
+}
+
+/// Most bytes of a definition's body.
+const MAX_DEF_BODY: usize = 16 * 1024;
+
+async fn add_goal(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        if body.len() > MAX_DEF_BODY {
+            return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
+        }
+        let m = body_object(&body)?;
+        let step = step_of(&m, "goal")?;
+        let name = match m.get("name") {
+            None | Some(Value::Null) => step.value.clone(),
+            Some(_) => text_field(&m, "name")?,
+        };
+        let id = site_id(&*st.stats.reader()?, &site)?;
+        Ok(match st.admin.add_goal(id, step, name) {
+            Ok(g) => (StatusCode::CREATED, axum::Json(goal_json(&g))).into_response(),
+            Err(e) => def_error(e),
+        })
+    })
+    .await
+}
+
+async fn add_funnel(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        if body.len() > MAX_DEF_BODY {
+            return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
+        }
+        let m = body_object(&body)?;
+        let name = text_field(&m, "name")?;
+        let Some(Value::Array(items)) = m.get("steps") else {
+            return Err(bad("steps", "steps must be an array of {kind, value}").into());
+        };
+        let steps = items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                Value::Object(o) => step_of(o, &format!("steps[{i}]")),
+                _ => Err(bad(&format!("steps[{i}]"), "a step is an object {kind, value}").into()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = site_id(&*st.stats.reader()?, &site)?;
+        Ok(match st.admin.add_funnel(id, name, steps) {
+            Ok(f) => (StatusCode::CREATED, axum::Json(funnel_json(&f))).into_response(),
+            Err(e) => def_error(e),
+        })
+    })
+    .await
+}
+
+async fn delete_goal(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((site, id)): Path<(String, u32)>,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        let sid = site_id(&*st.stats.reader()?, &site)?;
+        Ok(match st.admin.delete_goal(sid, id) {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => not_found(&format!("the site has no goal {id}")),
+            Err(e) => def_error(e),
+        })
+    })
+    .await
+}
+
+async fn delete_funnel(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((site, id)): Path<(String, u32)>,
+) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    blocking(move || {
+        let sid = site_id(&*st.stats.reader()?, &site)?;
+        Ok(match st.admin.delete_funnel(sid, id) {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => not_found(&format!("the site has no funnel {id}")),
+            Err(e) => def_error(e),
+        })
+    })
+    .await
+}
