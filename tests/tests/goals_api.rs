@@ -261,3 +261,56 @@ fn goals_funnels_and_properties_over_http() {
     assert_eq!(stopped.count("SELECT count(*) FROM funnels"), 1);
     assert_eq!(stopped.count("SELECT count(*) FROM goals"), 1);
 }
+
+/// Every route of the daemon, as (method, path template).
+const ROUTES: [(&str, &str); 19] = [
+    ("get", "/hv.js"),
+    ("post", "/api/collect"),
+    ("post", "/api/event"),
+    ("post", "/api/ingest/batch"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/stats/overview"),
+    ("get", "/api/v1/stats/goals"),
+    ("get", "/api/v1/stats/funnel"),
+    ("get", "/api/v1/stats/props"),
+    ("get", "/api/v1/sites/{site}/goals"),
+    ("post", "/api/v1/sites/{site}/goals"),
+    ("delete", "/api/v1/sites/{site}/goals/{id}"),
+    ("get", "/api/v1/sites/{site}/funnels"),
+    ("post", "/api/v1/sites/{site}/funnels"),
+    ("delete", "/api/v1/sites/{site}/funnels/{id}"),
+    ("get", "/api/v1/takeout"),
+];
+
+#[test]
+fn the_openapi_document_describes_every_route_and_only_routes_that_exist() {
+    let d = Daemon::start(&[("HITVAULT_SITES", "goals.test")]);
+    let (s, doc) = get(&d, "/api/v1/openapi.json");
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for (method, path) in ROUTES {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not in the document"
+        );
+    }
+    // Each documented operation reaches a handler: the router's own 404 has
+    // no body, and a wrong method is a 405.
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{site}", "goals.test").replace("{id}", "1");
+            let r = d
+                .request(&method.to_uppercase(), &concrete, &[], b"")
+                .expect("request");
+            assert!(
+                !(r.status == 404 && r.body.is_empty()) && r.status != 405,
+                "{method} {path}: {} (no such route)",
+                r.status
+            );
+        }
+    }
+}

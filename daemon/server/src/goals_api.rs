@@ -20,6 +20,8 @@
 //! - `GET|POST /api/v1/sites/{site}/funnels`, `DELETE /api/v1/sites/{site}/funnels/{id}`;
 //!   a funnel is `{"name": "...", "steps": [{"kind": ..., "value": ...}, ...]}`.
 //!
+//! `GET /api/v1/openapi.json` serves the OpenAPI document of every route.
+//!
 //! Writes go to DuckDB's only writer through [`DefAdmin`]; reads use the
 //! stats readers. Every route passes [`authorize`].
 
@@ -66,7 +68,22 @@ pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
             get(list_funnels).post(add_funnel),
         )
         .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
+        .route("/api/v1/openapi.json", get(openapi))
         .with_state(GoalsState { stats, admin })
+}
+
+/// The OpenAPI 3.1 document of every route, embedded in the binary.
+pub const OPENAPI: &str = include_str!("assets/openapi.json");
+
+async fn openapi(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if let Err(r) = authorize(&peer) {
+        return r.into_response();
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 fn step_json(s: &Step) -> Value {
