@@ -73,7 +73,7 @@ fn derive(
         &format!(
             "CREATE OR REPLACE TEMP TABLE hv_rh AS WITH {} SELECT dn, v64, visitor, us, id, kind,
                name, path, referrer, source, utm_source, utm_medium, utm_campaign, utm_term,
-               utm_content, country, browser, os, device, language, sess FROM h",
+               utm_content, country, browser, os, device, language, screen_width, sess FROM h",
             h.text
         ),
         params_from_iter(h.params.iter()),

@@ -65,13 +65,16 @@ pub enum Dim {
     Os,
     Device,
     Language,
+    /// Screen size class from the CSS width: mobile (< 576 px), tablet
+    /// (< 992), laptop (< 1440), desktop.
+    Screen,
     /// Custom event names (pageviews excluded).
     Event,
 }
 
 impl Dim {
     /// Every dimension, with the name the API uses.
-    pub const ALL: [(Dim, &'static str); 16] = [
+    pub const ALL: [(Dim, &'static str); 17] = [
         (Dim::Page, "page"),
         (Dim::EntryPage, "entry_page"),
         (Dim::ExitPage, "exit_page"),
@@ -87,6 +90,7 @@ impl Dim {
         (Dim::Os, "os"),
         (Dim::Device, "device"),
         (Dim::Language, "language"),
+        (Dim::Screen, "screen"),
         (Dim::Event, "event"),
     ];
 
@@ -128,13 +132,18 @@ impl Dim {
                 "CASE device WHEN 1 THEN 'desktop' WHEN 2 THEN 'mobile' WHEN 3 THEN 'tablet' END"
             }
             Dim::Language => "language",
+            Dim::Screen => {
+                "CASE WHEN screen_width IS NULL THEN NULL WHEN screen_width < 576 THEN 'mobile' \
+                 WHEN screen_width < 992 THEN 'tablet' WHEN screen_width < 1440 THEN 'laptop' \
+                 ELSE 'desktop' END"
+            }
             Dim::Event => "CASE WHEN kind = 1 THEN name END",
         }
     }
 }
 
 /// Every panel of the overview page, in the order it shows them.
-pub const PANELS: [Dim; 15] = [
+pub const PANELS: [Dim; 17] = [
     Dim::Page,
     Dim::EntryPage,
     Dim::ExitPage,
@@ -149,6 +158,8 @@ pub const PANELS: [Dim; 15] = [
     Dim::Browser,
     Dim::Os,
     Dim::Device,
+    Dim::Screen,
+    Dim::Language,
     Dim::Event,
 ];
 
@@ -585,7 +596,7 @@ pub(crate) fn hits_in(site_id: u16, ranges: &[(i64, i64)]) -> Sql {
                  visitor::UHUGEINT * 65536 + (epoch_us(ts) // {DAY_US})::UHUGEINT AS visitor,
                  ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-                 country, browser, os, device, language
+                 country, browser, os, device, language, screen_width
           FROM ({scan})
         ), marked AS (
           SELECT *, CASE WHEN us - lag(us) OVER (PARTITION BY visitor ORDER BY us, id)

@@ -410,3 +410,38 @@ fn the_overview_gives_the_same_numbers_as_the_single_queries() {
                 == Some("0")
     );
 }
+
+#[test]
+fn screen_sizes_fall_into_four_classes() {
+    // Widths 375 and 575: mobile; 576 and 991: tablet; 1439: laptop; 1440:
+    // desktop; 0 (not sent): no value. One visitor each.
+    let widths = [375u16, 575, 576, 991, 1439, 1440, 0];
+    let hits = widths
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| Hit {
+            screen_width: w,
+            ..pv(i as u64 + 1, "2026-01-10T10:00:00Z", "/")
+        })
+        .collect();
+    let (_d, s, id) = store_with(hits);
+    let st = s.stats().unwrap();
+    let w = window(id, "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z", "UTC");
+    let rows = st.breakdown(&w, &[], Dim::Screen, 10).unwrap();
+    let got: Vec<(Option<&str>, u64)> = rows
+        .iter()
+        .map(|r| (r.value.as_deref(), r.visitors))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some("mobile"), 2),
+            (Some("tablet"), 2),
+            (Some("desktop"), 1),
+            (Some("laptop"), 1),
+            (None, 1)
+        ]
+    );
+    let only = st.kpis(&w, &[f(Dim::Screen, Op::Is, "tablet")]).unwrap();
+    assert_eq!(only.visitors, 2);
+}
