@@ -27,10 +27,12 @@ CREATE TABLE funnels (
 -- Rollups: per site and UTC day, what the unfiltered dashboard needs, derived
 -- from `hits` by the rules of the stats engine. A cache: a day's rows are used
 -- only while `rollup_days` still matches the day's hits (count and id sum),
--- and are rebuilt when it does not. Days are numbered from 1970-01-01 (UTC).
+-- and are rebuilt when it does not, or when the binary derives rollups
+-- differently (`version`). Days are numbered from 1970-01-01 (UTC).
 CREATE TABLE rollup_days (
     site_id  USMALLINT   NOT NULL,
     day      INTEGER     NOT NULL,
+    version  UINTEGER    NOT NULL,         -- rollup::VERSION of the builder
     hits     UBIGINT     NOT NULL,         -- count of the day's hits when built
     id_sum   HUGEINT     NOT NULL,         -- sum of their ids
     built_at TIMESTAMPTZ NOT NULL

@@ -45,6 +45,10 @@ use crate::stats::{
     buckets, check_window, hits_in,
 };
 
+/// How rollups are derived. Raise it with any change to what [`derive`]
+/// computes: rollups of another version are neither used nor kept.
+pub const VERSION: u32 = 1;
+
 /// Microseconds in a quarter hour, the rollups' time resolution.
 pub(crate) const SLOT_US: i64 = 900_000_000;
 /// The masks of a whole day: quarter hours 0..63 and 64..95.
@@ -174,7 +178,9 @@ pub(crate) fn refresh(
          )
          SELECT coalesce(c.site_id, d.site_id), coalesce(c.day, d.day)
          FROM c FULL OUTER JOIN rollup_days d ON c.site_id = d.site_id AND c.day = d.day
-         WHERE d.hits IS DISTINCT FROM c.n OR d.id_sum IS DISTINCT FROM c.s
+         WHERE d.hits IS DISTINCT FROM coalesce(c.n, 0)
+            OR d.id_sum IS DISTINCT FROM coalesce(c.s, 0)
+            OR d.version IS DISTINCT FROM {VERSION}
          ORDER BY 1, 2"
     ))?;
     let stale: Vec<(u16, i32)> = stmt
@@ -226,7 +232,7 @@ pub(crate) fn refresh(
             conn.execute(
                 &format!(
                     "INSERT INTO rollup_days
-                     SELECT ?, d.day, coalesce(c.n, 0), coalesce(c.s, 0), now()
+                     SELECT ?, d.day, {VERSION}, coalesce(c.n, 0), coalesce(c.s, 0), now()
                      FROM range(?, ? + 1) d(day)
                      LEFT JOIN (SELECT epoch_us(ts) // {DAY_US} AS day, count(*) AS n,
                                        sum(id)::HUGEINT AS s
@@ -274,7 +280,7 @@ fn plan(conn: &Connection, w: &Window) -> Result<Plan, duckdb::Error> {
                           AND ts >= make_timestamp(?::BIGINT)::TIMESTAMPTZ
                           AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ
                         GROUP BY 1) c ON c.day = d.day
-             WHERE d.site_id = ? AND d.day >= ? AND d.day < ?
+             WHERE d.site_id = ? AND d.day >= ? AND d.day < ? AND d.version = {VERSION}
                AND d.hits = coalesce(c.n, 0) AND d.id_sum = coalesce(c.s, 0)
              ORDER BY 1"
         ))?;

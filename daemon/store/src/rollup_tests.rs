@@ -285,6 +285,22 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
     );
     assert_eq!(s.refresh_rollups(10_000).unwrap().days, 1);
     assert_eq!(
+        s.refresh_rollups(10_000).unwrap().days,
+        0,
+        "an empty day stays built"
+    );
+    // Rollups of another builder version are neither used nor kept.
+    s.conn
+        .execute_batch("UPDATE rollup_days SET version = version + 1 WHERE day = 20540")
+        .unwrap();
+    same(
+        &st.overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+            .unwrap(),
+        &raw,
+        "other version",
+    );
+    assert_eq!(s.refresh_rollups(10_000).unwrap().days, 1);
+    assert_eq!(
         count(&s, "SELECT count(*) FROM rollup_values WHERE day = 20538"),
         0,
         "2026-03-26 has no hits left"
