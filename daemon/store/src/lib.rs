@@ -10,8 +10,10 @@
 //! outside the database file and its `tmp/` spill directory.
 
 mod append;
+pub mod backup;
 pub mod goals;
 mod migrate;
+mod prune;
 pub mod rollup;
 pub mod stats;
 pub mod takeout;
@@ -22,7 +24,9 @@ use std::path::{Path, PathBuf};
 use duckdb::{AccessMode, Config, Connection};
 
 pub use append::{AppendError, AppendStats};
+pub use backup::{SnapshotError, SnapshotInfo};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use prune::{Expired, PruneError};
 pub use takeout::{ExportFilter, ImportStats, Importer, Reader, TakeoutError};
 
 /// The Arrow record batch type the store reads and writes (DuckDB's arrow).

@@ -28,7 +28,7 @@ pub struct ExportFilter {
 
 /// A read-only connection for long reads beside the writer.
 pub struct Reader {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl std::fmt::Debug for Reader {

@@ -168,3 +168,77 @@ fn a_hit_appended_by_one_connection_is_seen_after_reopen_read_only() {
     assert_eq!(ro.committed_seq().unwrap(), 7);
     assert!(ro.disk_bytes() > 0);
 }
+
+/// A snapshot taken while another connection keeps appending holds the state
+/// of one commit: ids 1..=committed_seq exactly, with their props, the sites
+/// and the views, and the figures it reports are the copy's.
+#[test]
+fn snapshot_during_appends_is_one_consistent_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.upsert_site("shop.test", &[], "config").unwrap();
+    let mut next = 1u64;
+    let mut batch = move |s: &mut Store, n: u64| {
+        let hits: Vec<(u64, Hit)> = (next..next + n)
+            .map(|id| {
+                let mut h = hit(
+                    "shop.test",
+                    1_700_000_000_000 + id as i64,
+                    &format!("/{id}"),
+                );
+                h.props = vec![("n".into(), id.to_string())];
+                (id, h)
+            })
+            .collect();
+        next += n;
+        s.append(&hits, next - 1).unwrap();
+    };
+    for _ in 0..20 {
+        batch(&mut s, 500);
+    }
+    let reader = s.reader().unwrap();
+    let out = dir.path().join("snap");
+    std::fs::create_dir(&out).unwrap();
+    let file = out.join(DB_FILE);
+    let writer = std::thread::spawn(move || {
+        for _ in 0..40 {
+            batch(&mut s, 250);
+        }
+        s
+    });
+    let info = reader.snapshot(&file).unwrap();
+    let s = writer.join().unwrap();
+    assert!(
+        reader.snapshot(&file).is_err(),
+        "an existing file is never overwritten"
+    );
+    drop(reader);
+    assert_eq!(s.hit_count().unwrap(), 20_000);
+    assert!(info.committed_seq >= 10_000, "{info:?}");
+    assert_eq!(info.hits, info.committed_seq);
+    assert_eq!(info.props, info.hits);
+    assert_eq!(info.max_hit_id, info.committed_seq);
+    assert_eq!(info.sites, 1);
+    assert_eq!(info.schema_version, SCHEMA_VERSION);
+    assert!(!out.join("hitvault.duckdb.wal").exists());
+    let copy = Store::open_read_only(&out).unwrap();
+    let q = |sql: &str| copy.query_text(sql).unwrap()[0][0].clone().unwrap();
+    assert_eq!(
+        q(
+            "SELECT count(DISTINCT id) = count(*) AND min(id) = 1 AND max(id) = count(*) FROM hits_v"
+        ),
+        "true"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM props_v WHERE value::UBIGINT = id"),
+        info.hits.to_string()
+    );
+    assert_eq!(
+        q("SELECT committed_seq FROM ingest_state"),
+        info.committed_seq.to_string()
+    );
+    // The copy opens for writing too (migrations find it current).
+    drop(copy);
+    let w = Store::open(&out, &StoreOptions::default()).unwrap();
+    assert_eq!(w.committed_seq().unwrap(), info.committed_seq);
+}
