@@ -11,6 +11,9 @@
 //! its database after a fatal error (a full disk during a commit or a
 //! checkpoint does that), the batcher drops the store and opens it again: the
 //! WAL replay tells it what was committed, and the queue still holds the rest.
+//!
+//! Retention runs here too (it deletes, so it needs the one writer): at
+//! start, every [`crate::retention::INTERVAL`], and on request (`StoreOp::Prune`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +24,8 @@ use hitvault_core::Hit;
 use hitvault_queue::Queue;
 use hitvault_server::metrics::Metrics;
 use hitvault_store::{Reader, SiteRow, Store};
+
+use crate::retention::{self, Policy, Report};
 
 /// Knobs of the batcher loop.
 #[derive(Clone, Debug)]
@@ -53,6 +58,11 @@ pub enum StoreOp {
     /// Any other write, run on the store between batches; the closure sends
     /// its own answer.
     Run(Box<dyn FnOnce(&mut Store) + Send>),
+    /// Find (and unless `dry_run`, archive and delete) expired hits.
+    Prune {
+        dry_run: bool,
+        reply: Sender<Result<Report, String>>,
+    },
 }
 
 /// Called at every turn of the loop and at least every [`HEARTBEAT_EVERY`]
@@ -74,9 +84,21 @@ pub struct Finished {
     pub checkpoint: Result<(), String>,
 }
 
-fn serve_ops(store: &mut Store, ops: &Receiver<StoreOp>) {
+fn serve_ops(
+    store: &mut Store,
+    ops: &Receiver<StoreOp>,
+    policy: &Policy,
+    heartbeat: &mut Heartbeat,
+) {
     while let Ok(op) = ops.try_recv() {
         match op {
+            StoreOp::Prune { dry_run, reply } => {
+                let r = retention::run(store, policy, retention::now_us(), dry_run, heartbeat);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "prune failed");
+                }
+                let _ = reply.send(r);
+            }
             StoreOp::ListSites(reply) => {
                 let _ = reply.send(store.sites().map_err(|e| e.to_string()));
             }
@@ -203,6 +225,7 @@ pub struct Parts {
     pub cfg: BatcherConfig,
     pub handle: BatcherHandle,
     pub heartbeat: Heartbeat,
+    pub retention: Policy,
 }
 
 /// Runs until `handle.stop` is set and every durable record is committed,
@@ -217,13 +240,31 @@ pub fn run(parts: Parts) -> Finished {
         cfg,
         handle,
         mut heartbeat,
+        retention,
     } = parts;
+    let mut next_prune = Instant::now();
     let mut after = handle.committed.load(Ordering::Acquire);
     let mut backoff = Duration::from_millis(100);
     let mut rollups = Rollups::default();
     'outer: loop {
         heartbeat();
-        serve_ops(&mut store, &ops);
+        serve_ops(&mut store, &ops, &retention, &mut heartbeat);
+        if retention.is_active() && Instant::now() >= next_prune {
+            match retention::run(
+                &mut store,
+                &retention,
+                retention::now_us(),
+                false,
+                &mut heartbeat,
+            ) {
+                Ok(r) => {
+                    let hits: u64 = r.sites.iter().map(|s| s.hits).sum();
+                    tracing::info!(hits, "retention pass done");
+                }
+                Err(e) => tracing::error!(error = %e, "retention pass failed; next try in a day"),
+            }
+            next_prune = Instant::now() + retention::INTERVAL;
+        }
         let records = match read_batch(&queue, after, &cfg, &handle.stop, &mut heartbeat) {
             Ok(r) => r,
             Err(e) => {
@@ -326,7 +367,7 @@ pub fn run(parts: Parts) -> Finished {
             tracing::warn!(error = %e, "could not free committed queue segments");
         }
     }
-    serve_ops(&mut store, &ops);
+    serve_ops(&mut store, &ops, &retention, &mut heartbeat);
     let checkpoint = store.checkpoint().map_err(|e| e.to_string());
     Finished {
         committed: after,

@@ -78,6 +78,7 @@ pub struct FileConfig {
     pub queue: Option<QueueFile>,
     pub store: Option<StoreFile>,
     pub batch: Option<BatchFile>,
+    pub retention: Option<RetentionFile>,
     pub user: Option<String>,
     pub seccomp: Option<String>,
     pub landlock: Option<String>,
@@ -103,6 +104,19 @@ pub struct BatchFile {
     pub max_rows: Option<usize>,
     pub max_wait_ms: Option<u64>,
 }
+
+/// `[retention]`: numbers are read as signed so that a negative one is
+/// refused naming its key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    pub days: Option<i64>,
+    pub sites: Option<BTreeMap<String, i64>>,
+    pub archive_dir: Option<PathBuf>,
+}
+
+/// Longest retention period that can be configured (about 100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -181,6 +195,14 @@ pub struct Config {
     pub batch_max_rows: usize,
     /// Longest wait for more hits before committing a smaller batch.
     pub batch_max_wait_ms: u64,
+    /// Days a hit is kept, for every site without its own period; 0 keeps
+    /// hits forever (the default).
+    pub retention_days: u32,
+    /// Per-site retention periods (normalised hostname -> days; 0: forever).
+    pub retention_sites: BTreeMap<String, u32>,
+    /// Where expired hits are archived (Takeout Parquet) before they are
+    /// deleted; unset: `<data_dir>/archive`.
+    pub archive_dir: Option<PathBuf>,
     /// The unprivileged account to switch to when started as root (required then).
     pub user: Option<String>,
     /// What seccomp does with unlisted system calls.
@@ -208,6 +230,9 @@ impl Default for Config {
             store_threads: 2,
             batch_max_rows: 10_000,
             batch_max_wait_ms: 200,
+            retention_days: 0,
+            retention_sites: BTreeMap::new(),
+            archive_dir: None,
             user: None,
             seccomp: SeccompSetting::Enforce,
             landlock: LandlockSetting::BestEffort,
@@ -245,6 +270,9 @@ pub const ENV_VARS: &[&str] = &[
     "HITVAULT_LOG_FORMAT",
     "HITVAULT_QUEUE_MAX_BYTES",
     "HITVAULT_STORE_MEMORY_LIMIT",
+    "HITVAULT_RETENTION_DAYS",
+    "HITVAULT_RETENTION_SITES",
+    "HITVAULT_ARCHIVE_DIR",
     "HITVAULT_USER",
     "HITVAULT_SECCOMP",
     "HITVAULT_LANDLOCK",
@@ -309,6 +337,36 @@ fn parse_nets(key: &str, origin: &str, items: &[String]) -> Result<Vec<IpNet>, C
                         format!("{s:?} is not an IP address or CIDR range"),
                     )
                 })
+        })
+        .collect()
+}
+
+fn parse_days(key: &str, origin: &str, v: i64) -> Result<u32, ConfigError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|d| *d <= MAX_RETENTION_DAYS)
+        .ok_or_else(|| {
+            bad(
+                key,
+                origin,
+                format!(
+                    "{v} is not a number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
+                ),
+            )
+        })
+}
+
+fn parse_site_days(
+    origin: &str,
+    sites: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, u32>, ConfigError> {
+    sites
+        .iter()
+        .map(|(h, d)| {
+            let key = format!("retention.sites.{h}");
+            let host = hitvault_core::sites::normalize_host(h)
+                .map_err(|e| bad(&key, origin, format!("{h:?} is not a hostname: {e}")))?;
+            Ok((host, parse_days(&key, origin, *d)?))
         })
         .collect()
 }
@@ -435,6 +493,17 @@ impl Config {
                 self.batch_max_wait_ms = v;
             }
         }
+        if let Some(r) = f.retention {
+            if let Some(v) = r.days {
+                self.retention_days = parse_days("retention.days", origin, v)?;
+            }
+            if let Some(v) = r.sites {
+                self.retention_sites = parse_site_days(origin, &v)?;
+            }
+            if let Some(v) = r.archive_dir {
+                self.archive_dir = Some(v);
+            }
+        }
         if let Some(v) = f.user {
             self.user = Some(parse_user(origin, &v)?);
         }
@@ -475,6 +544,31 @@ impl Config {
                         parse_size("queue.max_bytes", &o, &Size::Text(v.clone()))?
                 }
                 "HITVAULT_STORE_MEMORY_LIMIT" => self.store_memory_limit = v.clone(),
+                "HITVAULT_RETENTION_DAYS" => {
+                    let n = v.trim().parse::<i64>().map_err(|_| {
+                        bad(
+                            "retention.days",
+                            &o,
+                            format!("{v:?} is not a number of days"),
+                        )
+                    })?;
+                    self.retention_days = parse_days("retention.days", &o, n)?;
+                }
+                "HITVAULT_RETENTION_SITES" => {
+                    // host=days,host=days; replaces the file's table.
+                    let mut m = BTreeMap::new();
+                    for item in split_list(v) {
+                        let (h, d) = item
+                            .split_once('=')
+                            .and_then(|(h, d)| Some((h.trim(), d.trim().parse::<i64>().ok()?)))
+                            .ok_or_else(|| {
+                                bad("retention.sites", &o, format!("{item:?} is not host=days"))
+                            })?;
+                        m.insert(h.to_owned(), d);
+                    }
+                    self.retention_sites = parse_site_days(&o, &m)?;
+                }
+                "HITVAULT_ARCHIVE_DIR" => self.archive_dir = Some(PathBuf::from(v)),
                 "HITVAULT_USER" => self.user = Some(parse_user(&o, v)?),
                 "HITVAULT_SECCOMP" => self.seccomp = parse_seccomp(&o, v)?,
                 "HITVAULT_LANDLOCK" => self.landlock = parse_landlock(&o, v)?,
@@ -487,6 +581,17 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "the configuration", "must not be empty"));
+        }
+        if self
+            .archive_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(bad(
+                "retention.archive_dir",
+                "the configuration",
+                "must not be empty",
+            ));
         }
         if self.queue_segment_bytes < 64 * 1024 || self.queue_segment_bytes > (1 << 30) {
             return Err(bad(
@@ -536,6 +641,13 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| bad("log_level", "the configuration", e.to_string()))?;
         Ok(())
+    }
+
+    /// Where expired hits are archived.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("archive"))
     }
 
     /// The declared sites as (hostname, aliases), normalised.
@@ -804,6 +916,68 @@ mod tests {
         let e = Config::load(&env(&[]), &flags).unwrap_err();
         assert_eq!(e.key, "seccomp");
         assert!(e.to_string().contains("--seccomp"), "{e}");
+    }
+
+    #[test]
+    fn retention_settings_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(
+            &f,
+            "[retention]\ndays = 400\narchive_dir = \"/srv/archive\"\n[retention.sites]\n\"Shop.Test\" = 30\n\"blog.test\" = 0\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            config: Some(f.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(&env(&[]), &flags).unwrap();
+        assert_eq!(c.retention_days, 400);
+        assert_eq!(c.retention_sites.get("shop.test"), Some(&30));
+        assert_eq!(c.retention_sites.get("blog.test"), Some(&0));
+        assert_eq!(c.archive_dir(), PathBuf::from("/srv/archive"));
+        let c = Config::load(
+            &env(&[
+                ("HITVAULT_RETENTION_DAYS", "7"),
+                ("HITVAULT_RETENTION_SITES", "a.test=1, b.test=2"),
+            ]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.retention_days, 7);
+        assert_eq!(c.retention_sites.len(), 2);
+        assert_eq!(
+            Config::load(&env(&[]), &Overrides::default())
+                .unwrap()
+                .archive_dir(),
+            PathBuf::from("./data/archive")
+        );
+        for (text, key) in [
+            ("[retention]\ndays = -1\n", "retention.days"),
+            ("[retention]\ndays = 36501\n", "retention.days"),
+            (
+                "[retention.sites]\n\"shop.test\" = -5\n",
+                "retention.sites.shop.test",
+            ),
+            (
+                "[retention.sites]\n\"bad host\" = 5\n",
+                "retention.sites.bad host",
+            ),
+            ("[retention]\narchive_dir = \"\"\n", "retention.archive_dir"),
+            ("[retention]\nkeep = 3\n", "keep"),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = Config::load(&env(&[]), &flags).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        for (var, value) in [
+            ("HITVAULT_RETENTION_DAYS", "ten"),
+            ("HITVAULT_RETENTION_SITES", "a.test"),
+        ] {
+            let e = Config::load(&env(&[(var, value)]), &Overrides::default()).unwrap_err();
+            assert!(e.key.starts_with("retention."), "{e}");
+            assert!(e.to_string().contains(var), "{e}");
+        }
     }
 
     #[test]

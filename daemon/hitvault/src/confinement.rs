@@ -8,8 +8,10 @@
 //! `hitvault-sandbox`.
 //!
 //! What the spec holds, and why:
-//! - read-write: `data_dir` only (DuckDB's file, its WAL and `tmp/`, the
-//!   queue, the salts, `run.json`, `control.sock`);
+//! - read-write: `data_dir` (DuckDB's file, its WAL and `tmp/`, the
+//!   queue, the salts, `run.json`, `control.sock`, and by default the
+//!   retention archive `archive/`), and `retention.archive_dir` when it is
+//!   set outside the data dir (created before confinement);
 //! - read-only: nothing configured. The configuration file, the GeoIP
 //!   database and the ingest token are read before confinement, so no rule
 //!   grants them afterwards (the system paths of
@@ -34,7 +36,13 @@ use crate::daemon::{Fatal, prepare_data_dir};
 pub fn spec(cfg: &Config) -> Spec {
     Spec {
         read_only: vec![],
-        read_write: vec![cfg.data_dir.clone()],
+        read_write: std::iter::once(cfg.data_dir.clone())
+            .chain(
+                cfg.archive_dir
+                    .clone()
+                    .filter(|a| !a.starts_with(&cfg.data_dir)),
+            )
+            .collect(),
         bind_tcp: [cfg.listen.port()]
             .into_iter()
             .filter(|p| *p != 0)
@@ -127,6 +135,25 @@ pub fn hand_over(dir: &Path, user: &User) -> io::Result<usize> {
 /// Creates the data dir and, when started as root, hands it to `owner`.
 pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Fatal> {
     prepare_data_dir(&cfg.data_dir)?;
+    // Landlock grants only paths that exist: make the archive dir now.
+    let archive = cfg.archive_dir();
+    if !archive.starts_with(&cfg.data_dir) {
+        std::fs::create_dir_all(&archive).map_err(|e| {
+            Fatal::Startup(format!(
+                "invalid setting `retention.archive_dir`: cannot create {}: {e}",
+                archive.display()
+            ))
+        })?;
+        if let Some(u) = owner {
+            hand_over(&archive, u).map_err(|e| {
+                Fatal::Startup(format!(
+                    "cannot hand retention.archive_dir {} over to user {:?}: {e}",
+                    archive.display(),
+                    u.name
+                ))
+            })?;
+        }
+    }
     if let Some(u) = owner {
         let n = hand_over(&cfg.data_dir, u).map_err(|e| {
             Fatal::Startup(format!(

@@ -80,7 +80,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Fatal> {
 /// process exits: a second daemon on the same data dir stops here, before it
 /// touches the first one's control socket (DuckDB's own lock comes later,
 /// after confinement).
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Fatal> {
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, Fatal> {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(dir)
         .map_err(|e| startup(format!("cannot open data_dir {}: {e}", dir.display())))?;
@@ -331,6 +331,17 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         memory_limit: cfg.store_memory_limit.clone(),
     };
     let mut store = Store::open(&cfg.data_dir, &opts).map_err(startup)?;
+    // A backup snapshot left by a crash mid-stream.
+    if let Ok(entries) = std::fs::read_dir(cfg.data_dir.join("tmp")) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(crate::backup::SNAPSHOT_PREFIX)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     // Readers for the stats API, each its own connection to the same database.
     let stats = hitvault_server::StatsState::new(
         (0..2)
@@ -410,6 +421,13 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
     let defs: Arc<dyn hitvault_server::DefAdmin> = Arc::new(DaemonDefs {
         ops: ops_tx.clone(),
     });
+    let maintenance: Arc<dyn hitvault_server::Maintenance> =
+        Arc::new(crate::backup::DaemonMaintenance {
+            ops: ops_tx.clone(),
+            queue: queue.clone(),
+            committed: handle.committed.clone(),
+            tmp: cfg.data_dir.join("tmp"),
+        });
     let admin = Arc::new(DaemonSites {
         ops: ops_tx,
         sites,
@@ -438,6 +456,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
     };
     let batcher = {
         let (queue, metrics, handle) = (queue.clone(), metrics.clone(), handle.clone());
+        let retention = crate::retention::Policy::from_config(&cfg);
         let bcfg = BatcherConfig {
             max_rows: cfg.batch_max_rows,
             max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
@@ -454,6 +473,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
                     cfg: bcfg,
                     handle,
                     heartbeat,
+                    retention,
                 })
             })
             .map_err(startup)?
@@ -472,7 +492,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         };
         let control_task = tokio::spawn({
             let shutdown = wait(rx.clone());
-            let app = hitvault_server::control_router(admin, exporter.clone());
+            let app = hitvault_server::control_router(admin, exporter.clone(), maintenance);
             async move {
                 axum::serve(control, app)
                     .with_graceful_shutdown(shutdown)

@@ -4,11 +4,13 @@
 //! Exit codes: 0 success; 1 runtime failure; 2 bad configuration or usage;
 //! 3 startup failure (a path, port or database not as configured).
 
+mod backup;
 mod batcher;
 mod client;
 mod config;
 mod confinement;
 mod daemon;
+mod retention;
 mod takeout;
 
 use std::collections::BTreeMap;
@@ -70,6 +72,25 @@ enum Command {
     Import {
         /// The Takeout directory (with its MANIFEST).
         dir: PathBuf,
+    },
+    /// Copy the whole database, consistently, into a new or empty directory
+    /// (through the running daemon if there is one), with a BACKUP manifest.
+    Backup {
+        /// Directory to write.
+        dir: PathBuf,
+    },
+    /// Restore a backup into an empty or new data dir (--data-dir).
+    Restore {
+        /// The backup directory (with its BACKUP manifest).
+        dir: PathBuf,
+    },
+    /// Archive (Parquet Takeout in retention.archive_dir) and delete hits
+    /// older than their site's retention period (through the running daemon
+    /// if there is one).
+    Prune {
+        /// Only show what would go: per site, rows and time range.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show or prove the confinement `serve` applies with this configuration.
     Sandbox {
@@ -243,6 +264,27 @@ fn main() -> ExitCode {
                 2
             }
             Ok(cfg) => report(takeout::import(&cfg, &dir)),
+        },
+        Command::Backup { dir } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => report(backup::backup(&cfg, &dir)),
+        },
+        Command::Restore { dir } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => report(backup::restore(&cfg, &dir)),
+        },
+        Command::Prune { dry_run } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => report(backup::prune(&cfg, dry_run)),
         },
         Command::Sandbox { command } => match Config::load(&env, &flags) {
             Err(e) => {

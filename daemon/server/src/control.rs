@@ -14,7 +14,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::export::{ExportQuery, Exporter};
+use crate::export::{ExportQuery, Exporter, Prepared};
 
 /// A site as the control API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +43,23 @@ pub trait SiteAdmin: Send + Sync + 'static {
 
 type Admin = Arc<dyn SiteAdmin>;
 
-/// Routes of the control socket: sites, and `GET /takeout` (an export as
-/// Arrow frames, or one file when `format=` is given).
-pub fn control_router(admin: Admin, exporter: Arc<dyn Exporter>) -> Router {
+/// Backups and retention, implemented by the daemon. Methods block.
+pub trait Maintenance: Send + Sync + 'static {
+    /// A consistent snapshot of the database as the body (the raw DuckDB
+    /// file), described by the `x-hitvault-backup` header (JSON).
+    fn backup(&self) -> Result<Prepared, AdminError>;
+    /// Expired hits per site; unless `dry_run`, archived then deleted. JSON.
+    fn prune(&self, dry_run: bool) -> Result<serde_json::Value, AdminError>;
+}
+
+/// Routes of the control socket: sites, `GET /takeout` (an export as
+/// Arrow frames, or one file when `format=` is given), `POST /backup` (a
+/// snapshot of the database) and `POST /prune[?dry_run=1]`.
+pub fn control_router(
+    admin: Admin,
+    exporter: Arc<dyn Exporter>,
+    maintenance: Arc<dyn Maintenance>,
+) -> Router {
     Router::new()
         .route("/sites", get(list).post(add))
         .with_state(admin)
@@ -54,6 +68,33 @@ pub fn control_router(admin: Admin, exporter: Arc<dyn Exporter>) -> Router {
                 .route("/takeout", get(takeout))
                 .with_state(exporter),
         )
+        .merge(
+            Router::new()
+                .route("/backup", axum::routing::post(backup))
+                .route("/prune", axum::routing::post(prune))
+                .with_state(maintenance),
+        )
+}
+
+async fn backup(State(m): State<Arc<dyn Maintenance>>) -> Response {
+    crate::export::stream_prepared(move || m.backup()).await
+}
+
+async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
+    let dry_run = match uri.query().unwrap_or("") {
+        "" => false,
+        "dry_run=1" | "dry_run=true" => true,
+        other => {
+            return error(AdminError::Invalid(format!(
+                "unknown parameters {other:?} (only dry_run=1)"
+            )));
+        }
+    };
+    match tokio::task::spawn_blocking(move || m.prune(dry_run)).await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => error(e),
+        Err(e) => error(AdminError::Internal(e.to_string())),
+    }
 }
 
 /// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the

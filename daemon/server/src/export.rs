@@ -227,3 +227,50 @@ pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
         .insert("x-hitvault-rows", HeaderValue::from(rows));
     r
 }
+
+/// A body whose headers are known before its bytes: what [`stream_prepared`]
+/// sends. `write` runs on a blocking thread.
+pub struct Prepared {
+    pub media: &'static str,
+    /// Extra response headers (lower-case names).
+    pub headers: Vec<(&'static str, String)>,
+    pub write: Box<dyn FnOnce(BodyWriter) -> Result<(), AdminError> + Send>,
+}
+
+/// Runs `prepare` on a blocking thread, then streams what it prepared; a
+/// failure while writing cuts the body (the reader sees it incomplete).
+pub async fn stream_prepared(
+    prepare: impl FnOnce() -> Result<Prepared, AdminError> + Send + 'static,
+) -> Response {
+    let p = match tokio::task::spawn_blocking(prepare).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(AdminError::Invalid(m))) => return error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(AdminError::Conflict(m))) => return error(StatusCode::CONFLICT, m),
+        Ok(Err(AdminError::Internal(m))) => return error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
+    let write = p.write;
+    tokio::task::spawn_blocking(move || {
+        let out = BodyWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = write(out) {
+            let msg = match e {
+                AdminError::Invalid(m) | AdminError::Conflict(m) | AdminError::Internal(m) => m,
+            };
+            tracing::warn!(error = %msg, "streamed reply failed");
+            let _ = tx.blocking_send(Err(io::Error::other(msg)));
+        }
+    });
+    let mut r = Response::new(Body::new(ChannelBody(rx)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(p.media));
+    for (k, v) in p.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}

@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use control::{AdminError, SiteAdmin, SiteInfo, control_router, takeout_router};
-pub use export::{BodyWriter, ExportQuery, Exporter};
+pub use control::{AdminError, Maintenance, SiteAdmin, SiteInfo, control_router, takeout_router};
+pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
 pub use goals_api::{DefAdmin, goals_router};
 pub use routes::router;
 pub use stats_api::{StatsState, stats_router};
