@@ -284,6 +284,8 @@ impl Queue {
             durable: Condvar::new(),
             spare: Mutex::new(None),
             poisoned: AtomicBool::new(false),
+            floor: AtomicU64::new(0),
+            numbering: Mutex::new(()),
             #[cfg(test)]
             fail_next_write: Mutex::new(None),
             #[cfg(test)]
@@ -411,6 +413,19 @@ impl Queue {
     /// the directory by then).
     pub fn mark_committed(&self, seq: u64) -> Result<(), io::Error> {
         self.inner.mark_committed(seq)
+    }
+
+    /// Makes every seq assigned from now on at least `next` (seqs never go
+    /// down). Returns the durable position at the raise: every record
+    /// numbered before it that will ever be durable is at or below that
+    /// position, and every record numbered after it is `>= next` (or above
+    /// the seqs already used, whichever is higher). Waits for the group being
+    /// written, if any.
+    pub fn raise_floor(&self, next: u64) -> u64 {
+        let shared = &self.inner.shared;
+        let _numbering = lock(&shared.numbering);
+        shared.floor.fetch_max(next, Ordering::SeqCst);
+        lock(&shared.state).durable_seq
     }
 
     /// A snapshot of the counters.

@@ -37,6 +37,13 @@ pub(crate) struct Shared {
     /// Set after an fsync failed (or undoing a failed write failed): the state
     /// of the file is unknown, so no further appends are accepted.
     pub(crate) poisoned: AtomicBool,
+    /// The next seq is at least this: raised at run time by
+    /// [`crate::Queue::raise_floor`], applied by the writer before each group.
+    pub(crate) floor: AtomicU64,
+    /// Held by the writer while it numbers, writes and publishes a group, and
+    /// by `raise_floor`: so that a raise sees every seq assigned before it
+    /// settled (durable or failed) and every later group sees the raise.
+    pub(crate) numbering: Mutex<()>,
     /// Test hook: the next group write fails with this errno.
     #[cfg(test)]
     pub(crate) fail_next_write: Mutex<Option<i32>>,

@@ -156,6 +156,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let numbering = Arc::clone(&self.shared);
+            let _numbering = lock(&numbering.numbering);
+            let floor = self.shared.floor.load(Ordering::SeqCst);
+            self.next_seq = self.next_seq.max(floor);
             self.process(batch);
         }
         // Release the buffer's memory before the thread ends.
