@@ -564,3 +564,70 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Workers posting pageviews with unique paths; the acknowledged paths in order.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Four workers posting pageviews for shop.test with paths `/{tag}{worker}/{n}`.
+    pub fn start(d: &Daemon, tag: &'static str) -> Load {
+        let addr = d.addr;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let workers = (0..4)
+            .map(|w| {
+                let (stop, acked) = (stop.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let path = format!("/{tag}{w}/{i}");
+                        let body = format!(r#"{{"n":"pageview","u":"https://shop.test{path}"}}"#);
+                        if let Ok(r) = request(
+                            addr,
+                            "POST",
+                            "/api/collect",
+                            &[("User-Agent", CHROME_UA)],
+                            body.as_bytes(),
+                        ) && r.status == 202
+                        {
+                            acked.lock().unwrap().push(path);
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            acked,
+            workers,
+        }
+    }
+
+    /// Waits (at most 60 s) until `n` hits are acknowledged.
+    pub fn wait_for(&self, n: usize) {
+        let t = Instant::now();
+        while self.acked.lock().unwrap().len() < n {
+            assert!(t.elapsed() < Duration::from_secs(60), "load too slow");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The paths acknowledged so far.
+    pub fn acked(&self) -> Vec<String> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Stops the workers; every acknowledged path.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}

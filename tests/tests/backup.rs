@@ -6,12 +6,9 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use hitvault_tests::{CHROME_UA, Daemon, binary, request};
+use hitvault_tests::{Daemon, Load, binary};
 
 const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test");
 
@@ -34,69 +31,6 @@ fn ok(args: &[&str], data: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Workers posting pageviews with unique paths; the acknowledged paths in order.
-struct Load {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(d: &Daemon, tag: &'static str) -> Load {
-        let addr = d.addr;
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let workers = (0..4)
-            .map(|w| {
-                let (stop, acked) = (stop.clone(), acked.clone());
-                std::thread::spawn(move || {
-                    let mut i = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let path = format!("/{tag}{w}/{i}");
-                        let body = format!(r#"{{"n":"pageview","u":"https://shop.test{path}"}}"#);
-                        if let Ok(r) = request(
-                            addr,
-                            "POST",
-                            "/api/collect",
-                            &[("User-Agent", CHROME_UA)],
-                            body.as_bytes(),
-                        ) && r.status == 202
-                        {
-                            acked.lock().unwrap().push(path);
-                        }
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            acked,
-            workers,
-        }
-    }
-
-    fn wait_for(&self, n: usize) {
-        let t = Instant::now();
-        while self.acked.lock().unwrap().len() < n {
-            assert!(t.elapsed() < Duration::from_secs(60), "load too slow");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn acked(&self) -> Vec<String> {
-        self.acked.lock().unwrap().clone()
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers {
-            w.join().unwrap();
-        }
-        self.acked.lock().unwrap().clone()
-    }
 }
 
 fn manifest(dir: &Path) -> serde_json::Value {

@@ -563,16 +563,13 @@ pub struct DaemonMaintenance {
     pub committed: Arc<AtomicU64>,
     /// `<data dir>/tmp`, where snapshots are made before they are streamed.
     pub tmp: PathBuf,
+    /// The ingest registry: sites an import adds are added to it too.
+    pub sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
 }
 
-/// Prefix of snapshot files in `<data dir>/tmp` (removed at start if a crash left one).
-pub const SNAPSHOT_PREFIX: &str = "backup-";
-
-impl Maintenance for DaemonMaintenance {
-    fn backup(&self) -> Result<Prepared, AdminError> {
-        // Everything acknowledged before this request is durable in the
-        // queue, at or below its durable position: wait until it is committed.
-        let target = self.queue.stats().last_seq;
+impl DaemonMaintenance {
+    /// Waits until the batcher has committed `target`.
+    fn wait_committed(&self, target: u64) -> Result<(), AdminError> {
         let until = Instant::now() + CATCH_UP;
         while self.committed.load(Ordering::Acquire) < target {
             if Instant::now() > until {
@@ -583,6 +580,47 @@ impl Maintenance for DaemonMaintenance {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        Ok(())
+    }
+
+    /// Adds the runtime sites the store has and the registry lacks.
+    fn refresh_sites(&self) -> Result<(), AdminError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::ListSites(tx))
+            .map_err(|_| AdminError::Internal("the store is closed".into()))?;
+        let rows = rx
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| AdminError::Internal("the store did not answer".into()))?
+            .map_err(AdminError::Internal)?;
+        let current = self.sites.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut next = (*current).clone();
+        let mut added = 0;
+        for row in rows {
+            if row.origin == "runtime" && next.resolve(&row.hostname).is_none() {
+                match next.add(&row.hostname, row.aliases.clone()) {
+                    Ok(()) => added += 1,
+                    Err(e) => {
+                        tracing::warn!(site = %row.hostname, error = %e, "an imported site conflicts; not served")
+                    }
+                }
+            }
+        }
+        if added > 0 {
+            *self.sites.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of snapshot files in `<data dir>/tmp` (removed at start if a crash left one).
+pub const SNAPSHOT_PREFIX: &str = "backup-";
+
+impl Maintenance for DaemonMaintenance {
+    fn backup(&self) -> Result<Prepared, AdminError> {
+        // Everything acknowledged before this request is durable in the
+        // queue, at or below its durable position: wait until it is committed.
+        self.wait_committed(self.queue.stats().last_seq)?;
         static N: AtomicU64 = AtomicU64::new(0);
         let file = self.tmp.join(format!(
             "{SNAPSHOT_PREFIX}{}.duckdb",
@@ -615,6 +653,77 @@ impl Maintenance for DaemonMaintenance {
                 sent.map_err(|e| AdminError::Internal(e.to_string()))
             }),
         })
+    }
+
+    fn import(
+        &self,
+        max_id: u64,
+        body: &mut dyn std::io::Read,
+    ) -> Result<serde_json::Value, AdminError> {
+        use hitvault_takeout::stream::{Frame, read_frame};
+        let mut body = body;
+        // Hit ids are queue seqs: from now on the queue numbers above every
+        // imported id, and everything it numbered before is committed before
+        // the merge, so an imported id can meet only a stored hit (then it
+        // is skipped as present), never a future one.
+        let target = self.queue.raise_floor(max_id + 1);
+        self.wait_committed(target)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::Import {
+                batches: rx,
+                max_id,
+                reply,
+            })
+            .map_err(|_| AdminError::Internal("the store is closed".into()))?;
+        let mut rows = 0u64;
+        let fed: Result<(), String> = loop {
+            match read_frame(&mut body) {
+                Ok(Frame::Data(table, batch)) => {
+                    rows += batch.num_rows() as u64;
+                    if tx
+                        .send(batcher::ImportMsg::Batch(table.name(), batch))
+                        .is_err()
+                    {
+                        break Ok(()); // the batcher stopped; its answer says why
+                    }
+                }
+                Ok(Frame::End { rows: n }) if n == rows => {
+                    let _ = tx.send(batcher::ImportMsg::End);
+                    break Ok(());
+                }
+                Ok(Frame::End { rows: n }) => {
+                    break Err(format!("the stream announced {n} rows, {rows} arrived"));
+                }
+                Ok(Frame::Error(m)) => break Err(m),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        if let Err(m) = &fed {
+            let _ = tx.send(batcher::ImportMsg::Abort(format!("nothing imported: {m}")));
+        }
+        drop(tx);
+        let stats = answer
+            .recv()
+            .map_err(|_| AdminError::Internal("the store did not answer".into()))?
+            .map_err(AdminError::Invalid)?;
+        if stats.sites_added > 0 {
+            self.refresh_sites()?;
+        }
+        tracing::info!(
+            hits_added = stats.hits_added,
+            hits_present = stats.hits_present,
+            max_id,
+            "import merged"
+        );
+        Ok(serde_json::json!({
+            "hits_added": stats.hits_added,
+            "hits_present": stats.hits_present,
+            "props_added": stats.props_added,
+            "sites_added": stats.sites_added,
+            "next_id_at_least": max_id + 1,
+        }))
     }
 
     fn prune(&self, dry_run: bool) -> Result<serde_json::Value, AdminError> {

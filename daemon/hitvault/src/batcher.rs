@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hitvault_core::Hit;
 use hitvault_queue::Queue;
 use hitvault_server::metrics::Metrics;
-use hitvault_store::{Reader, SiteRow, Store};
+use hitvault_store::{ImportStats, Reader, RecordBatch, SiteRow, Store};
 
 use crate::retention::{self, Policy, Report};
 
@@ -58,11 +58,70 @@ pub enum StoreOp {
     /// Any other write, run on the store between batches; the closure sends
     /// its own answer.
     Run(Box<dyn FnOnce(&mut Store) + Send>),
+    /// Stage the batches that arrive, then merge them (`hitvault import`
+    /// through the daemon). The queue's floor was raised above `max_id` and
+    /// everything numbered below it committed before this op was sent.
+    Import {
+        batches: Receiver<ImportMsg>,
+        max_id: u64,
+        reply: Sender<Result<ImportStats, String>>,
+    },
     /// Find (and unless `dry_run`, archive and delete) expired hits.
     Prune {
         dry_run: bool,
         reply: Sender<Result<Report, String>>,
     },
+}
+
+/// What the control socket feeds an import running on the batcher.
+pub enum ImportMsg {
+    Batch(&'static str, RecordBatch),
+    /// Every batch was sent: merge and commit.
+    End,
+    /// The stream failed: roll back.
+    Abort(String),
+}
+
+/// Longest pause between two messages of an import before it is rolled back.
+const IMPORT_IDLE: Duration = Duration::from_secs(60);
+
+fn import(
+    store: &mut Store,
+    rx: &Receiver<ImportMsg>,
+    max_id: u64,
+    heartbeat: &mut Heartbeat,
+) -> Result<ImportStats, String> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut imp = store.begin_import().map_err(|e| e.to_string())?;
+    let mut idle = Instant::now();
+    loop {
+        heartbeat();
+        match rx.recv_timeout(HEARTBEAT_EVERY) {
+            Ok(ImportMsg::Batch(table, batch)) => {
+                imp.append(table, batch).map_err(|e| e.to_string())?;
+                idle = Instant::now();
+            }
+            Ok(ImportMsg::End) => break,
+            Ok(ImportMsg::Abort(m)) => return Err(m),
+            Err(RecvTimeoutError::Timeout) if idle.elapsed() < IMPORT_IDLE => {}
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "no data for {} s; nothing imported",
+                    IMPORT_IDLE.as_secs()
+                ));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err("the import stream ended early; nothing imported".into());
+            }
+        }
+    }
+    let staged = imp.staged_max_id().map_err(|e| e.to_string())?;
+    if staged > max_id {
+        return Err(format!(
+            "the import holds hit id {staged}, above the announced max_id {max_id}; nothing imported"
+        ));
+    }
+    imp.commit().map_err(|e| e.to_string())
 }
 
 /// Called at every turn of the loop and at least every [`HEARTBEAT_EVERY`]
@@ -92,6 +151,17 @@ fn serve_ops(
 ) {
     while let Ok(op) = ops.try_recv() {
         match op {
+            StoreOp::Import {
+                batches,
+                max_id,
+                reply,
+            } => {
+                let r = import(store, &batches, max_id, heartbeat);
+                if let Err(e) = &r {
+                    tracing::warn!(error = %e, "import refused");
+                }
+                let _ = reply.send(r);
+            }
             StoreOp::Prune { dry_run, reply } => {
                 let r = retention::run(store, policy, retention::now_us(), dry_run, heartbeat);
                 if let Err(e) = &r {

@@ -20,6 +20,60 @@ pub fn connect(socket: &Path) -> Option<UnixStream> {
     Some(s)
 }
 
+/// HTTP/1.1 chunked encoding: one chunk per write.
+struct ChunkedWriter<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Write for ChunkedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        write!(self.inner, "{:x}\r\n", buf.len())?;
+        self.inner.write_all(buf)?;
+        self.inner.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sends a POST whose body `produce` writes (chunked), then reads the whole
+/// reply. If `produce` fails, the body is left without its final chunk, so
+/// the daemon sees it incomplete; its error is returned beside the reply.
+pub fn post_streamed(
+    s: UnixStream,
+    path: &str,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), String>,
+) -> std::io::Result<(Result<(), String>, Reply)> {
+    let mut w = ChunkedWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, s.try_clone()?),
+    };
+    write!(
+        w.inner,
+        "POST {path} HTTP/1.1\r\nHost: hitvault\r\nContent-Type: application/vnd.hitvault.takeout-frames\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let produced = produce(&mut w);
+    let sent = match &produced {
+        Ok(()) => w
+            .inner
+            .write_all(b"0\r\n\r\n")
+            .and_then(|()| w.inner.flush()),
+        Err(_) => w.inner.flush(),
+    };
+    drop(w);
+    if produced.is_err() || sent.is_err() {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut raw = Vec::new();
+    let mut s = s;
+    s.read_to_end(&mut raw)?;
+    let reply = parse_reply(&raw)?;
+    Ok((produced.and(sent.map_err(|e| e.to_string())), reply))
+}
+
 /// Sends one request and reads the whole reply.
 pub fn request(
     mut s: UnixStream,
@@ -36,6 +90,10 @@ pub fn request(
     s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -427,6 +427,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             queue: queue.clone(),
             committed: handle.committed.clone(),
             tmp: cfg.data_dir.join("tmp"),
+            sites: sites.clone(),
         });
     let admin = Arc::new(DaemonSites {
         ops: ops_tx,

@@ -67,8 +67,8 @@ enum Command {
     /// Export hits, their props and the sites into a Takeout directory
     /// (through the running daemon if there is one), or check one.
     Takeout(TakeoutArgs),
-    /// Load a Takeout directory into the data dir (the daemon must be stopped).
-    /// Hits already present (same id) are left as they are.
+    /// Load a Takeout directory into the data dir (through the running daemon
+    /// if there is one). Hits already present (same id) are left as they are.
     Import {
         /// The Takeout directory (with its MANIFEST).
         dir: PathBuf,

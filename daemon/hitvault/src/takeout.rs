@@ -9,8 +9,14 @@
 //! no daemon, it opens the database read-only itself. Either way the files
 //! and the MANIFEST are written by [`ExportWriter`].
 //!
-//! An import writes to the database, so it needs to be its one writer: it
-//! runs only while no daemon runs (see the README: stop, import, start).
+//! An import writes to the database, so it goes through its one writer.
+//! With a daemon running, the CLI checks every hit row and finds the largest
+//! id first, then streams the tables as Arrow frames to the daemon, whose
+//! batcher stages and merges them in one transaction; before that the daemon
+//! raises its queue's numbering above that id and commits everything
+//! numbered below it (see `backup::DaemonMaintenance`), so imported ids
+//! never meet a hit id given out later. With no daemon, the CLI opens the
+//! store and merges itself; the next start numbers above the largest id.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -235,14 +241,6 @@ pub fn verify(dir: &Path) -> Result<(), CliError> {
 /// `hitvault import DIR`: checks everything, then loads it in one transaction.
 pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
-    if client::connect(&socket).is_some() {
-        return Err((
-            2,
-            "a daemon is running on this data dir: stop it, import, then start it again \
-             (an import must be DuckDB's only writer and must move the id counter past the imported hits)"
-                .into(),
-        ));
-    }
     let started = Instant::now();
     let m = hitvault_takeout::manifest::read_manifest(dir).map_err(|e| (2, e.to_string()))?;
     let problems = hitvault_takeout::manifest::check_files(dir, &m);
@@ -251,6 +249,9 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
             2,
             format!("{} is damaged:\n  {}", dir.display(), problems.join("\n  ")),
         ));
+    }
+    if let Some(conn) = client::connect(&socket) {
+        return import_through_daemon(conn, dir, &m, started);
     }
     crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
     let mut store =
@@ -309,6 +310,80 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
         stats.hits_present,
         stats.props_added,
         stats.sites_added,
+        total as f64 / secs.max(1e-6)
+    );
+    Ok(())
+}
+
+/// `import` with a daemon running: a checking pass over the hits for the
+/// largest id, then every table streamed to the daemon as Arrow frames.
+fn import_through_daemon(
+    conn: std::os::unix::net::UnixStream,
+    dir: &Path,
+    m: &hitvault_takeout::Manifest,
+    started: Instant,
+) -> Result<(), CliError> {
+    let entry = |table: Table| m.file(table).expect("read_manifest checked the tables");
+    let hits = entry(Table::Hits);
+    let mut max_id = 0u64;
+    let rows =
+        hitvault_takeout::read_table(&dir.join(&hits.name), m.format, Table::Hits, &mut |b| {
+            max_id = max_id.max(hitvault_takeout::max_hit_id(&b));
+            Ok(())
+        })
+        .map_err(|e| (2, format!("nothing imported: {e}")))?;
+    if rows != hits.rows {
+        return Err((
+            2,
+            format!(
+                "nothing imported: {}: {rows} rows, the manifest says {}",
+                hits.name, hits.rows
+            ),
+        ));
+    }
+    // The daemon answers after the merge, however long it takes.
+    conn.set_read_timeout(None)
+        .map_err(|e| (1, e.to_string()))?;
+    let mut total = 0u64;
+    let (produced, reply) = client::post_streamed(conn, &format!("/import?max_id={max_id}"), |w| {
+        for table in Table::ALL {
+            let e = entry(table);
+            let path = dir.join(&e.name);
+            let n = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
+                let f = data_frame(table, &batch).map_err(|e| e.to_string())?;
+                w.write_all(&f).map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())?;
+            if n != e.rows {
+                return Err(format!(
+                    "{}: {n} rows, the manifest says {}",
+                    path.display(),
+                    e.rows
+                ));
+            }
+            total += n;
+        }
+        w.write_all(&end_frame(total)).map_err(|e| e.to_string())
+    })
+    .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if reply.status != 200 {
+        let msg = v["message"]
+            .as_str()
+            .unwrap_or("the daemon refused the import")
+            .to_owned();
+        return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+    }
+    produced.map_err(|e| (2, format!("nothing imported: {e}")))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "imported {} through the running daemon: {} hits added, {} already present, {} props added, \
+         {} sites added ({total} rows read in {secs:.2} s, {:.0} rows/s)",
+        dir.display(),
+        v["hits_added"],
+        v["hits_present"],
+        v["props_added"],
+        v["sites_added"],
         total as f64 / secs.max(1e-6)
     );
     Ok(())

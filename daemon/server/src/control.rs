@@ -50,6 +50,13 @@ pub trait Maintenance: Send + Sync + 'static {
     fn backup(&self) -> Result<Prepared, AdminError>;
     /// Expired hits per site; unless `dry_run`, archived then deleted. JSON.
     fn prune(&self, dry_run: bool) -> Result<serde_json::Value, AdminError>;
+    /// Imports a Takeout sent as Arrow frames (`hitvault_takeout::stream`)
+    /// whose hit ids are all `<= max_id`; returns the counts (JSON).
+    fn import(
+        &self,
+        max_id: u64,
+        body: &mut dyn std::io::Read,
+    ) -> Result<serde_json::Value, AdminError>;
 }
 
 /// Routes of the control socket: sites, `GET /takeout` (an export as
@@ -72,12 +79,93 @@ pub fn control_router(
             Router::new()
                 .route("/backup", axum::routing::post(backup))
                 .route("/prune", axum::routing::post(prune))
+                .route("/import", axum::routing::post(import))
                 .with_state(maintenance),
         )
 }
 
 async fn backup(State(m): State<Arc<dyn Maintenance>>) -> Response {
     crate::export::stream_prepared(move || m.backup()).await
+}
+
+/// Chunks of a request body in flight to the blocking import: with the
+/// client's chunk sizes, a few hundred KiB at most.
+const IMPORT_DEPTH: usize = 4;
+
+/// A request body, read as `std::io::Read` on a blocking thread.
+struct ChannelRead {
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use bytes::Buf;
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
+
+async fn import(
+    State(m): State<Arc<dyn Maintenance>>,
+    uri: Uri,
+    body: axum::body::Body,
+) -> Response {
+    let max_id = match uri
+        .query()
+        .unwrap_or("")
+        .strip_prefix("max_id=")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(v) if v < u64::MAX => v,
+        _ => {
+            return error(AdminError::Invalid(
+                "max_id=N (the largest hit id sent) is required".into(),
+            ));
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(IMPORT_DEPTH);
+    tokio::spawn(async move {
+        use http_body::Body as _;
+        let mut body = body;
+        loop {
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                None => break,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && tx.send(Ok(data)).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    break;
+                }
+            }
+        }
+    });
+    let run = tokio::task::spawn_blocking(move || {
+        let mut r = ChannelRead {
+            rx,
+            cur: bytes::Bytes::new(),
+        };
+        m.import(max_id, &mut r)
+    });
+    match run.await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => error(e),
+        Err(e) => error(AdminError::Internal(e.to_string())),
+    }
 }
 
 async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {

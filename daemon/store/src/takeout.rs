@@ -239,6 +239,15 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// The largest hit id staged so far (0 when none).
+    pub fn staged_max_id(&self) -> Result<u64, TakeoutError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM _import_hits", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     fn one(&self, sql: &str) -> Result<Option<String>, TakeoutError> {
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

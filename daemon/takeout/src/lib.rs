@@ -19,7 +19,7 @@ mod text;
 pub mod write;
 
 pub use manifest::{FileEntry, Filter, Manifest, VerifyError, read_manifest, verify};
-pub use read::{ImportError, read_table};
+pub use read::{ImportError, max_hit_id, read_table};
 pub use schema::{TAKEOUT_VERSION, Table};
 pub use write::{ExportError, ExportWriter};
 

@@ -167,6 +167,16 @@ fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, 
     Ok(())
 }
 
+/// The largest `id` in a batch of the hits table (0 when empty), as checked
+/// by [`read_table`].
+pub fn max_hit_id(batch: &RecordBatch) -> u64 {
+    batch
+        .column_by_name("id")
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt64Type>())
+        .and_then(|a| a.iter().flatten().max())
+        .unwrap_or(0)
+}
+
 /// Reads `path` as `table` in `format` and hands every batch to `sink`.
 /// Returns the number of rows. The sink's error aborts the read.
 pub fn read_table(

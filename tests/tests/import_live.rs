@@ -1,0 +1,165 @@
+//! `hitvault import` into a running daemon while it takes hits: the import
+//! goes through the daemon's batcher; every acknowledged hit is stored once;
+//! imported rows arrive with every column, except those whose id the
+//! instance had already given to its own hits (counted as present); hits
+//! acknowledged after the import get ids above every imported one; a second
+//! import changes nothing; imported sites take hits at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use hitvault_tests::{Daemon, Load, binary, sibling_binary};
+
+const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test");
+
+fn hv(args: &[&str], data: &Path) -> Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run hitvault")
+}
+
+fn ok(args: &[&str], data: &Path) -> String {
+    let out = hv(args, data);
+    assert!(
+        out.status.success(),
+        "hitvault {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn query(data: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let s = hitvault_store::Store::open_read_only(data).expect("open the store");
+    s.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// "imported DIR ...: 123 hits added, 45 already present, ..."
+fn counts(out: &str) -> (u64, u64) {
+    let num = |word: &str| -> u64 {
+        let i = out
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {out}"));
+        out[..i].split_whitespace().last().unwrap().parse().unwrap()
+    };
+    (num("hits added"), num("already present"))
+}
+
+#[test]
+fn import_through_a_running_daemon_under_ingest() {
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("src");
+    let out = Command::new(sibling_binary("hv-seed"))
+        .args(["--data-dir", src.to_str().unwrap()])
+        .args(["--hits", "20000", "--sites", "3", "--days", "30"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let takeout = root.path().join("takeout");
+    ok(
+        &[
+            "takeout",
+            "--to",
+            takeout.to_str().unwrap(),
+            "--format",
+            "parquet",
+        ],
+        &src,
+    );
+
+    let d = Daemon::start(&[SITES]);
+    let load = Load::start(&d, "a");
+    load.wait_for(300);
+    let out = ok(&["import", takeout.to_str().unwrap()], &d.data_dir);
+    assert!(out.contains("through the running daemon"), "{out}");
+    let (added, present) = counts(&out);
+    assert_eq!(added + present, 20_000, "{out}");
+    assert!(added > 0 && present > 0, "{out}");
+    let at_import = load.acked().len();
+    load.wait_for(at_import + 300);
+    let again = ok(&["import", takeout.to_str().unwrap()], &d.data_dir);
+    assert_eq!(
+        counts(&again),
+        (0, 20_000),
+        "a second import changes nothing"
+    );
+    let acked = load.finish();
+    // An imported site takes hits at once.
+    let r = d.beacon(
+        "/api/collect",
+        r#"{"n":"pageview","u":"https://site01.test/after-import"}"#,
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let s = d.stop();
+
+    let local: HashMap<String, (u64, u64)> = s
+        .query("SELECT path, count(*), max(id) FROM hits_v WHERE site = 'shop.test' GROUP BY path")
+        .into_iter()
+        .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+        .collect();
+    for p in &acked {
+        assert_eq!(local.get(p).map(|v| v.0), Some(1), "acknowledged hit {p}");
+    }
+    assert_eq!(
+        local.len(),
+        acked.len(),
+        "nothing unacknowledged stored twice"
+    );
+    assert!(
+        acked[at_import..].iter().all(|p| local[p].1 > 20_000),
+        "hits acknowledged after the import are numbered above the imported ids"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) - count(DISTINCT id) FROM hits"),
+        0,
+        "ids are unique"
+    );
+    // The imported rows, every column: the source's, minus the ids the
+    // target had already used for its own hits.
+    let taken: HashSet<u64> = local
+        .values()
+        .map(|v| v.1)
+        .filter(|id| *id <= 20_000)
+        .collect();
+    assert_eq!(
+        taken.len() as u64,
+        present,
+        "present = ids the target had used"
+    );
+    let skip = if taken.is_empty() {
+        "0".to_owned()
+    } else {
+        taken
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let want = query(
+        &src,
+        &format!("SELECT * FROM hits_v WHERE id NOT IN ({skip}) ORDER BY id"),
+    );
+    let got = query(
+        &s.data_dir,
+        "SELECT * FROM hits_v WHERE site <> 'shop.test' AND path <> '/after-import' ORDER BY id",
+    );
+    assert_eq!(want.len() as u64, added);
+    assert_eq!(got, want, "imported hits, every column");
+    let want = query(
+        &src,
+        &format!("SELECT * FROM props_v WHERE id NOT IN ({skip}) ORDER BY id, key, value"),
+    );
+    let got = query(
+        &s.data_dir,
+        "SELECT * FROM props_v WHERE site <> 'shop.test' ORDER BY id, key, value",
+    );
+    assert_eq!(got, want, "imported props");
+}
