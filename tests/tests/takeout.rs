@@ -579,6 +579,58 @@ fn http_takeout_streams_one_file_to_loopback() {
     d.stop();
 }
 
+/// `bundle=zip`: sites, hits, props and the MANIFEST in one zip stream, which
+/// Python's zipfile (a reader that is not ours; it checks every CRC)
+/// extracts into a directory that verifies and imports back to the same rows.
+#[test]
+fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
+    let (root, data) = source();
+    let (d, _tok) = start_on(root, data.clone());
+    let r = d
+        .get("/api/v1/takeout?format=parquet&bundle=zip")
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/zip"));
+    for bad in [
+        "/api/v1/takeout?format=parquet&bundle=tar",
+        "/api/v1/takeout?format=parquet&bundle=zip&table=hits",
+    ] {
+        assert_eq!(d.get(bad).unwrap().status, 400, "{bad}");
+    }
+    let stopped = d.stop();
+    // What the daemon held (with the site it declared).
+    let before = dump(&stopped.data_dir);
+    let out = tempfile::tempdir().unwrap();
+    let zip = out.path().join("takeout.zip");
+    std::fs::write(&zip, &r.body).unwrap();
+    let dir = out.path().join("unzipped");
+    let o = Command::new("python3")
+        .args(["-c", "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nprint(' '.join(z.namelist()))\nz.extractall(sys.argv[2])"])
+        .arg(&zip)
+        .arg(&dir)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "sites.parquet hits.parquet props.parquet MANIFEST"
+    );
+    ok(&["takeout", "verify", dir.to_str().unwrap()]);
+    let m = manifest(&dir);
+    assert_eq!(m["files"][1]["rows"], 20_000);
+    let fresh = out.path().join("fresh");
+    ok(&[
+        "import",
+        dir.to_str().unwrap(),
+        "--data-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(
+        dump(&fresh) == before,
+        "the zip imports back to the same rows"
+    );
+}
+
 /// Streams `GET path` over HTTP/1.0 (a close-delimited body) and returns
 /// (body bytes, newlines in the body) without holding the body.
 fn stream_count(addr: std::net::SocketAddr, path: &str) -> (u16, u64, u64) {
@@ -642,6 +694,9 @@ fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
     let (status, bytes, _) = stream_count(d.addr, "/api/v1/takeout?format=parquet");
     assert_eq!(status, 200);
     assert!(bytes > 1 << 20);
+    let (status, zipped, _) = stream_count(d.addr, "/api/v1/takeout?format=parquet&bundle=zip");
+    assert_eq!(status, 200);
+    assert!(zipped > bytes, "the zip holds hits.parquet and more");
     let hwm_kb: u64 = d
         .proc_status("VmHWM")
         .trim_end_matches(" kB")

@@ -253,6 +253,7 @@ fn main() -> ExitCode {
                         until: args.until,
                         format: None,
                         table: None,
+                        bundle: None,
                     };
                     report(takeout::export(&cfg, &dir, args.format, q))
                 }

@@ -411,6 +411,20 @@ impl DaemonExporter {
     }
 }
 
+/// `bundle=zip` (the only bundle), which names no single table.
+fn bundle_of(q: &ExportQuery) -> Result<(), AdminError> {
+    match (q.bundle.as_deref(), &q.table) {
+        (Some("zip"), None) => Ok(()),
+        (Some("zip"), Some(_)) => Err(AdminError::Invalid(
+            "table= and bundle=zip exclude each other: a bundle holds every table".into(),
+        )),
+        (Some(other), _) => Err(AdminError::Invalid(format!(
+            "unknown bundle {other:?} (only zip)"
+        ))),
+        (None, _) => Ok(()),
+    }
+}
+
 fn one_table(q: &ExportQuery) -> Result<Table, AdminError> {
     match q.table.as_deref() {
         None => Ok(Table::Hits),
@@ -425,6 +439,11 @@ impl Exporter for DaemonExporter {
         let filter = filter_of(q).map_err(AdminError::Invalid)?;
         let media = match &q.format {
             None => "application/vnd.hitvault.takeout-frames",
+            Some(f) if q.bundle.is_some() => {
+                bundle_of(q)?;
+                f.parse::<Format>().map_err(AdminError::Invalid)?;
+                "application/zip"
+            }
             Some(f) => {
                 one_table(q)?;
                 f.parse::<Format>()
@@ -461,6 +480,26 @@ impl Exporter for DaemonExporter {
                 out.flush()
                     .map_err(|e| AdminError::Internal(e.to_string()))?;
                 result.map_err(|e| AdminError::Internal(e.to_string()))
+            }
+            Some(f) if q.bundle.is_some() => {
+                let format: Format = f.parse().map_err(AdminError::Invalid)?;
+                let mut z = hitvault_takeout::zip::ZipExport::new(out, format);
+                let result = reader.export(&filter, &mut |t, batch| {
+                    let table = Table::from_name(t).expect("the store exports Takeout tables");
+                    z.write(table, &batch).map_err(|e| e.to_string())
+                });
+                let meta = Filter {
+                    sites: q.sites.clone(),
+                    from: filter.from_us.map(hitvault_takeout::format_time),
+                    until: filter.until_us.map(hitvault_takeout::format_time),
+                };
+                // On a failure the body is cut (the BodyWriter dropped with
+                // an error after it), so no complete zip arrives.
+                result.map_err(|e| AdminError::Internal(e.to_string()))?;
+                let (_, mut out) = z
+                    .finish(meta)
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                out.flush().map_err(|e| AdminError::Internal(e.to_string()))
             }
             Some(f) => {
                 let format: Format = f.parse().map_err(AdminError::Invalid)?;

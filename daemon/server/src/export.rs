@@ -30,6 +30,8 @@ pub struct ExportQuery {
     pub format: Option<String>,
     /// `table=`: hits (default), props or sites, for a one-file HTTP export.
     pub table: Option<String>,
+    /// `bundle=zip`: every table and the MANIFEST as one zip stream.
+    pub bundle: Option<String>,
 }
 
 fn unescape(s: &str) -> String {
@@ -71,6 +73,7 @@ impl ExportQuery {
                 "until" | "to" => out.until = Some(v),
                 "format" => out.format = Some(v),
                 "table" => out.table = Some(v),
+                "bundle" => out.bundle = Some(v),
                 other => return Err(format!("unknown parameter {other:?}")),
             }
         }
@@ -99,6 +102,7 @@ impl ExportQuery {
             ("until", &self.until),
             ("format", &self.format),
             ("table", &self.table),
+            ("bundle", &self.bundle),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={}", esc(v)));

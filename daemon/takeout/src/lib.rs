@@ -7,6 +7,9 @@
 //! and the directory were fsync'd: a directory without a `MANIFEST` is not a
 //! Takeout, so an export killed half-way never passes [`verify`].
 //!
+//! The same Takeout also travels as one zip stream ([`zip`]): the three data
+//! files and the MANIFEST, written front to back.
+//!
 //! This crate knows files and Arrow record batches in the Takeout schema
 //! ([`schema`]); it never opens the database: the binary moves batches between
 //! the store and these writers and readers.
@@ -17,6 +20,7 @@ pub mod schema;
 pub mod stream;
 mod text;
 pub mod write;
+pub mod zip;
 
 pub use manifest::{FileEntry, Filter, Manifest, VerifyError, read_manifest, verify};
 pub use read::{ImportError, max_hit_id, read_table};

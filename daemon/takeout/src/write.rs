@@ -165,6 +165,14 @@ impl<W: Write + Send> TableWriter<W> {
         self.rows
     }
 
+    /// First and last `ts` written (hits only).
+    pub(crate) fn time_range(&self) -> Option<TimeRange> {
+        self.range.map(|(a, b)| TimeRange {
+            first: crate::format_time(a),
+            last: crate::format_time(b),
+        })
+    }
+
     /// Appends a batch (conformed to the table's schema first).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ExportError> {
         if batch.num_rows() == 0 {
