@@ -236,12 +236,14 @@ pub(crate) fn refresh(
                      FROM range(?, ? + 1) d(day)
                      LEFT JOIN (SELECT epoch_us(ts) // {DAY_US} AS day, count(*) AS n,
                                        sum(id)::HUGEINT AS s
-                                FROM hits WHERE site_id = ?
-                                  AND ts >= make_timestamp(?::BIGINT)::TIMESTAMPTZ
-                                  AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ
-                                GROUP BY 1) c ON c.day = d.day"
+                                FROM hits WHERE site_id = {site}
+                                  AND ts >= make_timestamp({a}::BIGINT)::TIMESTAMPTZ
+                                  AND ts < make_timestamp({b}::BIGINT)::TIMESTAMPTZ
+                                GROUP BY 1) c ON c.day = d.day",
+                    a = range.0,
+                    b = range.1,
                 ),
-                duckdb::params![site, first, last, site, range.0, range.1],
+                duckdb::params![site, first, last],
             )?;
             conn.execute_batch("COMMIT")
         })();
@@ -272,30 +274,25 @@ fn plan(conn: &Connection, w: &Window) -> Result<Plan, duckdb::Error> {
     let end_full = to.div_euclid(DAY_US);
     let mut rolled = Vec::new();
     if first_full < end_full {
-        let mut stmt = conn.prepare_cached(&format!(
+        // Bounds written into the text, so that DuckDB prunes by them.
+        let mut stmt = conn.prepare(&format!(
             "SELECT d.day FROM rollup_days d
              LEFT JOIN (SELECT epoch_us(ts) // {DAY_US} AS day, count(*) AS n,
                                sum(id)::HUGEINT AS s
-                        FROM hits WHERE site_id = ?
-                          AND ts >= make_timestamp(?::BIGINT)::TIMESTAMPTZ
-                          AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ
+                        FROM hits WHERE site_id = {site}
+                          AND ts >= make_timestamp({a}::BIGINT)::TIMESTAMPTZ
+                          AND ts < make_timestamp({b}::BIGINT)::TIMESTAMPTZ
                         GROUP BY 1) c ON c.day = d.day
-             WHERE d.site_id = ? AND d.day >= ? AND d.day < ? AND d.version = {VERSION}
+             WHERE d.site_id = {site} AND d.day >= {first_full} AND d.day < {end_full}
+               AND d.version = {VERSION}
                AND d.hits = coalesce(c.n, 0) AND d.id_sum = coalesce(c.s, 0)
-             ORDER BY 1"
+             ORDER BY 1",
+            site = w.site_id,
+            a = first_full * DAY_US,
+            b = end_full * DAY_US,
         ))?;
         rolled = stmt
-            .query_map(
-                duckdb::params![
-                    w.site_id,
-                    first_full * DAY_US,
-                    end_full * DAY_US,
-                    w.site_id,
-                    first_full,
-                    end_full
-                ],
-                |r| r.get::<_, i32>(0),
-            )?
+            .query_map([], |r| r.get::<_, i32>(0))?
             .collect::<Result<_, _>>()?;
     }
     // Everything of [from, to) not covered by a rolled-up day.
