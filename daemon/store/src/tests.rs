@@ -34,9 +34,15 @@ fn migrations_apply_once_and_record_version() {
     drop(open(dir.path()));
     let s = open(dir.path());
     let rows = s
-        .query_text("SELECT version, name FROM schema_migrations")
+        .query_text("SELECT version, name FROM schema_migrations ORDER BY version")
         .unwrap();
-    assert_eq!(rows, vec![vec![Some("1".into()), Some("initial".into())]]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), Some("initial".into())],
+            vec![Some("2".into()), Some("goals_funnels_rollups".into())]
+        ]
+    );
     assert_eq!(s.committed_seq().unwrap(), 0);
 }
 
