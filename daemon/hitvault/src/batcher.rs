@@ -236,10 +236,15 @@ const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const ROLLUP_BUSY_EVERY: Duration = Duration::from_secs(300);
 const ROLLUP_DAYS_PER_TURN: usize = 31;
 
-/// When the batcher last refreshed the rollups, and whether work was left.
+/// When the batcher last refreshed the rollups, whether work was left, and
+/// how many site-days a turn may take: halved after a failure (a turn that
+/// did not fit in `store.memory_limit`, say), and from then on never as many
+/// as failed; doubled back towards that after a success.
 struct Rollups {
     last: Instant,
     more: bool,
+    days: usize,
+    cap: usize,
 }
 
 impl Default for Rollups {
@@ -248,6 +253,8 @@ impl Default for Rollups {
         Rollups {
             last: Instant::now() - ROLLUP_BUSY_EVERY,
             more: true,
+            days: ROLLUP_DAYS_PER_TURN,
+            cap: ROLLUP_DAYS_PER_TURN,
         }
     }
 }
@@ -264,16 +271,20 @@ impl Rollups {
             return;
         }
         self.last = Instant::now();
-        match store.refresh_rollups(ROLLUP_DAYS_PER_TURN) {
+        match store.refresh_rollups(self.days) {
             Ok(r) => {
                 self.more = r.more;
+                self.days = (self.days * 2).min(self.cap);
                 if r.days > 0 {
                     tracing::debug!(days = r.days, more = r.more, "stats rollups refreshed");
                 }
             }
             Err(e) => {
-                self.more = false;
-                tracing::warn!(error = %e, "refreshing the stats rollups failed; will retry");
+                // Retry smaller at the next turn; at one day, only after a while.
+                self.more = self.days > 1;
+                self.cap = (self.days - 1).max(1);
+                self.days = (self.days / 2).max(1);
+                tracing::warn!(error = %e, next_days = self.days, "refreshing the stats rollups failed; will retry");
             }
         }
     }
