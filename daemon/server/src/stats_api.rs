@@ -105,8 +105,8 @@ impl IntoResponse for ApiError {
 /// A parameter the API cannot use: answered 400, naming it.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct BadParam {
-    parameter: String,
-    message: String,
+    pub(crate) parameter: String,
+    pub(crate) message: String,
 }
 
 impl IntoResponse for BadParam {
@@ -253,33 +253,7 @@ pub(crate) fn parse_params_with(query: Option<&str>, extra: &[&str]) -> Result<P
         if k != "filter" {
             continue;
         }
-        let mut parts = v.splitn(3, ':');
-        let (Some(d), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("filter", format!("{v:?} is not dimension:op:value")));
-        };
-        let dim = Dim::parse(d).ok_or_else(|| {
-            let names: Vec<&str> = Dim::ALL.iter().map(|(_, n)| *n).collect();
-            bad(
-                "filter",
-                format!("unknown dimension {d:?}; known: {}", names.join(", ")),
-            )
-        })?;
-        let op = match o {
-            "is" => Op::Is,
-            "is_not" => Op::IsNot,
-            "contains" => Op::Contains,
-            _ => {
-                return Err(bad(
-                    "filter",
-                    format!("unknown operator {o:?}; known: is, is_not, contains"),
-                ));
-            }
-        };
-        filters.push(Filter {
-            dim,
-            op,
-            value: value.to_owned(),
-        });
+        filters.push(parse_filter(v)?);
     }
     Ok(Params {
         site,
@@ -293,8 +267,39 @@ pub(crate) fn parse_params_with(query: Option<&str>, extra: &[&str]) -> Result<P
     })
 }
 
+/// One filter, `dimension:op:value` (the value may contain `:`).
+pub(crate) fn parse_filter(v: &str) -> Result<Filter, BadParam> {
+    let mut parts = v.splitn(3, ':');
+    let (Some(d), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("filter", format!("{v:?} is not dimension:op:value")));
+    };
+    let dim = Dim::parse(d).ok_or_else(|| {
+        let names: Vec<&str> = Dim::ALL.iter().map(|(_, n)| *n).collect();
+        bad(
+            "filter",
+            format!("unknown dimension {d:?}; known: {}", names.join(", ")),
+        )
+    })?;
+    let op = match o {
+        "is" => Op::Is,
+        "is_not" => Op::IsNot,
+        "contains" => Op::Contains,
+        _ => {
+            return Err(bad(
+                "filter",
+                format!("unknown operator {o:?}; known: is, is_not, contains"),
+            ));
+        }
+    };
+    Ok(Filter {
+        dim,
+        op,
+        value: value.to_owned(),
+    })
+}
+
 /// `application/x-www-form-urlencoded` pairs, percent- and plus-decoded.
-fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded(q: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
         let b = s.as_bytes();
