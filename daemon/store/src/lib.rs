@@ -12,6 +12,7 @@
 mod append;
 pub mod backup;
 pub mod goals;
+pub mod live;
 mod migrate;
 mod prune;
 pub mod rollup;
@@ -189,6 +190,12 @@ impl Store {
         rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days)
     }
 
+    /// A reader for the dashboard's small queries (sites, realtime), on its
+    /// own connection to this database.
+    pub fn live(&self) -> Result<live::LiveStats, QueryError> {
+        Ok(live::LiveStats::new(self.conn.try_clone()?))
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -220,23 +227,7 @@ impl Store {
 
     /// All sites, ordered by id.
     pub fn sites(&self) -> Result<Vec<SiteRow>, QueryError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, hostname, array_to_string(aliases, ','), origin FROM sites ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let aliases: String = r.get(2)?;
-            Ok(SiteRow {
-                id: r.get(0)?,
-                hostname: r.get(1)?,
-                aliases: aliases
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                origin: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        live::read_sites(&self.conn, None)
     }
 
     /// Adds a site, or, for `origin = "config"`, updates the aliases of an existing
