@@ -1,8 +1,10 @@
 //! The HTTP edge of hitvault: every route, in one place, on axum/hyper.
 //!
 //! [`router`] builds the public service (tracker script, ingest endpoints,
-//! health and metrics) from an [`AppState`]; [`control_router`] builds the
-//! local control service served on `<data dir>/control.sock` for the CLI.
+//! health and metrics) from an [`AppState`]; [`stats_router`] the JSON stats
+//! API (with the realtime stream, [`realtime`]);
+//! [`control_router`] builds the local control service served on
+//! `<data dir>/control.sock` for the CLI.
 //! [`serve`] runs a router on a listener until a shutdown future resolves,
 //! then stops accepting and lets in-flight requests finish.
 //!
@@ -13,6 +15,7 @@
 pub mod goals_api;
 pub mod ingest;
 pub mod metrics;
+pub mod realtime;
 pub mod salt;
 pub mod stats_api;
 pub mod tracker;
@@ -30,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use control::{AdminError, Maintenance, SiteAdmin, SiteInfo, control_router, takeout_router};
 pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
 pub use goals_api::{DefAdmin, goals_router};
+pub use realtime::{Commits, RealtimeState};
 pub use routes::router;
 pub use stats_api::{StatsState, stats_router};
 
