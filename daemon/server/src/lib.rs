@@ -2,7 +2,7 @@
 //!
 //! [`router`] builds the public service (tracker script, ingest endpoints,
 //! health and metrics) from an [`AppState`]; [`stats_router`] the JSON stats
-//! API (with the realtime stream, [`realtime`]);
+//! API; [`dashboard_router`] the dashboard pages and the realtime stream;
 //! [`control_router`] builds the local control service served on
 //! `<data dir>/control.sock` for the CLI.
 //! [`serve`] runs a router on a listener until a shutdown future resolves,
@@ -12,6 +12,7 @@
 //! they never touch the queue's files or DuckDB directly. Nothing here makes an
 //! outbound connection.
 
+pub mod dashboard;
 pub mod goals_api;
 pub mod ingest;
 pub mod metrics;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use control::{AdminError, Maintenance, SiteAdmin, SiteInfo, control_router, takeout_router};
+pub use dashboard::{DashboardState, dashboard_router};
 pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
 pub use goals_api::{DefAdmin, goals_router};
 pub use realtime::{Commits, RealtimeState};

@@ -1,0 +1,579 @@
+//! The dashboard: server-rendered HTML pages with SVG charts, served by the
+//! daemon itself, every asset embedded in the binary.
+//!
+//! Routes (all `GET`, all behind [`gate`]):
+//!
+//! | path | page |
+//! | --- | --- |
+//! | `/`, `/sites` | every site with its last 30 days |
+//! | `/sites/{site}` | overview: KPIs with comparison, chart, every breakdown panel |
+//! | `/sites/{site}/realtime` | the last 30 minutes, updated over `/api/v1/stats/realtime` |
+//! | `/sites/{site}/settings` | the tracker snippet to copy |
+//! | `/sites/{site}/export.csv?panel=…` | a panel (`page`, `source`, …), `series` or `kpis` as CSV |
+//! | `/assets/{name}` | the embedded stylesheet, script and icon |
+//!
+//! The URL holds a view's whole state (see [`view`]). The pages work without
+//! JavaScript; `assets/dashboard.js` adds the range form's behaviour, chart
+//! tooltips, live numbers and copying.
+//!
+//! Access: [`gate`] is the one check in front of every dashboard route. Until
+//! accounts exist it refuses everything (403, saying why) when the daemon
+//! listens on an address other machines can reach, and otherwise admits
+//! what the stats API's [`authorize`] admits (loopback clients). Every answer
+//! carries a Content-Security-Policy without `'unsafe-inline'`: no page has
+//! an inline script, a `<style>` element or a `style` attribute.
+//!
+//! New site pages (goals, funnels, events) add a route here, a renderer in
+//! [`pages`] and an entry in [`html::SITE_NAV`].
+
+mod assets;
+mod chart;
+mod csv;
+mod html;
+mod pages;
+mod view;
+
+use std::net::SocketAddr;
+use std::sync::MutexGuard;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hitvault_store::SiteRow;
+use hitvault_store::stats::{Dim, PANELS, Stats, StatsError, Window};
+use jiff::Timestamp;
+
+use crate::realtime::{RealtimeState, TOP_ROWS, realtime_router};
+use crate::stats_api::{BadParam, StatsState, authorize};
+use view::View;
+
+/// Rows of each panel on the overview.
+pub const PANEL_ROWS: usize = 10;
+/// Rows of a panel's CSV download.
+pub const EXPORT_ROWS: usize = 1000;
+
+/// The policy of every dashboard answer: same-origin scripts, styles,
+/// images and connections only; no inline code; no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// What the dashboard reads from.
+#[derive(Clone)]
+pub struct DashboardState {
+    pub stats: StatsState,
+    pub realtime: RealtimeState,
+    /// The address the daemon listens on: decides whether the dashboard is served.
+    pub listen: SocketAddr,
+}
+
+/// Whether the dashboard may be served on `listen` before accounts exist:
+/// only on a loopback address, which other machines cannot reach.
+pub fn served_on(listen: &SocketAddr) -> bool {
+    listen.ip().to_canonical().is_loopback()
+}
+
+/// The dashboard's routes, plus the realtime stream it uses.
+pub fn dashboard_router(state: DashboardState) -> Router {
+    let listen = state.listen;
+    let pages = Router::new()
+        .route("/", get(sites))
+        .route("/sites", get(sites))
+        .route("/sites/{site}", get(overview))
+        .route("/sites/{site}/realtime", get(realtime))
+        .route("/sites/{site}/settings", get(settings))
+        .route("/sites/{site}/export.csv", get(export))
+        .route("/assets/{name}", get(asset))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(listen, gate));
+    pages.merge(realtime_router(state.realtime))
+}
+
+/// The one access check of the dashboard (see the module doc), and the
+/// security headers of every answer.
+async fn gate(
+    State(listen): State<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut r = if !served_on(&listen) {
+        refused_on(&listen)
+    } else if authorize(&peer).is_err() {
+        html(
+            StatusCode::FORBIDDEN,
+            html::message_page(
+                "Not available from this address",
+                "Until accounts exist, the dashboard is served only to clients on this machine \
+                 (loopback addresses). Open it on the server itself, or through an SSH tunnel: \
+                 ssh -L 8080:127.0.0.1:8080 <server>.",
+            ),
+        )
+    } else {
+        next.run(req).await
+    };
+    let h = r.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// Why the dashboard is off on this listen address, as logged at start.
+pub fn refusal_reason(listen: &SocketAddr) -> String {
+    format!(
+        "the dashboard is not served: hitvault listens on {listen}, an address other machines \
+         can reach, and accounts (sign-in) do not exist yet. Listen on a loopback address \
+         (listen = \"127.0.0.1:8080\") and reach the dashboard through an SSH tunnel \
+         (ssh -L 8080:127.0.0.1:8080 <server>). Ingest and the tracker work on any address."
+    )
+}
+
+fn refused_on(listen: &SocketAddr) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        html::message_page(
+            "Dashboard not served on this address",
+            &format!("Refused: {}", refusal_reason(listen)),
+        ),
+    )
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn bad_request(e: BadParam) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        html::message_page(
+            "Bad request",
+            &format!("Parameter {:?}: {}", e.parameter, e.message),
+        ),
+    )
+}
+
+fn failed(what: &str, e: &str) -> Response {
+    tracing::error!(error = %e, "dashboard: {what} failed");
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        html::message_page(
+            "Something went wrong",
+            &format!("{what} failed; the daemon's log says why."),
+        ),
+    )
+}
+
+fn no_site(name: &str) -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        html::message_page("No such site", &format!("There is no site named {name:?}.")),
+    )
+}
+
+/// The site named in the path (hostname or alias), or the answer to give.
+async fn find_site(state: &DashboardState, name: &str) -> Result<SiteRow, Response> {
+    let lookup = name.to_owned();
+    match state.realtime.read(move |l| l.site(&lookup)).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(no_site(name)),
+        Err(e) => Err(failed("reading the sites", &e)),
+    }
+}
+
+/// Any free stats reader; waits on the first when all are busy.
+fn reader(state: &StatsState) -> Option<MutexGuard<'_, Stats>> {
+    state
+        .readers
+        .iter()
+        .find_map(|m| m.try_lock().ok())
+        .or_else(|| {
+            state
+                .readers
+                .first()
+                .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+}
+
+/// Runs a stats query on a blocking thread.
+async fn query<T: Send + 'static>(
+    state: &DashboardState,
+    f: impl FnOnce(&Stats) -> Result<T, StatsError> + Send + 'static,
+) -> Result<T, Response> {
+    let stats = state.stats.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let guard = reader(&stats).ok_or_else(|| "no stats reader is configured".to_owned());
+        guard.map(|g| f(&g))
+    })
+    .await;
+    match done {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e @ (StatsError::TooLong | StatsError::Inverted)))) => {
+            Err(bad_request(crate::stats_api::bad("from", e.to_string())))
+        }
+        Ok(Ok(Err(e))) => Err(failed("the stats query", &e.to_string())),
+        Ok(Err(e)) => Err(failed("the stats query", &e)),
+        Err(e) => Err(failed("the stats query", &e.to_string())),
+    }
+}
+
+fn window(site: &SiteRow, v: &View) -> (Window, Window) {
+    let w = Window {
+        site_id: site.id,
+        from: v.from,
+        to: v.to,
+        tz: v.tz.clone(),
+    };
+    let prev = Window {
+        from: v.prev_from,
+        to: v.from,
+        ..w.clone()
+    };
+    (w, prev)
+}
+
+async fn sites(State(state): State<DashboardState>) -> Response {
+    let now = Timestamp::now();
+    match state.realtime.read(move |l| l.sites(now)).await {
+        Ok(list) => html(StatusCode::OK, pages::sites(&list)),
+        Err(e) => failed("reading the sites", &e),
+    }
+}
+
+async fn overview(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let now = Timestamp::now();
+    let v = match View::parse(q.as_deref(), now, &[]) {
+        Ok((v, _)) => v,
+        Err(e) => return bad_request(e),
+    };
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let id = site.id;
+    let live = match state.realtime.read(move |l| l.live_visitors(id, now)).await {
+        Ok(n) => n,
+        Err(e) => return failed("reading live visitors", &e),
+    };
+    let (w, prev) = window(&site, &v);
+    let (filters, interval) = (v.filters.clone(), v.interval);
+    let o = match query(&state, move |s| {
+        s.overview(&w, &prev, &filters, interval, &PANELS, PANEL_ROWS)
+    })
+    .await
+    {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    html(StatusCode::OK, pages::overview(&site, &v, &o, live))
+}
+
+async fn realtime(State(state): State<DashboardState>, Path(name): Path<String>) -> Response {
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (id, now) = (site.id, Timestamp::now());
+    match state
+        .realtime
+        .read(move |l| l.realtime(id, now, TOP_ROWS))
+        .await
+    {
+        Ok(r) => html(StatusCode::OK, pages::realtime(&site, &r, now)),
+        Err(e) => failed("reading the realtime numbers", &e),
+    }
+}
+
+/// `scheme://host` the browser used, for the snippet.
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("127.0.0.1:8080");
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    format!("{}://{host}", if https { "https" } else { "http" })
+}
+
+async fn settings(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match find_site(&state, &name).await {
+        Ok(site) => html(StatusCode::OK, pages::settings(&site, &origin(&headers))),
+        Err(r) => r,
+    }
+}
+
+/// What an export covers.
+enum Panel {
+    Kpis,
+    Series,
+    Breakdown(Dim),
+}
+
+async fn export(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (v, rest) = match View::parse(q.as_deref(), Timestamp::now(), &["panel"]) {
+        Ok(x) => x,
+        Err(e) => return bad_request(e),
+    };
+    let panel_name = rest.last().map(|(_, p)| p.as_str()).unwrap_or("");
+    let panel = match panel_name {
+        "kpis" => Panel::Kpis,
+        "series" => Panel::Series,
+        other => match Dim::parse(other) {
+            Some(d) => Panel::Breakdown(d),
+            None => {
+                let dims: Vec<&str> = Dim::ALL.iter().map(|(_, n)| *n).collect();
+                return bad_request(crate::stats_api::bad(
+                    "panel",
+                    format!(
+                        "{other:?} is not kpis, series or a dimension ({})",
+                        dims.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (w, prev) = window(&site, &v);
+    let (filters, interval) = (v.filters.clone(), v.interval);
+    let body = match panel {
+        Panel::Kpis => query(&state, move |s| {
+            Ok((s.kpis(&w, &filters)?, s.kpis(&prev, &filters)?))
+        })
+        .await
+        .map(|(k, p)| {
+            let row = |m: &str, a: String, b: String| vec![csv::field(m), a, b];
+            csv::file(
+                &["metric", "value", "previous"],
+                [
+                    row("visitors", k.visitors.to_string(), p.visitors.to_string()),
+                    row(
+                        "pageviews",
+                        k.pageviews.to_string(),
+                        p.pageviews.to_string(),
+                    ),
+                    row("visits", k.sessions.to_string(), p.sessions.to_string()),
+                    row("bounces", k.bounces.to_string(), p.bounces.to_string()),
+                    row(
+                        "bounce_rate",
+                        csv::share(k.bounce_rate),
+                        csv::share(p.bounce_rate),
+                    ),
+                    row(
+                        "avg_visit_duration_s",
+                        format!("{:.1}", k.avg_duration_s),
+                        format!("{:.1}", p.avg_duration_s),
+                    ),
+                    row(
+                        "views_per_visit",
+                        format!("{:.2}", k.views_per_visit),
+                        format!("{:.2}", p.views_per_visit),
+                    ),
+                    row("events", k.events.to_string(), p.events.to_string()),
+                ],
+            )
+        }),
+        Panel::Series => query(&state, move |s| s.timeseries(&w, &filters, interval))
+            .await
+            .map(|series| {
+                csv::file(
+                    &["start", "visitors", "pageviews", "visits"],
+                    series.iter().map(|p| {
+                        vec![
+                            p.start.clone(),
+                            p.visitors.to_string(),
+                            p.pageviews.to_string(),
+                            p.sessions.to_string(),
+                        ]
+                    }),
+                )
+            }),
+        Panel::Breakdown(dim) => {
+            query(&state, move |s| s.breakdown(&w, &filters, dim, EXPORT_ROWS))
+                .await
+                .map(|rows| {
+                    let count = pages::count_title(dim).to_ascii_lowercase();
+                    csv::file(
+                        &[dim.name(), "visitors", &count, "share"],
+                        rows.iter().map(|r| {
+                            vec![
+                                csv::text_field(r.value.as_deref().unwrap_or("")),
+                                r.visitors.to_string(),
+                                r.count.to_string(),
+                                csv::share(r.share),
+                            ]
+                        }),
+                    )
+                })
+        }
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let file = format!(
+        "{}-{}-{}-{}.csv",
+        safe(&site.hostname),
+        safe(panel_name),
+        v.first_day,
+        v.last_day
+    );
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_DISPOSITION, disposition);
+    r
+}
+
+async fn asset(Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let (Some((media, bytes)), Some(version)) = (assets::get(&name), assets::version(&name)) else {
+        return html(
+            StatusCode::NOT_FOUND,
+            html::message_page("Not found", "There is no such file."),
+        );
+    };
+    let etag = format!("\"{version}\"");
+    // A URL naming the current version never changes; others revalidate.
+    let cache = if q.as_deref() == Some(&format!("v={version}")) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let mut r = if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, media)], bytes).into_response()
+    };
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn through_gate(listen: &str, peer: &str) -> Response {
+        let app = Router::new()
+            .route("/sites", get(|| async { "the dashboard" }))
+            .layer(axum::middleware::from_fn_with_state(
+                listen.parse::<SocketAddr>().unwrap(),
+                gate,
+            ));
+        let mut req = Request::builder()
+            .uri("/sites")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        app.oneshot(req).await.unwrap()
+    }
+
+    async fn text(r: Response) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_gate_admits_loopback_clients_on_a_loopback_listener() {
+        let r = through_gate("127.0.0.1:8080", "127.0.0.1:5000").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(text(r).await, "the dashboard");
+    }
+
+    #[tokio::test]
+    async fn the_gate_refuses_other_clients() {
+        let r = through_gate("[::1]:8080", "192.168.1.9:5000").await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(text(r).await.contains("loopback"));
+    }
+
+    #[tokio::test]
+    async fn the_gate_refuses_everyone_on_a_reachable_listener() {
+        for listen in ["0.0.0.0:8080", "[::]:8080", "192.168.1.2:8080"] {
+            let r = through_gate(listen, "127.0.0.1:5000").await;
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{listen}");
+            assert!(r.headers().contains_key("content-security-policy"));
+            let body = text(r).await;
+            assert!(body.contains("accounts"), "{body}");
+            assert!(body.contains(listen), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_snippet_origin_comes_from_the_request() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("stats.lan:8080"));
+        assert_eq!(origin(&h), "http://stats.lan:8080");
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(origin(&h), "https://stats.lan:8080");
+        h.insert(header::HOST, HeaderValue::from_static("evil\"><x"));
+        assert_eq!(origin(&h), "https://127.0.0.1:8080");
+    }
+}
