@@ -335,6 +335,8 @@ fn drained_store(cfg: &Config) -> Result<Store, CliError> {
             sites: Default::default(),
             archive_dir: cfg.archive_dir(),
         },
+        // No daemon, so no realtime stream to tell.
+        on_commit: Box::new(|_| {}),
     });
     queue.close();
     finished

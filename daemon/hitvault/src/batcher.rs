@@ -133,6 +133,10 @@ pub type Heartbeat = Box<dyn FnMut() + Send>;
 /// Longest stretch the batcher waits for the queue without a heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 
+/// Called with every batch once it is committed (and visible to readers):
+/// the daemon tells the realtime streams which sites changed.
+pub type OnCommit = Box<dyn FnMut(&[(u64, Hit)]) + Send>;
+
 /// Opens the store again after DuckDB invalidated it.
 pub type Reopen = Box<dyn Fn() -> Result<Store, hitvault_store::OpenError> + Send>;
 
@@ -307,6 +311,7 @@ pub struct Parts {
     pub handle: BatcherHandle,
     pub heartbeat: Heartbeat,
     pub retention: Policy,
+    pub on_commit: OnCommit,
 }
 
 /// Runs until `handle.stop` is set and every durable record is committed,
@@ -322,6 +327,7 @@ pub fn run(parts: Parts) -> Finished {
         handle,
         mut heartbeat,
         retention,
+        mut on_commit,
     } = parts;
     let mut next_prune = Instant::now();
     let mut after = handle.committed.load(Ordering::Acquire);
@@ -444,6 +450,7 @@ pub fn run(parts: Parts) -> Finished {
         }
         after = last;
         handle.committed.store(after, Ordering::Release);
+        on_commit(&hits);
         if let Err(e) = queue.mark_committed(after) {
             tracing::warn!(error = %e, "could not free committed queue segments");
         }

@@ -349,6 +349,13 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             .collect::<Result<Vec<_>, _>>()
             .map_err(startup)?,
     );
+    // The dashboard's reader (sites, realtime numbers).
+    let live = store.live().map_err(startup)?;
+    // Committed batches tell the realtime streams which sites changed.
+    let commits = hitvault_server::Commits::default();
+    if !hitvault_server::dashboard::served_on(&local) {
+        tracing::warn!("{}", hitvault_server::dashboard::refusal_reason(&local));
+    }
     let declared = cfg.declared_sites();
     for (h, aliases) in &declared {
         store
@@ -462,6 +469,21 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             max_rows: cfg.batch_max_rows,
             max_wait: Duration::from_millis(cfg.batch_max_wait_ms),
         };
+        let on_commit: batcher::OnCommit = {
+            let commits = commits.clone();
+            Box::new(move |hits| {
+                if !commits.has_listeners() {
+                    return;
+                }
+                let mut sites: Vec<String> = Vec::new();
+                for (_, h) in hits {
+                    if !sites.contains(&h.site) {
+                        sites.push(h.site.clone());
+                    }
+                }
+                commits.publish(sites);
+            })
+        };
         std::thread::Builder::new()
             .name("hv-batcher".into())
             .spawn(move || {
@@ -475,6 +497,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
                     handle,
                     heartbeat,
                     retention,
+                    on_commit,
                 })
             })
             .map_err(startup)?
@@ -519,9 +542,15 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             let _ = tx.send(true);
         };
         tokio::spawn(signals);
+        let dashboard = hitvault_server::DashboardState {
+            stats: stats.clone(),
+            realtime: hitvault_server::RealtimeState::new(commits, live, rx.clone()),
+            listen: local,
+        };
         let app = hitvault_server::router(state)
             .merge(hitvault_server::stats_router(stats.clone()))
             .merge(hitvault_server::goals_router(stats, defs))
+            .merge(hitvault_server::dashboard_router(dashboard))
             .merge(hitvault_server::takeout_router(exporter));
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);
