@@ -130,6 +130,17 @@ impl Daemon {
         Daemon::spawn(Some(root), data_dir, env, &[])
     }
 
+    /// Starts `hitvault serve --listen <listen>` (e.g. `0.0.0.0:0`) with a fresh
+    /// data dir. The harness still talks to it over 127.0.0.1.
+    pub fn start_listening(listen: &str, env: &[(&str, &str)]) -> Daemon {
+        let root = tempfile::Builder::new()
+            .prefix("hitvault-test")
+            .tempdir()
+            .unwrap();
+        let data_dir = root.path().join("data");
+        Daemon::spawn_on(listen, Some(root), data_dir, env, &[])
+    }
+
     /// Starts the daemon through a wrapper command (e.g. `unshare ... sh -c '...'`):
     /// the wrapper is run with the binary and its arguments appended.
     pub fn start_wrapped(
@@ -148,6 +159,16 @@ impl Daemon {
     }
 
     fn spawn(
+        root: Option<tempfile::TempDir>,
+        data_dir: PathBuf,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        Daemon::spawn_on("127.0.0.1:0", root, data_dir, env, wrapper)
+    }
+
+    fn spawn_on(
+        listen: &str,
         root: Option<tempfile::TempDir>,
         data_dir: PathBuf,
         env: &[(&str, &str)],
@@ -195,7 +216,7 @@ impl Daemon {
         };
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(&data_dir);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HITVAULT_")) {
@@ -226,10 +247,12 @@ impl Daemon {
             }
             if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                break (
-                    v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
-                    v["pid"].as_i64().unwrap() as i32,
-                );
+                let mut addr = v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                // A daemon on every address is reached over loopback.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                break (addr, v["pid"].as_i64().unwrap() as i32);
             }
             assert!(
                 Instant::now() < deadline,
