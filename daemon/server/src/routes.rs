@@ -1,6 +1,7 @@
-//! All public routes, each with its handler. Ingest routes are open to any
-//! client (they are what browsers call); everything that reads data arrives
-//! with the dashboard and its authorization layer.
+//! The public ingest, tracker, health and metrics routes, each with its
+//! handler. Ingest routes are open to any client (they are what browsers
+//! call); the routes that read data are in `stats_api`, `realtime` and
+//! `dashboard`, each behind the one authorization check.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
