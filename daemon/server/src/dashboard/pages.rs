@@ -187,7 +187,7 @@ fn delta(now: f64, before: f64, higher_is_better: bool) -> String {
         return if now == 0.0 {
             "<p class=\"delta\">no change</p>".into()
         } else {
-            "<p class=\"delta\">none in the previous period</p>".into()
+            "<p class=\"delta\">none before</p>".into()
         };
     }
     let d = (now - before) / before;
@@ -202,7 +202,7 @@ fn delta(now: f64, before: f64, higher_is_better: bool) -> String {
     };
     format!(
         "<p class=\"delta {class}\"><span aria-hidden=\"true\">{}</span> {} \
-         <span class=\"sr-only\">{}</span> vs previous period</p>",
+         <span class=\"sr-only\">{}</span> vs before</p>",
         if up { "▲" } else { "▼" },
         percent(d.abs()),
         if up { "up" } else { "down" },
@@ -556,7 +556,7 @@ mod tests {
         assert!(delta(12.0, 10.0, true).contains("good"));
         assert!(delta(12.0, 10.0, true).contains("20%"));
         assert!(delta(0.6, 0.5, false).contains("bad"));
-        assert!(delta(5.0, 0.0, true).contains("none in the previous period"));
+        assert!(delta(5.0, 0.0, true).contains("none before"));
     }
 
     #[test]
