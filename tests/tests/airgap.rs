@@ -1,8 +1,9 @@
 //! The air gap and the seccomp policy, observed on the real daemon: it runs
 //! under `strace -f` (every system call of every thread, from exec to exit)
 //! through a workload (each ingest endpoint, a large batch, the tracker,
-//! metrics, a site added through the control socket, a load run by
-//! `hv-load`, the sd-notify watchdog, a graceful stop), then the trace is
+//! metrics, the dashboard's pages and an open realtime stream, a site added
+//! through the control socket, a load run by `hv-load`, the sd-notify
+//! watchdog, a graceful stop), then the trace is
 //! read:
 //! - no connect() to anything but the service manager's notify socket (and,
 //!   before confinement, glibc's nscd socket when it looks up `user`), no
@@ -15,6 +16,8 @@
 //! see an attempt in real strace output.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -86,6 +89,32 @@ fn the_daemon_connects_nowhere_and_calls_only_listed_syscalls_under_load() {
     for path in ["/hv.js", "/metrics", "/healthz", "/readyz"] {
         assert_eq!(d.get(path).unwrap().status, 200, "{path}");
     }
+    // The dashboard, and its realtime stream, kept open through the load.
+    for path in [
+        "/",
+        "/sites/site01.test",
+        "/sites/site01.test/realtime",
+        "/sites/site01.test/settings",
+        "/sites/site01.test/export.csv?panel=page",
+        "/assets/dashboard.js",
+        "/api/v1/stats/overview?site=site01.test",
+    ] {
+        assert_eq!(d.get(path).unwrap().status, 200, "{path}");
+    }
+    let mut stream = TcpStream::connect(d.addr).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/stats/realtime?site=site03.test HTTP/1.1\r\nHost: {}\r\n\r\n",
+        d.addr
+    )
+    .unwrap();
+    let mut head = [0u8; 1024];
+    let n = stream.read(&mut head).unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).contains("text/event-stream"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
     // A large batch: about 2 MiB of NDJSON, 5,000 hits.
     let line = format!(
         r#"{{"name":"pageview","url":"https://site03.test/p/{{}}/{}","user_agent":"{CHROME_UA}","ip":"192.0.2.7"}}"#,
@@ -145,7 +174,27 @@ fn the_daemon_connects_nowhere_and_calls_only_listed_syscalls_under_load() {
         }
     }
     assert!(watchdog, "no WATCHDOG=1 received");
+    // The stream saw the batch to site03.test commit; it ends with the daemon.
+    let mut seen = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let most = |seen: &[u8]| {
+        String::from_utf8_lossy(seen)
+            .split("\"pageviews\":")
+            .skip(1)
+            .filter_map(|v| v.split([',', '}']).next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    while most(&seen) < 5000 {
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
     let s = d.stop();
+    drop(stream);
     assert!(
         s.count("SELECT count(*) FROM hits") >= acked + 5002,
         "every acknowledged hit is stored"
