@@ -342,15 +342,16 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             }
         }
     }
+    // The reader of the dashboard's small queries (sites, live visitors, realtime).
+    let live = Arc::new(std::sync::Mutex::new(store.live().map_err(startup)?));
     // Readers for the stats API, each its own connection to the same database.
     let stats = hitvault_server::StatsState::new(
         (0..2)
             .map(|_| store.stats())
             .collect::<Result<Vec<_>, _>>()
             .map_err(startup)?,
+        live.clone(),
     );
-    // The dashboard's reader (sites, realtime numbers).
-    let live = store.live().map_err(startup)?;
     // Committed batches tell the realtime streams which sites changed.
     let commits = hitvault_server::Commits::default();
     if !hitvault_server::dashboard::served_on(&local) {

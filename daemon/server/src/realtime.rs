@@ -104,12 +104,16 @@ pub struct RealtimeState {
 }
 
 impl RealtimeState {
-    pub fn new(commits: Commits, live: LiveStats, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        commits: Commits,
+        live: Arc<Mutex<LiveStats>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         RealtimeState {
             commits,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             shutdown,
-            live: Arc::new(Mutex::new(live)),
+            live,
         }
     }
 

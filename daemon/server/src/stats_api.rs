@@ -2,7 +2,8 @@
 //! (`hitvault_store::stats`) as JSON.
 //!
 //! `GET /api/v1/stats/overview` answers one dashboard page: KPIs with the
-//! previous period of the same length and the deltas, the time series, and the
+//! previous period of the same length and the deltas, the live visitors (the
+//! last 5 minutes, whatever the range and filters), the time series, and the
 //! top rows of every breakdown panel. Parameters:
 //!
 //! | name | meaning | default |
@@ -28,6 +29,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hitvault_store::live::LiveStats;
 use hitvault_store::stats::{
     Dim, Filter, Interval, Kpis, Op, Overview, PANELS, Stats, StatsError, Window,
 };
@@ -39,12 +41,15 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 pub struct StatsState {
     pub readers: Arc<Vec<Mutex<Stats>>>,
+    /// The reader of live visitors (shared with the realtime streams).
+    pub live: Arc<Mutex<LiveStats>>,
 }
 
 impl StatsState {
-    pub fn new(readers: Vec<Stats>) -> StatsState {
+    pub fn new(readers: Vec<Stats>, live: Arc<Mutex<LiveStats>>) -> StatsState {
         StatsState {
             readers: Arc::new(readers.into_iter().map(Mutex::new).collect()),
+            live,
         }
     }
 }
@@ -351,10 +356,11 @@ fn delta(now: f64, before: f64) -> Value {
     }
 }
 
-fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview) -> Value {
+fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview, live: u64) -> Value {
     let (k, b) = (&o.kpis, &o.previous);
     json!({
         "site": p.site,
+        "live_visitors": live,
         "from": p.from.to_string(),
         "to": p.to.to_string(),
         "tz": p.tz.iana_name(),
@@ -449,10 +455,16 @@ async fn overview(
             to: p.from,
             ..w.clone()
         };
+        let live = state
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live_visitors(w.site_id, Timestamp::now())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let o = guard
             .overview(&w, &prev, &p.filters, p.interval, &PANELS, p.limit)
             .map_err(stats_error)?;
-        Ok(axum::Json(overview_json(&p, prev_from, &o)).into_response())
+        Ok(axum::Json(overview_json(&p, prev_from, &o, live)).into_response())
     })
     .await
 }
