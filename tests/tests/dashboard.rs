@@ -501,9 +501,14 @@ fn the_realtime_stream_pushes_fresh_numbers_as_batches_commit() {
     assert_eq!(event["top_pages"][0]["value"], "/live", "{event}");
     assert_eq!(event["top_pages"][0]["pageviews"], 2, "{event}");
     assert_eq!(event["per_minute"].as_array().unwrap().len(), 30);
-    // The overview's live tile counts them too.
+    // The overview's live tile counts them too, as does the JSON overview.
     let o = text(&d.get(&format!("/sites/{SITE}")).unwrap());
     assert_eq!(kpi(&o, "live"), "2");
+    let api = d
+        .get(&format!("/api/v1/stats/overview?site={SITE}"))
+        .unwrap()
+        .json();
+    assert_eq!(api["live_visitors"], 2, "{api}");
 
     // Batches every 150 ms for 3 s: events follow, at most one a second.
     let mut arrivals = Vec::new();
