@@ -1,5 +1,6 @@
 //! Harness for the black-box tests: starts the real `hitvault` binary on
-//! `127.0.0.1:0` with a fresh data directory, talks HTTP to it over plain
+//! `127.0.0.1:0` (or another address, [`Daemon::start_listening`]) with a
+//! fresh data directory, talks HTTP to it over plain
 //! sockets, stops it with signals, and reads the DuckDB file afterwards.
 //!
 //! The binary is the release build next to the test executable

@@ -510,12 +510,12 @@ fn the_realtime_stream_pushes_fresh_numbers_as_batches_commit() {
         .json();
     assert_eq!(api["live_visitors"], 2, "{api}");
 
-    // Batches every 150 ms for 3 s: events follow, at most one a second.
+    // Batches every 150 ms for 4.5 s: events follow, at most one a second.
     let mut arrivals = Vec::new();
     let writer = {
         let addr = d.addr;
         std::thread::spawn(move || {
-            for i in 0..20 {
+            for i in 0..30 {
                 let body = hit_at(
                     &format!("198.51.100.{}", 10 + i),
                     now_minus(1),
@@ -541,7 +541,7 @@ fn the_realtime_stream_pushes_fresh_numbers_as_batches_commit() {
     loop {
         let e = sse.next();
         arrivals.push(Instant::now());
-        if e["pageviews"] == 23 {
+        if e["pageviews"] == 33 {
             break;
         }
         assert!(arrivals.len() < 40, "the stream never caught up: {e}");
