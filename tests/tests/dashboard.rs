@@ -236,6 +236,7 @@ fn pages_csv_and_filters_show_the_stored_numbers() {
     ] {
         assert_eq!(kpi(&o, key), value, "KPI {key}");
     }
+    assert!(o.contains("2026-01-10, UTC; compared with the day before."));
     // Hourly for one day: 10:00 had visitors 1 and 2, four pageviews.
     assert!(
         o.contains("data-label=\"Jan 10, 2026 10:00\" data-visitors=\"2\" data-pageviews=\"4\""),

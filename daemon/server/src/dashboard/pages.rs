@@ -360,11 +360,17 @@ pub(crate) fn overview(site: &SiteRow, v: &View, o: &Overview, live: u64) -> Str
     );
     let _ = write!(
         m,
-        "<p class=\"status\">{} to {} ({}), compared with the {} days before.</p>",
-        v.first_day,
-        v.last_day,
+        "<p class=\"status\">{}, {}; compared with {}.</p>",
+        if v.first_day == v.last_day {
+            v.first_day.to_string()
+        } else {
+            format!("{} to {}", v.first_day, v.last_day)
+        },
         esc(v.tz_label()),
-        ((v.to.as_second() - v.from.as_second()) as f64 / 86_400.0).round()
+        match ((v.to.as_second() - v.from.as_second()) as f64 / 86_400.0).round() as i64 {
+            1 => "the day before".to_owned(),
+            n => format!("the {n} days before"),
+        }
     );
     m.push_str(&kpis(&site.hostname, &o.kpis, &o.previous, live));
     let _ = write!(
