@@ -263,7 +263,7 @@ fn goals_funnels_and_properties_over_http() {
 }
 
 /// Every route of the daemon, as (method, path template).
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("get", "/hv.js"),
     ("post", "/api/collect"),
     ("post", "/api/event"),
@@ -273,6 +273,7 @@ const ROUTES: [(&str, &str); 19] = [
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/api/v1/stats/overview"),
+    ("get", "/api/v1/stats/realtime"),
     ("get", "/api/v1/stats/goals"),
     ("get", "/api/v1/stats/funnel"),
     ("get", "/api/v1/stats/props"),
