@@ -361,7 +361,6 @@ mod tests {
         "personality",
         "seccomp",
         "memfd_create",
-        "kill",
         "tkill",
         "symlink",
         "symlinkat",
@@ -391,6 +390,18 @@ mod tests {
                 e.syscall
             );
             assert!(e.reason.len() >= 8, "{}: reason too short", e.syscall);
+        }
+        // kill only with signal 0, which delivers nothing.
+        let v: Value = serde_json::from_str(POLICY_JSON).unwrap();
+        for rule in v["allow"]["filter"].as_array().unwrap() {
+            if rule["syscall"] == "kill" {
+                assert_eq!(
+                    rule["args"],
+                    serde_json::json!([{ "index": 1, "type": "dword", "op": "eq", "val": 0,
+                                         "comment": "signal 0: an existence check" }]),
+                    "kill must be limited to signal 0"
+                );
+            }
         }
         let en = enosys().unwrap();
         assert_eq!(
@@ -476,6 +487,7 @@ mod tests {
             ("prot & PROT_EXEC == 0", 0, Some(libc::PROT_EXEC as u64)),
             ("PR_SET_NAME", libc::PR_SET_NAME as u64, None),
             ("new_limit == NULL", 0, None),
+            ("signal 0", 0, None),
         ];
         let v: Value = serde_json::from_str(POLICY_JSON).unwrap();
         let mut checked = 0;
