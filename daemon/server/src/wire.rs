@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 use crate::metrics::Refusal;
 
+mod fast;
+
 /// Every bound the ingest endpoints enforce.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -325,7 +327,20 @@ fn browser_fields(m: &Map<String, Value>, limits: &Limits) -> Result<BrowserHit,
 
 /// Parses the body of `POST /api/collect` or `POST /api/event` (our tracker's
 /// short keys and Plausible's long and short keys are the same parser).
+///
+/// Bodies as browsers send them take a borrowing fast path; anything it does
+/// not take (escapes, floats, duplicate keys, any refusal) goes through the
+/// general parser, which alone decides refusals.
 pub fn parse_browser(body: &[u8], limits: &Limits) -> Result<BrowserHit, WireError> {
+    if let Some(hit) = fast::browser(body, limits) {
+        return Ok(hit);
+    }
+    browser_fields(&parse_object(body)?, limits)
+}
+
+/// The general parser alone (the fast path's reference in tests).
+#[cfg(test)]
+fn parse_browser_general(body: &[u8], limits: &Limits) -> Result<BrowserHit, WireError> {
     browser_fields(&parse_object(body)?, limits)
 }
 
@@ -545,6 +560,74 @@ mod tests {
             parse_browser(body.as_bytes(), &lim()).unwrap_err().reason,
             Refusal::FieldTooLong
         );
+    }
+
+    /// Bodies the fast path must take (what the tracker and Plausible's script
+    /// send), and bodies it must leave to the general parser or refuse there.
+    #[test]
+    fn fast_path_takes_browser_bodies_and_agrees_with_the_general_parser() {
+        let taken: &[&str] = &[
+            r#"{"n":"pageview","u":"https://a.test/x?utm_source=n&b=1","d":"a.test","r":null,"w":1280,"l":"en-US"}"#,
+            r#"{"n":"Signup","u":"https://a.test/p","d":"a.test","r":"https://g.test/","w":390,"l":"de","p":{"plan":"pro","n":3,"b":true,"z":null,"a":-7}}"#,
+            r#"{"name":"pageview","url":"https://a.test/","domain":"a.test, b.test ,,","referrer":"","props":{}}"#,
+            " { \"n\" : \"x\" ,\r\n\t\"u\" : \"https://a.test/\" } ",
+            "{\"n\":\"caf\u{e9} \u{1f600}\",\"u\":\"https://a.test/\",\"w\":0,\"revenue\":{\"amount\":1,\"currency\":\"EUR\"}}",
+            r#"{"n":" spaced ","u":"https://a.test/","r":null,"referrer":"https://x.test/","screen_width":16384}"#,
+        ];
+        let left: &[&str] = &[
+            r#"{"n":"a\"b","u":"https://a.test/"}"#,
+            r#"{"n":"x","u":"https://a.test/\u00e9"}"#,
+            r#"{"n":"x","u":"https://a.test/","n":"y"}"#,
+            r#"{"n":"x","u":"https://a.test/","w":1280.0}"#,
+            r#"{"n":"x","u":"https://a.test/","w":1e3}"#,
+            r#"{"n":"x","u":"https://a.test/","w":-1}"#,
+            r#"{"n":"x","u":"https://a.test/","w":99999}"#,
+            r#"{"n":"x","u":"https://a.test/","w":01}"#,
+            r#"{"n":"x","u":"https://a.test/","p":{"k":-0}}"#,
+            r#"{"n":"x","u":"https://a.test/","p":{"k":"v","k":"w"}}"#,
+            r#"{"n":"x","u":"https://a.test/","p":"{\"plan\":\"pro\"}"}"#,
+            r#"{"n":"x","u":"https://a.test/","p":{"a":{"b":1}}}"#,
+            r#"{"n":"x","u":"https://a.test/","p":{"":"v"}}"#,
+            r#"{"n":"x","u":"https://a.test/","p":[1]}"#,
+            r#"{"n":"x","u":"https://a.test/",}"#,
+            r#"{"n":"x","u":"https://a.test/"} x"#,
+            r#"{"n":"x","u":"https://a.test/""#,
+            r#"{"n":"   ","u":"https://a.test/"}"#,
+            r#"{"n":5,"u":"https://a.test/"}"#,
+            r#"{"u":"https://a.test/"}"#,
+            r#"{"n":"x","u":"https://a.test/","r":5}"#,
+            r#"{"n":"x","u":"https://a.test/","l":truex}"#,
+            r#"{"n":"x","u":"https://a.test/","d":"a,b,c,d,e,f,g,h,i,j,k"}"#,
+            "{\"n\":\"x\u{1}\",\"u\":\"https://a.test/\"}",
+            "[1]",
+            "",
+            "\u{feff}{\"n\":\"x\",\"u\":\"https://a.test/\"}",
+        ];
+        let mut bodies: Vec<String> = taken.iter().chain(left).map(|s| s.to_string()).collect();
+        bodies.push(format!(
+            r#"{{"n":"x","u":"https://a.test/{}"}}"#,
+            "x".repeat(3000)
+        ));
+        bodies.push(format!(
+            r#"{{"n":"x","u":"https://a.test/","p":{{"k":"{}"}}}}"#,
+            "v".repeat(513)
+        ));
+        let many: Vec<String> = (0..31).map(|i| format!(r#""k{i}":"v""#)).collect();
+        bodies.push(format!(
+            r#"{{"n":"x","u":"https://a.test/","p":{{{}}}}}"#,
+            many.join(",")
+        ));
+        for (i, body) in bodies.iter().enumerate() {
+            let fast = fast::browser(body.as_bytes(), &lim());
+            let general = parse_browser_general(body.as_bytes(), &lim());
+            if i < taken.len() {
+                let h = fast.unwrap_or_else(|| panic!("fast path refused {body}"));
+                assert_eq!(Ok(h), general, "{body}");
+            } else {
+                assert_eq!(fast, None, "{body}");
+            }
+            assert_eq!(parse_browser(body.as_bytes(), &lim()), general, "{body}");
+        }
     }
 
     #[test]
