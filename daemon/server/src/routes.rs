@@ -4,6 +4,7 @@
 //! `dashboard`, each behind the one authorization check.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
@@ -21,7 +22,12 @@ use crate::tracker;
 use crate::wire::{self, WireError};
 
 /// The public service: tracker, ingest, health, metrics.
+///
+/// The state goes behind one `Arc`: axum clones it for every request, and
+/// one reference count is cheaper than the dozen in `AppState` and `Ingest`
+/// (each a cache line the HTTP threads would pass back and forth).
 pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/hv.js", get(script))
         .route("/api/collect", post(collect).options(preflight))
@@ -161,7 +167,7 @@ fn forwarded_for(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn browser_hit(
-    state: AppState,
+    state: Arc<AppState>,
     endpoint: Endpoint,
     peer: SocketAddr,
     headers: HeaderMap,
@@ -199,7 +205,7 @@ async fn browser_hit(
 /// The handlers take the request whole (not the `HeaderMap` extractor, which
 /// copies every header): this is the hottest path of the daemon.
 async fn collect(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
 ) -> Response {
@@ -209,7 +215,7 @@ async fn collect(
 
 /// `POST /api/event`: Plausible's Events API, so Plausible's script works unchanged.
 async fn event(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
 ) -> Response {
@@ -242,7 +248,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// `POST /api/ingest/batch`: server-side ingest with a bearer token.
 async fn batch(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
@@ -347,7 +353,7 @@ async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: the store is open, the batcher runs, and the queue has room.
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let g = (state.gauges)();
     let ready = state.ready.load(Ordering::Acquire);
     let code = if ready {
@@ -365,7 +371,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render((state.gauges)());
     (
         [(
