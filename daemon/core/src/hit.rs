@@ -110,6 +110,92 @@ impl Hit {
 
 const FORMAT_V1: u8 = 1;
 
+/// The five UTM fields of a [`HitRef`], borrowed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct UtmRef<'a> {
+    pub source: &'a str,
+    pub medium: &'a str,
+    pub campaign: &'a str,
+    pub term: &'a str,
+    pub content: &'a str,
+}
+
+/// A [`Hit`] whose texts borrow from a queue record (or from a `Hit`): what
+/// the batcher hands to the store, so that decoding a batch allocates no
+/// string per field. Same fields, same order, same encoding as `Hit`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct HitRef<'a> {
+    pub ts_ms: i64,
+    pub site: &'a str,
+    pub kind: Kind,
+    pub name: &'a str,
+    pub path: &'a str,
+    pub referrer: &'a str,
+    pub source: &'a str,
+    #[serde(borrow)]
+    pub utm: UtmRef<'a>,
+    pub browser: &'a str,
+    pub browser_version: &'a str,
+    pub os: &'a str,
+    pub os_version: &'a str,
+    pub device: Device,
+    pub country: &'a str,
+    pub language: &'a str,
+    pub screen_width: u16,
+    pub visitor: u64,
+    #[serde(borrow)]
+    pub props: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> HitRef<'a> {
+    /// Decodes a queue record written by [`Hit::encode`], borrowing its texts.
+    pub fn decode(bytes: &'a [u8]) -> Result<HitRef<'a>, DecodeError> {
+        match bytes.split_first() {
+            Some((&FORMAT_V1, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| DecodeError::Malformed(e.to_string()))
+            }
+            Some((&v, _)) => Err(DecodeError::UnknownFormat(v)),
+            None => Err(DecodeError::Malformed("empty record".into())),
+        }
+    }
+}
+
+impl Hit {
+    /// The hit as a [`HitRef`] borrowing its texts.
+    pub fn as_ref(&self) -> HitRef<'_> {
+        HitRef {
+            ts_ms: self.ts_ms,
+            site: &self.site,
+            kind: self.kind,
+            name: &self.name,
+            path: &self.path,
+            referrer: &self.referrer,
+            source: &self.source,
+            utm: UtmRef {
+                source: &self.utm.source,
+                medium: &self.utm.medium,
+                campaign: &self.utm.campaign,
+                term: &self.utm.term,
+                content: &self.utm.content,
+            },
+            browser: &self.browser,
+            browser_version: &self.browser_version,
+            os: &self.os,
+            os_version: &self.os_version,
+            device: self.device,
+            country: &self.country,
+            language: &self.language,
+            screen_width: self.screen_width,
+            visitor: self.visitor,
+            props: self
+                .props
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+}
+
 /// A queue record that is not a hit this version can read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -177,6 +263,24 @@ mod tests {
     fn encode_decode_round_trip() {
         let h = sample();
         assert_eq!(Hit::decode(&h.encode()).unwrap(), h);
+    }
+
+    #[test]
+    fn borrowed_decode_reads_the_same_record() {
+        let mut h = sample();
+        let bytes = h.encode();
+        assert_eq!(HitRef::decode(&bytes).unwrap(), h.as_ref());
+        h.props.clear();
+        h.utm = Utm::default();
+        let bytes = h.encode();
+        assert_eq!(HitRef::decode(&bytes).unwrap(), h.as_ref());
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(matches!(
+            HitRef::decode(&bad),
+            Err(DecodeError::UnknownFormat(9))
+        ));
+        assert!(HitRef::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

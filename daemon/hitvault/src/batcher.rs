@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use hitvault_core::Hit;
+use hitvault_core::HitRef;
 use hitvault_queue::Queue;
 use hitvault_server::metrics::Metrics;
 use hitvault_store::{ImportStats, Reader, RecordBatch, SiteRow, Store};
@@ -375,7 +375,7 @@ pub fn run(parts: Parts) -> Finished {
         let last = records.last().map(|r| r.0).expect("non-empty");
         let mut hits = Vec::with_capacity(records.len());
         for (seq, bytes) in &records {
-            match Hit::decode(bytes) {
+            match HitRef::decode(bytes) {
                 Ok(h) => hits.push((*seq, h)),
                 Err(e) => {
                     metrics.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +388,7 @@ pub fn run(parts: Parts) -> Finished {
         loop {
             heartbeat();
             let t = Instant::now();
-            match store.append(&hits, last) {
+            match store.append_refs(&hits, last) {
                 Ok(stats) => {
                     metrics
                         .batch_commit_seconds

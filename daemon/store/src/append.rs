@@ -9,7 +9,7 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use hitvault_core::Hit;
+use hitvault_core::{Hit, HitRef};
 
 use crate::{QueryError, Store};
 
@@ -102,6 +102,17 @@ impl Store {
         hits: &[(u64, Hit)],
         committed_seq: u64,
     ) -> Result<AppendStats, AppendError> {
+        let refs: Vec<(u64, HitRef<'_>)> = hits.iter().map(|(s, h)| (*s, h.as_ref())).collect();
+        self.append_refs(&refs, committed_seq)
+    }
+
+    /// [`Store::append`] for hits that borrow their texts (the batcher decodes
+    /// queue records into these without copying).
+    pub fn append_refs(
+        &mut self,
+        hits: &[(u64, HitRef<'_>)],
+        committed_seq: u64,
+    ) -> Result<AppendStats, AppendError> {
         let current = self.committed_seq()?;
         if committed_seq <= current {
             return Err(AppendError::Stale {
@@ -111,7 +122,7 @@ impl Store {
         }
         if hits
             .iter()
-            .any(|(_, h)| !self.site_ids.contains_key(&h.site))
+            .any(|(_, h)| !self.site_ids.contains_key(h.site))
         {
             self.refresh_sites()?;
         }
@@ -138,7 +149,7 @@ impl Store {
         let mut p_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
 
         for (seq, h) in hits {
-            let Some(&sid) = self.site_ids.get(&h.site) else {
+            let Some(&sid) = self.site_ids.get(h.site) else {
                 stats.unknown_site += 1;
                 continue;
             };
@@ -147,27 +158,27 @@ impl Store {
             site.append_value(sid);
             ts.append_value(micros);
             kind.append_value(h.kind as u8);
-            name.append_value(&h.name);
-            path.append_value(&h.path);
+            name.append_value(h.name);
+            path.append_value(h.path);
             let texts = [
-                &h.referrer,
-                &h.source,
-                &h.utm.source,
-                &h.utm.medium,
-                &h.utm.campaign,
-                &h.utm.term,
-                &h.utm.content,
-                &h.browser,
-                &h.browser_version,
-                &h.os,
-                &h.os_version,
+                h.referrer,
+                h.source,
+                h.utm.source,
+                h.utm.medium,
+                h.utm.campaign,
+                h.utm.term,
+                h.utm.content,
+                h.browser,
+                h.browser_version,
+                h.os,
+                h.os_version,
             ];
             for (b, v) in strs.iter_mut().zip(texts) {
                 opt(b, v);
             }
             device.append_value(h.device as u8);
-            opt(&mut country, &h.country);
-            opt(&mut language, &h.language);
+            opt(&mut country, h.country);
+            opt(&mut language, h.language);
             if h.screen_width == 0 {
                 width.append_null()
             } else {
