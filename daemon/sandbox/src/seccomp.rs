@@ -486,6 +486,12 @@ mod tests {
             ),
             ("prot & PROT_EXEC == 0", 0, Some(libc::PROT_EXEC as u64)),
             ("PR_SET_NAME", libc::PR_SET_NAME as u64, None),
+            (
+                "PR_SET_VMA_ANON_NAME",
+                libc::PR_SET_VMA_ANON_NAME as u64,
+                None,
+            ),
+            ("PR_SET_VMA", libc::PR_SET_VMA as u64, None),
             ("new_limit == NULL", 0, None),
             ("signal 0", 0, None),
         ];
