@@ -135,7 +135,7 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 
 /// Called with every batch once it is committed (and visible to readers):
 /// the daemon tells the realtime streams which sites changed.
-pub type OnCommit = Box<dyn FnMut(&[(u64, Hit)]) + Send>;
+pub type OnCommit = Box<dyn for<'a> FnMut(&[(u64, HitRef<'a>)]) + Send>;
 
 /// Opens the store again after DuckDB invalidated it.
 pub type Reopen = Box<dyn Fn() -> Result<Store, hitvault_store::OpenError> + Send>;

@@ -478,8 +478,8 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
                 }
                 let mut sites: Vec<String> = Vec::new();
                 for (_, h) in hits {
-                    if !sites.contains(&h.site) {
-                        sites.push(h.site.clone());
+                    if !sites.iter().any(|s| s == h.site) {
+                        sites.push(h.site.to_owned());
                     }
                 }
                 commits.publish(sites);
