@@ -337,6 +337,7 @@ fn drained_store(cfg: &Config) -> Result<Store, CliError> {
         },
         // No daemon, so no realtime stream to tell.
         on_commit: Box::new(|_| {}),
+        busy: batcher::Busy::default(),
     });
     queue.close();
     finished

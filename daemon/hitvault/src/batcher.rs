@@ -235,10 +235,14 @@ fn read_batch(
 /// How often the batcher looks for days whose stats rollups are missing or
 /// stale, when it is idle; under sustained ingest it looks at least every
 /// [`ROLLUP_BUSY_EVERY`]. Each turn builds at most [`ROLLUP_DAYS_PER_TURN`]
-/// (site, day) rollups, so ingest waits for one turn at most.
+/// (site, day) rollups and [`ROLLUP_HITS_PER_TURN`] hits, so ingest waits
+/// for one short turn at most.
 const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const ROLLUP_BUSY_EVERY: Duration = Duration::from_secs(300);
 const ROLLUP_DAYS_PER_TURN: usize = 31;
+/// At most this many hits are derived in one turn (but always one day), which
+/// bounds the memory and the pause a turn costs on a large store.
+const ROLLUP_HITS_PER_TURN: u64 = 50_000;
 
 /// When the batcher last refreshed the rollups, whether work was left, and
 /// how many site-days a turn may take: halved after a failure (a turn that
@@ -275,7 +279,7 @@ impl Rollups {
             return;
         }
         self.last = Instant::now();
-        match store.refresh_rollups(self.days) {
+        match store.refresh_rollups(self.days, ROLLUP_HITS_PER_TURN) {
             Ok(r) => {
                 self.more = r.more;
                 self.days = (self.days * 2).min(self.cap);
@@ -312,6 +316,34 @@ pub struct Parts {
     pub heartbeat: Heartbeat,
     pub retention: Policy,
     pub on_commit: OnCommit,
+    /// Exports in progress; rollups wait while there are any (see [`Busy`]).
+    pub busy: Busy,
+}
+
+/// Counts exports in progress. Building rollups is background work that
+/// competes for `store.memory_limit` with an export's scan; it waits until
+/// none is running, so an export's memory stays what it is alone.
+#[derive(Clone, Default)]
+pub struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    /// Marks one export as running until the guard is dropped.
+    pub fn enter(&self) -> BusyGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.0.clone())
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+}
+
+pub struct BusyGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Runs until `handle.stop` is set and every durable record is committed,
@@ -328,6 +360,7 @@ pub fn run(parts: Parts) -> Finished {
         mut heartbeat,
         retention,
         mut on_commit,
+        busy,
     } = parts;
     let mut next_prune = Instant::now();
     let mut after = handle.committed.load(Ordering::Acquire);
@@ -368,10 +401,14 @@ pub fn run(parts: Parts) -> Finished {
             if handle.stop.load(Ordering::Acquire) && queue.stats().last_seq <= after {
                 break;
             }
-            rollups.turn(&store, true);
+            if !busy.any() {
+                rollups.turn(&store, true);
+            }
             continue;
         }
-        rollups.turn(&store, false);
+        if !busy.any() {
+            rollups.turn(&store, false);
+        }
         let last = records.last().map(|r| r.0).expect("non-empty");
         let mut hits = Vec::with_capacity(records.len());
         for (seq, bytes) in &records {

@@ -423,9 +423,11 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         gauges,
     };
     let (ops_tx, ops_rx) = std::sync::mpsc::channel();
+    let busy = batcher::Busy::default();
     // Exports read on their own connections beside the batcher's.
-    let exporter: Arc<dyn hitvault_server::Exporter> =
-        Arc::new(crate::takeout::DaemonExporter::new(ops_tx.clone()));
+    let exporter: Arc<dyn hitvault_server::Exporter> = Arc::new(
+        crate::takeout::DaemonExporter::new(ops_tx.clone(), busy.clone()),
+    );
     let defs: Arc<dyn hitvault_server::DefAdmin> = Arc::new(DaemonDefs {
         ops: ops_tx.clone(),
     });
@@ -499,6 +501,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
                     heartbeat,
                     retention,
                     on_commit,
+                    busy,
                 })
             })
             .map_err(startup)?

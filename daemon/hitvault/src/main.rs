@@ -21,32 +21,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, Overrides};
 
-/// mimalloc instead of glibc malloc: an ingested hit allocates and frees a few
-/// dozen small buffers across threads, and glibc's arenas cost a measured
-/// share of the HTTP threads' CPU (README, Benchmarks).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-unsafe extern "C" {
-    /// mimalloc's option setter (`mi_option_set` in mimalloc.h).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// `mi_option_use_numa_nodes` in mimalloc.h.
-const MI_OPTION_USE_NUMA_NODES: std::ffi::c_int = 16;
-
-/// Tells mimalloc there is one NUMA node before any thread allocates. Left to
-/// itself it counts the nodes with `access("/sys/devices/system/node/nodeN")`
-/// and asks `getcpu` on every new segment when there are several: neither
-/// call is in the seccomp allow-list, so the first thread to need a segment
-/// after confinement would be killed. One node is also right for a daemon
-/// whose hot data fits in one socket's cache.
-fn tune_allocator() {
-    // SAFETY: sets a global option of the allocator linked above; called once
-    // at the start of main, before any other thread exists.
-    unsafe { mi_option_set(MI_OPTION_USE_NUMA_NODES, 1) };
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "hitvault",
@@ -196,7 +170,6 @@ fn init_logging(cfg: &Config) {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let flags = Overrides {

@@ -393,11 +393,12 @@ fn import_through_daemon(
 /// by the batcher from the store it has open, and closed when the export ends.
 pub struct DaemonExporter {
     ops: std::sync::mpsc::Sender<StoreOp>,
+    busy: crate::batcher::Busy,
 }
 
 impl DaemonExporter {
-    pub fn new(ops: std::sync::mpsc::Sender<StoreOp>) -> Self {
-        DaemonExporter { ops }
+    pub fn new(ops: std::sync::mpsc::Sender<StoreOp>, busy: crate::batcher::Busy) -> Self {
+        DaemonExporter { ops, busy }
     }
 
     fn conn(&self) -> Result<Reader, AdminError> {
@@ -460,6 +461,7 @@ impl Exporter for DaemonExporter {
 
     fn export(&self, q: ExportQuery, mut out: BodyWriter) -> Result<(), AdminError> {
         use std::io::Write;
+        let _running = self.busy.enter();
         let filter = filter_of(&q).map_err(AdminError::Invalid)?;
         let reader = self.conn()?;
         match &q.format {

@@ -185,9 +185,14 @@ impl Store {
     }
 
     /// Builds or rebuilds the stats rollups of up to `max_days` (site, day)
-    /// pairs before today (UTC) that lack a valid one; see [`rollup`].
-    pub fn refresh_rollups(&self, max_days: usize) -> Result<rollup::Refreshed, QueryError> {
-        rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days)
+    /// pairs before today (UTC) that lack a valid one, holding at most
+    /// `max_hits` hits together (but at least one day); see [`rollup`].
+    pub fn refresh_rollups(
+        &self,
+        max_days: usize,
+        max_hits: u64,
+    ) -> Result<rollup::Refreshed, QueryError> {
+        rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days, max_hits)
     }
 
     /// A reader for the dashboard's small queries (sites, realtime), on its

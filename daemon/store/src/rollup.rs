@@ -168,6 +168,7 @@ pub(crate) fn refresh(
     conn: &Connection,
     now: Timestamp,
     max_days: usize,
+    max_hits: u64,
 ) -> Result<Refreshed, QueryError> {
     let today = now.as_microsecond().div_euclid(DAY_US);
     let mut stmt = conn.prepare(&format!(
@@ -176,22 +177,32 @@ pub(crate) fn refresh(
                   sum(id)::HUGEINT AS s
            FROM hits WHERE ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ GROUP BY ALL
          )
-         SELECT coalesce(c.site_id, d.site_id), coalesce(c.day, d.day)
+         SELECT coalesce(c.site_id, d.site_id), coalesce(c.day, d.day), coalesce(c.n, 0)
          FROM c FULL OUTER JOIN rollup_days d ON c.site_id = d.site_id AND c.day = d.day
          WHERE d.hits IS DISTINCT FROM coalesce(c.n, 0)
             OR d.id_sum IS DISTINCT FROM coalesce(c.s, 0)
             OR d.version IS DISTINCT FROM {VERSION}
          ORDER BY 1, 2"
     ))?;
-    let stale: Vec<(u16, i32)> = stmt
-        .query_map([today * DAY_US], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let stale: Vec<(u16, i32, u64)> = stmt
+        .query_map([today * DAY_US], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     drop(stmt);
-    let more = stale.len() > max_days;
-    let stale = &stale[..stale.len().min(max_days)];
+    // Within both budgets, but always at least one day.
+    let mut take = 0;
+    let mut hits = 0u64;
+    while take < stale.len().min(max_days) {
+        hits += stale[take].2;
+        if take > 0 && hits > max_hits {
+            break;
+        }
+        take += 1;
+    }
+    let more = stale.len() > take;
+    let stale = &stale[..take];
     // Contiguous stretches per site.
     let mut runs: Vec<(u16, i32, i32)> = Vec::new();
-    for &(site, day) in stale {
+    for &(site, day, _) in stale {
         match runs.last_mut() {
             Some((s, _, last)) if *s == site && *last + 1 == day => *last = day,
             _ => runs.push((site, day, day)),

@@ -228,10 +228,14 @@ fn rollups_answer_what_the_raw_hits_answer() {
     // No rollups yet: every day is derived at query time.
     check_all(&st, id, "no rollups");
     // Build them all (every fixture day is before today).
-    let r = s.refresh_rollups(10_000).unwrap();
+    let r = s.refresh_rollups(10_000, u64::MAX).unwrap();
     assert_eq!((r.days, r.more), (8, false), "2026-03-26 .. 2026-04-02");
     assert!(count(&s, "SELECT count(*) FROM rollup_visitors") > 40);
-    assert_eq!(s.refresh_rollups(10_000).unwrap().days, 0, "nothing stale");
+    assert_eq!(
+        s.refresh_rollups(10_000, u64::MAX).unwrap().days,
+        0,
+        "nothing stale"
+    );
     check_all(&st, id, "rollups");
 }
 
@@ -240,7 +244,7 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
     let hits = fixture();
     let (_d, mut s, id) = store(&hits);
     let st = s.stats().unwrap();
-    s.refresh_rollups(10_000).unwrap();
+    s.refresh_rollups(10_000, u64::MAX).unwrap();
     let w = window(id, "2026-03-26T00:00:00Z", "2026-04-02T00:00:00Z", "UTC");
     let prev = window(id, "2026-03-19T00:00:00Z", "2026-03-26T00:00:00Z", "UTC");
     let before = st
@@ -263,7 +267,11 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
         .overview_raw(&w, &prev, &[], Interval::Day, &PANELS, 10)
         .unwrap();
     same(&after, &raw, "stale day");
-    assert_eq!(s.refresh_rollups(10_000).unwrap().days, 1, "only that day");
+    assert_eq!(
+        s.refresh_rollups(10_000, u64::MAX).unwrap().days,
+        1,
+        "only that day"
+    );
     same(
         &st.overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
             .unwrap(),
@@ -283,9 +291,9 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
         &raw,
         "deleted day",
     );
-    assert_eq!(s.refresh_rollups(10_000).unwrap().days, 1);
+    assert_eq!(s.refresh_rollups(10_000, u64::MAX).unwrap().days, 1);
     assert_eq!(
-        s.refresh_rollups(10_000).unwrap().days,
+        s.refresh_rollups(10_000, u64::MAX).unwrap().days,
         0,
         "an empty day stays built"
     );
@@ -299,7 +307,7 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
         &raw,
         "other version",
     );
-    assert_eq!(s.refresh_rollups(10_000).unwrap().days, 1);
+    assert_eq!(s.refresh_rollups(10_000, u64::MAX).unwrap().days, 1);
     assert_eq!(
         count(&s, "SELECT count(*) FROM rollup_values WHERE day = 20538"),
         0,
@@ -314,10 +322,13 @@ fn refresh_stays_within_its_budget_and_skips_today() {
     today.visitor = 7;
     hits.push(today);
     let (_d, s, _id) = store(&hits);
-    let r = s.refresh_rollups(3).unwrap();
+    let r = s.refresh_rollups(3, u64::MAX).unwrap();
     assert_eq!((r.days, r.more), (3, true));
-    let r = s.refresh_rollups(100).unwrap();
-    assert_eq!((r.days, r.more), (5, false), "today is never rolled up");
+    // The hit budget: one day at least, then only while within it.
+    let r = s.refresh_rollups(100, 1).unwrap();
+    assert_eq!((r.days, r.more), (1, true), "one day even over budget");
+    let r = s.refresh_rollups(100, u64::MAX).unwrap();
+    assert_eq!((r.days, r.more), (4, false), "today is never rolled up");
     assert_eq!(
         count(
             &s,
@@ -342,7 +353,7 @@ fn a_visitor_counts_once_per_utc_day() {
     let w = window(id, "2026-03-27T00:00:00Z", "2026-03-29T00:00:00Z", "UTC");
     let k = st.kpis(&w, &[]).unwrap();
     assert_eq!((k.visitors, k.sessions, k.bounces), (2, 2, 2));
-    s.refresh_rollups(100).unwrap();
+    s.refresh_rollups(100, u64::MAX).unwrap();
     let o = st
         .overview(&w, &w, &[], Interval::Day, &[Dim::Page], 10)
         .unwrap();

@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut built = 0;
     loop {
-        let r = store.refresh_rollups(1000)?;
+        let r = store.refresh_rollups(1000, u64::MAX)?;
         built += r.days;
         if !r.more {
             break;
