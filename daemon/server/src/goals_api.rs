@@ -34,7 +34,9 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use hitvault_store::QueryError;
 use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
+use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
 use crate::stats_api::{
@@ -273,10 +275,13 @@ async fn props(
     .await
 }
 
-async fn list_goals(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(site): Path<String>,
+/// Lists a site's goals or funnels as `{key: [...]}`.
+async fn list_defs(
+    st: GoalsState,
+    peer: SocketAddr,
+    site: String,
+    key: &'static str,
+    list: fn(&Stats, u16) -> Result<Vec<Value>, QueryError>,
 ) -> Response {
     if let Err(r) = authorize(&peer) {
         return r.into_response();
@@ -284,13 +289,19 @@ async fn list_goals(
     blocking(move || {
         let r = st.stats.reader()?;
         let id = site_id(&r, &site)?;
-        let goals = r
-            .goals_of(id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(
-            axum::Json(json!({ "goals": goals.iter().map(goal_json).collect::<Vec<_>>() }))
-                .into_response(),
-        )
+        let items = list(&r, id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(axum::Json(json!({ key: items })).into_response())
+    })
+    .await
+}
+
+async fn list_goals(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(site): Path<String>,
+) -> Response {
+    list_defs(st, peer, site, "goals", |r, id| {
+        Ok(r.goals_of(id)?.iter().map(goal_json).collect())
     })
     .await
 }
@@ -300,19 +311,8 @@ async fn list_funnels(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(site): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    blocking(move || {
-        let r = st.stats.reader()?;
-        let id = site_id(&r, &site)?;
-        let funnels = r
-            .funnels_of(id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(
-            axum::Json(json!({ "funnels": funnels.iter().map(funnel_json).collect::<Vec<_>>() }))
-                .into_response(),
-        )
+    list_defs(st, peer, site, "funnels", |r, id| {
+        Ok(r.funnels_of(id)?.iter().map(funnel_json).collect())
     })
     .await
 }
@@ -410,23 +410,35 @@ async fn add_funnel(
     .await
 }
 
-async fn delete_goal(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path((site, id)): Path<(String, u32)>,
+/// Removes a goal or a funnel with `remove`; 204, or 404 naming `what`.
+async fn delete_def(
+    st: GoalsState,
+    peer: SocketAddr,
+    site: String,
+    id: u32,
+    what: &'static str,
+    remove: fn(&dyn DefAdmin, u16, u32) -> Result<bool, DefError>,
 ) -> Response {
     if let Err(r) = authorize(&peer) {
         return r.into_response();
     }
     blocking(move || {
         let sid = site_id(&*st.stats.reader()?, &site)?;
-        Ok(match st.admin.delete_goal(sid, id) {
+        Ok(match remove(&*st.admin, sid, id) {
             Ok(true) => StatusCode::NO_CONTENT.into_response(),
-            Ok(false) => not_found(&format!("the site has no goal {id}")),
+            Ok(false) => not_found(&format!("the site has no {what} {id}")),
             Err(e) => def_error(e),
         })
     })
     .await
+}
+
+async fn delete_goal(
+    State(st): State<GoalsState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((site, id)): Path<(String, u32)>,
+) -> Response {
+    delete_def(st, peer, site, id, "goal", |a, s, i| a.delete_goal(s, i)).await
 }
 
 async fn delete_funnel(
@@ -434,16 +446,8 @@ async fn delete_funnel(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((site, id)): Path<(String, u32)>,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    blocking(move || {
-        let sid = site_id(&*st.stats.reader()?, &site)?;
-        Ok(match st.admin.delete_funnel(sid, id) {
-            Ok(true) => StatusCode::NO_CONTENT.into_response(),
-            Ok(false) => not_found(&format!("the site has no funnel {id}")),
-            Err(e) => def_error(e),
-        })
+    delete_def(st, peer, site, id, "funnel", |a, s, i| {
+        a.delete_funnel(s, i)
     })
     .await
 }
