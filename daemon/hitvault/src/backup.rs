@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use hitvault_queue::{Queue, QueueConfig};
 use hitvault_server::{AdminError, Maintenance, Prepared};
 use hitvault_store::{DB_FILE, Reader, SnapshotInfo, Store, StoreOptions};
+use hitvault_takeout::manifest::sha256_file;
+use hitvault_takeout::write::hex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -98,10 +100,6 @@ impl From<(&SnapshotInfo, u64)> for Described {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -127,22 +125,6 @@ fn copy_hashed(from: &mut dyn Read, to: &Path) -> std::io::Result<(u64, String)>
         n += k as u64;
     }
     f.sync_all()?;
-    Ok((n, hex(&h.finalize())))
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
     Ok((n, hex(&h.finalize())))
 }
 

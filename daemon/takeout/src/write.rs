@@ -258,7 +258,8 @@ impl Write for HashingFile {
     }
 }
 
-pub(crate) fn hex(b: &[u8]) -> String {
+/// Lower-case hexadecimal of `b` (SHA-256 sums in manifests).
+pub fn hex(b: &[u8]) -> String {
     use std::fmt::Write as _;
     b.iter()
         .fold(String::with_capacity(b.len() * 2), |mut s, x| {
