@@ -40,7 +40,7 @@ use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
 use crate::stats_api::{
-    ApiError, StatsState, authorize, bad, blocking, parse_params_with, site_id, stats_error,
+    ApiError, StatsState, admit, authorize, bad, blocking, site_id, stats_error,
 };
 
 /// Writes definitions; the daemon runs them on DuckDB's one writer.
@@ -127,12 +127,9 @@ async fn goal_stats(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    let p = match parse_params_with(query.as_deref(), &[]) {
+    let p = match admit(&peer, query.as_deref(), &[]) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(r) => return *r,
     };
     blocking(move || {
         let r = st.stats.reader()?;
@@ -180,12 +177,9 @@ async fn funnel_stats(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    let p = match parse_params_with(query.as_deref(), &["funnel", "step"]) {
+    let p = match admit(&peer, query.as_deref(), &["funnel", "step"]) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(r) => return *r,
     };
     blocking(move || {
         let r = st.stats.reader()?;
@@ -249,12 +243,9 @@ async fn props(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    let p = match parse_params_with(query.as_deref(), &["event", "key"]) {
+    let p = match admit(&peer, query.as_deref(), &["event", "key"]) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(r) => return *r,
     };
     blocking(move || {
         let r = st.stats.reader()?;

@@ -189,6 +189,7 @@ fn parse_instant(name: &str, v: &str, tz: &TimeZone) -> Result<Timestamp, BadPar
     }
 }
 
+#[cfg(test)]
 fn parse_params(query: Option<&str>) -> Result<Params, BadParam> {
     parse_params_with(query, &[])
 }
@@ -432,17 +433,25 @@ pub(crate) fn stats_error(e: StatsError) -> ApiError {
     }
 }
 
+/// The authorization check, then the common parameters and `extra` ones:
+/// what every stats route does first.
+pub(crate) fn admit(
+    peer: &SocketAddr,
+    query: Option<&str>,
+    extra: &[&str],
+) -> Result<Params, Box<Response>> {
+    authorize(peer).map_err(|r| Box::new(r.into_response()))?;
+    parse_params_with(query, extra).map_err(|e| Box::new(e.into_response()))
+}
+
 async fn overview(
     State(state): State<StatsState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
-    let p = match parse_params(query.as_deref()) {
+    let p = match admit(&peer, query.as_deref(), &[]) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(r) => return *r,
     };
     blocking(move || {
         let guard = state.reader()?;
