@@ -273,7 +273,7 @@ pub(crate) fn refresh(
 /// How a window is answered: whole UTC days from valid rollups, the rest
 /// from raw hits.
 struct Plan {
-    /// Days answered by rollups, as a SQL list.
+    /// Days answered by rollups, in order.
     rolled: Vec<i32>,
     /// UTC ranges (microseconds) derived from raw hits.
     raw: Vec<(i64, i64)>,
