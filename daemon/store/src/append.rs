@@ -128,6 +128,7 @@ impl Store {
         }
         let n = hits.len();
         let mut stats = AppendStats::default();
+        let mut min_ts = i64::MAX;
         let mut id = UInt64Builder::with_capacity(n);
         let mut site = UInt16Builder::with_capacity(n);
         let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -154,6 +155,7 @@ impl Store {
                 continue;
             };
             let micros = h.ts_ms.saturating_mul(1000);
+            min_ts = min_ts.min(micros);
             id.append_value(*seq);
             site.append_value(sid);
             ts.append_value(micros);
@@ -246,6 +248,9 @@ impl Store {
         if let Err(e) = result {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Err(e);
+        }
+        if stats.hits > 0 {
+            self.changes.added(min_ts);
         }
         Ok(stats)
     }

@@ -21,6 +21,8 @@ pub mod takeout;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use duckdb::{AccessMode, Config, Connection};
 
@@ -101,10 +103,44 @@ pub struct SiteRow {
     pub origin: String,
 }
 
+/// What the writer has changed, for the stats readers' caches (see
+/// [`rollup`]): counters that only grow, shared by a [`Store`] and the
+/// readers made from it. Every write to `hits` goes through the store and
+/// bumps them after its commit; a cache entry made before a bump is stale.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Bumped by every commit that adds or removes hits.
+    pub(crate) hits: AtomicU64,
+    /// Bumped by every commit that adds or removes hits dated before the
+    /// current UTC day (late or imported history, retention), and by every
+    /// rollup rebuild.
+    pub(crate) past: AtomicU64,
+}
+
+impl Changes {
+    /// After a commit that added hits dated from `min_ts_us` on.
+    pub(crate) fn added(&self, min_ts_us: i64) {
+        let today = jiff::Timestamp::now()
+            .as_microsecond()
+            .div_euclid(stats::DAY_US);
+        if min_ts_us.div_euclid(stats::DAY_US) < today {
+            self.past.fetch_add(1, Ordering::AcqRel);
+        }
+        self.hits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// After a commit that may have touched hits of any day.
+    pub(crate) fn any(&self) {
+        self.past.fetch_add(1, Ordering::AcqRel);
+        self.hits.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
 /// One connection to the database. Not `Sync`: the daemon's batcher thread owns it.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    changes: Arc<Changes>,
     /// hostname -> sites.id, refreshed when a hit names a site not yet seen.
     site_ids: HashMap<String, u16>,
 }
@@ -146,6 +182,7 @@ impl Store {
         let mut store = Store {
             conn,
             path,
+            changes: Arc::default(),
             site_ids: HashMap::new(),
         };
         store.refresh_sites().map_err(|e| match e {
@@ -175,13 +212,17 @@ impl Store {
         Ok(Store {
             conn,
             path,
+            changes: Arc::default(),
             site_ids: HashMap::new(),
         })
     }
 
     /// A reader for the stats engine, on its own connection to this database.
     pub fn stats(&self) -> Result<stats::Stats, QueryError> {
-        Ok(stats::Stats::new(self.conn.try_clone()?))
+        Ok(stats::Stats::new(
+            self.conn.try_clone()?,
+            self.changes.clone(),
+        ))
     }
 
     /// Builds or rebuilds the stats rollups of up to `max_days` (site, day)
@@ -192,7 +233,18 @@ impl Store {
         max_days: usize,
         max_hits: u64,
     ) -> Result<rollup::Refreshed, QueryError> {
-        rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days, max_hits)
+        let r = rollup::refresh(&self.conn, jiff::Timestamp::now(), max_days, max_hits);
+        if !matches!(r, Ok(rollup::Refreshed { days: 0, .. })) {
+            self.changes.any();
+        }
+        r
+    }
+
+    /// Tells the stats readers' caches that hits may have changed behind the
+    /// store's back (SQL run directly on the connection, in tests).
+    #[cfg(test)]
+    pub(crate) fn hits_changed(&self) {
+        self.changes.any();
     }
 
     /// A reader for the dashboard's small queries (sites, realtime), on its

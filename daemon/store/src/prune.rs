@@ -118,6 +118,7 @@ impl Store {
         match run() {
             Ok(()) => {
                 c.execute_batch("COMMIT")?;
+                self.changes.any();
                 Ok(())
             }
             Err(e) => {

@@ -32,18 +32,36 @@
 //! query fall back to the raw hits for that day until the batcher rebuilds
 //! it ([`refresh`]). Filtered queries always read the raw hits.
 //!
+//! # The readers' cache
+//!
+//! Each stats reader keeps, on its own connection, its last plans (which
+//! whole days have a valid rollup) and the tables it derived for the raw
+//! part of its last windows, so that a page reloaded or opened by a second
+//! person does not scan and derive the same hits again. The store counts
+//! its commits ([`crate::Changes`]): every write to `hits` (append, import,
+//! retention) and every rollup rebuild goes through the store, which bumps
+//! `past` when it touched a day before the current UTC day and `hits`
+//! always. A plan is reused while `past` is unchanged; a derived part that
+//! had ended before its UTC day began likewise, and one that reaches into
+//! the current day (today's hits) only while `hits` is unchanged, so live
+//! ingest re-derives it on the next request. The counters are read before
+//! the work they guard, so a commit in between only makes the entry stale.
+//!
 //! Quarter hours are the resolution: a time zone whose offset is not a whole
 //! number of quarter hours (none in use today) makes the overview use the raw
 //! hits.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
 use duckdb::{Connection, params_from_iter};
 use jiff::Timestamp;
 
-use crate::QueryError;
 use crate::stats::{
-    DAY_US, Dim, Interval, Kpis, Overview, Point, Row, Sql, StatsError, Window, bucket_bounds,
-    buckets, check_window, hits_in,
+    DAY_US, Dim, Interval, Kpis, Overview, Point, Row, Sql, Stats, StatsError, Window,
+    bucket_bounds, buckets, check_window, hits_in, session_numbers,
 };
+use crate::{Changes, QueryError};
 
 /// How rollups are derived. Raise it with any change to what [`derive`]
 /// computes: rollups of another version are neither used nor kept.
@@ -55,29 +73,34 @@ pub(crate) const SLOT_US: i64 = 900_000_000;
 const ALL_LO: u64 = u64::MAX;
 const ALL_HI: u64 = (1 << 32) - 1;
 
-/// The temporary tables a derivation fills (on the connection that runs it).
-const DERIVED: [&str; 5] = ["hv_rh", "hv_rs", "hv_rv", "hv_rq", "hv_rval"];
+/// The temporary tables a derivation fills (on the connection that runs
+/// it): two helpers, and the three results under the prefix it is given.
+const HELPERS: [&str; 2] = ["hv_rh", "hv_rs"];
+const RESULTS: [&str; 3] = ["rv", "rq", "rval"];
 
 /// Derives the rollup rows of `site_id`'s hits within `ranges` into the
-/// temporary tables `hv_rv`, `hv_rq` and `hv_rval` (and the helpers `hv_rh`,
-/// `hv_rs`), replacing earlier ones. False (and no tables but `hv_rh`) if
-/// the ranges hold no hits. Without `values`, `hv_rval` is left out (the
-/// KPIs do not need it).
+/// temporary tables `{out}_rv`, `{out}_rq` and `{out}_rval` (with the
+/// helpers `hv_rh` and `hv_rs`), replacing earlier ones. False (and no
+/// tables but `hv_rh`) if the ranges hold no hits. Without `values`,
+/// `{out}_rval` is left empty (the KPIs do not need it).
 fn derive(
     conn: &Connection,
     site_id: u16,
     ranges: &[(i64, i64)],
     values: bool,
+    out: &str,
 ) -> Result<bool, duckdb::Error> {
     if ranges.is_empty() {
         return Ok(false);
     }
+    // The hits without their session numbers (`w`): those are computed
+    // for `hv_rs` alone, on the few columns sessions need.
     let h = hits_in(site_id, ranges);
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE hv_rh AS WITH {} SELECT dn, v64, visitor, us, id, kind,
                name, path, referrer, source, utm_source, utm_medium, utm_campaign, utm_term,
-               utm_content, country, browser, os, device, language, screen_width, sess FROM h",
+               utm_content, country, browser, os, device, language, screen_width FROM w",
             h.text
         ),
         params_from_iter(h.params.iter()),
@@ -86,17 +109,19 @@ fn derive(
     if n == 0 {
         return Ok(false);
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE hv_rs AS
+           WITH {sessions}
            SELECT dn, visitor, sess, min(us) AS t0, max(us) - min(us) AS dur_us,
                   count(*) FILTER (WHERE kind = 0) AS pv,
                   count(*) FILTER (WHERE kind = 1) AS ev,
                   arg_min(path, us) FILTER (WHERE kind = 0) AS entry_page,
                   arg_max(path, us) FILTER (WHERE kind = 0) AS exit_page
-           FROM hv_rh GROUP BY dn, visitor, sess",
-    )?;
+           FROM hv_rh JOIN sn USING (id) GROUP BY dn, visitor, sess",
+        sessions = session_numbers("hv_rh"),
+    ))?;
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE hv_rv AS
+        "CREATE OR REPLACE TEMP TABLE {out}_rv AS
            SELECT dn AS day, v64 AS visitor,
                   bit_or(CASE WHEN q < 64 THEN 1::UBIGINT << q ELSE 0::UBIGINT END) AS q_lo,
                   bit_or(CASE WHEN q >= 64 THEN 1::UBIGINT << (q - 64) ELSE 0::UBIGINT END) AS q_hi
@@ -104,7 +129,7 @@ fn derive(
            GROUP BY dn, v64"
     ))?;
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE hv_rq AS
+        "CREATE OR REPLACE TEMP TABLE {out}_rq AS
            SELECT dn AS day, slot, sum(pv)::UBIGINT AS pageviews, sum(ev)::UBIGINT AS events,
                   sum(s)::UBIGINT AS sessions, sum(b)::UBIGINT AS bounces,
                   sum(d)::HUGEINT AS dur_us, sum(spv)::UBIGINT AS sess_pv
@@ -118,35 +143,56 @@ fn derive(
              FROM hv_rs GROUP BY dn, slot
            ) GROUP BY dn, slot"
     ))?;
-    let mut parts = Vec::new();
     if !values {
-        conn.execute_batch(
-            "CREATE OR REPLACE TEMP TABLE hv_rval AS SELECT * FROM rollup_values LIMIT 0",
-        )?;
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE {out}_rval AS SELECT * FROM rollup_values LIMIT 0"
+        ))?;
         return Ok(true);
     }
+    // Every dimension in one pass: each hit unnested into one (dim, value)
+    // row per dimension, counted per visitor first and then per value (a
+    // plain count is cheaper than count(DISTINCT), and one aggregate is
+    // cheaper than seventeen). Visitors are distinct per day (`v64` within
+    // `dn`); entry and exit pages count sessions.
+    let (mut hit_dims, mut sess_dims) = (Vec::new(), Vec::new());
     for (dim, name) in Dim::ALL {
-        let (from, filter, count) = match dim {
-            Dim::EntryPage | Dim::ExitPage => ("hv_rs", "", "count(*)"),
-            Dim::Event => ("hv_rh", "WHERE kind = 1", "count(*)"),
-            _ => ("hv_rh", "", "count(*) FILTER (WHERE kind = 0)"),
-        };
-        parts.push(format!(
-            "SELECT dn AS day, '{name}' AS dim, ({expr})::VARCHAR AS value,
-                    count(DISTINCT visitor)::UBIGINT AS visitors, {count}::UBIGINT AS count
-             FROM {from} {filter} GROUP BY dn, value",
-            expr = dim.expr(),
-        ));
+        let pair = format!("{{'d': '{name}', 'v': ({})::VARCHAR}}", dim.expr());
+        match dim {
+            Dim::EntryPage | Dim::ExitPage => sess_dims.push(pair),
+            Dim::Event => {}
+            _ => hit_dims.push(pair),
+        }
     }
     conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE hv_rval AS {}",
-        parts.join(" UNION ALL ")
+        "CREATE OR REPLACE TEMP TABLE {out}_rval AS
+           SELECT dn AS day, d AS dim, v AS value, count(*)::UBIGINT AS visitors,
+                  sum(c)::UBIGINT AS count
+           FROM (
+             SELECT dn, x.d AS d, x.v AS v, v64, count(*) FILTER (WHERE kind = 0) AS c
+             FROM (SELECT dn, v64, kind, unnest([{hit}]) AS x FROM hv_rh) GROUP BY ALL
+             UNION ALL
+             SELECT dn, 'event', ({event})::VARCHAR, v64, count(*)
+             FROM hv_rh WHERE kind = 1 GROUP BY ALL
+             UNION ALL
+             SELECT dn, x.d, x.v, visitor // 65536, count(*)
+             FROM (SELECT dn, visitor, unnest([{sess}]) AS x FROM hv_rs) GROUP BY ALL
+           ) GROUP BY dn, d, v",
+        hit = hit_dims.join(", "),
+        event = Dim::Event.expr(),
+        sess = sess_dims.join(", "),
     ))?;
     Ok(true)
 }
 
-fn drop_derived(conn: &Connection) {
-    for t in DERIVED {
+/// Drops the helpers of a derivation and its results under `out`.
+fn drop_derived(conn: &Connection, out: Option<&str>) {
+    for t in HELPERS {
+        let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {t}"));
+    }
+    for t in out
+        .into_iter()
+        .flat_map(|o| RESULTS.map(|r| format!("{o}_{r}")))
+    {
         let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {t}"));
     }
 }
@@ -223,7 +269,7 @@ pub(crate) fn refresh(
                 )?;
             }
             let range = (i64::from(*first) * DAY_US, (i64::from(*last) + 1) * DAY_US);
-            if derive(conn, *site, &[range], true)? {
+            if derive(conn, *site, &[range], true, "hv")? {
                 conn.execute(
                     "INSERT INTO rollup_visitors SELECT ?, day, visitor, q_lo, q_hi FROM hv_rv",
                     [site],
@@ -258,7 +304,7 @@ pub(crate) fn refresh(
             )?;
             conn.execute_batch("COMMIT")
         })();
-        drop_derived(conn);
+        drop_derived(conn, Some("hv"));
         if let Err(e) = run {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e.into());
@@ -279,53 +325,201 @@ struct Plan {
     raw: Vec<(i64, i64)>,
 }
 
-fn plan(conn: &Connection, w: &Window) -> Result<Plan, duckdb::Error> {
+/// The whole UTC days of `w`: `[first, end)` as day numbers.
+fn full_days(w: &Window) -> (i64, i64) {
     let (from, to) = (w.from.as_microsecond(), w.to.as_microsecond());
-    let first_full = from.div_euclid(DAY_US) + i64::from(from.rem_euclid(DAY_US) != 0);
-    let end_full = to.div_euclid(DAY_US);
-    let mut rolled = Vec::new();
-    if first_full < end_full {
-        // Bounds written into the text, so that DuckDB prunes by them.
-        let mut stmt = conn.prepare(&format!(
-            "SELECT d.day FROM rollup_days d
-             LEFT JOIN (SELECT epoch_us(ts) // {DAY_US} AS day, count(*) AS n,
-                               sum(id)::HUGEINT AS s
-                        FROM hits WHERE site_id = {site}
-                          AND ts >= make_timestamp({a}::BIGINT)::TIMESTAMPTZ
-                          AND ts < make_timestamp({b}::BIGINT)::TIMESTAMPTZ
-                        GROUP BY 1) c ON c.day = d.day
-             WHERE d.site_id = {site} AND d.day >= {first_full} AND d.day < {end_full}
-               AND d.version = {VERSION}
-               AND d.hits = coalesce(c.n, 0) AND d.id_sum = coalesce(c.s, 0)
-             ORDER BY 1",
-            site = w.site_id,
-            a = first_full * DAY_US,
-            b = end_full * DAY_US,
-        ))?;
-        rolled = stmt
-            .query_map([], |r| r.get::<_, i32>(0))?
-            .collect::<Result<_, _>>()?;
+    let first = from.div_euclid(DAY_US) + i64::from(from.rem_euclid(DAY_US) != 0);
+    (first, to.div_euclid(DAY_US))
+}
+
+/// The days of `[first_full, end_full)` whose rollup matches the site's
+/// hits, in order.
+fn rolled_days(
+    conn: &Connection,
+    site_id: u16,
+    first_full: i64,
+    end_full: i64,
+) -> Result<Vec<i32>, duckdb::Error> {
+    if first_full >= end_full {
+        return Ok(Vec::new());
     }
-    // Everything of [from, to) not covered by a rolled-up day.
-    let mut raw: Vec<(i64, i64)> = Vec::new();
-    let mut cur = from;
-    for &d in &rolled {
-        let (a, b) = (i64::from(d) * DAY_US, (i64::from(d) + 1) * DAY_US);
-        if cur < a {
-            raw.push((cur, a));
+    // Bounds written into the text, so that DuckDB prunes by them.
+    let mut stmt = conn.prepare(&format!(
+        "SELECT d.day FROM rollup_days d
+         LEFT JOIN (SELECT epoch_us(ts) // {DAY_US} AS day, count(*) AS n,
+                           sum(id)::HUGEINT AS s
+                    FROM hits WHERE site_id = {site_id}
+                      AND ts >= make_timestamp({a}::BIGINT)::TIMESTAMPTZ
+                      AND ts < make_timestamp({b}::BIGINT)::TIMESTAMPTZ
+                    GROUP BY 1) c ON c.day = d.day
+         WHERE d.site_id = {site_id} AND d.day >= {first_full} AND d.day < {end_full}
+           AND d.version = {VERSION}
+           AND d.hits = coalesce(c.n, 0) AND d.id_sum = coalesce(c.s, 0)
+         ORDER BY 1",
+        a = first_full * DAY_US,
+        b = end_full * DAY_US,
+    ))?;
+    stmt.query_map([], |r| r.get::<_, i32>(0))?
+        .collect::<Result<_, _>>()
+}
+
+impl Plan {
+    /// `w` cut into the `rolled` days and the ranges around them.
+    fn new(w: &Window, rolled: Vec<i32>) -> Plan {
+        let (from, to) = (w.from.as_microsecond(), w.to.as_microsecond());
+        let mut raw: Vec<(i64, i64)> = Vec::new();
+        let mut cur = from;
+        for &d in &rolled {
+            let (a, b) = (i64::from(d) * DAY_US, (i64::from(d) + 1) * DAY_US);
+            if cur < a {
+                raw.push((cur, a));
+            }
+            cur = b;
         }
-        cur = b;
+        if cur < to {
+            raw.push((cur, to));
+        }
+        Plan { rolled, raw }
     }
-    if cur < to {
-        raw.push((cur, to));
+}
+
+/// Plans `w`, reusing this reader's last plan of the same days while no
+/// past day has changed since.
+fn plan(st: &Stats, w: &Window) -> Result<Plan, duckdb::Error> {
+    let (first_full, end_full) = full_days(w);
+    let key = (w.site_id, first_full, end_full);
+    let seen = st.changes.past.load(Ordering::Acquire);
+    let mut cache = st.cache.borrow_mut();
+    let rolled = match cache.plans.get(&key) {
+        Some((at, rolled)) if *at == seen => rolled.clone(),
+        _ => {
+            let rolled = rolled_days(&st.conn, w.site_id, first_full, end_full)?;
+            if cache.plans.len() >= MAX_PLANS {
+                cache.plans.clear();
+            }
+            cache.plans.insert(key, (seen, rolled.clone()));
+            rolled
+        }
+    };
+    Ok(Plan::new(w, rolled))
+}
+
+/// A stats reader's cache: plans of whole days, and ranges derived from
+/// raw hits (as temporary tables on its connection). See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    /// (site, first day, end day) -> (`Changes::past` then, rolled days).
+    plans: HashMap<(u16, i64, i64), (u64, Vec<i32>)>,
+    /// Least recently used first.
+    ranges: Vec<Derived>,
+    /// Numbers the derived ranges' tables.
+    next: u64,
+}
+
+/// The raw ranges of one window, derived from raw hits together and kept.
+#[derive(Debug)]
+struct Derived {
+    site_id: u16,
+    ranges: Vec<(i64, i64)>,
+    values: bool,
+    /// The ranges ended before the UTC day they were derived on began: only
+    /// history can change them (`Changes::past`), not live hits.
+    closed: bool,
+    /// The guarding counter's value before it was derived.
+    seen: u64,
+    /// Prefix of its tables; `None` if the ranges held no hits.
+    tables: Option<String>,
+}
+
+/// Plans kept per reader (each a few days' numbers).
+const MAX_PLANS: usize = 64;
+/// Derived windows kept per reader (each a partial day or two of rollup rows).
+const MAX_RANGES: usize = 16;
+
+impl Cache {
+    pub(crate) fn clear(&mut self, conn: &Connection) {
+        self.plans.clear();
+        for d in self.ranges.drain(..) {
+            drop_derived(conn, d.tables.as_deref());
+        }
     }
-    Ok(Plan { rolled, raw })
+}
+
+impl Derived {
+    fn valid(&self, changes: &Changes) -> bool {
+        let counter = if self.closed {
+            &changes.past
+        } else {
+            &changes.hits
+        };
+        counter.load(Ordering::Acquire) == self.seen
+    }
+}
+
+/// The tables of `ranges` derived from `site_id`'s raw hits (with the panel
+/// values if `values`), from this reader's cache while nothing that could
+/// change them was committed since; `None` if the ranges hold no hits.
+fn derived(
+    st: &Stats,
+    site_id: u16,
+    ranges: &[(i64, i64)],
+    values: bool,
+) -> Result<Option<String>, duckdb::Error> {
+    if ranges.is_empty() {
+        return Ok(None);
+    }
+    let mut cache = st.cache.borrow_mut();
+    if let Some(i) = cache
+        .ranges
+        .iter()
+        .position(|d| d.site_id == site_id && d.ranges == ranges && (d.values || !values))
+    {
+        let d = cache.ranges.remove(i);
+        if d.valid(&st.changes) {
+            let tables = d.tables.clone();
+            cache.ranges.push(d);
+            return Ok(tables);
+        }
+        drop_derived(&st.conn, d.tables.as_deref());
+    }
+    let today = Timestamp::now().as_microsecond().div_euclid(DAY_US) * DAY_US;
+    let closed = ranges.iter().all(|r| r.1 <= today);
+    // Read before deriving: a commit during the derivation makes it stale.
+    let seen = if closed {
+        st.changes.past.load(Ordering::Acquire)
+    } else {
+        st.changes.hits.load(Ordering::Acquire)
+    };
+    let out = format!("hv_c{}", cache.next);
+    cache.next += 1;
+    let found = derive(&st.conn, site_id, ranges, values, &out);
+    drop_derived(&st.conn, None);
+    let tables = match found {
+        Ok(true) => Some(out),
+        Ok(false) => None,
+        Err(e) => {
+            drop_derived(&st.conn, Some(&out));
+            return Err(e);
+        }
+    };
+    cache.ranges.push(Derived {
+        site_id,
+        ranges: ranges.to_vec(),
+        values,
+        closed,
+        seen,
+        tables: tables.clone(),
+    });
+    while cache.ranges.len() > MAX_RANGES {
+        let old = cache.ranges.remove(0);
+        drop_derived(&st.conn, old.tables.as_deref());
+    }
+    Ok(tables)
 }
 
 /// The relations of a planned window as CTEs `av`, `aq`, `aval` over the
-/// rollups of the `rolled` days and, if `raw`, the temporary tables of the
-/// raw part.
-fn union_ctes(site_id: u16, p: &Plan, raw: bool) -> Sql {
+/// rollups of the `rolled` days and the derived tables (prefixes) `raw`.
+fn union_ctes(site_id: u16, p: &Plan, raw: &[String]) -> Sql {
     // Rolled-up days as ranges (they are mostly one stretch).
     let mut ranges: Vec<(i32, i32)> = Vec::new();
     for &d in &p.rolled {
@@ -344,15 +538,15 @@ fn union_ctes(site_id: u16, p: &Plan, raw: bool) -> Sql {
             .join(" OR ")
     };
     let pick = format!("site_id = {site_id} AND ({days})");
-    let (rv, rq, rval) = if raw {
-        (
-            "UNION ALL SELECT day, visitor, q_lo, q_hi FROM hv_rv",
-            "UNION ALL SELECT day, slot, pageviews, events, sessions, bounces, dur_us, sess_pv FROM hv_rq",
-            "UNION ALL SELECT day, dim, value, visitors, count FROM hv_rval",
-        )
-    } else {
-        ("", "", "")
-    };
+    let (mut rv, mut rq, mut rval) = (String::new(), String::new(), String::new());
+    for t in raw {
+        rv += &format!(" UNION ALL SELECT day, visitor, q_lo, q_hi FROM {t}_rv");
+        rq += &format!(
+            " UNION ALL SELECT day, slot, pageviews, events, sessions, bounces, dur_us, sess_pv \
+             FROM {t}_rq"
+        );
+        rval += &format!(" UNION ALL SELECT day, dim, value, visitors, count FROM {t}_rval");
+    }
     Sql {
         text: format!(
             "WITH av AS (
@@ -406,30 +600,27 @@ fn kpis(conn: &Connection, u: &Sql) -> Result<Kpis, duckdb::Error> {
 
 /// Plans `w`, derives its raw part, and runs `f` with the union CTEs.
 fn with_window<T>(
-    conn: &Connection,
+    st: &Stats,
     w: &Window,
     values: bool,
     f: impl FnOnce(&Sql) -> Result<T, StatsError>,
 ) -> Result<T, StatsError> {
     check_window(w)?;
-    let p = plan(conn, w)?;
+    let p = plan(st, w)?;
     tracing::debug!(rolled = p.rolled.len(), raw = ?p.raw, "stats window planned");
-    let result = derive(conn, w.site_id, &p.raw, values)
-        .map_err(StatsError::from)
-        .and_then(|raw| f(&union_ctes(w.site_id, &p, raw)));
-    drop_derived(conn);
-    result
+    let tables = derived(st, w.site_id, &p.raw, values)?;
+    f(&union_ctes(w.site_id, &p, tables.as_slice()))
 }
 
 /// The KPIs of an unfiltered window, from rollups where they are valid.
-pub(crate) fn kpis_unfiltered(conn: &Connection, w: &Window) -> Result<Kpis, StatsError> {
-    with_window(conn, w, false, |u| Ok(kpis(conn, u)?))
+pub(crate) fn kpis_unfiltered(st: &Stats, w: &Window) -> Result<Kpis, StatsError> {
+    with_window(st, w, false, |u| Ok(kpis(&st.conn, u)?))
 }
 
 /// [`crate::stats::Stats::overview`] without filters, from rollups where they
 /// are valid. `None` if the zone's bucket edges are not on quarter hours.
 pub(crate) fn overview_unfiltered(
-    conn: &Connection,
+    st: &Stats,
     w: &Window,
     prev: &Window,
     interval: Interval,
@@ -445,8 +636,9 @@ pub(crate) fn overview_unfiltered(
     }) {
         return Ok(None);
     }
-    let previous = kpis_unfiltered(conn, prev)?;
-    let current = with_window(conn, w, true, |u| {
+    let conn = &st.conn;
+    let previous = kpis_unfiltered(st, prev)?;
+    let current = with_window(st, w, true, |u| {
         let kpis = kpis(conn, u)?;
         let series = series(conn, u, &labels, &bounds)?;
         let breakdowns = breakdowns(conn, u, panels, limit, kpis.visitors)?;

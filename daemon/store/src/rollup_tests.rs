@@ -282,6 +282,8 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
     s.conn
         .execute_batch("DELETE FROM hits WHERE ts < TIMESTAMPTZ '2026-03-27 00:00:00+00'")
         .unwrap();
+    // (Behind the store's back, so the readers' caches are told by hand.)
+    s.hits_changed();
     let raw = st
         .overview_raw(&w, &prev, &[], Interval::Day, &PANELS, 10)
         .unwrap();
@@ -301,6 +303,7 @@ fn a_day_that_changes_is_read_raw_until_rebuilt() {
     s.conn
         .execute_batch("UPDATE rollup_days SET version = version + 1 WHERE day = 20540")
         .unwrap();
+    s.hits_changed();
     same(
         &st.overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
             .unwrap(),
@@ -359,4 +362,102 @@ fn a_visitor_counts_once_per_utc_day() {
         .unwrap();
     assert_eq!((o.kpis.visitors, o.kpis.sessions), (2, 2));
     assert_eq!(o.breakdowns[0].1[0].visitors, 2);
+}
+
+/// A hit of visitor `visitor` at `ts` on `path`.
+fn hit_at(ts: Timestamp, visitor: u64, path: &str) -> Hit {
+    let mut h = crate::tests::hit(SITE, ts.as_millisecond(), path);
+    h.visitor = visitor;
+    h
+}
+
+#[test]
+fn cached_ranges_and_plans_follow_every_change() {
+    let hits = fixture();
+    let (_d, mut s, id) = store(&hits);
+    let st = s.stats().unwrap();
+    s.refresh_rollups(10_000, u64::MAX).unwrap();
+    // Partial days at both ends (derived from raw hits, then cached).
+    let w = window(id, "2026-03-27T07:15:00Z", "2026-04-01T13:45:00Z", "UTC");
+    let prev = window(id, "2026-03-22T00:45:00Z", "2026-03-27T07:15:00Z", "UTC");
+    let raw = |st: &Stats| {
+        st.overview_raw(&w, &prev, &[], Interval::Day, &PANELS, 10)
+            .unwrap()
+    };
+    let first = st
+        .overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+        .unwrap();
+    same(&first, &raw(&st), "first");
+    let again = st
+        .overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+        .unwrap();
+    same(&again, &first, "from the cache");
+    // Late history inside the cached partial day at the window's end, and
+    // inside a rolled-up day: both are seen at once.
+    let mut seq = hits.len() as u64 + 1;
+    for (ts, v) in [
+        ("2026-04-01T09:00:00Z", 70_001),
+        ("2026-03-29T09:00:00Z", 70_002),
+    ] {
+        append(&mut s, &[hit_at(ts.parse().unwrap(), v, "/late")], seq);
+        seq += 1;
+        let o = st
+            .overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+            .unwrap();
+        same(&o, &raw(&st), ts);
+    }
+    let o = st
+        .overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+        .unwrap();
+    assert_eq!(o.kpis.visitors, first.kpis.visitors + 2);
+    // A window ending now: today's range changes with every live hit.
+    let now = Timestamp::now();
+    let live = Window {
+        site_id: id,
+        from: now
+            .checked_sub(jiff::SignedDuration::from_hours(48))
+            .unwrap(),
+        to: now
+            .checked_add(jiff::SignedDuration::from_hours(1))
+            .unwrap(),
+        tz: TimeZone::UTC,
+    };
+    let k0 = st
+        .overview(&live, &live, &[], Interval::Hour, &PANELS, 10)
+        .unwrap()
+        .kpis;
+    append(&mut s, &[hit_at(now, 70_003, "/live")], seq);
+    let o = st
+        .overview(&live, &live, &[], Interval::Hour, &PANELS, 10)
+        .unwrap();
+    assert_eq!(o.kpis.pageviews, k0.pageviews + 1, "a live hit is seen");
+    same(
+        &o,
+        &st.overview_raw(&live, &live, &[], Interval::Hour, &PANELS, 10)
+            .unwrap(),
+        "live",
+    );
+    // Retention deletes through the store: seen too.
+    let reader = s.reader().unwrap();
+    let before = "2026-03-30T00:00:00Z"
+        .parse::<Timestamp>()
+        .unwrap()
+        .as_microsecond();
+    let expired = reader.expired(SITE, before).unwrap();
+    assert!(expired.hits > 0);
+    s.delete_expired(SITE, before, &expired).unwrap();
+    same(
+        &st.overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+            .unwrap(),
+        &raw(&st),
+        "after retention",
+    );
+    // And a cleared cache gives the same answer.
+    st.clear_cache();
+    same(
+        &st.overview(&w, &prev, &[], Interval::Day, &PANELS, 10)
+            .unwrap(),
+        &raw(&st),
+        "cold",
+    );
 }

@@ -188,6 +188,7 @@ pub struct ImportStats {
 /// [`Importer::commit`], it rolls back.
 pub struct Importer<'a> {
     conn: &'a Connection,
+    changes: &'a crate::Changes,
     done: bool,
 }
 
@@ -214,6 +215,7 @@ impl Store {
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let imp = Importer {
             conn: &self.conn,
+            changes: &self.changes,
             done: false,
         };
         imp.conn.execute_batch(STAGING)?;
@@ -315,6 +317,9 @@ impl Importer<'_> {
              DROP TABLE _import_sites; COMMIT",
         )?;
         self.done = true;
+        if hits_added > 0 {
+            self.changes.any();
+        }
         Ok(ImportStats {
             sites_added,
             hits_added,
