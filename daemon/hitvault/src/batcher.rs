@@ -466,7 +466,8 @@ pub fn run(parts: Parts) -> Finished {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     if invalidated(&e) {
                         match reopen() {
-                            Ok(s) => {
+                            Ok(mut s) => {
+                                s.replace(&store);
                                 store = s;
                                 let c = store.committed_seq().unwrap_or(after);
                                 tracing::warn!(

@@ -240,6 +240,14 @@ impl Store {
         r
     }
 
+    /// Takes over `old`'s change counters, for a store reopened in its place:
+    /// the stats readers made from `old` keep hearing of every commit (and
+    /// forget what they cached, since anything may have changed meanwhile).
+    pub fn replace(&mut self, old: &Store) {
+        self.changes = old.changes.clone();
+        self.changes.any();
+    }
+
     /// Tells the stats readers' caches that hits may have changed behind the
     /// store's back (SQL run directly on the connection, in tests).
     #[cfg(test)]
