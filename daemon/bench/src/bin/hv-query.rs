@@ -39,6 +39,10 @@ struct Args {
     /// IANA time zone of the dashboard.
     #[arg(long, default_value = "Europe/Berlin")]
     tz: String,
+    /// Hits per rollup-building turn (the daemon's are far smaller; a turn
+    /// derives its days in one go, so this bounds the memory it needs).
+    #[arg(long, default_value_t = 2_000_000)]
+    rollup_hits: u64,
     /// DuckDB worker threads (the daemon's `store.threads`).
     #[arg(long, default_value_t = StoreOptions::default().threads)]
     threads: u16,
@@ -65,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut built = 0;
     loop {
-        let r = store.refresh_rollups(1000, u64::MAX)?;
+        let r = store.refresh_rollups(1000, a.rollup_hits)?;
         built += r.days;
         if !r.more {
             break;
