@@ -748,6 +748,79 @@ fn the_dashboard_in_headless_chromium() -> TestResult {
     assert_eq!(first_page, "/live");
     assert_clean_page(&browser, &origin)?;
     browser.screenshot_png(&artefact("dashboard-realtime.png"))?;
+
+    // Settings: a goal and a funnel through the forms (a real same-origin
+    // POST from the browser passes the cross-site check).
+    browser.navigate(&d.url(&format!("/sites/{SITE}/settings")))?;
+    browser.execute(
+        "document.getElementById('goal-kind').value = 'event';
+         document.getElementById('goal-value').value = 'signup';
+         document.getElementById('goal-name').value = 'Signed up';",
+        &[],
+    )?;
+    browser.click(&browser.find_css("form[action$='/settings/goals'] button[type=submit]")?)?;
+    wait_until("the goal to be added", || {
+        Ok(browser.current_url()?.contains("done=goal_added"))
+    })?;
+    assert_clean_page(&browser, &origin)?;
+    browser.execute(
+        "document.getElementById('funnel-name').value = 'Pricing';
+         document.getElementById('step-kind-1').value = 'page';
+         document.getElementById('step-value-1').value = '/';
+         document.getElementById('step-kind-2').value = 'page';
+         document.getElementById('step-value-2').value = '/pricing';",
+        &[],
+    )?;
+    browser.click(&browser.find_css("form[action$='/settings/funnels'] button[type=submit]")?)?;
+    wait_until("the funnel to be added", || {
+        Ok(browser.current_url()?.contains("done=funnel_added"))
+    })?;
+    assert_clean_page(&browser, &origin)?;
+    browser.screenshot_png(&artefact("dashboard-settings.png"))?;
+
+    // The goals page for January: visitor 1 of 6 signed up.
+    let january = "period=custom&from=2026-01-01&to=2026-01-31";
+    browser.navigate(&d.url(&format!("/sites/{SITE}?{january}")))?;
+    browser.click(&browser.find_css(".site-nav a[href*='/goals']")?)?;
+    wait_until("the goals page", || {
+        Ok(browser.current_url()?.contains("/goals?"))
+    })?;
+    assert!(
+        browser.current_url()?.contains("from=2026-01-01"),
+        "the view is kept"
+    );
+    let goal = browser.execute(
+        "const r = document.querySelector('tr[data-goal]');
+         return [r.querySelector('[data-col=visitors]').textContent,
+                 r.querySelector('[data-col=rate]').textContent]",
+        &[],
+    )?;
+    assert_eq!(goal, json!(["1", "17%"]));
+    assert_clean_page(&browser, &origin)?;
+    browser.screenshot_png(&artefact("dashboard-goals.png"))?;
+
+    // The funnels page: of the 4 visitors who saw /, 1 went on to /pricing.
+    browser.navigate(&d.url(&format!("/sites/{SITE}/funnels?{january}")))?;
+    let steps = browser.execute(
+        "return [...document.querySelectorAll('.funnel-table tbody tr')].map(r =>
+           [r.querySelector('[data-col=visitors]').textContent,
+            r.querySelector('[data-col=share]').textContent,
+            r.querySelector('[data-col=dropoff]').textContent])",
+        &[],
+    )?;
+    assert_eq!(steps, json!([["4", "100%", "–"], ["1", "25%", "3 (75%)"]]));
+    assert_clean_page(&browser, &origin)?;
+    browser.screenshot_png(&artefact("dashboard-funnels.png"))?;
+
+    // The events explorer: the signup event, then its (absent) properties.
+    browser.navigate(&d.url(&format!("/sites/{SITE}/events?{january}")))?;
+    browser.click(&browser.find_css("a[data-event='signup']")?)?;
+    wait_until("the event's properties", || {
+        Ok(browser.current_url()?.contains("event=signup"))
+    })?;
+    browser.find_css("#keys-h")?;
+    assert_clean_page(&browser, &origin)?;
+    browser.screenshot_png(&artefact("dashboard-events.png"))?;
     browser.quit()?;
 
     // On a phone-sized screen nothing is wider than the screen.
@@ -768,7 +841,533 @@ fn the_dashboard_in_headless_chromium() -> TestResult {
     );
     assert_clean_page(&phone, &origin)?;
     phone.screenshot_png(&artefact("dashboard-phone.png"))?;
+    for path in ["funnels", "events", "settings"] {
+        phone.navigate(&d.url(&format!(
+            "/sites/{SITE}/{path}?period=custom&from=2026-01-01&to=2026-01-31"
+        )))?;
+        let widths = phone.execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            &[],
+        )?;
+        assert!(
+            widths[0].as_u64() <= widths[1].as_u64(),
+            "the {path} page scrolls sideways on a phone: {widths}"
+        );
+        assert_clean_page(&phone, &origin)?;
+    }
     phone.quit()?;
     d.stop();
     Ok(())
+}
+
+/// A hit of [`explore_fixture`]: `extra` adds fields (referrer, props).
+fn hit_with(ip: &str, ts: &str, name: &str, path: &str, extra: Value) -> String {
+    let mut h = json!({
+        "name": name,
+        "url": format!("https://{SITE}{path}"),
+        "user_agent": FIREFOX,
+        "ip": ip,
+        "timestamp": ts,
+    });
+    if let (Some(h), Some(extra)) = (h.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            h.insert(k.clone(), v.clone());
+        }
+    }
+    h.to_string()
+}
+
+/// 2026-02-03, one session each:
+/// - visitor 1, from news.example: `/`, `/pricing`, `Signup` {plan: pro, seats: 3};
+/// - visitor 2, direct: `/`, `/pricing`, `Signup` {plan: free};
+/// - visitor 3, direct: `/`;
+/// - visitor 4, direct: `/pricing`.
+///
+/// Goal `Signup`: visitors 1, 2 of 4 (50 %); goal `/pricing` (and `/p*`):
+/// visitors 1, 2, 4 (75 %). Direct only (source is empty): visitors 2, 3, 4,
+/// pageviews 4; `Signup` 1 of 3 (33 %), `/pricing` 2 of 3 (67 %).
+/// Funnel `/` → `/pricing` → `Signup`: 3, 2 (67 %, 1 dropped off), 2 (67 %).
+/// Properties of `Signup`: plan on 2 of 2 events, seats on 1 (50 %); plan's
+/// values free and pro, 1 each (50 %).
+fn explore_fixture() -> String {
+    let news = json!({"referrer": "https://news.example/story"});
+    [
+        hit_with(
+            "192.0.2.1",
+            "2026-02-03T10:00:00Z",
+            "pageview",
+            "/",
+            news.clone(),
+        ),
+        hit_with(
+            "192.0.2.1",
+            "2026-02-03T10:01:00Z",
+            "pageview",
+            "/pricing",
+            news.clone(),
+        ),
+        hit_with(
+            "192.0.2.1",
+            "2026-02-03T10:02:00Z",
+            "Signup",
+            "/pricing",
+            json!({"referrer": "https://news.example/story", "props": {"plan": "pro", "seats": 3}}),
+        ),
+        hit_with(
+            "192.0.2.2",
+            "2026-02-03T10:00:00Z",
+            "pageview",
+            "/",
+            json!({}),
+        ),
+        hit_with(
+            "192.0.2.2",
+            "2026-02-03T10:05:00Z",
+            "pageview",
+            "/pricing",
+            json!({}),
+        ),
+        hit_with(
+            "192.0.2.2",
+            "2026-02-03T10:06:00Z",
+            "Signup",
+            "/pricing",
+            json!({"props": {"plan": "free"}}),
+        ),
+        hit_with(
+            "192.0.2.3",
+            "2026-02-03T11:00:00Z",
+            "pageview",
+            "/",
+            json!({}),
+        ),
+        hit_with(
+            "192.0.2.4",
+            "2026-02-03T12:00:00Z",
+            "pageview",
+            "/pricing",
+            json!({}),
+        ),
+    ]
+    .join("\n")
+}
+
+/// POSTs a settings form as a browser on the dashboard's own page would.
+fn post_form(d: &Daemon, path: &str, body: &str) -> Reply {
+    let origin = format!("http://{}", d.addr);
+    d.request(
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", &origin),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
+/// The goals or funnels of the site, from the definitions API.
+fn defs(d: &Daemon, what: &str) -> Vec<Value> {
+    let r = d.get(&format!("/api/v1/sites/{SITE}/{what}")).unwrap();
+    assert_eq!(r.status, 200, "{}", text(&r));
+    r.json()[what].as_array().cloned().unwrap_or_default()
+}
+
+/// The text of the cell `col` in the row `row` (an attribute selector's
+/// part, such as `data-goal="3"`).
+fn cell(html: &str, row: &str, col: &str) -> String {
+    let r = html
+        .split(&format!("<tr {row}"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no row {row}"));
+    let r = &r[..r.find("</tr>").unwrap()];
+    let c = r
+        .split(&format!("data-col=\"{col}\">"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cell {col} in {r}"));
+    c[..c.find("</td>").unwrap()].to_owned()
+}
+
+#[test]
+fn goals_funnels_events_and_the_settings_forms() {
+    let (d, _tok) = start();
+    send(&d, &explore_fixture());
+    let t = Instant::now();
+    while d
+        .get(&format!(
+            "/api/v1/stats/overview?site={SITE}&from=2026-02-03&to=2026-02-04"
+        ))
+        .unwrap()
+        .json()["kpis"]["visitors"]
+        != 4
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the hits did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = format!("/sites/{SITE}");
+    let day = "period=custom&from=2026-02-03&to=2026-02-03";
+
+    // Empty pages say how to begin.
+    let g = text(&d.get(&format!("{base}/goals?{day}")).unwrap());
+    assert!(g.contains("No goals yet"), "{g}");
+    let f = text(&d.get(&format!("{base}/funnels?{day}")).unwrap());
+    assert!(f.contains("No funnels yet"), "{f}");
+
+    // Goals through the settings form: 303 back to the settings page.
+    for (body, done) in [
+        ("kind=event&value=Signup&name=Signed+up", "goal_added"),
+        ("kind=page&value=%2Fpricing&name=", "goal_added"),
+        ("kind=page&value=%2Fp*&name=P+pages", "goal_added"),
+    ] {
+        let r = post_form(&d, &format!("{base}/settings/goals"), body);
+        assert_eq!(r.status, 303, "{body}: {}", text(&r));
+        assert_eq!(
+            r.header("location"),
+            Some(format!("{base}/settings?done={done}#goals").as_str())
+        );
+    }
+    let s = text(&d.get(&format!("{base}/settings?done=goal_added")).unwrap());
+    assert!(s.contains("Goal added."), "{s}");
+    assert!(s.contains("Signed up") && s.contains("P pages"), "{s}");
+    assert_eq!(defs(&d, "goals").len(), 3);
+
+    // Refusals are shown on the page, with the reason and the values typed.
+    for (body, status, needle) in [
+        (
+            "kind=event&value=Other&name=Signed+up",
+            409,
+            "already exists",
+        ),
+        ("kind=page&value=pricing&name=", 400, "starts with"),
+        ("kind=planet&value=Mars&name=", 400, "not a kind of goal"),
+        ("kind=event&value=&name=", 400, "is empty"),
+    ] {
+        let r = post_form(&d, &format!("{base}/settings/goals"), body);
+        assert_eq!(r.status, status, "{body}");
+        let page = text(&r);
+        assert!(page.contains("role=\"alert\""), "{body}: {page}");
+        assert!(page.contains(needle), "{body}: {page}");
+        assert_secure_html(body, &r);
+    }
+    let r = post_form(
+        &d,
+        &format!("{base}/settings/goals"),
+        "kind=page&value=pricing&name=Kept",
+    );
+    assert!(
+        text(&r).contains("value=\"Kept\""),
+        "the typed name is kept"
+    );
+    let big = format!("kind=event&value={}", "x".repeat(17 * 1024));
+    assert_eq!(
+        post_form(&d, &format!("{base}/settings/goals"), &big).status,
+        413
+    );
+    assert_eq!(defs(&d, "goals").len(), 3, "no refused goal was stored");
+
+    // Cross-site posts are refused before anything is stored.
+    for headers in [
+        vec![
+            ("Origin", "http://evil.test"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        vec![("Origin", "null")],
+    ] {
+        let r = d
+            .request(
+                "POST",
+                &format!("{base}/settings/goals"),
+                &headers,
+                b"kind=event&value=Evil",
+            )
+            .unwrap();
+        assert_eq!(r.status, 403, "{headers:?}");
+        let page = text(&r);
+        assert!(page.contains("Cross-site request refused"), "{page}");
+        assert!(page.contains("Refused: "), "{page}");
+    }
+    assert_eq!(
+        defs(&d, "goals").len(),
+        3,
+        "a cross-site post stored a goal"
+    );
+
+    // The goals page: every goal with its numbers, by name.
+    let g = text(&d.get(&format!("{base}/goals?{day}")).unwrap());
+    assert_secure_html("goals", &d.get(&format!("{base}/goals?{day}")).unwrap());
+    let ids: Vec<(String, u64)> = defs(&d, "goals")
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_owned(),
+                g["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let id = |name: &str| ids.iter().find(|(n, _)| n == name).unwrap().1;
+    for (name, visitors, conversions, rate) in [
+        ("Signed up", "2", "2", "50%"),
+        ("/pricing", "3", "3", "75%"),
+        ("P pages", "3", "3", "75%"),
+    ] {
+        let row = format!("data-goal=\"{}\"", id(name));
+        assert_eq!(cell(&g, &row, "visitors"), visitors, "{name}");
+        assert_eq!(cell(&g, &row, "conversions"), conversions, "{name}");
+        assert_eq!(cell(&g, &row, "rate"), rate, "{name}");
+    }
+    // An exact goal links to the overview filtered by it.
+    assert!(g.contains("data-filter=\"event:is:Signup\""), "{g}");
+    // The navigation carries the view to the other view pages.
+    assert!(
+        g.contains(&format!(
+            "href=\"{base}/funnels?{}\"",
+            day.replace('&', "&amp;")
+        )),
+        "{g}"
+    );
+    let o = text(&d.get(&format!("{base}?{day}")).unwrap());
+    assert!(
+        o.contains(&format!(
+            "href=\"{base}/goals?{}\"",
+            day.replace('&', "&amp;")
+        )),
+        "the overview links to the goals page"
+    );
+    // The same filters as the overview: direct traffic only.
+    let direct = text(&d.get(&format!("{base}/goals?{day}&f=source:is:")).unwrap());
+    assert_eq!(
+        cell(
+            &direct,
+            &format!("data-goal=\"{}\"", id("Signed up")),
+            "rate"
+        ),
+        "33%"
+    );
+    assert_eq!(
+        cell(
+            &direct,
+            &format!("data-goal=\"{}\"", id("/pricing")),
+            "rate"
+        ),
+        "67%"
+    );
+    assert!(
+        direct.contains("class=\"chip\" data-filter=\"source:is:\""),
+        "{direct}"
+    );
+    assert!(
+        direct.contains("<strong>Direct / none</strong>"),
+        "{direct}"
+    );
+
+    // CSV downloads.
+    let csv = |q: &str| {
+        let r = d.get(&format!("{base}/export.csv?{q}")).unwrap();
+        assert_eq!(r.status, 200, "{q}: {}", text(&r));
+        assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+        (
+            r.header("content-disposition").unwrap().to_owned(),
+            text(&r),
+        )
+    };
+    let (disposition, goals_csv) = csv(&format!("panel=goals&{day}"));
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"stats.test-goals-2026-02-03-2026-02-03.csv\""
+    );
+    assert_eq!(
+        goals_csv,
+        "goal,kind,value,visitors,conversions,conversion_rate\r\n\
+         /pricing,page,/pricing,3,3,0.7500\r\nP pages,page,/p*,3,3,0.7500\r\n\
+         Signed up,event,Signup,2,2,0.5000\r\n"
+    );
+
+    // A funnel through the form (empty step rows are skipped).
+    let r = post_form(
+        &d,
+        &format!("{base}/settings/funnels"),
+        "name=Buy&kind=page&value=%2F&kind=page&value=%2Fpricing&kind=event&value=Signup\
+         &kind=event&value=&kind=page&value=",
+    );
+    assert_eq!(r.status, 303, "{}", text(&r));
+    for (body, status, needle) in [
+        (
+            "name=Buy&kind=page&value=%2F&kind=page&value=%2Fx",
+            409,
+            "already exists",
+        ),
+        (
+            "name=One&kind=page&value=%2F&kind=page&value=",
+            400,
+            "2 to 8 steps",
+        ),
+        (
+            "name=Bad&kind=page&value=%2F&kind=page&value=x",
+            400,
+            "starts with",
+        ),
+    ] {
+        let r = post_form(&d, &format!("{base}/settings/funnels"), body);
+        assert_eq!(r.status, status, "{body}");
+        let page = text(&r);
+        assert!(
+            page.contains("role=\"alert\"") && page.contains(needle),
+            "{body}: {page}"
+        );
+    }
+    let funnels = defs(&d, "funnels");
+    assert_eq!(funnels.len(), 1);
+    let fid = funnels[0]["id"].as_u64().unwrap();
+    assert_eq!(funnels[0]["steps"].as_array().unwrap().len(), 3);
+
+    // The funnels page: the first funnel when none is picked.
+    let r = d.get(&format!("{base}/funnels?{day}")).unwrap();
+    assert_eq!(r.status, 200);
+    assert_secure_html("funnels", &r);
+    let f = text(&r);
+    for (step, visitors, share, dropoff) in [
+        ("1", "3", "100%", None),
+        ("2", "2", "67%", Some("1 (33%)")),
+        ("3", "2", "67%", Some("0 (0%)")),
+    ] {
+        let row = format!("data-step=\"{step}\"");
+        assert_eq!(cell(&f, &row, "visitors"), visitors, "step {step}");
+        assert_eq!(cell(&f, &row, "share"), share, "step {step}");
+        if let Some(drop) = dropoff {
+            assert_eq!(cell(&f, &row, "dropoff"), drop, "step {step}");
+        }
+    }
+    // The chart writes each step's numbers as text, not by colour alone.
+    assert!(f.contains("class=\"funnel-chart\""), "{f}");
+    assert!(f.contains(">2 · 67%</text>"), "{f}");
+    assert!(f.contains("1 dropped off"), "{f}");
+    let picked = text(
+        &d.get(&format!("{base}/funnels?{day}&funnel={fid}"))
+            .unwrap(),
+    );
+    assert!(picked.contains("aria-current=\"page\">Buy</a>"), "{picked}");
+    let (_, funnel_csv) = csv(&format!("panel=funnel&funnel={fid}&{day}"));
+    assert_eq!(
+        funnel_csv,
+        "step,kind,value,visitors,visits,share_of_step_1,dropoff,dropoff_rate\r\n\
+         1,page,/,3,3,1.0000,0,0.0000\r\n2,page,/pricing,2,2,0.6667,1,0.3333\r\n\
+         3,event,Signup,2,2,0.6667,0,0.0000\r\n"
+    );
+    assert_eq!(
+        d.get(&format!("{base}/funnels?funnel=999")).unwrap().status,
+        404
+    );
+    assert_eq!(
+        d.get(&format!("{base}/funnels?funnel=abc")).unwrap().status,
+        400
+    );
+
+    // The events explorer: events, then keys, then values.
+    let r = d.get(&format!("{base}/events?{day}")).unwrap();
+    assert_eq!(r.status, 200);
+    assert_secure_html("events", &r);
+    let e = text(&r);
+    assert!(e.contains("data-event=\"Signup\""), "{e}");
+    assert!(e.contains("data-filter=\"event:is:Signup\""), "{e}");
+    let e = text(&d.get(&format!("{base}/events?{day}&event=Signup")).unwrap());
+    assert!(e.contains("Properties of Signup"), "{e}");
+    assert!(
+        e.contains("data-key=\"plan\"") && e.contains("data-key=\"seats\""),
+        "{e}"
+    );
+    let e = text(
+        &d.get(&format!("{base}/events?{day}&event=Signup&key=plan"))
+            .unwrap(),
+    );
+    assert!(e.contains("Values of plan"), "{e}");
+    assert!(e.contains("<span class=\"v\">free</span>"), "{e}");
+    let (_, keys_csv) = csv(&format!("panel=props&event=Signup&{day}"));
+    assert_eq!(
+        keys_csv,
+        "key,visitors,events,share\r\nplan,2,2,1.0000\r\nseats,1,1,0.5000\r\n"
+    );
+    let (_, values_csv) = csv(&format!("panel=props&event=Signup&key=plan&{day}"));
+    assert_eq!(
+        values_csv,
+        "value,visitors,events,share\r\nfree,1,1,0.5000\r\npro,1,1,0.5000\r\n"
+    );
+
+    // "Is empty": the Direct / none row is a filter link, applied to every number.
+    assert!(
+        o.contains("data-filter=\"source:is:\""),
+        "no link on the direct row"
+    );
+    let direct = text(&d.get(&format!("{base}?{day}&f=source:is:")).unwrap());
+    assert_eq!(kpi(&direct, "visitors"), "3");
+    assert_eq!(kpi(&direct, "pageviews"), "4");
+    let api = d
+        .get(&format!(
+            "/api/v1/stats/overview?site={SITE}&from=2026-02-03&to=2026-02-04&filter=source:is:"
+        ))
+        .unwrap()
+        .json();
+    assert_eq!(api["kpis"]["visitors"], 3, "{api}");
+    let api = d
+        .get(&format!(
+            "/api/v1/stats/overview?site={SITE}&from=2026-02-03&to=2026-02-04&filter=source:is_not:"
+        ))
+        .unwrap()
+        .json();
+    assert_eq!(api["kpis"]["visitors"], 1, "{api}");
+
+    // Deleting through the forms.
+    let gid = id("P pages");
+    let r = post_form(&d, &format!("{base}/settings/goals/{gid}/delete"), "");
+    assert_eq!(r.status, 303);
+    assert_eq!(defs(&d, "goals").len(), 2);
+    assert_eq!(
+        post_form(&d, &format!("{base}/settings/goals/{gid}/delete"), "").status,
+        404
+    );
+    let r = post_form(&d, &format!("{base}/settings/funnels/{fid}/delete"), "");
+    assert_eq!(r.status, 303);
+    assert!(defs(&d, "funnels").is_empty());
+    let s = text(
+        &d.get(&format!("{base}/settings?done=funnel_deleted"))
+            .unwrap(),
+    );
+    assert!(
+        s.contains("Funnel deleted.") && s.contains("No funnels yet."),
+        "{s}"
+    );
+
+    // The realtime lists as CSV.
+    send(
+        &d,
+        &[
+            hit_at("198.51.100.1", now_minus(30), "pageview", "/live"),
+            hit_at("198.51.100.2", now_minus(20), "pageview", "/live"),
+        ]
+        .join("\n"),
+    );
+    let t = Instant::now();
+    loop {
+        let (disposition, pages) = csv("panel=realtime_pages");
+        if pages == "page,visitors,pageviews\r\n/live,2,2\r\n" {
+            assert!(
+                disposition.starts_with("attachment; filename=\"stats.test-realtime_pages-"),
+                "{disposition}"
+            );
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{pages}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, sources) = csv("panel=realtime_sources");
+    assert_eq!(sources, "source,visitors,pageviews\r\n,2,2\r\n");
+    let rt = text(&d.get(&format!("{base}/realtime")).unwrap());
+    assert!(rt.contains("export.csv?panel=realtime_pages"), "{rt}");
+    d.stop();
 }

@@ -550,6 +550,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             stats: stats.clone(),
             realtime: hitvault_server::RealtimeState::new(commits, live, rx.clone()),
             listen: local,
+            defs: defs.clone(),
         };
         let app = hitvault_server::router(state)
             .merge(hitvault_server::stats_router(stats.clone()))

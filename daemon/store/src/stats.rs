@@ -15,6 +15,8 @@
 //! - **Filters** select hits. Hit-level dimensions (page, source, country, ...)
 //!   select the hits that match; session-level ones (entry page, exit page)
 //!   select every hit of the sessions that match. All filters must hold.
+//!   `is` with an empty value selects hits without a value (direct traffic
+//!   for `source`), `is_not` with an empty value those with one.
 //!   Hit counts (pageviews, events, breakdown counts) count selected hits;
 //!   visitors are the distinct visitors of selected hits; session metrics
 //!   (sessions, bounce rate, duration, views per visit) are over the sessions
@@ -166,9 +168,10 @@ pub const PANELS: [Dim; 17] = [
 /// How a filter compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Equal to the value.
+    /// Equal to the value; with an empty value: has no value.
     Is,
-    /// Not equal to the value (hits without a value match).
+    /// Not equal to the value (hits without a value match); with an empty
+    /// value: has a value.
     IsNot,
     /// Contains the value, ignoring ASCII case.
     Contains,
@@ -654,18 +657,22 @@ fn selection_cte(filters: &[Filter]) -> Sql {
     let (mut hit_params, mut sess_params) = (Vec::new(), Vec::new());
     for f in filters {
         let e = f.dim.expr();
-        let cond = match f.op {
-            Op::Is => format!("({e}) = ?"),
-            Op::IsNot => format!("(({e}) IS NULL OR ({e}) <> ?)"),
-            Op::Contains => format!("contains(lower({e}), lower(?))"),
+        // An empty value asks for hits without a value (stored as NULL):
+        // `is` with nothing, `is_not` with anything.
+        let (cond, param) = match (f.op, f.value.is_empty()) {
+            (Op::Is, true) => (format!("(({e}) IS NULL OR ({e}) = '')"), None),
+            (Op::IsNot, true) => (format!("(({e}) IS NOT NULL AND ({e}) <> '')"), None),
+            (Op::Is, false) => (format!("({e}) = ?"), Some(&f.value)),
+            (Op::IsNot, false) => (format!("(({e}) IS NULL OR ({e}) <> ?)"), Some(&f.value)),
+            (Op::Contains, _) => (format!("contains(lower({e}), lower(?))"), Some(&f.value)),
         };
-        if f.dim.is_session() {
-            sess_conds.push(cond);
-            sess_params.push(V::Text(f.value.clone()));
+        let (conds, params) = if f.dim.is_session() {
+            (&mut sess_conds, &mut sess_params)
         } else {
-            hit_conds.push(cond);
-            hit_params.push(V::Text(f.value.clone()));
-        }
+            (&mut hit_conds, &mut hit_params)
+        };
+        conds.push(cond);
+        params.extend(param.map(|v| V::Text(v.clone())));
     }
     let and = |c: &[String]| {
         if c.is_empty() {

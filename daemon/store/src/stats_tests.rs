@@ -174,6 +174,66 @@ fn filters_select_hits_and_the_sessions_holding_them() {
     );
 }
 
+#[test]
+fn an_empty_value_filters_hits_without_a_value() {
+    let (_d, s, id) = store_with(fixture());
+    let st = s.stats().unwrap();
+    let w = window(id, "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z", "UTC");
+    // source is empty: every hit of visitors 1 and 2 (only visitor 3 came
+    // from Google): pageviews /, /pricing, /blog, /, /docs and the signup;
+    // sessions A (1200 s), B (bounce, 0 s), C (1800 s): mean 1000 s.
+    let direct = [f(Dim::Source, Op::Is, "")];
+    assert_eq!(
+        st.kpis(&w, &direct).unwrap(),
+        kpis(2, 5, 1, 3, 1, 1000.0, 5)
+    );
+    // The panels count the same hits: of 2 visitors, both viewed /, one
+    // each /blog, /docs, /pricing (ties by value).
+    assert_eq!(
+        st.breakdown(&w, &direct, Dim::Page, 10).unwrap(),
+        vec![
+            row(Some("/"), 2, 2, 1.0),
+            row(Some("/blog"), 1, 1, 0.5),
+            row(Some("/docs"), 1, 1, 0.5),
+            row(Some("/pricing"), 1, 1, 0.5),
+        ]
+    );
+    // The chart too: 10:00 holds visitor 1 (/, /pricing, signup) and
+    // visitor 2 (/, /docs): 2 visitors, 4 pageviews, sessions A and C.
+    let hourly = st.timeseries(&w, &direct, Interval::Hour).unwrap();
+    assert_eq!(
+        (
+            hourly[10].visitors,
+            hourly[10].pageviews,
+            hourly[10].sessions
+        ),
+        (2, 4, 2)
+    );
+    assert_eq!((hourly[12].visitors, hourly[12].pageviews), (0, 0));
+    // is_not with an empty value: hits with a source, visitor 3's bounce.
+    assert_eq!(
+        st.kpis(&w, &[f(Dim::Source, Op::IsNot, "")]).unwrap(),
+        kpis(1, 1, 0, 1, 1, 0.0, 1)
+    );
+    // Every session has an entry page: "entry page is empty" selects none,
+    // and combined with another filter all must hold.
+    assert_eq!(
+        st.kpis(&w, &[f(Dim::EntryPage, Op::Is, "")]).unwrap(),
+        Kpis::default()
+    );
+    assert_eq!(
+        st.kpis(
+            &w,
+            &[f(Dim::Source, Op::Is, ""), f(Dim::Page, Op::Is, "/docs")]
+        )
+        .unwrap(),
+        kpis(1, 1, 0, 1, 0, 1800.0, 2)
+    );
+    // Custom event is empty: the pageviews (6), of all 3 visitors.
+    let k = st.kpis(&w, &[f(Dim::Event, Op::Is, "")]).unwrap();
+    assert_eq!((k.visitors, k.pageviews, k.events), (3, 6, 0));
+}
+
 fn row(value: Option<&str>, visitors: u64, count: u64, share: f64) -> Row {
     Row {
         value: value.map(str::to_owned),

@@ -61,22 +61,43 @@ pub(crate) fn duration(secs: f64) -> String {
 pub(crate) struct NavEntry {
     pub label: &'static str,
     pub suffix: &'static str,
+    /// Whether the page reads the view (range, filters) from the URL: its
+    /// link carries the current view's query.
+    pub view: bool,
 }
 
-/// The site navigation, in order. New site pages (goals, funnels, events)
-/// add their entry here and a route in `dashboard::dashboard_router`.
+/// The site navigation, in order. A new site page adds its entry here and
+/// a route in `dashboard::dashboard_router`.
 pub(crate) const SITE_NAV: &[NavEntry] = &[
     NavEntry {
         label: "Overview",
         suffix: "",
+        view: true,
+    },
+    NavEntry {
+        label: "Goals",
+        suffix: "/goals",
+        view: true,
+    },
+    NavEntry {
+        label: "Funnels",
+        suffix: "/funnels",
+        view: true,
+    },
+    NavEntry {
+        label: "Events",
+        suffix: "/events",
+        view: true,
     },
     NavEntry {
         label: "Realtime",
         suffix: "/realtime",
+        view: false,
     },
     NavEntry {
         label: "Settings",
         suffix: "/settings",
+        view: false,
     },
 ];
 
@@ -85,7 +106,7 @@ pub(crate) struct SiteNav<'a> {
     pub hostname: &'a str,
     /// The [`NavEntry::suffix`] of the current page.
     pub active: &'static str,
-    /// Query string carried by the Overview link (the view's state).
+    /// Query string carried by the links of the pages that read the view.
     pub query: &'a str,
 }
 
@@ -131,8 +152,8 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
             base = esc(&base),
         );
         for e in SITE_NAV {
-            let href = if e.suffix.is_empty() && !s.query.is_empty() {
-                format!("{base}?{}", s.query)
+            let href = if e.view && !s.query.is_empty() {
+                format!("{base}{}?{}", e.suffix, s.query)
             } else {
                 format!("{base}{}", e.suffix)
             };

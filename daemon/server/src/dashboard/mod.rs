@@ -1,34 +1,43 @@
 //! The dashboard: server-rendered HTML pages with SVG charts, served by the
 //! daemon itself, every asset embedded in the binary.
 //!
-//! Routes (all `GET`, all behind [`gate`]):
+//! Routes (all behind [`gate`]):
 //!
 //! | path | page |
 //! | --- | --- |
 //! | `/`, `/sites` | every site with its last 30 days |
 //! | `/sites/{site}` | overview: KPIs with comparison, chart, every breakdown panel |
+//! | `/sites/{site}/goals` | every goal with visitors, conversions, conversion rate |
+//! | `/sites/{site}/funnels[?funnel=ID]` | a funnel's steps with visitors, share of step 1, drop-off |
+//! | `/sites/{site}/events[?event=E[&key=K]]` | custom events, their property keys, a key's values |
 //! | `/sites/{site}/realtime` | the last 30 minutes, updated over `/api/v1/stats/realtime` |
-//! | `/sites/{site}/settings` | the tracker snippet to copy |
-//! | `/sites/{site}/export.csv?panel=…` | a panel (`page`, `source`, …), `series` or `kpis` as CSV |
+//! | `/sites/{site}/settings` | the tracker snippet; goals and funnels to add and delete |
+//! | `POST /sites/{site}/settings/…` | the settings forms (see [`defs`]) |
+//! | `/sites/{site}/export.csv?panel=…` | CSV of a panel (`page`, `source`, …), `series`, `kpis`, `goals`, `funnel`, `props`, `realtime_pages`, `realtime_sources` |
 //! | `/assets/{name}` | the embedded stylesheet, script and icon |
 //!
-//! The URL holds a view's whole state (see [`view`]). The pages work without
+//! The URL holds a view's whole state (see [`view`]); the goals, funnels and
+//! events pages read the same view as the overview. The pages work without
 //! JavaScript; `assets/dashboard.js` adds the range form's behaviour, chart
 //! tooltips, live numbers and copying.
 //!
 //! Access: [`gate`] is the one check in front of every dashboard route. Until
 //! accounts exist it refuses everything (403, saying why) when the daemon
 //! listens on an address other machines can reach, and otherwise admits
-//! what the stats API's [`authorize`] admits (loopback clients). Every answer
+//! what the stats API's [`authorize`] admits (loopback clients). A request
+//! that changes something (a `POST`) sent from another site's page is
+//! refused with a 403 saying why ([`defs::cross_site`]). Every answer
 //! carries a Content-Security-Policy without `'unsafe-inline'`: no page has
 //! an inline script, a `<style>` element or a `style` attribute.
 //!
-//! New site pages (goals, funnels, events) add a route here, a renderer in
-//! [`pages`] and an entry in [`html::SITE_NAV`].
+//! A new site page adds a route here, a renderer (in [`pages`] or
+//! [`explore`]) and an entry in [`html::SITE_NAV`].
 
 mod assets;
 mod chart;
 mod csv;
+mod defs;
+mod explore;
 mod html;
 mod pages;
 mod view;
@@ -41,11 +50,14 @@ use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hitvault_store::SiteRow;
+use hitvault_store::goals::{Funnel, FunnelRow};
 use hitvault_store::stats::{Dim, PANELS, Stats, StatsError, Window};
 use jiff::Timestamp;
+use std::sync::Arc;
 
+use crate::DefAdmin;
 use crate::realtime::{RealtimeState, TOP_ROWS, realtime_router};
 use crate::stats_api::{BadParam, StatsState, authorize};
 use view::View;
@@ -68,6 +80,8 @@ pub struct DashboardState {
     pub realtime: RealtimeState,
     /// The address the daemon listens on: decides whether the dashboard is served.
     pub listen: SocketAddr,
+    /// Writes goal and funnel definitions (the settings forms).
+    pub defs: Arc<dyn DefAdmin>,
 }
 
 /// Whether the dashboard may be served on `listen` before accounts exist:
@@ -83,8 +97,21 @@ pub fn dashboard_router(state: DashboardState) -> Router {
         .route("/", get(sites))
         .route("/sites", get(sites))
         .route("/sites/{site}", get(overview))
+        .route("/sites/{site}/goals", get(goals))
+        .route("/sites/{site}/funnels", get(funnels))
+        .route("/sites/{site}/events", get(events))
         .route("/sites/{site}/realtime", get(realtime))
-        .route("/sites/{site}/settings", get(settings))
+        .route("/sites/{site}/settings", get(defs::settings))
+        .route("/sites/{site}/settings/goals", post(defs::add_goal))
+        .route(
+            "/sites/{site}/settings/goals/{id}/delete",
+            post(defs::delete_goal),
+        )
+        .route("/sites/{site}/settings/funnels", post(defs::add_funnel))
+        .route(
+            "/sites/{site}/settings/funnels/{id}/delete",
+            post(defs::delete_funnel),
+        )
         .route("/sites/{site}/export.csv", get(export))
         .route("/assets/{name}", get(asset))
         .with_state(state.clone())
@@ -111,6 +138,11 @@ async fn gate(
                  (loopback addresses). Open it on the server itself, or through an SSH tunnel: \
                  ssh -L 8080:127.0.0.1:8080 <server>.",
             ),
+        )
+    } else if let Some(why) = defs::cross_site(req.method(), req.headers()) {
+        html(
+            StatusCode::FORBIDDEN,
+            html::message_page("Cross-site request refused", &format!("Refused: {why}.")),
         )
     } else {
         next.run(req).await
@@ -306,6 +338,139 @@ async fn realtime(State(state): State<DashboardState>, Path(name): Path<String>)
     }
 }
 
+/// The one parameter `name` among `rest`, empty taken as absent.
+fn param<'a>(rest: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    rest.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// A `funnel=ID` parameter.
+fn funnel_param(rest: &[(String, String)]) -> Result<Option<u32>, BadParam> {
+    param(rest, "funnel")
+        .map(|id| {
+            id.parse::<u32>()
+                .map_err(|_| crate::stats_api::bad("funnel", format!("{id:?} is not a funnel id")))
+        })
+        .transpose()
+}
+
+/// A site's funnels and the numbers of funnel `id` (else of the first).
+type Funnels = (Vec<Funnel>, Option<(Funnel, Vec<FunnelRow>)>);
+
+fn funnel_numbers(
+    s: &Stats,
+    w: &Window,
+    filters: &[hitvault_store::stats::Filter],
+    id: Option<u32>,
+) -> Result<Funnels, StatsError> {
+    let list = s.funnels_of(w.site_id)?;
+    let chosen = match id {
+        Some(id) => list.iter().find(|f| f.id == id),
+        None => list.first(),
+    };
+    let numbers = match chosen {
+        Some(f) => Some((f.clone(), s.funnel_stats(w, filters, &f.steps)?)),
+        None => None,
+    };
+    Ok((list, numbers))
+}
+
+fn no_funnel(id: u32) -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        html::message_page(
+            "No such funnel",
+            &format!("The site has no funnel {id}; it may have been deleted."),
+        ),
+    )
+}
+
+async fn goals(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let v = match View::parse(q.as_deref(), Timestamp::now(), &[]) {
+        Ok((v, _)) => v,
+        Err(e) => return bad_request(e),
+    };
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (w, _) = window(&site, &v);
+    let filters = v.filters.clone();
+    match query(&state, move |s| {
+        let goals = s.goals_of(w.site_id)?;
+        s.goal_stats(&w, &filters, &goals)
+    })
+    .await
+    {
+        Ok(rows) => html(StatusCode::OK, explore::goals(&site, &v, &rows)),
+        Err(r) => r,
+    }
+}
+
+async fn funnels(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (v, rest) = match View::parse(q.as_deref(), Timestamp::now(), &["funnel"]) {
+        Ok(x) => x,
+        Err(e) => return bad_request(e),
+    };
+    let id = match funnel_param(&rest) {
+        Ok(id) => id,
+        Err(e) => return bad_request(e),
+    };
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (w, _) = window(&site, &v);
+    let filters = v.filters.clone();
+    let (list, chosen) = match query(&state, move |s| funnel_numbers(s, &w, &filters, id)).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let (Some(id), None) = (id, &chosen) {
+        return no_funnel(id);
+    }
+    let chosen = chosen.as_ref().map(|(f, rows)| (f, rows.as_slice()));
+    html(StatusCode::OK, explore::funnels(&site, &v, &list, chosen))
+}
+
+async fn events(
+    State(state): State<DashboardState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (v, rest) = match View::parse(q.as_deref(), Timestamp::now(), &["event", "key"]) {
+        Ok(x) => x,
+        Err(e) => return bad_request(e),
+    };
+    let event = param(&rest, "event").map(str::to_owned);
+    let key = param(&rest, "key").map(str::to_owned);
+    let site = match find_site(&state, &name).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (w, _) = window(&site, &v);
+    let filters = v.filters.clone();
+    match query(&state, move |s| {
+        explore::load_events(s, &w, &filters, event, key, explore::EXPLORER_ROWS)
+    })
+    .await
+    {
+        Ok(x) => html(StatusCode::OK, explore::events(&site, &v, &x)),
+        Err(r) => r,
+    }
+}
+
 /// `scheme://host` the browser used, for the snippet.
 fn origin(headers: &HeaderMap) -> String {
     let host = headers
@@ -323,22 +488,16 @@ fn origin(headers: &HeaderMap) -> String {
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
-async fn settings(
-    State(state): State<DashboardState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match find_site(&state, &name).await {
-        Ok(site) => html(StatusCode::OK, pages::settings(&site, &origin(&headers))),
-        Err(r) => r,
-    }
-}
-
 /// What an export covers.
 enum Panel {
     Kpis,
     Series,
     Breakdown(Dim),
+    Goals,
+    Funnel,
+    Props,
+    RealtimePages,
+    RealtimeSources,
 }
 
 async fn export(
@@ -346,14 +505,20 @@ async fn export(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let (v, rest) = match View::parse(q.as_deref(), Timestamp::now(), &["panel"]) {
+    let now = Timestamp::now();
+    let (v, rest) = match View::parse(q.as_deref(), now, &["panel", "funnel", "event", "key"]) {
         Ok(x) => x,
         Err(e) => return bad_request(e),
     };
-    let panel_name = rest.last().map(|(_, p)| p.as_str()).unwrap_or("");
+    let panel_name = param(&rest, "panel").unwrap_or("");
     let panel = match panel_name {
         "kpis" => Panel::Kpis,
         "series" => Panel::Series,
+        "goals" => Panel::Goals,
+        "funnel" => Panel::Funnel,
+        "props" => Panel::Props,
+        "realtime_pages" => Panel::RealtimePages,
+        "realtime_sources" => Panel::RealtimeSources,
         other => match Dim::parse(other) {
             Some(d) => Panel::Breakdown(d),
             None => {
@@ -361,13 +526,20 @@ async fn export(
                 return bad_request(crate::stats_api::bad(
                     "panel",
                     format!(
-                        "{other:?} is not kpis, series or a dimension ({})",
+                        "{other:?} is not kpis, series, goals, funnel, props, realtime_pages, \
+                         realtime_sources or a dimension ({})",
                         dims.join(", ")
                     ),
                 ));
             }
         },
     };
+    let funnel_id = match funnel_param(&rest) {
+        Ok(id) => id,
+        Err(e) => return bad_request(e),
+    };
+    let event = param(&rest, "event").map(str::to_owned);
+    let key = param(&rest, "key").map(str::to_owned);
     let site = match find_site(&state, &name).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -444,6 +616,119 @@ async fn export(
                     )
                 })
         }
+        Panel::Goals => query(&state, move |s| {
+            let goals = s.goals_of(w.site_id)?;
+            s.goal_stats(&w, &filters, &goals)
+        })
+        .await
+        .map(|rows| {
+            csv::file(
+                &[
+                    "goal",
+                    "kind",
+                    "value",
+                    "visitors",
+                    "conversions",
+                    "conversion_rate",
+                ],
+                rows.iter().map(|r| {
+                    vec![
+                        csv::text_field(&r.goal.display_name),
+                        r.goal.step.kind.name().to_owned(),
+                        csv::text_field(&r.goal.step.value),
+                        r.visitors.to_string(),
+                        r.conversions.to_string(),
+                        csv::share(r.conversion_rate),
+                    ]
+                }),
+            )
+        }),
+        Panel::Funnel => {
+            match query(&state, move |s| funnel_numbers(s, &w, &filters, funnel_id)).await {
+                Err(r) => Err(r),
+                Ok((_, None)) => Err(match funnel_id {
+                    Some(id) => no_funnel(id),
+                    None => bad_request(crate::stats_api::bad(
+                        "funnel",
+                        "the site has no funnel yet",
+                    )),
+                }),
+                Ok((_, Some((_, rows)))) => Ok(csv::file(
+                    &[
+                        "step",
+                        "kind",
+                        "value",
+                        "visitors",
+                        "visits",
+                        "share_of_step_1",
+                        "dropoff",
+                        "dropoff_rate",
+                    ],
+                    rows.iter().enumerate().map(|(i, r)| {
+                        let before = if i == 0 { 0 } else { rows[i - 1].visitors };
+                        vec![
+                            (i + 1).to_string(),
+                            r.step.kind.name().to_owned(),
+                            csv::text_field(&r.step.value),
+                            r.visitors.to_string(),
+                            r.sessions.to_string(),
+                            csv::share(r.conversion_rate),
+                            r.dropoff.to_string(),
+                            csv::share(explore::ratio(r.dropoff, before)),
+                        ]
+                    }),
+                )),
+            }
+        }
+        Panel::Props => query(&state, move |s| {
+            explore::load_events(s, &w, &filters, event, key, EXPORT_ROWS)
+        })
+        .await
+        .map(|x| {
+            let (col, rows, of) = match &x.key {
+                Some(_) => ("value", &x.values, x.values_of),
+                None => ("key", &x.keys, x.keys_of),
+            };
+            csv::file(
+                &[col, "visitors", "events", "share"],
+                rows.iter().map(|r| {
+                    vec![
+                        csv::text_field(&r.value),
+                        r.visitors.to_string(),
+                        r.events.to_string(),
+                        csv::share(explore::ratio(r.events, of)),
+                    ]
+                }),
+            )
+        }),
+        Panel::RealtimePages | Panel::RealtimeSources => {
+            let pages = matches!(panel, Panel::RealtimePages);
+            let id = site.id;
+            match state
+                .realtime
+                .read(move |l| l.realtime(id, now, EXPORT_ROWS))
+                .await
+            {
+                Err(e) => Err(failed("reading the realtime numbers", &e)),
+                Ok(r) => {
+                    let rows = if pages { &r.top_pages } else { &r.top_sources };
+                    Ok(csv::file(
+                        &[
+                            if pages { "page" } else { "source" },
+                            "visitors",
+                            "pageviews",
+                        ],
+                        rows.iter().map(|r| {
+                            vec![
+                                csv::text_field(r.value.as_deref().unwrap_or("")),
+                                r.visitors.to_string(),
+                                r.pageviews.to_string(),
+                            ]
+                        }),
+                    ))
+                }
+            }
+        }
     };
     let body = match body {
         Ok(b) => b,
@@ -460,13 +745,12 @@ async fn export(
             })
             .collect()
     };
-    let file = format!(
-        "{}-{}-{}-{}.csv",
-        safe(&site.hostname),
-        safe(panel_name),
-        v.first_day,
-        v.last_day
-    );
+    let span = match panel {
+        // The realtime lists cover the minutes before `now` (UTC).
+        Panel::RealtimePages | Panel::RealtimeSources => now.strftime("%Y%m%dT%H%M%SZ").to_string(),
+        _ => format!("{}-{}", v.first_day, v.last_day),
+    };
+    let file = format!("{}-{}-{span}.csv", safe(&site.hostname), safe(panel_name),);
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     let mut r = (

@@ -45,7 +45,7 @@ pub(crate) fn count_title(dim: Dim) -> &'static str {
 }
 
 /// How a row without a value reads.
-fn none_label(dim: Dim) -> &'static str {
+pub(crate) fn none_label(dim: Dim) -> &'static str {
     match dim {
         Dim::Source | Dim::Referrer => "Direct / none",
         _ => "(not set)",
@@ -56,7 +56,7 @@ fn has_icon(dim: Dim) -> bool {
     matches!(dim, Dim::Source | Dim::Referrer | Dim::UtmSource)
 }
 
-fn site_base(host: &str) -> String {
+pub(crate) fn site_base(host: &str) -> String {
     format!("/sites/{}", encode(host))
 }
 
@@ -105,7 +105,15 @@ pub(crate) fn sites(list: &[SiteSummary]) -> String {
     page("Sites", None, "page-sites", &m)
 }
 
-fn range_form(action: &str, v: &View) -> String {
+/// `&k=v…` of the parameters a page keeps besides the view (its selection).
+pub(crate) fn keep_query(keep: &[(&str, &str)]) -> String {
+    keep.iter()
+        .map(|(k, v)| format!("&{k}={}", encode(v)))
+        .collect()
+}
+
+/// The range form; `keep` are further parameters the page keeps (hidden).
+pub(crate) fn range_form(action: &str, v: &View, keep: &[(&str, &str)]) -> String {
     let mut f = format!(
         "<form class=\"range controls\" method=\"get\" action=\"{}\" aria-label=\"Date range\">\
          <label for=\"period\">Period<select name=\"period\" id=\"period\">",
@@ -147,11 +155,20 @@ fn range_form(action: &str, v: &View) -> String {
             esc(&filter_text(flt))
         );
     }
+    for (k, val) in keep {
+        let _ = write!(
+            f,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            esc(k),
+            esc(val)
+        );
+    }
     f.push_str("<button type=\"submit\" id=\"apply\">Apply</button></form>");
     f
 }
 
-fn chips(action: &str, v: &View) -> String {
+/// The active filters, each with a link that removes it (keeping `keep`).
+pub(crate) fn chips(action: &str, v: &View, keep: &[(&str, &str)]) -> String {
     if v.filters.is_empty() {
         return String::new();
     }
@@ -163,17 +180,24 @@ fn chips(action: &str, v: &View) -> String {
             Op::IsNot => "is not",
             Op::Contains => "contains",
         };
-        let text = format!("{col} {op} {}", f.value);
+        // An empty value means "has no value" (see `stats::Op`).
+        let value = if f.value.is_empty() && f.op != Op::Contains {
+            none_label(f.dim)
+        } else {
+            &f.value
+        };
+        let text = format!("{col} {op} {value}");
         let _ = write!(
             c,
             "<li class=\"chip\" data-filter=\"{}\"><span>{} <span class=\"op\">{op}</span> \
-             <strong>{}</strong></span><a href=\"{}?{}\" aria-label=\"Remove filter: {}\" \
+             <strong>{}</strong></span><a href=\"{}?{}{}\" aria-label=\"Remove filter: {}\" \
              title=\"Remove filter\">×</a></li>",
             esc(&filter_text(f)),
             esc(col),
-            esc(&f.value),
+            esc(value),
             esc(action),
             esc(&v.without_filter(i)),
+            esc(&keep_query(keep)),
             esc(&text),
         );
     }
@@ -316,25 +340,30 @@ fn panel(action: &str, v: &View, dim: Dim, rows: &[Row]) -> String {
              focusable=\"false\"><rect width=\"{:.1}\" height=\"10\" rx=\"0.8\"/></svg>",
             (r.share * 100.0).clamp(0.0, 100.0)
         );
-        let cell = match &r.value {
+        // A row without a value filters by "is empty" (`dim:is:`).
+        let f = View::row_filter(dim, r.value.as_deref().unwrap_or(""));
+        let (label, shown, class) = match &r.value {
             Some(value) => {
-                let f = View::row_filter(dim, value);
                 let icon = if has_icon(dim) {
                     monogram(value)
                 } else {
                     String::new()
                 };
-                format!(
-                    "<a href=\"{}?{}\" data-filter=\"{}\" title=\"Filter by {}\">{icon}{}</a>",
-                    esc(action),
-                    esc(&v.with_filter(f.clone())),
-                    esc(&filter_text(&f)),
-                    esc(value),
-                    esc(value),
-                )
+                (value.as_str(), format!("{icon}{}", esc(value)), "")
             }
-            None => format!("<span class=\"v none\">{}</span>", none_label(dim)),
+            None => (
+                none_label(dim),
+                none_label(dim).to_owned(),
+                " class=\"none\"",
+            ),
         };
+        let cell = format!(
+            "<a href=\"{}?{}\"{class} data-filter=\"{}\" title=\"Filter by {}\">{shown}</a>",
+            esc(action),
+            esc(&v.with_filter(f.clone())),
+            esc(&filter_text(&f)),
+            esc(label),
+        );
         let _ = write!(
             s,
             "<tr><td class=\"label\">{bar}{cell}</td><td class=\"num\" title=\"{} of visitors\">{}</td>\
@@ -355,8 +384,8 @@ pub(crate) fn overview(site: &SiteRow, v: &View, o: &Overview, live: u64) -> Str
     let mut m = format!(
         "<h1 class=\"sr-only\">{} overview</h1>{}{}",
         esc(&site.hostname),
-        range_form(&action, v),
-        chips(&action, v)
+        range_form(&action, v, &[]),
+        chips(&action, v, &[])
     );
     let _ = write!(
         m,
@@ -472,15 +501,20 @@ pub(crate) fn realtime(site: &SiteRow, r: &Realtime, at: Timestamp) -> String {
          <p class=\"delta\">in the last {RECENT_MINUTES} minutes</p></div></section>\
          <section class=\"card\" aria-label=\"Pageviews per minute\">{bars}</section>\
          <div class=\"panels\">\
-         <section class=\"panel\" aria-labelledby=\"rt-pages-h\"><header><h2 id=\"rt-pages-h\">Top pages</h2></header>\
+         <section class=\"panel\" aria-labelledby=\"rt-pages-h\"><header><h2 id=\"rt-pages-h\">Top pages</h2>\
+         <a class=\"csv\" href=\"{base}/export.csv?panel=realtime_pages\" download \
+         aria-label=\"Download top pages as CSV\">CSV</a></header>\
          <table><thead><tr><th scope=\"col\">Page</th><th scope=\"col\" class=\"num\">Visitors</th>\
          <th scope=\"col\" class=\"num\">Pageviews</th></tr></thead><tbody id=\"rt-pages\">{pages}</tbody></table></section>\
-         <section class=\"panel\" aria-labelledby=\"rt-sources-h\"><header><h2 id=\"rt-sources-h\">Top sources</h2></header>\
+         <section class=\"panel\" aria-labelledby=\"rt-sources-h\"><header><h2 id=\"rt-sources-h\">Top sources</h2>\
+         <a class=\"csv\" href=\"{base}/export.csv?panel=realtime_sources\" download \
+         aria-label=\"Download top sources as CSV\">CSV</a></header>\
          <table><thead><tr><th scope=\"col\">Source</th><th scope=\"col\" class=\"num\">Visitors</th>\
          <th scope=\"col\" class=\"num\">Pageviews</th></tr></thead><tbody id=\"rt-sources\">{sources}</tbody></table></section>\
          </div>",
         at = at.strftime("%Y-%m-%d %H:%M:%S"),
         site = esc(&site.hostname),
+        base = esc(&site_base(&site.hostname)),
         live = int(r.live_visitors),
         pv = int(r.pageviews),
         pages = recent_rows(&r.top_pages, "(none)", false),
@@ -498,8 +532,9 @@ pub(crate) fn realtime(site: &SiteRow, r: &Realtime, at: Timestamp) -> String {
     )
 }
 
-/// `/sites/{site}/settings`: the tracker snippet to copy.
-pub(crate) fn settings(site: &SiteRow, origin: &str) -> String {
+/// `/sites/{site}/settings`: the tracker snippet to copy, then `manage`
+/// (the goals and funnels sections, see `defs`).
+pub(crate) fn settings(site: &SiteRow, origin: &str, manage: &str) -> String {
     let snippet = format!(
         "<script defer src=\"{origin}/hv.js\" data-domain=\"{}\"></script>",
         site.hostname
@@ -524,6 +559,7 @@ pub(crate) fn settings(site: &SiteRow, origin: &str) -> String {
          <button type=\"button\" data-copy=\"snippet\">Copy snippet</button>\
          <p>Custom events: <code>hitvault('event', 'Signup', {{plan: 'pro'}})</code>. \
          Outbound links are tracked with <code>data-outbound</code> on the script tag.</p></section>\
+         {manage}\
          <section class=\"card\" aria-labelledby=\"server-h\"><h2 id=\"server-h\">From your servers</h2>\
          <p>Hits can also be sent in batches, with the ingest token (setting <code>ingest_token_file</code>):</p>\
          <pre class=\"snippet\"><code id=\"batch\">{batch}</code></pre>\
