@@ -2,10 +2,13 @@
 //!
 //! Hits with known times go in through the server-side batch endpoint; the
 //! pages, the CSV downloads and the Server-Sent Events stream must show the
-//! numbers worked out by hand below. One test drives the dashboard in
-//! Debian's headless Chromium (range change, filter click, tooltip, live
-//! update; no console error, no request to another host) and keeps a
-//! screenshot in `<target>/release/test-artefacts/`.
+//! numbers worked out by hand below: the overview, the goals, funnels and
+//! events pages, the settings forms that add and delete goals and funnels
+//! (and refuse cross-site posts), the "is empty" filter. One test drives the
+//! dashboard in Debian's headless Chromium (range change, filter click,
+//! tooltip, live update, the settings forms, the goals, funnels and events
+//! pages; no console error, no request to another host) and keeps
+//! screenshots in `<target>/release/test-artefacts/`.
 
 use std::error::Error;
 use std::io::{BufRead, BufReader, Read, Write};

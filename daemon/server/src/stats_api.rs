@@ -12,7 +12,7 @@
 //! | `from`, `to` | RFC 3339 instants, or dates `YYYY-MM-DD` (local midnight in `tz`); `to` is exclusive | the last 30 days |
 //! | `tz` | IANA time zone for buckets and dates | `UTC` |
 //! | `interval` | `hour`, `day`, `week` or `month` | `day` |
-//! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold | none |
+//! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold; an empty value means "has no value" (`is`) or "has one" (`is_not`) | none |
 //! | `limit` | rows per panel, 1 to 1000 | 10 |
 //!
 //! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`.
