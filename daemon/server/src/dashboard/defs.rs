@@ -283,11 +283,6 @@ fn notice(query: Option<&str>) -> Option<&'static str> {
     })
 }
 
-/// `scheme://host` the browser used, for the snippet.
-fn origin(headers: &HeaderMap) -> String {
-    super::origin(headers)
-}
-
 /// Renders the settings page, with the forms as given.
 async fn render(
     state: &DashboardState,
@@ -309,7 +304,10 @@ async fn render(
         let _ = write!(manage, "<p class=\"notice\" role=\"status\">{}</p>", esc(n));
     }
     manage.push_str(&sections(site, &goals, &funnels, &gf, &ff));
-    html(status, pages::settings(site, &origin(headers), &manage))
+    html(
+        status,
+        pages::settings(site, &super::origin(headers), &manage),
+    )
 }
 
 /// `GET /sites/{site}/settings`.

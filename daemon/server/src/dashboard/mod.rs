@@ -850,6 +850,39 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_gate_refuses_cross_site_posts_with_a_reason() {
+        let app = Router::new()
+            .route("/sites/x/settings/goals", post(|| async { "stored" }))
+            .layer(axum::middleware::from_fn_with_state(
+                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
+                gate,
+            ));
+        let send = |origin: &'static str| {
+            let mut req = Request::builder()
+                .method("POST")
+                .uri("/sites/x/settings/goals")
+                .header("host", "127.0.0.1:8080")
+                .header("origin", origin)
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
+            app.clone().oneshot(req)
+        };
+        let r = send("http://evil.test").await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().contains_key("content-security-policy"));
+        let body = text(r).await;
+        assert!(
+            body.contains("evil.test") && body.contains("Refused"),
+            "{body}"
+        );
+        let r = send("http://127.0.0.1:8080").await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(text(r).await, "stored");
+    }
+
     #[test]
     fn the_snippet_origin_comes_from_the_request() {
         let mut h = HeaderMap::new();
