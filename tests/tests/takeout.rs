@@ -47,12 +47,15 @@ fn seed(data: &Path, hits: u64) {
     );
 }
 
-/// Every hit with every column, every prop, every site: as text, by id.
+/// Every hit with every column, every prop, every site, every goal and
+/// funnel (by site and name, as ids are the instance's): as text.
 #[derive(Debug, PartialEq)]
 struct Dump {
     hits: Vec<Vec<Option<String>>>,
     props: Vec<Vec<Option<String>>>,
     sites: Vec<Vec<Option<String>>>,
+    goals: Vec<Vec<Option<String>>>,
+    funnels: Vec<Vec<Option<String>>>,
 }
 
 fn dump(data: &Path) -> Dump {
@@ -62,7 +65,58 @@ fn dump(data: &Path) -> Dump {
         hits: q("SELECT * FROM hits_v ORDER BY id"),
         props: q("SELECT * FROM props_v ORDER BY id, key, value"),
         sites: q("SELECT hostname, aliases, created_at FROM sites ORDER BY hostname"),
+        goals: q(
+            "SELECT s.hostname, g.display_name, g.kind, g.value, g.created_at \
+                  FROM goals g JOIN sites s ON s.id = g.site_id ORDER BY 1, 2",
+        ),
+        funnels: q(
+            "SELECT s.hostname, f.name, f.step_kinds, f.step_values, f.created_at \
+                    FROM funnels f JOIN sites s ON s.id = f.site_id ORDER BY 1, 2",
+        ),
     }
+}
+
+fn post(d: &Daemon, path: &str, body: &str) -> serde_json::Value {
+    let r = d
+        .request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(
+        r.status,
+        201,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+/// Goals and funnels with values that are hard for text formats: two goals
+/// and a funnel on shop.test, one goal on site01.test.
+fn define(d: &Daemon) {
+    post(
+        d,
+        "/api/v1/sites/shop.test/goals",
+        r#"{"kind":"event","value":"Sign, \"up\"","name":"Signed, \"up\"\u00e9"}"#,
+    );
+    post(
+        d,
+        "/api/v1/sites/shop.test/goals",
+        r#"{"kind":"page","value":"/a,b*","name":"Comma pages"}"#,
+    );
+    post(
+        d,
+        "/api/v1/sites/shop.test/funnels",
+        r#"{"name":"Buy, now","steps":[{"kind":"page","value":"/"},{"kind":"page","value":"/a,b*"},{"kind":"event","value":"Sign, \"up\""}]}"#,
+    );
+    post(
+        d,
+        "/api/v1/sites/site01.test/goals",
+        r#"{"kind":"page","value":"/pricing","name":"Pricing"}"#,
+    );
 }
 
 /// A source instance: seeded hits plus hits through the daemon whose values
@@ -141,6 +195,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     let out = tempfile::tempdir().unwrap();
     let (d, _tok) = start_on(root, data.clone());
     odd_events(&d);
+    define(&d);
     wait_for_rows(&data, &d, 2);
     // Exports while the daemon runs go through it: they are read beside the
     // batcher, and ingest keeps answering meanwhile.
@@ -172,6 +227,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     let want = dump(&stopped.data_dir);
     assert_eq!(want.hits.len(), 20_002);
     assert!(want.props.len() > 3, "seeded and odd events carry props");
+    assert_eq!((want.goals.len(), want.funnels.len()), (3, 1));
 
     // The same export from the database file, without a daemon: same counts.
     let offline = out.path().join("offline");
@@ -198,7 +254,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     );
     assert_eq!(
         counts(manifest(&offline)),
-        vec![5, 20_002, want.props.len() as u64]
+        vec![5, 20_002, want.props.len() as u64, 3, 3]
     );
 
     for f in FORMATS {
@@ -226,6 +282,10 @@ fn round_trip_in_every_format_through_the_running_daemon() {
         ]);
         assert!(
             second.contains("0 hits added, 20002 already present, 0 props added"),
+            "{f}: {second}"
+        );
+        assert!(
+            second.contains("0 goals added, 3 goals present, 0 funnels added, 1 funnels present"),
             "{f}: {second}"
         );
         assert_eq!(dump(&dst_data), want, "{f}: a second import changed rows");
@@ -452,6 +512,18 @@ fn sha256(path: &Path) -> String {
         .to_owned()
 }
 
+/// Sets the manifest's row count of `name` and reseals it.
+fn set_rows(dir: &Path, name: &str, rows: u64) {
+    let mut m = manifest(dir);
+    for f in m["files"].as_array_mut().unwrap() {
+        if f["name"] == name {
+            f["rows"] = rows.into();
+        }
+    }
+    std::fs::write(dir.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    reseal(dir, name);
+}
+
 /// Rewrites the manifest's size and hash of `name` as a hand edit would.
 fn reseal(dir: &Path, name: &str) {
     let mut m = manifest(dir);
@@ -529,16 +601,45 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(
         dir.join("MANIFEST"),
-        m.replace("\"takeout_version\": 1", "\"takeout_version\": 2"),
+        m.replace("\"takeout_version\": 2", "\"takeout_version\": 3"),
     )
     .unwrap();
-    import_refused(&dir, &["takeout_version 2"]);
+    import_refused(&dir, &["takeout_version 3"]);
+
+    // A goal of an unknown kind; a funnel whose steps have a gap.
+    let (_root, dir) = small_export("ndjson");
+    let goal = r#"{"site":"site01.test","name":"G","kind":"bogus","value":"x","created_at":"2026-01-01T00:00:00Z"}"#;
+    std::fs::write(dir.join("goals.ndjson"), format!("{goal}\n")).unwrap();
+    set_rows(&dir, "goals.ndjson", 1);
+    import_refused(&dir, &["goals.ndjson, row 1", "kind \"bogus\""]);
+    std::fs::write(dir.join("goals.ndjson"), "").unwrap();
+    set_rows(&dir, "goals.ndjson", 0);
+    let step = |n: u16, v: &str| {
+        format!(
+            r#"{{"site":"site01.test","name":"F","step":{n},"kind":"page","value":"{v}","created_at":"2026-01-01T00:00:00Z"}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("funnels.ndjson"),
+        format!("{}\n{}\n", step(1, "/"), step(3, "/b")),
+    )
+    .unwrap();
+    set_rows(&dir, "funnels.ndjson", 2);
+    import_refused(&dir, &["funnel F", "has steps 1,3, not 1 to 2"]);
+    // A step against the goals API's rules (a page pattern starts with / or *).
+    std::fs::write(
+        dir.join("funnels.ndjson"),
+        format!("{}\n{}\n", step(1, "/"), step(2, "pricing")),
+    )
+    .unwrap();
+    set_rows(&dir, "funnels.ndjson", 2);
+    import_refused(&dir, &["funnel \"F\"", "step 2", "starts with '/' or '*'"]);
 
     // The wrong format: JSON lines in a Takeout that says it is a JSON array.
     let (_root, dir) = small_export("ndjson");
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(dir.join("MANIFEST"), m.replace("ndjson", "json")).unwrap();
-    for t in ["sites", "hits", "props"] {
+    for t in ["sites", "hits", "props", "goals", "funnels"] {
         std::fs::rename(
             dir.join(format!("{t}.ndjson")),
             dir.join(format!("{t}.json")),
@@ -613,7 +714,7 @@ fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        "sites.parquet hits.parquet props.parquet MANIFEST"
+        "sites.parquet hits.parquet props.parquet goals.parquet funnels.parquet MANIFEST"
     );
     ok(&["takeout", "verify", dir.to_str().unwrap()]);
     let m = manifest(&dir);
@@ -709,4 +810,135 @@ fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
         .unwrap();
     assert!(hwm_kb < 200 * 1024, "the daemon peaked at {hwm_kb} kB");
     d.stop();
+}
+
+/// Goals and funnels through a running daemon on both sides: exported, then
+/// imported into a daemon whose site already has a goal of the same name
+/// and other content (kept, and reported); a second import changes nothing.
+/// A version-1 Takeout (no goals or funnels files) still verifies and imports.
+#[test]
+fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_imports() {
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-takeout")
+        .tempdir()
+        .unwrap();
+    let data = root.path().join("data");
+    seed(&data, 3_000);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("v2");
+    let (d, _tok) = start_on(root, data.clone());
+    define(&d);
+    // A site filter selects that site's definitions.
+    let r = d
+        .get("/api/v1/takeout?format=csv&table=goals&site=shop.test")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let goals = String::from_utf8(r.body).unwrap();
+    assert!(
+        goals.starts_with("site,name,kind,value,created_at\r\n"),
+        "{goals}"
+    );
+    assert_eq!(goals.lines().count(), 3, "{goals}");
+    assert!(!goals.contains("Pricing"), "{goals}");
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    d.stop();
+    assert_eq!(manifest(&dir)["takeout_version"], 2);
+    let goals = std::fs::read_to_string(dir.join("goals.csv")).unwrap();
+    assert_eq!(goals.lines().count(), 4, "{goals}");
+    let funnels = std::fs::read_to_string(dir.join("funnels.csv")).unwrap();
+    assert!(
+        funnels.starts_with("site,name,step,kind,value,created_at\r\n"),
+        "{funnels}"
+    );
+    assert_eq!(funnels.lines().count(), 4, "{funnels}");
+
+    let target = Daemon::start(&[("HITVAULT_SITES", "shop.test")]);
+    post(
+        &target,
+        "/api/v1/sites/shop.test/goals",
+        r#"{"kind":"event","value":"Other","name":"Comma pages"}"#,
+    );
+    let run = |args: &[&str]| {
+        let o = hv(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let args = [
+        "--data-dir",
+        target.data_dir.to_str().unwrap(),
+        "import",
+        dir.to_str().unwrap(),
+    ];
+    let (first, err) = run(&args);
+    assert!(first.contains("through the running daemon"), "{first}");
+    assert!(
+        first.contains("2 goals added, 0 goals present, 1 funnels added, 0 funnels present"),
+        "{first}"
+    );
+    let conflict = "not imported, name taken: site shop.test goal \"Comma pages\": \
+                    the import has page \"/a,b*\", this instance has event \"Other\"";
+    assert!(err.contains(conflict), "{err}");
+    let (second, err) = run(&args);
+    assert!(
+        second.contains("0 goals added, 2 goals present, 0 funnels added, 1 funnels present"),
+        "{second}"
+    );
+    assert!(err.contains(conflict), "reported again: {err}");
+    // The instance's definition stays; the imported ones are served.
+    let r = target.get("/api/v1/sites/shop.test/goals").unwrap();
+    assert_eq!(r.status, 200);
+    let listed = r.json().to_string();
+    assert!(
+        listed.contains("Other") && !listed.contains("/a,b*"),
+        "{listed}"
+    );
+    assert!(listed.contains("Sign, \\\"up\\\""), "{listed}");
+    let r = target.get("/api/v1/sites/shop.test/funnels").unwrap();
+    assert!(r.json().to_string().contains("Buy, now"));
+    target.stop();
+
+    // Version 1: the same Takeout without the goals and funnels files.
+    let v1 = out.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    for t in ["sites", "hits", "props"] {
+        let name = format!("{t}.csv");
+        std::fs::copy(dir.join(&name), v1.join(&name)).unwrap();
+    }
+    let mut m = manifest(&dir);
+    m["takeout_version"] = 1.into();
+    m["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["table"] != "goals" && f["table"] != "funnels");
+    std::fs::write(v1.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    ok(&["takeout", "verify", v1.to_str().unwrap()]);
+    let fresh = out.path().join("fresh");
+    let got = ok(&[
+        "--data-dir",
+        fresh.to_str().unwrap(),
+        "import",
+        v1.to_str().unwrap(),
+    ]);
+    let hits = manifest(&v1)["files"][1]["rows"].as_u64().unwrap();
+    assert!(got.contains(&format!("{hits} hits added")), "{got}");
+    assert!(got.contains("0 goals added"), "{got}");
+    let imported = dump(&fresh);
+    assert_eq!(imported.hits.len() as u64, hits);
+    assert!(imported.goals.is_empty() && imported.funnels.is_empty());
+    // A version-1 manifest that lists the new tables is refused.
+    let mut m = manifest(&dir);
+    m["takeout_version"] = 1.into();
+    std::fs::write(dir.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    verify_fails(&dir, "expected one file each for");
 }

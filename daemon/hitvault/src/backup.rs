@@ -707,6 +707,11 @@ impl Maintenance for DaemonMaintenance {
             "hits_present": stats.hits_present,
             "props_added": stats.props_added,
             "sites_added": stats.sites_added,
+            "goals_added": stats.goals_added,
+            "goals_present": stats.goals_present,
+            "funnels_added": stats.funnels_added,
+            "funnels_present": stats.funnels_present,
+            "conflicts": stats.conflicts,
             "next_id_at_least": max_id + 1,
         }))
     }

@@ -264,7 +264,7 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
         let m = &m;
         let reader = s.spawn(move || -> Result<u64, CliError> {
             let mut total = 0u64;
-            for table in Table::ALL {
+            for &table in m.tables() {
                 let entry = m.file(table).expect("read_manifest checked the tables");
                 let path: PathBuf = dir.join(&entry.name);
                 let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
@@ -303,16 +303,30 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     store.checkpoint().map_err(|e| (1, e.to_string()))?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {}: {} hits added, {} already present, {} props added, {} sites added \
+        "imported {}: {} hits added, {} already present, {} props added, {} sites added, \
+         {} goals added, {} goals present, {} funnels added, {} funnels present \
          ({total} rows read in {secs:.2} s, {:.0} rows/s)",
         dir.display(),
         stats.hits_added,
         stats.hits_present,
         stats.props_added,
         stats.sites_added,
+        stats.goals_added,
+        stats.goals_present,
+        stats.funnels_added,
+        stats.funnels_present,
         total as f64 / secs.max(1e-6)
     );
+    report_conflicts(stats.conflicts.iter().map(String::as_str));
     Ok(())
+}
+
+/// Goals and funnels the import did not take because the instance already
+/// has a different definition of that name: one line each on stderr.
+fn report_conflicts<'a>(conflicts: impl Iterator<Item = &'a str>) {
+    for c in conflicts {
+        eprintln!("not imported, name taken: {c}");
+    }
 }
 
 /// `import` with a daemon running: a checking pass over the hits for the
@@ -346,7 +360,7 @@ fn import_through_daemon(
         .map_err(|e| (1, e.to_string()))?;
     let mut total = 0u64;
     let (produced, reply) = client::post_streamed(conn, &format!("/import?max_id={max_id}"), |w| {
-        for table in Table::ALL {
+        for &table in m.tables() {
             let e = entry(table);
             let path = dir.join(&e.name);
             let n = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
@@ -378,14 +392,22 @@ fn import_through_daemon(
     let secs = started.elapsed().as_secs_f64();
     println!(
         "imported {} through the running daemon: {} hits added, {} already present, {} props added, \
-         {} sites added ({total} rows read in {secs:.2} s, {:.0} rows/s)",
+         {} sites added, {} goals added, {} goals present, {} funnels added, {} funnels present \
+         ({total} rows read in {secs:.2} s, {:.0} rows/s)",
         dir.display(),
         v["hits_added"],
         v["hits_present"],
         v["props_added"],
         v["sites_added"],
+        v["goals_added"],
+        v["goals_present"],
+        v["funnels_added"],
+        v["funnels_present"],
         total as f64 / secs.max(1e-6)
     );
+    if let Some(c) = v["conflicts"].as_array() {
+        report_conflicts(c.iter().filter_map(|c| c.as_str()));
+    }
     Ok(())
 }
 
@@ -430,7 +452,9 @@ fn one_table(q: &ExportQuery) -> Result<Table, AdminError> {
     match q.table.as_deref() {
         None => Ok(Table::Hits),
         Some(t) => Table::from_name(t).ok_or_else(|| {
-            AdminError::Invalid(format!("unknown table {t:?} (hits, props or sites)"))
+            AdminError::Invalid(format!(
+                "unknown table {t:?} (sites, hits, props, goals or funnels)"
+            ))
         }),
     }
 }

@@ -97,7 +97,7 @@ impl From<duckdb::Error> for DefError {
     }
 }
 
-fn check_text(what: &str, v: &str) -> Result<(), DefError> {
+pub(crate) fn check_text(what: &str, v: &str) -> Result<(), DefError> {
     if v.trim().is_empty() {
         return Err(DefError::Invalid(format!("{what} is empty")));
     }
@@ -114,7 +114,7 @@ fn check_text(what: &str, v: &str) -> Result<(), DefError> {
     Ok(())
 }
 
-fn check_step(what: &str, s: &Step) -> Result<(), DefError> {
+pub(crate) fn check_step(what: &str, s: &Step) -> Result<(), DefError> {
     check_text(what, &s.value)?;
     if s.kind == GoalKind::Page && !s.value.starts_with('/') && !s.value.starts_with('*') {
         return Err(DefError::Invalid(format!(

@@ -2,17 +2,25 @@
 //!
 //! Export runs on a [`Reader`], a second connection to the same database
 //! (DuckDB allows readers beside its one writer in a process): one read
-//! transaction, so sites, hits and props are one consistent snapshot while
-//! ingest keeps committing. Rows stream out as Arrow record batches.
+//! transaction, so sites, hits, props, goals and funnels are one consistent
+//! snapshot while ingest keeps committing. Rows stream out as Arrow record
+//! batches. Goals and funnels are definitions: the site filter applies to
+//! them, the time range does not.
 //!
 //! Import stages the batches in scratch tables inside one transaction and
 //! merges them keyed by hit id: hits already present are left alone, so a
 //! second import of the same Takeout changes nothing; any failure rolls the
-//! whole import back.
+//! whole import back. Goals and funnels are keyed by (site, name): one that
+//! is present with the same content is left alone; one whose name is taken
+//! by a different definition keeps the instance's and is reported in
+//! [`ImportStats::conflicts`], never merged.
 
-use duckdb::Connection;
 use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{Connection, OptionalExt};
 
+use crate::goals::{
+    DefError, FUNNEL_STEPS, GoalKind, MAX_FUNNELS, MAX_GOALS, Step, check_step, check_text,
+};
 use crate::{QueryError, Store};
 
 /// What an export selects.
@@ -38,7 +46,7 @@ impl std::fmt::Debug for Reader {
 }
 
 /// A table of the export, in the order they are streamed.
-pub const EXPORT_TABLES: [&str; 3] = ["sites", "hits", "props"];
+pub const EXPORT_TABLES: [&str; 5] = ["sites", "hits", "props", "goals", "funnels"];
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -160,6 +168,25 @@ fn export(
                 filter.where_sql("p.ts")
             ),
         ),
+        (
+            "goals",
+            format!(
+                "SELECT s.hostname AS site, g.display_name AS name, g.kind, g.value, g.created_at \
+                 FROM goals g JOIN sites s ON s.id = g.site_id WHERE {sites_where} \
+                 ORDER BY s.hostname, g.display_name"
+            ),
+        ),
+        (
+            "funnels",
+            format!(
+                "SELECT site, name, i::USMALLINT AS step, kinds[i] AS kind, vals[i] AS value, created_at \
+                 FROM (SELECT s.hostname AS site, f.name, f.step_kinds AS kinds, \
+                              f.step_values AS vals, f.created_at, \
+                              unnest(generate_series(1, len(f.step_kinds))) AS i \
+                       FROM funnels f JOIN sites s ON s.id = f.site_id WHERE {sites_where}) \
+                 ORDER BY site, name, step"
+            ),
+        ),
     ];
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| -> Result<(), TakeoutError> {
@@ -176,12 +203,20 @@ fn export(
 }
 
 /// Counts of what an import changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportStats {
     pub sites_added: u64,
     pub hits_added: u64,
     pub hits_present: u64,
     pub props_added: u64,
+    pub goals_added: u64,
+    /// Goals already stored with the same name and content.
+    pub goals_present: u64,
+    pub funnels_added: u64,
+    pub funnels_present: u64,
+    /// Goals and funnels whose name the instance already gives to a
+    /// different definition: the instance's was kept. One sentence each.
+    pub conflicts: Vec<String>,
 }
 
 /// An import in progress: one open transaction. Dropped without
@@ -207,6 +242,9 @@ CREATE TABLE _import_hits (
     browser_version VARCHAR, os VARCHAR, os_version VARCHAR, device VARCHAR,
     country VARCHAR, language VARCHAR, screen_width USMALLINT, visitor UBIGINT);
 CREATE TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
+CREATE TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
+CREATE TABLE _import_funnels (
+    site VARCHAR, name VARCHAR, step USMALLINT, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 ";
 
 impl Store {
@@ -224,7 +262,7 @@ impl Store {
 }
 
 impl Importer<'_> {
-    /// Stages a batch of `table` ("sites", "hits" or "props"), in the Takeout schema.
+    /// Stages a batch of `table` (one of [`EXPORT_TABLES`]), in the Takeout schema.
     pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<(), TakeoutError> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -233,6 +271,8 @@ impl Importer<'_> {
             "sites" => "_import_sites",
             "hits" => "_import_hits",
             "props" => "_import_props",
+            "goals" => "_import_goals",
+            "funnels" => "_import_funnels",
             other => return Err(TakeoutError::Invalid(format!("no table {other:?}"))),
         };
         let mut app = self.conn.appender(staging)?;
@@ -272,6 +312,19 @@ impl Importer<'_> {
                  FROM _import_props p ANTI JOIN _import_hits i ON i.id = p.id LIMIT 1",
             "SELECT 'sites: ' || hostname || ' appears twice' FROM _import_sites \
                  GROUP BY hostname HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'goals: ' || site || ' has two goals named ' || name FROM _import_goals \
+                 GROUP BY site, name HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'goals: goal ' || i.name || ' names site ' || i.site || ', which is not in the sites file' \
+                 FROM _import_goals i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+            "SELECT 'funnels: funnel ' || i.name || ' names site ' || i.site || ', which is not in the sites file' \
+                 FROM _import_funnels i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+            "SELECT 'funnels: ' || site || ' funnel ' || name || ' has step ' || step || ' twice' \
+                 FROM _import_funnels GROUP BY site, name, step HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'funnels: ' || site || ' funnel ' || name || ' has steps ' || \
+                    string_agg(step::VARCHAR, ',' ORDER BY step) || ', not 1 to ' || count(*) \
+                 FROM _import_funnels GROUP BY site, name HAVING max(step) <> count(*) LIMIT 1",
+            "SELECT 'funnels: ' || site || ' funnel ' || name || ' has rows with different created_at' \
+                 FROM _import_funnels GROUP BY site, name HAVING count(DISTINCT created_at) > 1 LIMIT 1",
         ];
         for sql in checks {
             if let Some(problem) = self.one(sql)? {
@@ -312,21 +365,207 @@ impl Importer<'_> {
             [],
         )? as u64;
         let total: u64 = c.query_row("SELECT count(*) FROM _import_hits", [], |r| r.get(0))?;
+        let mut stats = ImportStats {
+            sites_added,
+            hits_added,
+            hits_present: total - hits_added,
+            props_added,
+            ..Default::default()
+        };
+        merge_definitions(c, &mut stats)?;
         c.execute_batch(
             "DROP TABLE _import_new; DROP TABLE _import_props; DROP TABLE _import_hits; \
-             DROP TABLE _import_sites; COMMIT",
+             DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; COMMIT",
         )?;
         self.done = true;
         if hits_added > 0 {
             self.changes.any();
         }
-        Ok(ImportStats {
-            sites_added,
-            hits_added,
-            hits_present: total - hits_added,
-            props_added,
-        })
+        Ok(stats)
     }
+}
+
+/// A staged goal or funnel: site, name, steps (one for a goal), created_at (µs).
+struct Def {
+    site: String,
+    name: String,
+    steps: Vec<Step>,
+    created_us: i64,
+}
+
+fn steps_text(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("{} {:?}", s.kind.name(), s.value))
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+/// Reads staged definitions: `sql` returns site, name, kind, value,
+/// created_at (µs), ordered so that a funnel's steps are together and in order.
+fn staged_defs(c: &Connection, sql: &str) -> Result<Vec<Def>, TakeoutError> {
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut defs: Vec<Def> = Vec::new();
+    for row in rows {
+        let (site, name, kind, value, created_us) = row?;
+        let kind = GoalKind::parse(&kind)
+            .ok_or_else(|| TakeoutError::Invalid(format!("{site} {name:?}: kind {kind:?}")))?;
+        let step = Step { kind, value };
+        match defs.last_mut() {
+            Some(d) if d.site == site && d.name == name => d.steps.push(step),
+            _ => defs.push(Def {
+                site,
+                name,
+                steps: vec![step],
+                created_us,
+            }),
+        }
+    }
+    Ok(defs)
+}
+
+/// Merges the staged goals and funnels (the sites are merged already):
+/// new ones are added; one with the same (site, name) and the same content
+/// is present; one with the same name and other content is a conflict, and
+/// the stored one stays. The rules of [`Store::add_goal`] and
+/// [`Store::add_funnel`] apply to what is added.
+fn merge_definitions(c: &Connection, stats: &mut ImportStats) -> Result<(), TakeoutError> {
+    let invalid = |what: String, e: DefError| TakeoutError::Invalid(format!("{what}: {e}"));
+    let goals = staged_defs(
+        c,
+        "SELECT site, name, kind, value, epoch_us(created_at) FROM _import_goals ORDER BY site, name",
+    )?;
+    for g in goals {
+        let what = format!("goals: site {} goal {:?}", g.site, g.name);
+        let step = &g.steps[0];
+        check_text("the name", &g.name).map_err(|e| invalid(what.clone(), e))?;
+        check_step("the value", step).map_err(|e| invalid(what.clone(), e))?;
+        let site_id: u16 =
+            c.query_row("SELECT id FROM sites WHERE hostname = ?", [&g.site], |r| {
+                r.get(0)
+            })?;
+        let stored: Option<(String, String)> = c
+            .query_row(
+                "SELECT kind, value FROM goals WHERE site_id = ? AND display_name = ?",
+                duckdb::params![site_id, g.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match stored {
+            Some((kind, value)) if kind == step.kind.name() && value == step.value => {
+                stats.goals_present += 1;
+            }
+            Some((kind, value)) => stats.conflicts.push(format!(
+                "site {} goal {:?}: the import has {}, this instance has {kind} {value:?}; kept this instance's",
+                g.site,
+                g.name,
+                steps_text(&g.steps)
+            )),
+            None => {
+                let n: u64 = c.query_row(
+                    "SELECT count(*) FROM goals WHERE site_id = ?",
+                    [site_id],
+                    |r| r.get(0),
+                )?;
+                if n as usize >= MAX_GOALS {
+                    return Err(TakeoutError::Invalid(format!(
+                        "{what}: site {} would have more than {MAX_GOALS} goals",
+                        g.site
+                    )));
+                }
+                c.execute(
+                    "INSERT INTO goals SELECT (SELECT coalesce(max(id), 0) + 1 FROM goals), ?, ?, ?, ?, \
+                     make_timestamp(?::BIGINT)::TIMESTAMPTZ",
+                    duckdb::params![site_id, step.kind.name(), step.value, g.name, g.created_us],
+                )?;
+                stats.goals_added += 1;
+            }
+        }
+    }
+    let funnels = staged_defs(
+        c,
+        "SELECT site, name, kind, value, epoch_us(created_at) FROM _import_funnels \
+         ORDER BY site, name, step",
+    )?;
+    for f in funnels {
+        let what = format!("funnels: site {} funnel {:?}", f.site, f.name);
+        check_text("the name", &f.name).map_err(|e| invalid(what.clone(), e))?;
+        if !FUNNEL_STEPS.contains(&f.steps.len()) {
+            return Err(TakeoutError::Invalid(format!(
+                "{what}: {} steps, a funnel has {} to {}",
+                f.steps.len(),
+                FUNNEL_STEPS.start(),
+                FUNNEL_STEPS.end()
+            )));
+        }
+        for (i, s) in f.steps.iter().enumerate() {
+            check_step(&format!("step {}", i + 1), s).map_err(|e| invalid(what.clone(), e))?;
+        }
+        let site_id: u16 =
+            c.query_row("SELECT id FROM sites WHERE hostname = ?", [&f.site], |r| {
+                r.get(0)
+            })?;
+        let stored: Option<(String, String)> = c
+            .query_row(
+                "SELECT array_to_string(step_kinds, chr(31)), array_to_string(step_values, chr(31)) \
+                 FROM funnels WHERE site_id = ? AND name = ?",
+                duckdb::params![site_id, f.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let kinds: Vec<&str> = f.steps.iter().map(|s| s.kind.name()).collect();
+        let values: Vec<&str> = f.steps.iter().map(|s| s.value.as_str()).collect();
+        let (kinds, values) = (kinds.join("\u{1f}"), values.join("\u{1f}"));
+        match stored {
+            Some((k, v)) if k == kinds && v == values => stats.funnels_present += 1,
+            Some((k, v)) => {
+                let theirs: Vec<Step> = k
+                    .split('\u{1f}')
+                    .zip(v.split('\u{1f}'))
+                    .map(|(k, v)| Step {
+                        kind: GoalKind::parse(k).unwrap_or(GoalKind::Event),
+                        value: v.to_owned(),
+                    })
+                    .collect();
+                stats.conflicts.push(format!(
+                    "site {} funnel {:?}: the import has {}, this instance has {}; kept this instance's",
+                    f.site,
+                    f.name,
+                    steps_text(&f.steps),
+                    steps_text(&theirs)
+                ));
+            }
+            None => {
+                let n: u64 = c.query_row(
+                    "SELECT count(*) FROM funnels WHERE site_id = ?",
+                    [site_id],
+                    |r| r.get(0),
+                )?;
+                if n as usize >= MAX_FUNNELS {
+                    return Err(TakeoutError::Invalid(format!(
+                        "{what}: site {} would have more than {MAX_FUNNELS} funnels",
+                        f.site
+                    )));
+                }
+                c.execute(
+                    "INSERT INTO funnels SELECT (SELECT coalesce(max(id), 0) + 1 FROM funnels), ?, ?, \
+                     string_split(?, chr(31)), string_split(?, chr(31)), make_timestamp(?::BIGINT)::TIMESTAMPTZ",
+                    duckdb::params![site_id, f.name, kinds, values, f.created_us],
+                )?;
+                stats.funnels_added += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Importer<'_> {

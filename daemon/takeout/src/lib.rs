@@ -1,13 +1,14 @@
 //! Takeout: the export format of hitvault, and reading it back.
 //!
-//! A Takeout is a directory holding three tables as data files in one format
+//! A Takeout is a directory holding five tables (sites, hits, props, goals,
+//! funnels; version 1 had the first three) as data files in one format
 //! (Parquet, CSV, JSON or NDJSON) and a `MANIFEST` (JSON) listing every file
 //! with its table, row count, size and SHA-256. The manifest is written last,
 //! under a temporary name that is renamed into place after every data file
 //! and the directory were fsync'd: a directory without a `MANIFEST` is not a
 //! Takeout, so an export killed half-way never passes [`verify`].
 //!
-//! The same Takeout also travels as one zip stream ([`zip`]): the three data
+//! The same Takeout also travels as one zip stream ([`zip`]): the data
 //! files and the MANIFEST, written front to back.
 //!
 //! This crate knows files and Arrow record batches in the Takeout schema
@@ -24,7 +25,7 @@ pub mod zip;
 
 pub use manifest::{FileEntry, Filter, Manifest, VerifyError, read_manifest, verify};
 pub use read::{ImportError, max_hit_id, read_table};
-pub use schema::{TAKEOUT_VERSION, Table};
+pub use schema::{READ_VERSIONS, TAKEOUT_VERSION, Table};
 pub use write::{ExportError, ExportWriter};
 
 use std::fmt;

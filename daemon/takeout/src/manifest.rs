@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::schema::{TAKEOUT_VERSION, Table};
+use crate::schema::{READ_VERSIONS, TAKEOUT_VERSION, Table};
 use crate::write::hex;
 use crate::{Format, read};
 
@@ -46,7 +46,8 @@ pub struct FileEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// [`TAKEOUT_VERSION`] of the writer: the layout of tables and columns.
+    /// [`TAKEOUT_VERSION`] of the writer: the layout of tables and columns
+    /// (any of [`READ_VERSIONS`] is read).
     pub takeout_version: u32,
     pub format: Format,
     pub hitvault_version: String,
@@ -61,6 +62,11 @@ impl Manifest {
     /// The entry of `table`.
     pub fn file(&self, table: Table) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.table == table.name())
+    }
+
+    /// The tables of this manifest's layout version, in import order.
+    pub fn tables(&self) -> &'static [Table] {
+        Table::of_version(self.takeout_version).unwrap_or(&[])
     }
 }
 
@@ -87,16 +93,16 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
     })?;
     let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| fail(format!("{}: not a Takeout manifest: {e}", path.display())))?;
-    if m.takeout_version != TAKEOUT_VERSION {
+    let Some(layout) = Table::of_version(m.takeout_version) else {
         return Err(fail(format!(
-            "{}: takeout_version {} is not the one this hitvault reads ({TAKEOUT_VERSION})",
+            "{}: takeout_version {} is not one this hitvault reads ({READ_VERSIONS:?}; it writes {TAKEOUT_VERSION})",
             path.display(),
             m.takeout_version
         )));
-    }
+    };
     let mut tables: Vec<&str> = m.files.iter().map(|f| f.table.as_str()).collect();
     tables.sort_unstable();
-    let mut want: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    let mut want: Vec<&str> = layout.iter().map(|t| t.name()).collect();
     want.sort_unstable();
     if tables != want {
         return Err(fail(format!(

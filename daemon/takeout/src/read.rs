@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use crate::Format;
-use crate::schema::{DEVICES, KINDS, Table};
+use crate::schema::{DEVICES, GOAL_KINDS, KINDS, Table};
 use crate::write::conform;
 
 /// Rows per batch handed to the sink by the text readers.
@@ -125,8 +125,9 @@ impl Builders {
     }
 }
 
-/// Checks the values the schema's types cannot: `kind`, `device`, non-NULL
-/// columns. `first_row` is the 1-based number of the batch's first row.
+/// Checks the values the schema's types cannot: `kind`, `device`, a funnel's
+/// `step`, non-NULL columns (the rules of a goal's or funnel's values, and
+/// how a funnel's rows fit together, are checked by the store's import). `first_row` is the 1-based number of the batch's first row.
 fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, String)> {
     for (i, f) in table.schema().fields().iter().enumerate() {
         let c = batch.column(i);
@@ -162,6 +163,34 @@ fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, 
                     format!("device {d:?} is not one of {DEVICES:?} or null"),
                 ));
             }
+        }
+    }
+    if matches!(table, Table::Goals | Table::Funnels) {
+        let kind = batch
+            .column_by_name("kind")
+            .expect("in the schema")
+            .as_string::<i32>();
+        for (r, k) in kind.iter().enumerate() {
+            if let Some(k) = k
+                && !GOAL_KINDS.contains(&k)
+            {
+                return Err((
+                    first_row + r as u64,
+                    format!("kind {k:?} is not one of {GOAL_KINDS:?}"),
+                ));
+            }
+        }
+    }
+    if table == Table::Funnels {
+        let step = batch
+            .column_by_name("step")
+            .expect("in the schema")
+            .as_primitive::<arrow_array::types::UInt16Type>();
+        if let Some(r) = step.iter().position(|s| s == Some(0)) {
+            return Err((
+                first_row + r as u64,
+                "step 0: steps are numbered from 1".into(),
+            ));
         }
     }
     Ok(())

@@ -1,14 +1,19 @@
-//! The Takeout schema: three tables, their columns and Arrow types. The
-//! README documents each column; this is the one definition the writers,
-//! the readers and the store's export queries are checked against.
+//! The Takeout schema: five tables (three in version 1), their columns and
+//! Arrow types. The README documents each column; this is the one definition
+//! the writers, the readers and the store's export queries are checked against.
 
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-/// Version of the Takeout layout (tables, columns, types, MANIFEST). Import
-/// refuses any other. Independent of the database's migrations.
-pub const TAKEOUT_VERSION: u32 = 1;
+/// Version of the Takeout layout (tables, columns, types, MANIFEST) that
+/// exports write. Independent of the database's migrations. Version 2 added
+/// the `goals` and `funnels` tables; readers take every version in
+/// [`READ_VERSIONS`] and refuse any other.
+pub const TAKEOUT_VERSION: u32 = 2;
+
+/// Layout versions this hitvault reads.
+pub const READ_VERSIONS: [u32; 2] = [1, 2];
 
 /// A table of a Takeout, one data file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,17 +24,39 @@ pub enum Table {
     Hits,
     /// Custom properties of events: (hit id, key, value).
     Props,
+    /// Goal definitions of the exported sites (version 2 on).
+    Goals,
+    /// Funnel definitions of the exported sites, one row per step (version 2 on).
+    Funnels,
 }
 
 impl Table {
-    /// In the order they are exported and imported.
-    pub const ALL: [Table; 3] = [Table::Sites, Table::Hits, Table::Props];
+    /// In the order they are exported and imported (the current version's).
+    pub const ALL: [Table; 5] = [
+        Table::Sites,
+        Table::Hits,
+        Table::Props,
+        Table::Goals,
+        Table::Funnels,
+    ];
+
+    /// The tables of a layout version, in order; `None` for a version this
+    /// hitvault does not read.
+    pub fn of_version(version: u32) -> Option<&'static [Table]> {
+        match version {
+            1 => Some(&Table::ALL[..3]),
+            2 => Some(&Table::ALL),
+            _ => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Sites => "sites",
             Table::Hits => "hits",
             Table::Props => "props",
+            Table::Goals => "goals",
+            Table::Funnels => "funnels",
         }
     }
 
@@ -43,6 +70,8 @@ impl Table {
             Table::Sites => sites_schema(),
             Table::Hits => hits_schema(),
             Table::Props => props_schema(),
+            Table::Goals => goals_schema(),
+            Table::Funnels => funnels_schema(),
         }
     }
 }
@@ -99,6 +128,30 @@ fn props_schema() -> SchemaRef {
         s("value", false),
     ]))
 }
+
+fn goals_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("site", false),
+        s("name", false),
+        s("kind", false),
+        s("value", false),
+        Field::new("created_at", ts_type(), false),
+    ]))
+}
+
+fn funnels_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("site", false),
+        s("name", false),
+        Field::new("step", DataType::UInt16, false),
+        s("kind", false),
+        s("value", false),
+        Field::new("created_at", ts_type(), false),
+    ]))
+}
+
+/// Allowed values of `goals.kind` and `funnels.kind`.
+pub const GOAL_KINDS: [&str; 2] = ["event", "page"];
 
 /// Allowed values of `hits.kind`.
 pub const KINDS: [&str; 2] = ["pageview", "event"];

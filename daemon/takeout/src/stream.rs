@@ -20,6 +20,8 @@ fn tag(t: Table) -> u8 {
         Table::Sites => 1,
         Table::Hits => 2,
         Table::Props => 3,
+        Table::Goals => 4,
+        Table::Funnels => 5,
     }
 }
 
