@@ -716,6 +716,36 @@ impl Maintenance for DaemonMaintenance {
         }))
     }
 
+    fn import_plausible(&self, body: &[u8]) -> Result<serde_json::Value, AdminError> {
+        let wire: crate::plausible::Wire = serde_json::from_slice(body)
+            .map_err(|e| AdminError::Invalid(format!("not an import-plausible body: {e}")))?;
+        let (site, set) = wire.into_set().map_err(AdminError::Invalid)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ops
+            .send(StoreOp::Run(Box::new(move |store| {
+                let _ = tx.send(store.replace_imported(&site, &set));
+            })))
+            .map_err(|_| AdminError::Internal("the store is closed".into()))?;
+        let r = rx
+            .recv()
+            .map_err(|_| AdminError::Internal("the store did not answer".into()))?
+            .map_err(|e| match e {
+                hitvault_store::imported::ImportedError::Invalid(m) => AdminError::Invalid(m),
+                e => AdminError::Internal(e.to_string()),
+            })?;
+        tracing::info!(
+            days = r.days,
+            values = r.values,
+            replaced = r.rows_replaced,
+            "Plausible export imported"
+        );
+        Ok(serde_json::json!({
+            "days": r.days,
+            "values": r.values,
+            "rows_replaced": r.rows_replaced,
+        }))
+    }
+
     fn prune(&self, dry_run: bool) -> Result<serde_json::Value, AdminError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.ops

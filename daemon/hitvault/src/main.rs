@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod confinement;
 mod daemon;
+mod plausible;
 mod retention;
 mod takeout;
 
@@ -72,6 +73,17 @@ enum Command {
     Import {
         /// The Takeout directory (with its MANIFEST).
         dir: PathBuf,
+    },
+    /// Load Plausible's CSV export (a directory of imported_*.csv files, or
+    /// the zip) into the imported history of a site (through the running
+    /// daemon if there is one). Replaces that site's imported days in the
+    /// export's date range.
+    ImportPlausible {
+        /// The site (hostname) the export belongs to; it must exist.
+        #[arg(long, value_name = "HOST")]
+        site: String,
+        /// The export: a directory of CSV files, or the zip.
+        path: PathBuf,
     },
     /// Copy the whole database, consistently, into a new or empty directory
     /// (through the running daemon if there is one), with a BACKUP manifest.
@@ -265,6 +277,13 @@ fn main() -> ExitCode {
                 2
             }
             Ok(cfg) => report(takeout::import(&cfg, &dir)),
+        },
+        Command::ImportPlausible { site, path } => match Config::load(&env, &flags) {
+            Err(e) => {
+                eprintln!("hitvault: {e}");
+                2
+            }
+            Ok(cfg) => report(plausible::import(&cfg, &site, &path)),
         },
         Command::Backup { dir } => match Config::load(&env, &flags) {
             Err(e) => {

@@ -57,7 +57,14 @@ pub trait Maintenance: Send + Sync + 'static {
         max_id: u64,
         body: &mut dyn std::io::Read,
     ) -> Result<serde_json::Value, AdminError>;
+    /// Stores imported history (Plausible's CSV export, as parsed and
+    /// checked by the CLI: JSON), replacing the site's imported days in its
+    /// range; returns the counts (JSON).
+    fn import_plausible(&self, body: &[u8]) -> Result<serde_json::Value, AdminError>;
 }
+
+/// Largest `POST /import-plausible` body.
+pub const PLAUSIBLE_BODY_MAX: usize = 1 << 30;
 
 /// Routes of the control socket: sites, `GET /takeout` (an export as
 /// Arrow frames, or one file when `format=` is given), `POST /backup` (a
@@ -80,6 +87,11 @@ pub fn control_router(
                 .route("/backup", axum::routing::post(backup))
                 .route("/prune", axum::routing::post(prune))
                 .route("/import", axum::routing::post(import))
+                .route(
+                    "/import-plausible",
+                    axum::routing::post(import_plausible)
+                        .layer(axum::extract::DefaultBodyLimit::max(PLAUSIBLE_BODY_MAX)),
+                )
                 .with_state(maintenance),
         )
 }
@@ -162,6 +174,17 @@ async fn import(
         m.import(max_id, &mut r)
     });
     match run.await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => error(e),
+        Err(e) => error(AdminError::Internal(e.to_string())),
+    }
+}
+
+async fn import_plausible(
+    State(m): State<Arc<dyn Maintenance>>,
+    body: axum::body::Bytes,
+) -> Response {
+    match tokio::task::spawn_blocking(move || m.import_plausible(&body)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => error(e),
         Err(e) => error(AdminError::Internal(e.to_string())),

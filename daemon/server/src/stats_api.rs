@@ -4,7 +4,9 @@
 //! `GET /api/v1/stats/overview` answers one dashboard page: KPIs with the
 //! previous period of the same length and the deltas, the live visitors (the
 //! last 5 minutes, whatever the range and filters), the time series, and the
-//! top rows of every breakdown panel. Parameters:
+//! top rows of every breakdown panel, with imported history (Plausible's
+//! CSV export) added when there is no filter (`imported` in the answer says
+//! whether it was; `hitvault_store::imported` has the rules). Parameters:
 //!
 //! | name | meaning | default |
 //! | --- | --- | --- |
@@ -29,6 +31,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hitvault_store::imported::ImportedInfo;
 use hitvault_store::live::LiveStats;
 use hitvault_store::stats::{
     Dim, Filter, Interval, Kpis, Op, Overview, PANELS, Stats, StatsError, Window,
@@ -357,10 +360,21 @@ fn delta(now: f64, before: f64) -> Value {
     }
 }
 
-fn overview_json(p: &Params, prev_from: Timestamp, o: &Overview, live: u64) -> Value {
+fn overview_json(
+    p: &Params,
+    prev_from: Timestamp,
+    o: &Overview,
+    imported: &ImportedInfo,
+    live: u64,
+) -> Value {
     let (k, b) = (&o.kpis, &o.previous);
     json!({
         "site": p.site,
+        "imported": {
+            "included": imported.included,
+            "days": imported.days,
+            "in_series": imported.in_series,
+        },
         "live_visitors": live,
         "from": p.from.to_string(),
         "to": p.to.to_string(),
@@ -470,10 +484,10 @@ async fn overview(
             .unwrap_or_else(|e| e.into_inner())
             .live_visitors(w.site_id, Timestamp::now())
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let o = guard
-            .overview(&w, &prev, &p.filters, p.interval, &PANELS, p.limit)
+        let (o, imported) = guard
+            .overview_with_imported(&w, &prev, &p.filters, p.interval, &PANELS, p.limit)
             .map_err(stats_error)?;
-        Ok(axum::Json(overview_json(&p, prev_from, &o, live)).into_response())
+        Ok(axum::Json(overview_json(&p, prev_from, &o, &imported, live)).into_response())
     })
     .await
 }

@@ -12,6 +12,7 @@
 mod append;
 pub mod backup;
 pub mod goals;
+pub mod imported;
 pub mod live;
 mod migrate;
 mod prune;
@@ -399,6 +400,8 @@ mod tests;
 
 #[cfg(test)]
 mod goals_tests;
+#[cfg(test)]
+mod imported_tests;
 #[cfg(test)]
 mod rollup_tests;
 #[cfg(test)]

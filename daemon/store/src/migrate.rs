@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "goals_funnels_rollups",
         include_str!("../migrations/0002_goals_funnels_rollups.sql"),
     ),
+    (
+        3,
+        "imported",
+        include_str!("../migrations/0003_imported.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

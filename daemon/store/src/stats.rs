@@ -746,7 +746,7 @@ fn local_expr(w: &Window, col: &str) -> String {
 }
 
 /// The start of the bucket holding the local wall-clock time `dt`.
-fn trunc_local(dt: jiff::civil::DateTime, interval: Interval) -> jiff::civil::DateTime {
+pub(crate) fn trunc_local(dt: jiff::civil::DateTime, interval: Interval) -> jiff::civil::DateTime {
     match interval {
         Interval::Hour => dt.date().at(dt.hour(), 0, 0, 0),
         Interval::Day => dt.date().at(0, 0, 0, 0),
@@ -770,7 +770,7 @@ fn step(interval: Interval) -> jiff::Span {
     }
 }
 
-const LABEL: &str = "%Y-%m-%dT%H:%M:%S";
+pub(crate) const LABEL: &str = "%Y-%m-%dT%H:%M:%S";
 
 /// Local starts of every bucket that overlaps the window, in order. Walks in
 /// zoned time, so an hour skipped by a DST change is not listed and an hour

@@ -312,7 +312,8 @@ async fn overview(
     let (w, prev) = window(&site, &v);
     let (filters, interval) = (v.filters.clone(), v.interval);
     let o = match query(&state, move |s| {
-        s.overview(&w, &prev, &filters, interval, &PANELS, PANEL_ROWS)
+        s.overview_with_imported(&w, &prev, &filters, interval, &PANELS, PANEL_ROWS)
+            .map(|(o, _)| o)
     })
     .await
     {

@@ -1,0 +1,1205 @@
+//! `hitvault import-plausible --site HOST PATH`: Plausible's CSV export (a
+//! directory of `imported_*_YYYYMMDD_YYYYMMDD.csv` files, or the zip that
+//! holds them) into the imported aggregates of one site
+//! (`hitvault_store::imported`).
+//!
+//! Every file is read and checked before anything is written: its name (a
+//! known table and a date range), its header (exactly the table's columns,
+//! in any order), and every row (field count, dates inside the file's
+//! range, numbers). The first problem is reported with the file, the
+//! 1-based data row and the reason, and nothing is imported. The rows are
+//! then mapped to hitvault's dimensions (README: "Importing from
+//! Plausible") and stored, replacing the site's imported rows of the whole
+//! date range: through the running daemon's batcher when there is one,
+//! else on the store directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hitvault_store::imported::{ImportedDay, ImportedSet, ImportedValue};
+use hitvault_store::stats::Dim;
+use hitvault_store::{Store, StoreOptions};
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use crate::client;
+use crate::config::Config;
+use crate::daemon::CONTROL_SOCKET;
+use crate::takeout::CliError;
+
+/// Largest uncompressed CSV file (or zip entry) read.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+/// Most files in one export.
+pub const MAX_FILES: usize = 64;
+/// Most distinct (day, dimension, value) rows one import may hold.
+pub const MAX_VALUES: usize = 20_000_000;
+
+/// The tables of Plausible's CSV export this importer reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Table {
+    Visitors,
+    Sources,
+    Pages,
+    EntryPages,
+    ExitPages,
+    Locations,
+    Devices,
+    Browsers,
+    OperatingSystems,
+    CustomEvents,
+}
+
+impl Table {
+    const ALL: [Table; 10] = [
+        Table::Visitors,
+        Table::Sources,
+        Table::Pages,
+        Table::EntryPages,
+        Table::ExitPages,
+        Table::Locations,
+        Table::Devices,
+        Table::Browsers,
+        Table::OperatingSystems,
+        Table::CustomEvents,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Table::Visitors => "imported_visitors",
+            Table::Sources => "imported_sources",
+            Table::Pages => "imported_pages",
+            Table::EntryPages => "imported_entry_pages",
+            Table::ExitPages => "imported_exit_pages",
+            Table::Locations => "imported_locations",
+            Table::Devices => "imported_devices",
+            Table::Browsers => "imported_browsers",
+            Table::OperatingSystems => "imported_operating_systems",
+            Table::CustomEvents => "imported_custom_events",
+        }
+    }
+
+    /// The columns of the file, with their kind.
+    fn columns(self) -> &'static [(&'static str, Col)] {
+        use Col::*;
+        match self {
+            Table::Visitors => &[
+                ("date", Day),
+                ("visitors", Num),
+                ("pageviews", Num),
+                ("bounces", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+            ],
+            Table::Sources => &[
+                ("date", Day),
+                ("source", Text),
+                ("referrer", Text),
+                ("utm_source", Text),
+                ("utm_medium", Text),
+                ("utm_campaign", Text),
+                ("utm_content", Text),
+                ("utm_term", Text),
+                ("pageviews", Num),
+                ("visitors", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+            ],
+            Table::Pages => &[
+                ("date", Day),
+                ("hostname", Text),
+                ("page", Text),
+                ("visits", Num),
+                ("visitors", Num),
+                ("pageviews", Num),
+                ("scroll_depth", NumOrNull),
+                ("pageleave_visitors", Num),
+            ],
+            Table::EntryPages => &[
+                ("date", Day),
+                ("entry_page", Text),
+                ("visitors", Num),
+                ("entrances", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::ExitPages => &[
+                ("date", Day),
+                ("exit_page", Text),
+                ("visitors", Num),
+                ("visit_duration", Num),
+                ("exits", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::Locations => &[
+                ("date", Day),
+                ("country", Text),
+                ("region", Text),
+                ("city", Num),
+                ("visitors", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::Devices => &[
+                ("date", Day),
+                ("device", Text),
+                ("visitors", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::Browsers => &[
+                ("date", Day),
+                ("browser", Text),
+                ("browser_version", Text),
+                ("visitors", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::OperatingSystems => &[
+                ("date", Day),
+                ("operating_system", Text),
+                ("operating_system_version", Text),
+                ("visitors", Num),
+                ("visits", Num),
+                ("visit_duration", Num),
+                ("bounces", Num32),
+                ("pageviews", Num),
+            ],
+            Table::CustomEvents => &[
+                ("date", Day),
+                ("name", Text),
+                ("link_url", Text),
+                ("path", Text),
+                ("visitors", Num),
+                ("events", Num),
+            ],
+        }
+    }
+}
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    /// `YYYY-MM-DD`, inside the file's range.
+    Day,
+    /// Any text; empty means none.
+    Text,
+    /// An unsigned 64-bit integer.
+    Num,
+    /// An unsigned 32-bit integer.
+    Num32,
+    /// An unsigned integer, or empty / `\N` for none.
+    NumOrNull,
+}
+
+/// A problem with the input: the file, the 1-based data row, the reason.
+#[derive(Debug)]
+struct Bad {
+    file: String,
+    row: Option<u64>,
+    reason: String,
+}
+
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(r) = self.row {
+            write!(f, ", row {r}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+fn bad(file: &str, row: Option<u64>, reason: impl Into<String>) -> Bad {
+    Bad {
+        file: file.to_owned(),
+        row,
+        reason: reason.into(),
+    }
+}
+
+/// `[imported_]TABLE_YYYYMMDD_YYYYMMDD.csv` -> the table and its range.
+fn parse_name(name: &str) -> Option<(Table, Date, Date)> {
+    let stem = name.strip_suffix(".csv")?;
+    let (rest, end) = stem.rsplit_once('_')?;
+    let (table, start) = rest.rsplit_once('_')?;
+    let table = table.strip_prefix("imported_").unwrap_or(table);
+    let table = Table::ALL
+        .into_iter()
+        .find(|t| t.name().strip_prefix("imported_") == Some(table))?;
+    let date = |s: &str| -> Option<Date> {
+        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n = |a: usize, b: usize| s[a..b].parse::<i16>().ok();
+        jiff::civil::Date::new(n(0, 4)?, n(4, 6)? as i8, n(6, 8)? as i8).ok()
+    };
+    Some((table, date(start)?, date(end)?))
+}
+
+/// The rows read so far, already mapped to hitvault's dimensions.
+#[derive(Default)]
+struct Acc {
+    days: BTreeMap<Date, ImportedDay>,
+    /// Days of the visitors file (each once).
+    seen_days: std::collections::HashSet<Date>,
+    /// By (day, dimension name, value): (visitors, count).
+    values: HashMap<(Date, &'static str, Option<String>), (u64, u64)>,
+    first: Option<Date>,
+    last: Option<Date>,
+}
+
+impl Acc {
+    fn value(&mut self, day: Date, dim: Dim, value: Option<String>, visitors: u64, count: u64) {
+        let e = self.values.entry((day, dim.name(), value)).or_default();
+        e.0 += visitors;
+        e.1 += count;
+    }
+}
+
+/// Empty text is no value.
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Plausible's device (a screen-size class) as hitvault's `screen` value.
+fn screen(s: &str) -> Option<String> {
+    match s {
+        "" | "(not set)" => None,
+        other => Some(other.to_ascii_lowercase()),
+    }
+}
+
+/// Plausible's country code as hitvault's: upper case; empty or `ZZ` is none.
+fn country(s: &str) -> Option<String> {
+    match s.trim_end_matches('\0') {
+        "" | "ZZ" | "zz" => None,
+        c => Some(c.to_ascii_uppercase()),
+    }
+}
+
+/// Reads one CSV file of `table` whose name says `[start, end]`.
+fn read_csv(
+    name: &str,
+    table: Table,
+    (start, end): (Date, Date),
+    input: impl Read,
+    acc: &mut Acc,
+) -> Result<u64, Bad> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    // The last byte must end a line: a file cut anywhere else is truncated.
+    let mut last = None;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(LastByte {
+            inner: &mut input,
+            last: &mut last,
+        });
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| bad(name, None, format!("no readable header: {e}")))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let cols = table.columns();
+    let missing: Vec<&str> = cols
+        .iter()
+        .map(|c| c.0)
+        .filter(|c| !header.iter().any(|h| h == c))
+        .collect();
+    let extra: Vec<&str> = header
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !cols.iter().any(|c| c.0 == *h))
+        .collect();
+    if header.is_empty() || !missing.is_empty() || !extra.is_empty() {
+        return Err(bad(
+            name,
+            None,
+            format!(
+                "the header does not match {}: missing {missing:?}, unknown {extra:?} (expected {:?})",
+                table.name(),
+                cols.iter().map(|c| c.0).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    if let Some(dup) = (0..header.len()).find(|&i| header[..i].contains(&header[i])) {
+        return Err(bad(
+            name,
+            None,
+            format!("column {:?} appears twice", header[dup]),
+        ));
+    }
+    // Column index in the file of each of the table's columns.
+    let at: Vec<usize> = cols
+        .iter()
+        .map(|c| header.iter().position(|h| h == c.0).expect("checked"))
+        .collect();
+    let mut rows = 0u64;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let row = rows + 1;
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let reason = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        len, expected_len, ..
+                    } => format!(
+                        "{len} fields, the header has {expected_len} (a truncated or damaged file?)"
+                    ),
+                    _ => e.to_string(),
+                };
+                return Err(bad(name, Some(row), reason));
+            }
+        }
+        rows = row;
+        let mut day = start;
+        let mut nums: [u64; 16] = [0; 16];
+        for (i, (col, kind)) in cols.iter().enumerate() {
+            let v = &rec[at[i]];
+            let fail = |what: &str| bad(name, Some(row), format!("{col}: {v:?} is not {what}"));
+            match kind {
+                Col::Day => {
+                    day = v
+                        .parse::<Date>()
+                        .ok()
+                        .filter(|_| v.len() == 10)
+                        .ok_or_else(|| fail("a date (YYYY-MM-DD)"))?;
+                    if day < start || day > end {
+                        return Err(bad(
+                            name,
+                            Some(row),
+                            format!("date {day} is outside the file's range {start} to {end}"),
+                        ));
+                    }
+                }
+                Col::Text => {}
+                Col::Num => nums[i] = v.parse().map_err(|_| fail("an unsigned integer"))?,
+                Col::Num32 => {
+                    nums[i] = u64::from(
+                        v.parse::<u32>()
+                            .map_err(|_| fail("an unsigned 32-bit integer"))?,
+                    )
+                }
+                Col::NumOrNull => {
+                    if !(v.is_empty() || v == "\\N") {
+                        nums[i] = v
+                            .parse()
+                            .map_err(|_| fail("an unsigned integer or empty"))?;
+                    }
+                }
+            }
+        }
+        let num = |c: &str| nums[cols.iter().position(|x| x.0 == c).expect("a column")];
+        let text = |c: &str| &rec[at[cols.iter().position(|x| x.0 == c).expect("a column")]];
+        acc.first = Some(acc.first.map_or(start, |f| f.min(start)));
+        acc.last = Some(acc.last.map_or(end, |l| l.max(end)));
+        let visitors = num("visitors");
+        match table {
+            Table::Visitors => {
+                if !acc.seen_days.insert(day) {
+                    return Err(bad(name, Some(row), format!("date {day} appears twice")));
+                }
+                let d = acc.days.entry(day).or_insert_with(|| ImportedDay {
+                    day,
+                    ..Default::default()
+                });
+                d.visitors = visitors;
+                d.pageviews = num("pageviews");
+                d.bounces = num("bounces");
+                d.visits = num("visits");
+                d.visit_duration_s = num("visit_duration");
+            }
+            Table::Sources => {
+                let pv = num("pageviews");
+                for (dim, col) in [
+                    (Dim::Source, "source"),
+                    (Dim::Referrer, "referrer"),
+                    (Dim::UtmSource, "utm_source"),
+                    (Dim::UtmMedium, "utm_medium"),
+                    (Dim::UtmCampaign, "utm_campaign"),
+                    (Dim::UtmContent, "utm_content"),
+                    (Dim::UtmTerm, "utm_term"),
+                ] {
+                    acc.value(day, dim, opt(text(col)), visitors, pv);
+                }
+            }
+            Table::Pages => acc.value(
+                day,
+                Dim::Page,
+                opt(text("page")),
+                visitors,
+                num("pageviews"),
+            ),
+            Table::EntryPages => acc.value(
+                day,
+                Dim::EntryPage,
+                opt(text("entry_page")),
+                visitors,
+                num("entrances"),
+            ),
+            Table::ExitPages => acc.value(
+                day,
+                Dim::ExitPage,
+                opt(text("exit_page")),
+                visitors,
+                num("exits"),
+            ),
+            Table::Locations => acc.value(
+                day,
+                Dim::Country,
+                country(text("country")),
+                visitors,
+                num("pageviews"),
+            ),
+            Table::Devices => acc.value(
+                day,
+                Dim::Screen,
+                screen(text("device")),
+                visitors,
+                num("pageviews"),
+            ),
+            Table::Browsers => acc.value(
+                day,
+                Dim::Browser,
+                opt(text("browser")),
+                visitors,
+                num("pageviews"),
+            ),
+            Table::OperatingSystems => acc.value(
+                day,
+                Dim::Os,
+                opt(text("operating_system")),
+                visitors,
+                num("pageviews"),
+            ),
+            Table::CustomEvents => {
+                let events = num("events");
+                acc.value(day, Dim::Event, opt(text("name")), visitors, events);
+                acc.days
+                    .entry(day)
+                    .or_insert_with(|| ImportedDay {
+                        day,
+                        ..Default::default()
+                    })
+                    .events += events;
+            }
+        }
+        if acc.values.len() > MAX_VALUES {
+            return Err(bad(
+                name,
+                Some(row),
+                format!("more than {MAX_VALUES} distinct (day, dimension, value) rows"),
+            ));
+        }
+    }
+    drop(rdr);
+    if last.is_some_and(|b| b != b'\n') {
+        return Err(bad(
+            name,
+            None,
+            "the last line has no line end: the file looks truncated",
+        ));
+    }
+    Ok(rows)
+}
+
+/// Remembers the last byte read (to tell a file that ends mid-line).
+struct LastByte<'a, R: Read> {
+    inner: &'a mut R,
+    last: &'a mut Option<u8>,
+}
+
+impl<R: Read> Read for LastByte<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            *self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+}
+
+/// Counts bytes and refuses to read past [`MAX_FILE_BYTES`].
+struct Capped<R: Read> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        if self.n > MAX_FILE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "larger than {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        Ok(k)
+    }
+}
+
+/// One file of the export: its name and where to read it.
+enum Source {
+    File(PathBuf),
+    /// A zip entry: method (0 stored, 8 deflated), offset of its local
+    /// header, compressed size, CRC-32.
+    Zip {
+        method: u16,
+        offset: u64,
+        size: u64,
+        crc: u32,
+    },
+}
+
+/// The entries of a zip file, from its central directory.
+fn zip_entries(path: &Path, f: &mut File) -> Result<Vec<(String, Source)>, Bad> {
+    let shown = path.display().to_string();
+    let fail = |m: String| bad(&shown, None, m);
+    let len = f.metadata().map_err(|e| fail(e.to_string()))?.len();
+    let tail_len = len.min(65_557);
+    let mut tail = vec![0u8; tail_len as usize];
+    f.seek(SeekFrom::Start(len - tail_len))
+        .and_then(|_| f.read_exact(&mut tail))
+        .map_err(|e| fail(e.to_string()))?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+        .ok_or_else(|| {
+            fail("not a zip file, or a truncated one (no end of central directory)".into())
+        })?;
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
+    let e = &tail[eocd..];
+    let count = u16_at(e, 10) as usize;
+    let (cd_size, cd_off) = (u32_at(e, 12) as u64, u32_at(e, 16) as u64);
+    if cd_off == 0xffff_ffff || count == 0xffff {
+        return Err(fail(
+            "ZIP64 archives are not read: unzip it and import the directory".into(),
+        ));
+    }
+    if cd_off + cd_size > len {
+        return Err(fail(
+            "the central directory lies past the end: a truncated zip".into(),
+        ));
+    }
+    let mut cd = vec![0u8; cd_size as usize];
+    f.seek(SeekFrom::Start(cd_off))
+        .and_then(|_| f.read_exact(&mut cd))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    for _ in 0..count {
+        if i + 46 > cd.len() || u32_at(&cd, i) != 0x0201_4b50 {
+            return Err(fail("a damaged central directory".into()));
+        }
+        let method = u16_at(&cd, i + 10);
+        let crc = u32_at(&cd, i + 16);
+        let size = u32_at(&cd, i + 20) as u64;
+        let (n, x, c) = (
+            u16_at(&cd, i + 28) as usize,
+            u16_at(&cd, i + 30) as usize,
+            u16_at(&cd, i + 32) as usize,
+        );
+        let offset = u32_at(&cd, i + 42) as u64;
+        let name =
+            String::from_utf8_lossy(cd.get(i + 46..i + 46 + n).unwrap_or_default()).into_owned();
+        i += 46 + n + x + c;
+        if name.ends_with('/') {
+            continue;
+        }
+        if size == 0xffff_ffff || offset == 0xffff_ffff {
+            return Err(fail(format!("{name}: ZIP64 entries are not read")));
+        }
+        if method != 0 && method != 8 {
+            return Err(fail(format!(
+                "{name}: compression method {method} (only stored and deflated)"
+            )));
+        }
+        out.push((
+            name,
+            Source::Zip {
+                method,
+                offset,
+                size,
+                crc,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a CRC-32 at the end of the stream.
+struct Crc<R: Read> {
+    inner: R,
+    hash: crc32fast::Hasher,
+    want: u32,
+}
+
+impl<R: Read> Read for Crc<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if self.hash.clone().finalize() != self.want {
+                return Err(std::io::Error::other(
+                    "the zip entry's CRC-32 does not match",
+                ));
+            }
+        } else {
+            self.hash.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Reads and checks every file of the export at `path` (a directory or a zip).
+fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| bad(&shown, None, e.to_string()))?;
+    let mut zip = None;
+    let mut sources: Vec<(String, Source)> = if meta.is_dir() {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(path).map_err(|e| bad(&shown, None, e.to_string()))? {
+            let e = e.map_err(|e| bad(&shown, None, e.to_string()))?;
+            v.push((
+                e.file_name().to_string_lossy().into_owned(),
+                Source::File(e.path()),
+            ));
+        }
+        v
+    } else {
+        let mut f = File::open(path).map_err(|e| bad(&shown, None, e.to_string()))?;
+        let entries = zip_entries(path, &mut f)?;
+        zip = Some(f);
+        entries
+    };
+    sources.sort_by(|a, b| a.0.cmp(&b.0));
+    if sources.len() > MAX_FILES {
+        return Err(bad(
+            &shown,
+            None,
+            format!("{} files, at most {MAX_FILES}", sources.len()),
+        ));
+    }
+    let mut tables: Vec<(Table, String, (Date, Date), Source)> = Vec::new();
+    for (name, src) in sources {
+        let base = name.rsplit('/').next().unwrap_or(&name).to_owned();
+        let Some((table, start, end)) = parse_name(&base) else {
+            return Err(bad(
+                &name,
+                None,
+                "not a file of Plausible's CSV export (imported_<table>_<YYYYMMDD>_<YYYYMMDD>.csv, \
+                 with a table among visitors, sources, pages, entry_pages, exit_pages, locations, \
+                 devices, browsers, operating_systems, custom_events)",
+            ));
+        };
+        if start > end {
+            return Err(bad(
+                &name,
+                None,
+                format!("the range {start} to {end} is inverted"),
+            ));
+        }
+        if let Some(other) = tables.iter().find(|t| t.0 == table) {
+            return Err(bad(
+                &name,
+                None,
+                format!("a second {} file beside {}", table.name(), other.1),
+            ));
+        }
+        tables.push((table, name, (start, end), src));
+    }
+    if !tables.iter().any(|t| t.0 == Table::Visitors) {
+        return Err(bad(
+            &shown,
+            None,
+            "no imported_visitors file: it holds the totals every other table adds to",
+        ));
+    }
+    let mut acc = Acc::default();
+    let mut counts = Vec::new();
+    tables.sort_by_key(|t| t.0);
+    for (table, name, range, src) in tables {
+        let rows = match src {
+            Source::File(p) => {
+                let f = File::open(&p).map_err(|e| bad(&name, None, e.to_string()))?;
+                read_csv(&name, table, range, Capped { inner: f, n: 0 }, &mut acc)?
+            }
+            Source::Zip {
+                method,
+                offset,
+                size,
+                crc,
+            } => {
+                let f = zip.as_mut().expect("a zip");
+                let mut head = [0u8; 30];
+                f.seek(SeekFrom::Start(offset))
+                    .and_then(|_| f.read_exact(&mut head))
+                    .map_err(|e| bad(&name, None, e.to_string()))?;
+                if head[..4] != [0x50, 0x4b, 0x03, 0x04] {
+                    return Err(bad(&name, None, "a damaged zip entry (no local header)"));
+                }
+                let skip = u16::from_le_bytes([head[26], head[27]]) as i64
+                    + u16::from_le_bytes([head[28], head[29]]) as i64;
+                f.seek(SeekFrom::Current(skip))
+                    .map_err(|e| bad(&name, None, e.to_string()))?;
+                let raw = Read::by_ref(f).take(size);
+                let inner: Box<dyn Read> = if method == 8 {
+                    Box::new(flate2::read::DeflateDecoder::new(raw))
+                } else {
+                    Box::new(raw)
+                };
+                let r = Crc {
+                    inner: Capped { inner, n: 0 },
+                    hash: crc32fast::Hasher::new(),
+                    want: crc,
+                };
+                read_csv(&name, table, range, r, &mut acc)?
+            }
+        };
+        counts.push((name, rows));
+    }
+    let (first_day, last_day) = (
+        acc.first.expect("the visitors file sets the range"),
+        acc.last.expect("the visitors file sets the range"),
+    );
+    let mut values: Vec<ImportedValue> = acc
+        .values
+        .into_iter()
+        .map(|((day, dim, value), (visitors, count))| ImportedValue {
+            day,
+            dim: Dim::parse(dim).expect("a dimension's own name"),
+            value,
+            visitors,
+            count,
+        })
+        .collect();
+    values.sort_by(|a, b| (a.day, a.dim.name(), &a.value).cmp(&(b.day, b.dim.name(), &b.value)));
+    Ok((
+        ImportedSet {
+            first_day,
+            last_day,
+            days: acc.days.into_values().collect(),
+            values,
+        },
+        counts,
+    ))
+}
+
+/// The import as sent to a running daemon (`POST /import-plausible`).
+#[derive(Serialize, Deserialize)]
+pub struct Wire {
+    pub site: String,
+    pub first_day: String,
+    pub last_day: String,
+    /// `[day, visitors, pageviews, events, visits, bounces, visit_duration_s]`.
+    pub days: Vec<(String, u64, u64, u64, u64, u64, u64)>,
+    /// `[day, dimension, value, visitors, count]`.
+    pub values: Vec<(String, String, Option<String>, u64, u64)>,
+}
+
+impl Wire {
+    fn of(site: &str, s: &ImportedSet) -> Wire {
+        Wire {
+            site: site.to_owned(),
+            first_day: s.first_day.to_string(),
+            last_day: s.last_day.to_string(),
+            days: s
+                .days
+                .iter()
+                .map(|d| {
+                    (
+                        d.day.to_string(),
+                        d.visitors,
+                        d.pageviews,
+                        d.events,
+                        d.visits,
+                        d.bounces,
+                        d.visit_duration_s,
+                    )
+                })
+                .collect(),
+            values: s
+                .values
+                .iter()
+                .map(|v| {
+                    (
+                        v.day.to_string(),
+                        v.dim.name().to_owned(),
+                        v.value.clone(),
+                        v.visitors,
+                        v.count,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Back into a set (the daemon's side); an error names the bad field.
+    pub fn into_set(self) -> Result<(String, ImportedSet), String> {
+        let date = |s: &str| s.parse::<Date>().map_err(|e| format!("{s:?}: {e}"));
+        let mut days = Vec::with_capacity(self.days.len());
+        for (d, visitors, pageviews, events, visits, bounces, dur) in self.days {
+            days.push(ImportedDay {
+                day: date(&d)?,
+                visitors,
+                pageviews,
+                events,
+                visits,
+                bounces,
+                visit_duration_s: dur,
+            });
+        }
+        let mut values = Vec::with_capacity(self.values.len());
+        for (d, dim, value, visitors, count) in self.values {
+            values.push(ImportedValue {
+                day: date(&d)?,
+                dim: Dim::parse(&dim).ok_or_else(|| format!("no dimension {dim:?}"))?,
+                value,
+                visitors,
+                count,
+            });
+        }
+        Ok((
+            self.site,
+            ImportedSet {
+                first_day: date(&self.first_day)?,
+                last_day: date(&self.last_day)?,
+                days,
+                values,
+            },
+        ))
+    }
+}
+
+/// `hitvault import-plausible --site HOST PATH`.
+pub fn import(cfg: &Config, site: &str, path: &Path) -> Result<(), CliError> {
+    let started = Instant::now();
+    let (set, counts) = read_export(path).map_err(|e| (2, format!("nothing imported: {e}")))?;
+    let rows: u64 = counts.iter().map(|c| c.1).sum();
+    let socket = cfg.data_dir.join(CONTROL_SOCKET);
+    let (how, replaced) = if let Some(conn) = client::connect(&socket) {
+        conn.set_read_timeout(None)
+            .map_err(|e| (1, e.to_string()))?;
+        let body = serde_json::to_vec(&Wire::of(site, &set)).expect("serialises");
+        let reply = client::request(conn, "POST", "/import-plausible", Some(&body))
+            .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        if reply.status != 200 {
+            let msg = v["message"]
+                .as_str()
+                .unwrap_or("the daemon refused the import")
+                .to_owned();
+            return Err((
+                if reply.status < 500 { 2 } else { 1 },
+                format!("nothing imported: {msg}"),
+            ));
+        }
+        (
+            " through the running daemon",
+            v["rows_replaced"].as_u64().unwrap_or(0),
+        )
+    } else {
+        crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
+        let mut store =
+            Store::open(&cfg.data_dir, &StoreOptions::default()).map_err(|e| (3, e.to_string()))?;
+        let r = store.replace_imported(site, &set).map_err(|e| match e {
+            hitvault_store::imported::ImportedError::Invalid(m) => {
+                (2, format!("nothing imported: {m}"))
+            }
+            e => (1, format!("nothing imported: {e}")),
+        })?;
+        store.checkpoint().map_err(|e| (1, e.to_string()))?;
+        ("", r.rows_replaced)
+    };
+    println!(
+        "imported Plausible export {} for {site}{how}: {} to {}, {} days, {} values \
+         from {rows} rows in {} files; {replaced} earlier rows of that range replaced ({:.2} s)",
+        path.display(),
+        set.first_day,
+        set.last_day,
+        set.days.len(),
+        set.values.len(),
+        counts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hitvault_store::stats::{Interval, Row, Window};
+
+    /// The hand-written export in `tests/fixtures/plausible` (its numbers
+    /// are summed by hand below).
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/plausible")
+    }
+
+    /// A copy of the fixture to damage.
+    fn copy() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(fixture()).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
+        }
+        d
+    }
+
+    fn refused(dir: &Path, mentions: &[&str]) {
+        let e = match read_export(dir) {
+            Ok(_) => panic!("{} was read", dir.display()),
+            Err(e) => e.to_string(),
+        };
+        for m in mentions {
+            assert!(e.contains(m), "{m:?} not in {e}");
+        }
+    }
+
+    fn edit(dir: &Path, table: &str, f: impl Fn(String) -> String) {
+        let p = dir.join(format!("imported_{table}_20240301_20240302.csv"));
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(t)).unwrap();
+    }
+
+    fn row(v: Option<&str>, visitors: u64, count: u64) -> (Option<String>, u64, u64) {
+        (v.map(str::to_owned), visitors, count)
+    }
+
+    /// The fixture into a store, and the overview of its two days.
+    #[test]
+    fn fixture_export_gives_the_overview_summed_by_hand() {
+        let (set, counts) = read_export(&fixture()).unwrap();
+        assert_eq!(counts.len(), 10);
+        assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 2 + 9 * 3);
+        assert_eq!(
+            (set.first_day.to_string(), set.last_day.to_string()),
+            ("2024-03-01".into(), "2024-03-02".into())
+        );
+        let data = tempfile::tempdir().unwrap();
+        let mut store = Store::open(data.path(), &StoreOptions::default()).unwrap();
+        store.upsert_site("ex.test", &[], "config").unwrap();
+        store.replace_imported("ex.test", &set).unwrap();
+        let stats = store.stats().unwrap();
+        let id = stats.site_id("ex.test").unwrap().unwrap();
+        let w = |from: &str, to: &str| Window {
+            site_id: id,
+            from: from.parse().unwrap(),
+            to: to.parse().unwrap(),
+            tz: jiff::tz::TimeZone::UTC,
+        };
+        let panels: Vec<Dim> = hitvault_store::stats::PANELS.to_vec();
+        let (o, info) = stats
+            .overview_with_imported(
+                &w("2024-03-01T00:00:00Z", "2024-03-03T00:00:00Z"),
+                &w("2024-02-28T00:00:00Z", "2024-03-01T00:00:00Z"),
+                &[],
+                Interval::Day,
+                &panels,
+                10,
+            )
+            .unwrap();
+        assert!(info.included && info.in_series && info.days == 2);
+        // visitors 10 + 5, pageviews 30 + 9, events 3 + 1 + 2, visits 12 + 6,
+        // bounces 4 + 1, duration (600 + 300) / 18, views 39 / 18.
+        let k = &o.kpis;
+        assert_eq!(
+            (k.visitors, k.pageviews, k.events, k.sessions, k.bounces),
+            (15, 39, 6, 18, 5)
+        );
+        assert!((k.bounce_rate - 5.0 / 18.0).abs() < 1e-9);
+        assert!((k.avg_duration_s - 50.0).abs() < 1e-9);
+        assert!((k.views_per_visit - 39.0 / 18.0).abs() < 1e-9);
+        let series: Vec<(u64, u64, u64)> = o
+            .series
+            .iter()
+            .map(|p| (p.visitors, p.pageviews, p.sessions))
+            .collect();
+        assert_eq!(series, [(10, 30, 12), (5, 9, 6)]);
+        let panel = |d: Dim| -> Vec<(Option<String>, u64, u64)> {
+            let rows: &Vec<Row> = &o.breakdowns.iter().find(|b| b.0 == d).unwrap().1;
+            rows.iter()
+                .map(|r| (r.value.clone(), r.visitors, r.count))
+                .collect()
+        };
+        assert_eq!(
+            panel(Dim::Page),
+            [row(Some("/"), 7 + 5, 20 + 9), row(Some("/pricing"), 3, 10)]
+        );
+        assert_eq!(
+            panel(Dim::Source),
+            [
+                row(None, 6, 18),
+                row(Some("Newsletter"), 5, 9),
+                row(Some("Google"), 4, 12)
+            ]
+        );
+        assert_eq!(
+            panel(Dim::Referrer),
+            [
+                row(None, 11, 27),
+                row(Some("https://www.google.com/"), 4, 12)
+            ]
+        );
+        assert_eq!(
+            panel(Dim::UtmCampaign),
+            [row(None, 10, 30), row(Some("spring, 2024"), 5, 9)]
+        );
+        assert_eq!(
+            panel(Dim::UtmMedium),
+            [row(None, 10, 30), row(Some("email"), 5, 9)]
+        );
+        assert_eq!(panel(Dim::UtmContent), [row(None, 15, 39)]);
+        assert_eq!(
+            panel(Dim::EntryPage),
+            [row(Some("/"), 14, 17), row(Some("/pricing"), 1, 1)]
+        );
+        assert_eq!(
+            panel(Dim::ExitPage),
+            [row(Some("/"), 12, 14), row(Some("/pricing"), 3, 4)]
+        );
+        assert_eq!(
+            panel(Dim::Country),
+            [row(Some("DE"), 11, 29), row(Some("FR"), 4, 10)]
+        );
+        assert_eq!(
+            panel(Dim::Screen),
+            [row(Some("desktop"), 12, 31), row(Some("mobile"), 3, 8)]
+        );
+        assert_eq!(
+            panel(Dim::Browser),
+            [row(Some("Firefox"), 11, 27), row(Some("Chrome"), 4, 12)]
+        );
+        assert_eq!(
+            panel(Dim::Os),
+            [row(Some("Linux"), 11, 27), row(Some("Android"), 4, 12)]
+        );
+        assert_eq!(
+            panel(Dim::Event),
+            [
+                row(Some("Signup"), 3, 4),
+                row(Some("Outbound Link: Click"), 1, 2)
+            ]
+        );
+        // Plausible has no such columns: these panels get nothing.
+        assert!(panel(Dim::Device).is_empty() && panel(Dim::Language).is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_file_row_and_reason() {
+        let d = copy();
+        edit(d.path(), "visitors", |t| {
+            t.replace("2024-03-02,5,", "2024-03-02,5O,")
+        });
+        refused(
+            d.path(),
+            &[
+                "imported_visitors_20240301_20240302.csv, row 2",
+                "visitors: \"5O\" is not an unsigned integer",
+            ],
+        );
+
+        let d = copy();
+        edit(d.path(), "visitors", |t| {
+            t.replacen("pageviews", "page_views", 1)
+        });
+        refused(
+            d.path(),
+            &[
+                "imported_visitors_20240301_20240302.csv",
+                "missing [\"pageviews\"], unknown [\"page_views\"]",
+            ],
+        );
+
+        let d = copy();
+        edit(d.path(), "pages", |t| t[..t.len() - 9].to_owned());
+        refused(
+            d.path(),
+            &[
+                "imported_pages_20240301_20240302.csv, row 3",
+                "5 fields, the header has 8",
+            ],
+        );
+
+        let d = copy();
+        edit(d.path(), "pages", |t| t.trim_end().to_owned());
+        refused(
+            d.path(),
+            &["imported_pages_20240301_20240302.csv", "no line end"],
+        );
+
+        let d = copy();
+        edit(d.path(), "sources", |t| {
+            t.replace("2024-03-02,News", "2024-03-03,News")
+        });
+        refused(
+            d.path(),
+            &[
+                "imported_sources_20240301_20240302.csv, row 3",
+                "outside the file's range",
+            ],
+        );
+
+        let d = copy();
+        edit(d.path(), "sources", |t| t.replace(",300,1\n", ",300,-1\n"));
+        refused(
+            d.path(),
+            &["row 2", "bounces: \"-1\" is not an unsigned 32-bit integer"],
+        );
+
+        let d = copy();
+        std::fs::write(d.path().join("notes.txt"), "hello").unwrap();
+        refused(
+            d.path(),
+            &["notes.txt", "not a file of Plausible's CSV export"],
+        );
+
+        let d = copy();
+        std::fs::remove_file(d.path().join("imported_visitors_20240301_20240302.csv")).unwrap();
+        refused(d.path(), &["no imported_visitors file"]);
+
+        let d = copy();
+        edit(d.path(), "visitors", |t| t + "2024-03-02,1,1,1,1,1\n");
+        refused(d.path(), &["row 3", "date 2024-03-02 appears twice"]);
+    }
+
+    #[test]
+    fn file_names_name_a_table_and_a_range() {
+        let (t, a, b) = parse_name("imported_pages_20240101_20240131.csv").unwrap();
+        assert_eq!(t, Table::Pages);
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("2024-01-01".into(), "2024-01-31".into())
+        );
+        assert_eq!(
+            parse_name("operating_systems_20240101_20240131.csv")
+                .unwrap()
+                .0,
+            Table::OperatingSystems
+        );
+        for bad in [
+            "imported_pages_20240101.csv",
+            "imported_pagez_20240101_20240131.csv",
+            "imported_pages_20241301_20240131.csv",
+            "imported_pages_20240101_20240131.txt",
+            "pages.csv",
+        ] {
+            assert!(parse_name(bad).is_none(), "{bad}");
+        }
+    }
+}
