@@ -40,7 +40,8 @@ fn migrations_apply_once_and_record_version() {
         rows,
         vec![
             vec![Some("1".into()), Some("initial".into())],
-            vec![Some("2".into()), Some("goals_funnels_rollups".into())]
+            vec![Some("2".into()), Some("goals_funnels_rollups".into())],
+            vec![Some("3".into()), Some("imported".into())]
         ]
     );
     assert_eq!(s.committed_seq().unwrap(), 0);
