@@ -65,11 +65,13 @@ enum Command {
         #[command(subcommand)]
         command: SiteCommand,
     },
-    /// Export hits, their props and the sites into a Takeout directory
-    /// (through the running daemon if there is one), or check one.
+    /// Export hits, their props, the sites and their goals and funnels into
+    /// a Takeout directory (through the running daemon if there is one), or
+    /// check one.
     Takeout(TakeoutArgs),
     /// Load a Takeout directory into the data dir (through the running daemon
-    /// if there is one). Hits already present (same id) are left as they are.
+    /// if there is one). Hits already present (same id) are left as they are;
+    /// a goal or funnel whose name is taken by another definition is reported.
     Import {
         /// The Takeout directory (with its MANIFEST).
         dir: PathBuf,

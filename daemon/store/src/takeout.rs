@@ -103,7 +103,7 @@ impl Reader {
         count_hits(&self.conn, filter)
     }
 
-    /// Streams sites, hits and props matching `filter`, from one snapshot.
+    /// Streams sites, hits, props, goals and funnels matching `filter`, from one snapshot.
     pub fn export(
         &self,
         filter: &ExportFilter,

@@ -1,4 +1,4 @@
-//! A whole Takeout (the three tables and the MANIFEST) as one zip stream,
+//! A whole Takeout (every table and the MANIFEST) as one zip stream,
 //! written front to back into any writer (an HTTP body): nothing is held
 //! but the current batch, so memory stays flat whatever the size.
 //!
