@@ -2,7 +2,9 @@
 //! store with `hv-seed`, then times `hitvault takeout` (Parquet and NDJSON,
 //! from the database file) and `hitvault import` of each into an empty data
 //! dir, and prints rows/s (all tables' rows over wall time, manifest checks
-//! and fsyncs included).
+//! and fsyncs included) and the CPU time the step's process used per million
+//! rows (user + system, all its threads): on a shared machine wall time
+//! varies with the load, CPU time much less.
 //!
 //!     hv-takeout --hits 1000000
 
@@ -21,6 +23,9 @@ struct Args {
     /// A seeded data dir to reuse instead of seeding one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Formats to export and import, comma-separated.
+    #[arg(long, default_value = "parquet,ndjson", value_delimiter = ',')]
+    formats: Vec<String>,
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -35,14 +40,34 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<f64> {
+/// CPU seconds (user + system) of the waited-for children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
+/// Runs `cmd`; returns (wall seconds, CPU seconds).
+fn run(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
+    let cpu = children_cpu();
     let t = Instant::now();
     let out = cmd.output().context("run")?;
     let secs = t.elapsed().as_secs_f64();
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(secs)
+    Ok((secs, children_cpu() - cpu))
+}
+
+fn report(step: &str, rows: u64, (secs, cpu): (f64, f64)) {
+    println!(
+        "{step:<16} {rows:>10} {secs:>9.2} {:>12.0} {:>9.2} {:>14.0}",
+        rows as f64 / secs,
+        cpu,
+        cpu * 1e3 * 1e6 / rows.max(1) as f64
+    );
 }
 
 fn rows(dir: &Path) -> anyhow::Result<u64> {
@@ -73,38 +98,30 @@ fn main() -> anyhow::Result<()> {
         }
     };
     println!(
-        "{:<28} {:>12} {:>9} {:>14}",
-        "step", "rows", "seconds", "rows/s"
+        "{:<16} {:>10} {:>9} {:>12} {:>9} {:>14}",
+        "step", "rows", "wall s", "rows/s", "CPU s", "CPU ms/M rows"
     );
-    for format in ["parquet", "ndjson"] {
+    for format in &a.formats {
         let out = tmp.path().join(format);
-        let secs = run(Command::new(&hv).args([
+        let t = run(Command::new(&hv).args([
             "--data-dir",
             data.to_str().unwrap(),
             "takeout",
             "--to",
             out.to_str().unwrap(),
             "--format",
-            format,
+            format.as_str(),
         ]))?;
         let n = rows(&out)?;
-        println!(
-            "{:<28} {n:>12} {secs:>9.2} {:>14.0}",
-            format!("export {format}"),
-            n as f64 / secs
-        );
+        report(&format!("export {format}"), n, t);
         let dst = tmp.path().join(format!("dst-{format}"));
-        let secs = run(Command::new(&hv).args([
+        let t = run(Command::new(&hv).args([
             "--data-dir",
             dst.to_str().unwrap(),
             "import",
             out.to_str().unwrap(),
         ]))?;
-        println!(
-            "{:<28} {n:>12} {secs:>9.2} {:>14.0}",
-            format!("import {format}"),
-            n as f64 / secs
-        );
+        report(&format!("import {format}"), n, t);
     }
     Ok(())
 }
