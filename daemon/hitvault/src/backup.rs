@@ -633,7 +633,7 @@ impl Maintenance for DaemonMaintenance {
             write: Box::new(move |mut out| {
                 let sent = std::fs::File::open(&file)
                     .and_then(|mut f| std::io::copy(&mut f, &mut out))
-                    .and_then(|_| out.flush());
+                    .and_then(|_| out.finish());
                 let _ = std::fs::remove_file(&file);
                 sent.map_err(|e| AdminError::Internal(e.to_string()))
             }),

@@ -503,7 +503,9 @@ impl Exporter for DaemonExporter {
                 };
                 out.write_all(&last)
                     .map_err(|e| AdminError::Internal(e.to_string()))?;
-                out.flush()
+                // The error frame (if any) is how this protocol fails: the
+                // body itself ends complete.
+                out.finish()
                     .map_err(|e| AdminError::Internal(e.to_string()))?;
                 result.map_err(|e| AdminError::Internal(e.to_string()))
             }
@@ -519,13 +521,15 @@ impl Exporter for DaemonExporter {
                     from: filter.from_us.map(hitvault_takeout::format_time),
                     until: filter.until_us.map(hitvault_takeout::format_time),
                 };
-                // On a failure the body is cut (the BodyWriter dropped with
-                // an error after it), so no complete zip arrives.
+                // On a failure `z` and the BodyWriter in it are dropped
+                // unfinished, which cuts the chunked body: no zip arrives
+                // that looks complete.
                 result.map_err(|e| AdminError::Internal(e.to_string()))?;
-                let (_, mut out) = z
+                let (_, out) = z
                     .finish(meta)
                     .map_err(|e| AdminError::Internal(e.to_string()))?;
-                out.flush().map_err(|e| AdminError::Internal(e.to_string()))
+                out.finish()
+                    .map_err(|e| AdminError::Internal(e.to_string()))
             }
             Some(f) => {
                 let format: Format = f.parse().map_err(AdminError::Invalid)?;
@@ -541,10 +545,11 @@ impl Exporter for DaemonExporter {
                 });
                 match result {
                     Ok(()) => {
-                        let mut out = w
+                        let out = w
                             .finish()
                             .map_err(|e| AdminError::Internal(e.to_string()))?;
-                        out.flush().map_err(|e| AdminError::Internal(e.to_string()))
+                        out.finish()
+                            .map_err(|e| AdminError::Internal(e.to_string()))
                     }
                     Err(e) => {
                         // Cut the body so the reader cannot take a partial file as complete.

@@ -117,9 +117,10 @@ pub trait Exporter: Send + Sync + 'static {
     /// Checks the query and counts the hits it selects (for progress);
     /// returns the media type of the body.
     fn prepare(&self, q: &ExportQuery) -> Result<(u64, &'static str), AdminError>;
-    /// Writes the export into `out`. On failure after bytes were sent, the
-    /// daemon ends the body in a way the reader detects (an error frame, or
-    /// a cut that leaves the file invalid).
+    /// Writes the export into `out` and ends it with [`BodyWriter::finish`].
+    /// On a failure after bytes were sent, the body ends in a way the reader
+    /// detects: an error frame, or (when `out` is dropped unfinished) a
+    /// chunked body cut before its last chunk.
     fn export(&self, q: ExportQuery, out: BodyWriter) -> Result<(), AdminError>;
 }
 
@@ -130,12 +131,26 @@ const DEPTH: usize = 4;
 const CHUNK: usize = 256 * 1024;
 
 /// A blocking writer whose bytes become an HTTP body (see the module doc).
+///
+/// The body ends cleanly only through [`BodyWriter::finish`]. Dropped
+/// without it (an error returned early, a panic), it ends the body with an
+/// error: the connection is cut before the last chunk, so the client sees
+/// an incomplete response, never a short one that looks whole.
 pub struct BodyWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
+    done: bool,
 }
 
 impl BodyWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>) -> Self {
+        BodyWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            done: false,
+        }
+    }
+
     /// Sends what is buffered; fails when the reader went away.
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
@@ -147,9 +162,21 @@ impl BodyWriter {
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader went away"))
     }
 
+    /// Sends the rest and ends the body as complete.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.send()?;
+        self.done = true;
+        Ok(())
+    }
+
     /// Ends the body with an error: the connection is cut without the final
     /// chunk, so the reader sees an incomplete body.
     pub fn abort(mut self, why: &str) {
+        self.cut(why);
+    }
+
+    fn cut(&mut self, why: &str) {
+        self.done = true;
         let _ = self.send();
         let _ = self.tx.blocking_send(Err(io::Error::other(why.to_owned())));
     }
@@ -170,11 +197,22 @@ impl Write for BodyWriter {
 
 impl Drop for BodyWriter {
     fn drop(&mut self) {
-        let _ = self.send();
+        if !self.done {
+            self.cut("the body ended before it was complete");
+        }
     }
 }
 
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>);
+/// The receiving end of a [`BodyWriter`]. An error is handed to hyper one
+/// poll late: hyper drops whatever it has not flushed yet when a body fails
+/// (the status line and headers too, if the failure comes first), so the
+/// first poll that sees the error yields, letting hyper flush the head and
+/// every chunk before it; the client then sees the status, the bytes sent,
+/// and a chunked body cut before its last chunk.
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>,
+    failed: Option<io::Error>,
+}
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -183,10 +221,42 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                self.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other.map(|o| o.map(|r| r.map(http_body::Frame::data))),
+        }
     }
+}
+
+/// Runs `write` on a blocking thread with a [`BodyWriter`] that feeds the
+/// returned body. A failure, or a panic, ends the body with an error.
+fn spawn_body(
+    what: &'static str,
+    write: impl FnOnce(BodyWriter) -> Result<(), AdminError> + Send + 'static,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let out = BodyWriter::new(tx.clone());
+        let msg = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(out))) {
+            Ok(Ok(())) => return,
+            Ok(Err(AdminError::Invalid(m) | AdminError::Conflict(m) | AdminError::Internal(m))) => {
+                m
+            }
+            Err(_) => "the export thread panicked".to_owned(),
+        };
+        tracing::warn!(error = %msg, "{what} failed after the response began");
+        // The writer's drop has cut the body already; this names the cause
+        // if the body is still open (it is not, unless `write` leaked it).
+        let _ = tx.blocking_send(Err(io::Error::other(msg)));
+    });
+    Body::new(ChannelBody { rx, failed: None })
 }
 
 fn error(code: StatusCode, msg: String) -> Response {
@@ -210,21 +280,8 @@ pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
-    tokio::task::spawn_blocking(move || {
-        let out = BodyWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = exporter.export(q, out) {
-            let msg = match e {
-                AdminError::Invalid(m) | AdminError::Conflict(m) | AdminError::Internal(m) => m,
-            };
-            tracing::warn!(error = %msg, "export failed");
-            let _ = tx.blocking_send(Err(io::Error::other(msg)));
-        }
-    });
-    let mut r = Response::new(Body::new(ChannelBody(rx)));
+    let body = spawn_body("export", move |out| exporter.export(q, out));
+    let mut r = Response::new(body);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
     r.headers_mut()
@@ -253,22 +310,8 @@ pub async fn stream_prepared(
         Ok(Err(AdminError::Internal(m))) => return error(StatusCode::INTERNAL_SERVER_ERROR, m),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
-    let write = p.write;
-    tokio::task::spawn_blocking(move || {
-        let out = BodyWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        };
-        if let Err(e) = write(out) {
-            let msg = match e {
-                AdminError::Invalid(m) | AdminError::Conflict(m) | AdminError::Internal(m) => m,
-            };
-            tracing::warn!(error = %msg, "streamed reply failed");
-            let _ = tx.blocking_send(Err(io::Error::other(msg)));
-        }
-    });
-    let mut r = Response::new(Body::new(ChannelBody(rx)));
+    let body = spawn_body("streamed reply", p.write);
+    let mut r = Response::new(body);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(p.media));
     for (k, v) in p.headers {
@@ -277,4 +320,134 @@ pub async fn stream_prepared(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Serves `GET /` with `stream_prepared(write)` on a real socket and
+    /// returns everything the client received.
+    async fn fetch(
+        write: impl Fn(BodyWriter) -> Result<(), AdminError> + Send + Sync + Clone + 'static,
+    ) -> Vec<u8> {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let write = write.clone();
+                stream_prepared(move || {
+                    Ok(Prepared {
+                        media: "application/zip",
+                        headers: vec![],
+                        write: Box::new(write),
+                    })
+                })
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut raw = Vec::new();
+            // A cut connection may end in a reset: keep what arrived.
+            let _ = s.read_to_end(&mut raw);
+            raw
+        })
+        .await
+        .unwrap()
+    }
+
+    fn text(raw: &[u8]) -> String {
+        String::from_utf8_lossy(raw).into_owned()
+    }
+
+    const END: &[u8] = b"\r\n0\r\n\r\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finished_body_ends_with_the_last_chunk() {
+        let raw = fetch(|mut out| {
+            out.write_all(b"PK whole").unwrap();
+            out.finish()
+                .map_err(|e| AdminError::Internal(e.to_string()))
+        })
+        .await;
+        let t = text(&raw);
+        assert!(t.starts_with("HTTP/1.1 200"), "{t}");
+        assert!(t.contains("PK whole") && raw.ends_with(END), "{t}");
+    }
+
+    /// An export that fails after the headers: the client gets the status,
+    /// the bytes sent so far, and a chunked body without its last chunk,
+    /// whether the failure comes at once or after data, as an error or a
+    /// panic, or as a writer dropped without `finish`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_body_is_cut_before_the_last_chunk() {
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "error at once",
+                fetch(|_out| Err(AdminError::Internal("boom".into()))).await,
+            ),
+            (
+                "error after data",
+                fetch(|mut out| {
+                    out.write_all(b"PK partial").unwrap();
+                    out.flush().unwrap();
+                    Err(AdminError::Internal("boom".into()))
+                })
+                .await,
+            ),
+            (
+                "buffered data, then an error",
+                fetch(|mut out| {
+                    out.write_all(b"PK partial").unwrap();
+                    Err(AdminError::Internal("boom".into()))
+                })
+                .await,
+            ),
+            (
+                "panic",
+                fetch(|mut out| {
+                    out.write_all(b"PK partial").unwrap();
+                    panic!("an export bug");
+                })
+                .await,
+            ),
+            (
+                "dropped unfinished",
+                fetch(|mut out| {
+                    out.write_all(b"PK partial").unwrap();
+                    Ok(())
+                })
+                .await,
+            ),
+        ];
+        for (case, raw) in cases {
+            let t = text(&raw);
+            assert!(
+                t.starts_with("HTTP/1.1 200"),
+                "{case}: the head arrives: {t:?}"
+            );
+            assert!(
+                t.to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked"),
+                "{case}: {t:?}"
+            );
+            assert!(
+                !raw.ends_with(END),
+                "{case}: the body must not end complete: {t:?}"
+            );
+            if case != "error at once" {
+                assert!(
+                    t.contains("PK partial"),
+                    "{case}: what was sent arrives: {t:?}"
+                );
+            }
+        }
+    }
 }
