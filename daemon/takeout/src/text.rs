@@ -72,6 +72,12 @@ fn cols(batch: &RecordBatch) -> Vec<Col<'_>> {
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        // The common case: nothing to escape.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -112,16 +118,26 @@ fn csv_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// JSON-encodes row `i` as one object (no trailing newline) into `out`.
-fn json_row(out: &mut Vec<u8>, names: &[String], cols: &[Col<'_>], i: usize) {
-    out.push(b'{');
-    for (k, (name, c)) in names.iter().zip(cols).enumerate() {
-        if k > 0 {
-            out.push(b',');
+/// Decimal digits of `v`, without going through `fmt`.
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut b = [0u8; 20];
+    let mut at = b.len();
+    loop {
+        at -= 1;
+        b[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+    }
+    out.extend_from_slice(&b[at..]);
+}
+
+/// JSON-encodes row `i` as one object (no trailing newline) into `out`.
+/// `keys[k]` is what precedes column `k`'s value: `{"name":` or `,"name":`.
+fn json_row(out: &mut Vec<u8>, keys: &[Vec<u8>], cols: &[Col<'_>], i: usize) {
+    for (key, c) in keys.iter().zip(cols) {
+        out.extend_from_slice(key);
         let null = match c {
             Col::U64(a) => a.is_null(i),
             Col::U16(a) => a.is_null(i),
@@ -133,12 +149,8 @@ fn json_row(out: &mut Vec<u8>, names: &[String], cols: &[Col<'_>], i: usize) {
             continue;
         }
         match c {
-            Col::U64(a) => {
-                let _ = write!(out, "{}", a.value(i));
-            }
-            Col::U16(a) => {
-                let _ = write!(out, "{}", a.value(i));
-            }
+            Col::U64(a) => put_u64(out, a.value(i)),
+            Col::U16(a) => put_u64(out, a.value(i).into()),
             Col::Str(a) => json_str(out, a.value(i)),
             Col::Ts(a) => {
                 let mut b = [0u8; 27];
@@ -169,24 +181,32 @@ pub(crate) fn encode(
     first_row: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let names: Vec<String> = batch
+    let keys: Vec<Vec<u8>> = batch
         .schema()
         .fields()
         .iter()
-        .map(|f| f.name().clone())
+        .enumerate()
+        .map(|(k, f)| {
+            let mut key = Vec::with_capacity(f.name().len() + 4);
+            key.push(if k == 0 { b'{' } else { b',' });
+            json_str(&mut key, f.name());
+            key.push(b':');
+            key
+        })
         .collect();
     let cols = cols(batch);
+    out.reserve(batch.num_rows() * 64);
     for i in 0..batch.num_rows() {
         match kind {
             Text::Ndjson => {
-                json_row(out, &names, &cols, i);
+                json_row(out, &keys, &cols, i);
                 out.push(b'\n');
             }
             Text::JsonArray => {
                 if !(first_row && i == 0) {
                     out.extend_from_slice(b",\n");
                 }
-                json_row(out, &names, &cols, i);
+                json_row(out, &keys, &cols, i);
             }
             Text::Csv => {
                 for (k, c) in cols.iter().enumerate() {
@@ -194,12 +214,8 @@ pub(crate) fn encode(
                         out.push(b',');
                     }
                     match c {
-                        Col::U64(a) if !a.is_null(i) => {
-                            let _ = write!(out, "{}", a.value(i));
-                        }
-                        Col::U16(a) if !a.is_null(i) => {
-                            let _ = write!(out, "{}", a.value(i));
-                        }
+                        Col::U64(a) if !a.is_null(i) => put_u64(out, a.value(i)),
+                        Col::U16(a) if !a.is_null(i) => put_u64(out, a.value(i).into()),
                         Col::Str(a) if !a.is_null(i) => csv_str(out, a.value(i)),
                         Col::Ts(a) if !a.is_null(i) => {
                             let mut b = [0u8; 27];

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ pub fn parquet_properties() -> WriterProperties {
 }
 
 /// zstd level of Parquet pages.
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 1;
 
 /// Conforms a batch from the store to the table's schema: same columns in the
 /// same order and types; timestamps are relabelled UTC (they are UTC instants).
@@ -214,16 +214,23 @@ impl<W: Write + Send> TableWriter<W> {
     }
 }
 
-/// A file being written, with its running SHA-256 and size.
+/// Bytes gathered before a block goes to the thread that hashes and writes.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight to that thread (memory: about `BLOCKS` MiB per file).
+const BLOCKS: usize = 4;
+
+/// A file being written, with its running SHA-256 and size. Hashing and the
+/// `write` calls run on a thread of their own, a block at a time, so they
+/// overlap with the encoding that produces the next block.
 pub struct HashingFile {
-    file: BufWriter<File>,
-    hash: Sha256,
-    bytes: u64,
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<io::Result<(File, u64, String)>>>,
 }
 
 impl HashingFile {
     fn create(path: &Path) -> Result<Self, ExportError> {
-        let file = File::options()
+        let mut file = File::options()
             .write(true)
             .create_new(true)
             .open(path)
@@ -231,30 +238,80 @@ impl HashingFile {
                 path: path.to_owned(),
                 source,
             })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOCKS);
+        let worker = std::thread::Builder::new()
+            .name("takeout-hash".into())
+            .spawn(move || {
+                let mut hash = Sha256::new();
+                let mut bytes = 0u64;
+                for block in rx {
+                    hash.update(&block);
+                    file.write_all(&block)?;
+                    bytes += block.len() as u64;
+                }
+                Ok((file, bytes, hex(&hash.finalize())))
+            })?;
         Ok(HashingFile {
-            file: BufWriter::with_capacity(1 << 20, file),
-            hash: Sha256::new(),
-            bytes: 0,
+            buf: Vec::with_capacity(BLOCK),
+            tx: Some(tx),
+            worker: Some(worker),
         })
     }
 
-    /// Flushes and fsyncs; returns (bytes, SHA-256 hex).
-    fn close(self) -> io::Result<(u64, String)> {
-        let f = self.file.into_inner().map_err(|e| e.into_error())?;
+    /// Hands the buffered block to the worker; its error if it stopped.
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let tx = self.tx.as_ref().expect("open until closed");
+        if tx.send(block).is_err() {
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the file writer stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> io::Result<(File, u64, String)> {
+        self.tx = None;
+        match self.worker.take() {
+            Some(w) => w.join().expect("the file writer panicked"),
+            None => Err(io::Error::other("the file writer stopped")),
+        }
+    }
+
+    /// Writes the rest and fsyncs; returns (bytes, SHA-256 hex).
+    fn close(mut self) -> io::Result<(u64, String)> {
+        self.send()?;
+        let (f, bytes, sha) = self.join()?;
         f.sync_all()?;
-        Ok((self.bytes, hex(&self.hash.finalize())))
+        Ok((bytes, sha))
     }
 }
 
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= BLOCK {
+            self.send()?;
+        }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.send()
+    }
+}
+
+impl Drop for HashingFile {
+    fn drop(&mut self) {
+        // An export that failed: stop the worker (the file stays partial,
+        // and without a MANIFEST the directory is no Takeout).
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 
