@@ -7,13 +7,14 @@
 //! batches. Goals and funnels are definitions: the site filter applies to
 //! them, the time range does not.
 //!
-//! Import stages the batches in scratch tables inside one transaction and
-//! merges them keyed by hit id: hits already present are left alone, so a
-//! second import of the same Takeout changes nothing; any failure rolls the
-//! whole import back. Goals and funnels are keyed by (site, name): one that
-//! is present with the same content is left alone; one whose name is taken
-//! by a different definition keeps the instance's and is reported in
-//! [`ImportStats::conflicts`], never merged.
+//! Import stages the batches in temporary tables (in memory, spilled to the
+//! temp directory past `memory_limit`; never written to the database file)
+//! inside one transaction and merges them keyed by hit id: hits already
+//! present are left alone, so a second import of the same Takeout changes
+//! nothing; any failure rolls the whole import back. Goals and funnels are
+//! keyed by (site, name): one that is present with the same content is left
+//! alone; one whose name is taken by a different definition keeps the
+//! instance's and is reported in [`ImportStats::conflicts`], never merged.
 
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
@@ -234,16 +235,16 @@ impl std::fmt::Debug for Importer<'_> {
 }
 
 const STAGING: &str = "
-CREATE TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
-CREATE TABLE _import_hits (
+CREATE TEMP TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
+CREATE TEMP TABLE _import_hits (
     id UBIGINT, site VARCHAR, ts TIMESTAMPTZ, kind VARCHAR, name VARCHAR, path VARCHAR,
     referrer VARCHAR, source VARCHAR, utm_source VARCHAR, utm_medium VARCHAR,
     utm_campaign VARCHAR, utm_term VARCHAR, utm_content VARCHAR, browser VARCHAR,
     browser_version VARCHAR, os VARCHAR, os_version VARCHAR, device VARCHAR,
     country VARCHAR, language VARCHAR, screen_width USMALLINT, visitor UBIGINT);
-CREATE TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
-CREATE TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
-CREATE TABLE _import_funnels (
+CREATE TEMP TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
+CREATE TEMP TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
+CREATE TEMP TABLE _import_funnels (
     site VARCHAR, name VARCHAR, step USMALLINT, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 ";
 
@@ -342,7 +343,7 @@ impl Importer<'_> {
             [],
         )? as u64;
         c.execute_batch(
-            "CREATE TABLE _import_new AS SELECT id FROM _import_hits \
+            "CREATE TEMP TABLE _import_new AS SELECT id FROM _import_hits \
              ANTI JOIN hits USING (id)",
         )?;
         let hits_added = c.execute(

@@ -98,11 +98,13 @@ impl Builders {
                     .map_err(|_| format!("{name}: {s:?} is not an integer 0..65535"))?,
             ),
             (B::Str(b), Some(s)) => b.append_value(s),
-            (B::Ts(b), Some(s)) => b.append_value(
-                s.parse::<jiff::Timestamp>()
+            (B::Ts(b), Some(s)) => b.append_value(match parse_ts_fast(s) {
+                Some(us) => us,
+                None => s
+                    .parse::<jiff::Timestamp>()
                     .map_err(|e| format!("{name}: {s:?} is not an RFC 3339 time: {e}"))?
                     .as_microsecond(),
-            ),
+            }),
         }
         Ok(())
     }
@@ -317,9 +319,20 @@ pub fn read_table(
                         "the last line is cut short (no newline)",
                     ));
                 }
-                let obj: serde_json::Map<String, Value> = serde_json::from_str(&line)
-                    .map_err(|e| err(path, Some(n), format!("not a JSON object: {e}")))?;
-                push_object(&mut b, &obj).map_err(|m| err(path, Some(n), m))?;
+                let mut failed = None;
+                let mut de = serde_json::Deserializer::from_str(&line);
+                let parsed = serde::de::DeserializeSeed::deserialize(
+                    RowSeed {
+                        b: &mut b,
+                        failed: &mut failed,
+                    },
+                    &mut de,
+                )
+                .and_then(|()| de.end());
+                if let Some(m) = failed {
+                    return Err(err(path, Some(n), m));
+                }
+                parsed.map_err(|e| err(path, Some(n), format!("not a JSON object: {e}")))?;
                 if b.rows == BATCH_ROWS {
                     emit(b.take(), &mut rows)?;
                 }
@@ -332,28 +345,29 @@ pub fn read_table(
             let mut b = Builders::new(table);
             let mut failure: Option<ImportError> = None;
             {
-                let mut on_row = |obj: serde_json::Map<String, Value>| -> Result<(), ()> {
-                    let n = rows + b.rows as u64 + 1;
-                    let r = push_object(&mut b, &obj)
-                        .map_err(|m| err(path, Some(n), m))
-                        .and_then(|()| {
-                            if b.rows == BATCH_ROWS {
-                                emit(b.take(), &mut rows)
-                            } else {
-                                Ok(())
-                            }
-                        });
-                    r.map_err(|e| failure = Some(e))
+                let mut after_row = |b: &mut Builders| -> Result<(), ()> {
+                    if b.rows == BATCH_ROWS {
+                        emit(b.take(), &mut rows).map_err(|e| failure = Some(e))
+                    } else {
+                        Ok(())
+                    }
                 };
+                let mut bad_row: Option<(u64, String)> = None;
                 let mut de =
                     serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
                 let parsed = serde::Deserializer::deserialize_seq(
                     &mut de,
                     ArrayVisitor {
-                        on_row: &mut on_row,
+                        b: &mut b,
+                        done: 0,
+                        bad_row: &mut bad_row,
+                        after_row: &mut after_row,
                     },
                 )
                 .and_then(|()| de.end());
+                if let Some((n, m)) = bad_row {
+                    return Err(err(path, Some(n), m));
+                }
                 if let Err(e) = parsed {
                     return Err(failure.take().unwrap_or_else(|| {
                         err(path, None, format!("not a JSON array of objects: {e}"))
@@ -371,39 +385,257 @@ pub fn read_table(
     Ok(rows)
 }
 
-fn push_object(b: &mut Builders, obj: &serde_json::Map<String, Value>) -> Result<(), String> {
-    let schema = b.schema.clone();
-    if let Some(k) = obj.keys().find(|k| schema.index_of(k).is_err()) {
-        return Err(format!("unknown column {k:?}"));
+/// Parses `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form every Takeout writes, without
+/// a general RFC 3339 parser; `None` for anything else (then jiff decides).
+fn parse_ts_fast(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 27
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[26] != b'Z'
+    {
+        return None;
     }
-    for (i, f) in schema.fields().iter().enumerate() {
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    // The years jiff (the general parser) takes too, with margin.
+    if !(1..=9998).contains(&y) {
+        return None;
+    }
+    let (hh, mm, ss, frac) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return None;
+    }
+    if hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + frac)
+}
+
+/// One JSON object of a row, deserialized straight into the builders: each
+/// value is appended to its column as its key comes, no map in between.
+/// A problem with the row is left in `failed` (the serde error then only
+/// stops the parse).
+struct RowSeed<'a> {
+    b: &'a mut Builders,
+    failed: &'a mut Option<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// A JSON value of a Takeout column: null, a string or an unsigned integer
+/// (anything else is refused, with its JSON type).
+enum Cell<'a> {
+    Null,
+    Str(std::borrow::Cow<'a, str>),
+    UInt(u64),
+    Other(String),
+}
+
+struct CellVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CellVisitor {
+    type Value = Cell<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_none<E>(self) -> Result<Cell<'de>, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(v.to_owned().into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
+        Ok(Cell::Str(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
+        Ok(Cell::UInt(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
+        Ok(Cell::Other(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
+        Ok(Cell::Other(Value::from(v).to_string()))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
+        Ok(Cell::Other(v.to_string()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Cell<'de>, A::Error> {
+        let v: Value =
+            serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(Cell::Other(v.to_string()))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
+        let v: Value =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Cell::Other(v.to_string()))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CellVisitor {
+    type Value = Cell<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Cell<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A key of a row object: the column's index, or the unknown name.
+struct KeySeed<'a>(&'a SchemaRef);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Result<usize, String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
+    type Value = Result<usize, String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a column name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self
+            .0
+            .fields()
+            .iter()
+            .position(|f| f.name() == v)
+            .ok_or_else(|| v.to_owned()))
+    }
+}
+
+impl RowSeed<'_> {
+    /// Appends one cell to column `i`.
+    fn cell(&mut self, i: usize, v: Cell<'_>) -> Result<(), String> {
+        let f = self.b.schema.fields()[i].clone();
         let num;
-        let v = match obj.get(f.name()) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s))
-                if matches!(f.data_type(), DataType::Utf8 | DataType::Timestamp(..)) =>
-            {
-                Some(s.as_str())
+        let v = match v {
+            Cell::Null => None,
+            Cell::Str(s) if matches!(f.data_type(), DataType::Utf8 | DataType::Timestamp(..)) => {
+                return self.b.push(i, Some(&s));
             }
-            Some(Value::Number(n))
-                if matches!(f.data_type(), DataType::UInt64 | DataType::UInt16) =>
-            {
-                num = n.to_string();
-                Some(num.as_str())
+            Cell::UInt(n) if matches!(f.data_type(), DataType::UInt64 | DataType::UInt16) => {
+                match &mut self.b.cols[i] {
+                    B::U64(b) => {
+                        b.append_value(n);
+                        return Ok(());
+                    }
+                    B::U16(b) if n <= u64::from(u16::MAX) => {
+                        b.append_value(n as u16);
+                        return Ok(());
+                    }
+                    // Out of range: the text path words the error.
+                    _ => {
+                        num = n.to_string();
+                        Some(num.as_str())
+                    }
+                }
             }
-            Some(other) => return Err(format!("{}: {other} has the wrong JSON type", f.name())),
+            Cell::Str(s) => {
+                return Err(format!(
+                    "{}: {} has the wrong JSON type",
+                    f.name(),
+                    Value::from(s.as_ref())
+                ));
+            }
+            Cell::UInt(n) => return Err(format!("{}: {n} has the wrong JSON type", f.name())),
+            Cell::Other(o) => return Err(format!("{}: {o} has the wrong JSON type", f.name())),
         };
         if v.is_none() && matches!(f.data_type(), DataType::Utf8) && !f.is_nullable() {
             return Err(format!("{} must not be null", f.name()));
         }
-        b.push(i, v)?;
+        self.b.push(i, v)
     }
-    b.rows += 1;
-    Ok(())
 }
 
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let schema = self.b.schema.clone();
+        let n = schema.fields().len();
+        // Columns seen in this row (the schema has fewer than 64).
+        let mut seen = 0u64;
+        let stop = |failed: &mut Option<String>, m: String| -> A::Error {
+            *failed = Some(m);
+            serde::de::Error::custom("row refused")
+        };
+        while let Some(key) = map.next_key_seed(KeySeed(&schema))? {
+            let i = match key {
+                Ok(i) => i,
+                Err(name) => return Err(stop(self.failed, format!("unknown column {name:?}"))),
+            };
+            let v = map.next_value_seed(CellVisitor)?;
+            if seen & (1 << i) != 0 {
+                let name = schema.field(i).name();
+                return Err(stop(self.failed, format!("column {name:?} appears twice")));
+            }
+            seen |= 1 << i;
+            if let Err(m) = self.cell(i, v) {
+                return Err(stop(self.failed, m));
+            }
+        }
+        for i in (0..n).filter(|&i| seen & (1 << i) == 0) {
+            if let Err(m) = self.cell(i, Cell::Null) {
+                return Err(stop(self.failed, m));
+            }
+        }
+        self.b.rows += 1;
+        Ok(())
+    }
+}
+
+/// The rows of a JSON array file, each pushed as it is parsed.
 struct ArrayVisitor<'a> {
-    on_row: &'a mut dyn FnMut(serde_json::Map<String, Value>) -> Result<(), ()>,
+    b: &'a mut Builders,
+    /// Rows parsed so far (numbering for errors).
+    done: u64,
+    bad_row: &'a mut Option<(u64, String)>,
+    after_row: &'a mut dyn FnMut(&mut Builders) -> Result<(), ()>,
 }
 
 impl<'de> serde::de::Visitor<'de> for ArrayVisitor<'_> {
@@ -411,10 +643,91 @@ impl<'de> serde::de::Visitor<'de> for ArrayVisitor<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON array of objects")
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(obj) = seq.next_element::<serde_json::Map<String, Value>>()? {
-            (self.on_row)(obj).map_err(|()| serde::de::Error::custom("row refused"))?;
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let mut failed = None;
+            let got = seq.next_element_seed(RowSeed {
+                b: self.b,
+                failed: &mut failed,
+            });
+            if let Some(m) = failed {
+                *self.bad_row = Some((self.done + 1, m));
+                return Err(serde::de::Error::custom("row refused"));
+            }
+            if got?.is_none() {
+                return Ok(());
+            }
+            self.done += 1;
+            (self.after_row)(self.b).map_err(|()| serde::de::Error::custom("row refused"))?;
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_timestamps_agree_with_jiff() {
+        for s in [
+            "1970-01-01T00:00:00.000000Z",
+            "2000-02-29T23:59:59.999999Z",
+            "2026-11-28T08:30:00.123456Z",
+            "1969-12-31T23:59:59.000001Z",
+            "9998-12-31T23:59:59.999999Z",
+        ] {
+            let j = s.parse::<jiff::Timestamp>().unwrap().as_microsecond();
+            assert_eq!(parse_ts_fast(s), Some(j), "{s}");
+        }
+        for s in [
+            "2026-02-29T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T00:00:00.000000+01:00",
+            "2026-01-01T00:00:00Z",
+            "2026-01-0aT00:00:00.000000Z",
+        ] {
+            assert_eq!(parse_ts_fast(s), None, "{s}");
+        }
+    }
+
+    fn ndjson(line: &str) -> Result<RecordBatch, ImportError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("props.ndjson");
+        std::fs::write(&p, format!("{line}\n")).unwrap();
+        let mut got = None;
+        read_table(&p, Format::Ndjson, Table::Props, &mut |b| {
+            got = Some(b);
+            Ok(())
+        })?;
+        Ok(got.expect("one batch"))
+    }
+
+    #[test]
+    fn json_rows_are_checked_as_they_are_parsed() {
+        let b = ndjson(r#"{"value":"v\"1","id":7,"key":"k"}"#).unwrap();
+        assert_eq!(
+            b.column(0)
+                .as_primitive::<arrow_array::types::UInt64Type>()
+                .value(0),
+            7
+        );
+        assert_eq!(b.column(2).as_string::<i32>().value(0), "v\"1");
+        for (line, why) in [
+            (
+                r#"{"id":7,"key":"k","value":"v","x":1}"#,
+                "unknown column \"x\"",
+            ),
+            (r#"{"id":7,"id":8,"key":"k","value":"v"}"#, "appears twice"),
+            (r#"{"id":"7","key":"k","value":"v"}"#, "wrong JSON type"),
+            (r#"{"id":-7,"key":"k","value":"v"}"#, "wrong JSON type"),
+            (r#"{"id":7,"key":null,"value":"v"}"#, "key must not be null"),
+            (r#"{"key":"k","value":"v"}"#, "id must not be empty"),
+            (r#"[1]"#, "not a JSON object"),
+        ] {
+            let e = ndjson(line).unwrap_err();
+            assert_eq!(e.row, Some(1), "{line}");
+            assert!(e.reason.contains(why), "{line}: {}", e.reason);
+        }
     }
 }
