@@ -179,14 +179,8 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), CliError> {
             let mut reply =
                 client::stream(conn, "POST", "/backup").map_err(|e| (1, e.to_string()))?;
             if reply.status != 200 {
-                let mut body = Vec::new();
-                let _ = reply.body.read_to_end(&mut body);
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let msg = v["message"]
-                    .as_str()
-                    .unwrap_or("the daemon refused the backup")
-                    .to_owned();
-                return Err((1, msg));
+                // Exit 1 whatever the status: a backup has no input to blame.
+                return Err((1, reply.refusal("the daemon refused the backup").1));
             }
             let d: Described = reply
                 .header("x-hitvault-backup")
@@ -487,17 +481,14 @@ pub fn prune(cfg: &Config, dry_run: bool) -> Result<(), CliError> {
             };
             let reply =
                 client::request(conn, "POST", path, None).map_err(|e| (1, e.to_string()))?;
-            let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
             if reply.status != 200 {
-                return Err((
-                    1,
-                    v["message"]
-                        .as_str()
-                        .unwrap_or("the daemon refused the prune")
-                        .to_owned(),
-                ));
+                // Exit 1 whatever the status, as for a backup.
+                let (_, msg) =
+                    client::refusal(reply.status, &reply.body, "the daemon refused the prune");
+                return Err((1, msg));
             }
-            serde_json::from_value(v).map_err(|e| (1, format!("bad reply from the daemon: {e}")))?
+            serde_json::from_slice(&reply.body)
+                .map_err(|e| (1, format!("bad reply from the daemon: {e}")))?
         }
         None => {
             if !cfg.data_dir.join(DB_FILE).exists() {

@@ -13,6 +13,15 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// The daemon's refusal (a reply other than the one expected) as a CLI
+/// failure: the `message` of its JSON body, or `fallback`; exit status 2 when
+/// the daemon blamed the request (4xx), 1 otherwise.
+pub fn refusal(status: u16, body: &[u8], fallback: &str) -> (i32, String) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let msg = v["message"].as_str().unwrap_or(fallback).to_owned();
+    (if (400..500).contains(&status) { 2 } else { 1 }, msg)
+}
+
 /// Connects to a running daemon's control socket; `None` if no daemon listens.
 pub fn connect(socket: &Path) -> Option<UnixStream> {
     let s = UnixStream::connect(socket).ok()?;
@@ -145,6 +154,13 @@ pub struct Streamed {
 }
 
 impl Streamed {
+    /// Reads the rest of the body and makes it a [`refusal`].
+    pub fn refusal(mut self, fallback: &str) -> (i32, String) {
+        let mut body = Vec::new();
+        let _ = self.body.read_to_end(&mut body);
+        refusal(self.status, &body, fallback)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -384,12 +384,11 @@ fn site(cfg: &Config, cmd: SiteCommand) -> Result<(), (i32, String)> {
             let reply = client::request(conn, "POST", "/sites", Some(body.as_bytes()))
                 .map_err(|e| (1, e.to_string()))?;
             if reply.status != 201 {
-                let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-                let msg = v["message"]
-                    .as_str()
-                    .unwrap_or("the daemon refused the request")
-                    .to_owned();
-                return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+                return Err(client::refusal(
+                    reply.status,
+                    &reply.body,
+                    "the daemon refused the request",
+                ));
             }
             vec![serde_json::from_slice(&reply.body).map_err(|e| (1, e.to_string()))?]
         }

@@ -898,17 +898,12 @@ pub fn import(cfg: &Config, site: &str, path: &Path) -> Result<(), CliError> {
         let body = serde_json::to_vec(&Wire::of(site, &set)).expect("serialises");
         let reply = client::request(conn, "POST", "/import-plausible", Some(&body))
             .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
         if reply.status != 200 {
-            let msg = v["message"]
-                .as_str()
-                .unwrap_or("the daemon refused the import")
-                .to_owned();
-            return Err((
-                if reply.status < 500 { 2 } else { 1 },
-                format!("nothing imported: {msg}"),
-            ));
+            let (code, msg) =
+                client::refusal(reply.status, &reply.body, "the daemon refused the import");
+            return Err((code, format!("nothing imported: {msg}")));
         }
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
         (
             " through the running daemon",
             v["rows_replaced"].as_u64().unwrap_or(0),

@@ -106,14 +106,7 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
             let path = format!("/takeout?{}", q.to_query());
             let mut reply = client::stream(conn, "GET", &path).map_err(|e| (1, e.to_string()))?;
             if reply.status != 200 {
-                let mut body = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut reply.body, &mut body);
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let msg = v["message"]
-                    .as_str()
-                    .unwrap_or("the daemon refused the export")
-                    .to_owned();
-                return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+                return Err(reply.refusal("the daemon refused the export"));
             }
             let total = reply
                 .header("x-hitvault-rows")
