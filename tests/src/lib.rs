@@ -550,6 +550,29 @@ fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
     })
 }
 
+/// The hand-written Plausible CSV export (`tests/fixtures/plausible`).
+pub fn plausible_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/plausible")
+}
+
+/// A copy of [`plausible_fixture`] in `dir` (created) whose
+/// `imported_visitors` file has `from` replaced by `to`.
+pub fn edited_plausible_fixture(dir: &Path, from: &str, to: &str) {
+    std::fs::create_dir(dir).unwrap();
+    for e in std::fs::read_dir(plausible_fixture()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let visitors = dir.join("imported_visitors_20240301_20240302.csv");
+    let text = std::fs::read_to_string(&visitors).unwrap();
+    assert!(
+        text.contains(from),
+        "{from:?} is not in {}",
+        visitors.display()
+    );
+    std::fs::write(&visitors, text.replace(from, to)).unwrap();
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];

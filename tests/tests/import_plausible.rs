@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hitvault_tests::{Daemon, binary};
+use hitvault_tests::{Daemon, binary, edited_plausible_fixture, plausible_fixture};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/plausible")
+    plausible_fixture()
 }
 
 fn import(data: &Path, site: &str, path: &Path) -> Output {
@@ -150,14 +150,7 @@ fn plausible_export_into_a_running_daemon_and_back_through_the_stats_api() {
 
     // Bad input: refused with file, row and reason; nothing changes.
     let bad = tmp.path().join("bad");
-    std::fs::create_dir(&bad).unwrap();
-    for e in std::fs::read_dir(fixture()).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
-    }
-    let visitors = bad.join("imported_visitors_20240301_20240302.csv");
-    let text = std::fs::read_to_string(&visitors).unwrap();
-    std::fs::write(&visitors, text.replace("2024-03-01,10,", "2024-03-01,1e3,")).unwrap();
+    edited_plausible_fixture(&bad, "2024-03-01,10,", "2024-03-01,1e3,");
     let o = import(&d.data_dir, "ex.test", &bad);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");

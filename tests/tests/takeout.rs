@@ -1,13 +1,17 @@
 //! Takeout, black box: the real binary exports (through a running daemon and
 //! from the database file), verifies and imports; the results are compared
 //! row by row and column by column in DuckDB, and the Parquet files are read
-//! by pyarrow, a reader that is not ours.
+//! by pyarrow, a reader that is not ours. The instances hold history
+//! imported from Plausible (`import-plausible` of the fixture), which a
+//! Takeout carries too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hitvault_tests::{Daemon, binary, sibling_binary, test_user};
+use hitvault_tests::{
+    Daemon, binary, edited_plausible_fixture, plausible_fixture, sibling_binary, test_user,
+};
 
 const FORMATS: [&str; 4] = ["parquet", "csv", "json", "ndjson"];
 
@@ -48,7 +52,8 @@ fn seed(data: &Path, hits: u64) {
 }
 
 /// Every hit with every column, every prop, every site, every goal and
-/// funnel (by site and name, as ids are the instance's): as text.
+/// funnel (by site and name, as ids are the instance's), every imported day
+/// and value with every column (by site hostname): as text.
 #[derive(Debug, PartialEq)]
 struct Dump {
     hits: Vec<Vec<Option<String>>>,
@@ -56,6 +61,8 @@ struct Dump {
     sites: Vec<Vec<Option<String>>>,
     goals: Vec<Vec<Option<String>>>,
     funnels: Vec<Vec<Option<String>>>,
+    imported_days: Vec<Vec<Option<String>>>,
+    imported_values: Vec<Vec<Option<String>>>,
 }
 
 fn dump(data: &Path) -> Dump {
@@ -73,7 +80,31 @@ fn dump(data: &Path) -> Dump {
             "SELECT s.hostname, f.name, f.step_kinds, f.step_values, f.created_at \
                     FROM funnels f JOIN sites s ON s.id = f.site_id ORDER BY 1, 2",
         ),
+        imported_days: q("SELECT s.hostname, d.* EXCLUDE (site_id) \
+               FROM imported_days d JOIN sites s ON s.id = d.site_id ORDER BY ALL"),
+        imported_values: q("SELECT s.hostname, v.* EXCLUDE (site_id) \
+               FROM imported_values v JOIN sites s ON s.id = v.site_id ORDER BY ALL"),
     }
+}
+
+/// `hitvault import-plausible` of `export` for `site` (through the daemon if
+/// one runs on `data`).
+fn import_plausible(data: &Path, site: &str, export: &Path) {
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "import-plausible",
+        "--site",
+        site,
+        export.to_str().unwrap(),
+    ]);
+}
+
+/// Imported history on two sites: the fixture (2024-03-01 and 2024-03-02)
+/// for shop.test and for site01.test.
+fn import_history(data: &Path) {
+    import_plausible(data, "shop.test", &plausible_fixture());
+    import_plausible(data, "site01.test", &plausible_fixture());
 }
 
 fn post(d: &Daemon, path: &str, body: &str) -> serde_json::Value {
@@ -196,6 +227,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     let (d, _tok) = start_on(root, data.clone());
     odd_events(&d);
     define(&d);
+    import_history(&data);
     wait_for_rows(&data, &d, 2);
     // Exports while the daemon runs go through it: they are read beside the
     // batcher, and ingest keeps answering meanwhile.
@@ -228,6 +260,9 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     assert_eq!(want.hits.len(), 20_002);
     assert!(want.props.len() > 3, "seeded and odd events carry props");
     assert_eq!((want.goals.len(), want.funnels.len()), (3, 1));
+    assert_eq!(want.imported_days.len(), 4);
+    let values = want.imported_values.len() as u64;
+    assert!(values > 20, "{values} imported values");
 
     // The same export from the database file, without a daemon: same counts.
     let offline = out.path().join("offline");
@@ -254,8 +289,41 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     );
     assert_eq!(
         counts(manifest(&offline)),
-        vec![5, 20_002, want.props.len() as u64, 3, 3]
+        vec![5, 20_002, want.props.len() as u64, 3, 3, 4, values]
     );
+    // Filtered: one site, and the days that lie whole inside the range.
+    let filtered = out.path().join("filtered");
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "takeout",
+        "--to",
+        filtered.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--site",
+        "site01.test",
+        "--from",
+        "2024-03-01T00:00:01Z",
+        "--until",
+        "2024-03-03",
+    ]);
+    ok(&["takeout", "verify", filtered.to_str().unwrap()]);
+    let days = std::fs::read_to_string(filtered.join("imported_days.csv")).unwrap();
+    assert_eq!(
+        days,
+        "site,day,visitors,pageviews,events,visits,bounces,visit_duration_s\r\n\
+         site01.test,2024-03-02,5,9,3,6,1,300\r\n"
+    );
+    let values = std::fs::read_to_string(filtered.join("imported_values.csv")).unwrap();
+    assert!(
+        values
+            .lines()
+            .skip(1)
+            .all(|l| l.starts_with("site01.test,2024-03-02,")),
+        "{values}"
+    );
+    assert!(values.lines().count() > 5, "{values}");
 
     for f in FORMATS {
         let dst = tempfile::tempdir().unwrap();
@@ -268,6 +336,10 @@ fn round_trip_in_every_format_through_the_running_daemon() {
             src.to_str().unwrap(),
         ]);
         assert!(first.contains("20002 hits added"), "{f}: {first}");
+        assert!(
+            first.contains("4 imported days added, 0 replaced, 0 present"),
+            "{f}: {first}"
+        );
         assert_eq!(
             dump(&dst_data),
             want,
@@ -285,7 +357,10 @@ fn round_trip_in_every_format_through_the_running_daemon() {
             "{f}: {second}"
         );
         assert!(
-            second.contains("0 goals added, 3 goals present, 0 funnels added, 1 funnels present"),
+            second.contains(
+                "0 goals added, 3 goals present, 0 funnels added, 1 funnels present, \
+                 0 imported days added, 0 replaced, 4 present"
+            ),
             "{f}: {second}"
         );
         assert_eq!(dump(&dst_data), want, "{f}: a second import changed rows");
@@ -309,10 +384,11 @@ fn python() -> PathBuf {
 }
 
 #[test]
-fn parquet_export_is_read_by_pyarrow_with_utc_timestamps() {
+fn parquet_export_is_read_by_pyarrow_with_utc_timestamps_and_dates() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     seed(&data, 5_000);
+    import_plausible(&data, "site01.test", &plausible_fixture());
     let dir = root.path().join("out");
     ok(&[
         "--data-dir",
@@ -323,6 +399,24 @@ fn parquet_export_is_read_by_pyarrow_with_utc_timestamps() {
         "--format",
         "parquet",
     ]);
+    // Imported days: dates as DATE, counts as unsigned integers.
+    let o = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys\nimport pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\n\
+             print(json.dumps({'types': {n: str(t.schema.field(n).type) for n in t.schema.names}, \
+             'days': [d.isoformat() for d in t.column('day').to_pylist()]}))",
+            dir.join("imported_days.parquet").to_str().unwrap(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pyarrow failed");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["types"]["day"], "date32[day]", "{v}");
+    assert_eq!(v["types"]["site"], "string", "{v}");
+    assert_eq!(v["types"]["visit_duration_s"], "uint64", "{v}");
+    assert_eq!(v["days"], serde_json::json!(["2024-03-01", "2024-03-02"]));
     let script = r#"
 import json, sys
 from datetime import datetime, timedelta, timezone
@@ -552,10 +646,11 @@ fn import_refused(dir: &Path, mentions: &[&str]) {
         assert!(err.contains(m), "the refusal lacks {m:?}: {err}");
     }
     if data.join("hitvault.duckdb").exists() {
-        assert_eq!(
-            dump(&data).hits.len(),
-            0,
-            "a refused import left hits behind"
+        let left = dump(&data);
+        assert_eq!(left.hits.len(), 0, "a refused import left hits behind");
+        assert!(
+            left.imported_days.is_empty() && left.imported_values.is_empty(),
+            "a refused import left imported history behind"
         );
     }
 }
@@ -601,10 +696,10 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(
         dir.join("MANIFEST"),
-        m.replace("\"takeout_version\": 2", "\"takeout_version\": 3"),
+        m.replace("\"takeout_version\": 3", "\"takeout_version\": 4"),
     )
     .unwrap();
-    import_refused(&dir, &["takeout_version 3"]);
+    import_refused(&dir, &["takeout_version 4"]);
 
     // A goal of an unknown kind; a funnel whose steps have a gap.
     let (_root, dir) = small_export("ndjson");
@@ -635,11 +730,81 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
     set_rows(&dir, "funnels.ndjson", 2);
     import_refused(&dir, &["funnel \"F\"", "step 2", "starts with '/' or '*'"]);
 
+    // Imported history: a day that is not a date; a dimension the stats API
+    // does not have; a site the sites file lacks; a day given twice.
+    let (_root, dir) = small_export("csv");
+    std::fs::write(
+        dir.join("imported_days.csv"),
+        "site,day,visitors,pageviews,events,visits,bounces,visit_duration_s\r\n\
+         site01.test,2024-03-01,1,1,0,1,0,0\r\n\
+         site01.test,2024-03-32,1,1,0,1,0,0\r\n",
+    )
+    .unwrap();
+    set_rows(&dir, "imported_days.csv", 2);
+    import_refused(
+        &dir,
+        &[
+            "imported_days.csv, row 2",
+            "day: \"2024-03-32\" is not a date",
+        ],
+    );
+    std::fs::write(
+        dir.join("imported_days.csv"),
+        "site,day,visitors,pageviews,events,visits,bounces,visit_duration_s\r\n\
+         site01.test,2024-03-01,1,1,0,1,0,0\r\n\
+         site01.test,2024-03-01,2,2,0,2,0,0\r\n",
+    )
+    .unwrap();
+    set_rows(&dir, "imported_days.csv", 2);
+    import_refused(
+        &dir,
+        &["imported_days: site site01.test has day 2024-03-01 2 times"],
+    );
+    let (_root, dir) = small_export("ndjson");
+    let value = |site: &str, dim: &str| {
+        format!(
+            r#"{{"site":"{site}","day":"2024-03-01","dim":"{dim}","value":"/","visitors":1,"count":1}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("imported_values.ndjson"),
+        format!("{}\n", value("site01.test", "pages")),
+    )
+    .unwrap();
+    set_rows(&dir, "imported_values.ndjson", 1);
+    import_refused(
+        &dir,
+        &[
+            "imported_values.ndjson, row 1",
+            "dim \"pages\" is not one of",
+        ],
+    );
+    std::fs::write(
+        dir.join("imported_values.ndjson"),
+        format!("{}\n", value("nowhere.test", "page")),
+    )
+    .unwrap();
+    set_rows(&dir, "imported_values.ndjson", 1);
+    import_refused(
+        &dir,
+        &[
+            "imported_values: site nowhere.test day 2024-03-01 names a site that is not in the sites file",
+        ],
+    );
+
     // The wrong format: JSON lines in a Takeout that says it is a JSON array.
     let (_root, dir) = small_export("ndjson");
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(dir.join("MANIFEST"), m.replace("ndjson", "json")).unwrap();
-    for t in ["sites", "hits", "props", "goals", "funnels"] {
+    for t in [
+        "sites",
+        "hits",
+        "props",
+        "goals",
+        "funnels",
+        "imported_days",
+        "imported_values",
+    ] {
         std::fs::rename(
             dir.join(format!("{t}.ndjson")),
             dir.join(format!("{t}.json")),
@@ -680,13 +845,14 @@ fn http_takeout_streams_one_file_to_loopback() {
     d.stop();
 }
 
-/// `bundle=zip`: sites, hits, props and the MANIFEST in one zip stream, which
+/// `bundle=zip`: every table and the MANIFEST in one zip stream, which
 /// Python's zipfile (a reader that is not ours; it checks every CRC)
 /// extracts into a directory that verifies and imports back to the same rows.
 #[test]
 fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
     let (root, data) = source();
     let (d, _tok) = start_on(root, data.clone());
+    import_history(&data);
     let r = d
         .get("/api/v1/takeout?format=parquet&bundle=zip")
         .unwrap_or_else(|e| panic!("{e}\n{}", d.log_text()));
@@ -701,6 +867,7 @@ fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
     let stopped = d.stop();
     // What the daemon held (with the site it declared).
     let before = dump(&stopped.data_dir);
+    assert_eq!(before.imported_days.len(), 4);
     let out = tempfile::tempdir().unwrap();
     let zip = out.path().join("takeout.zip");
     std::fs::write(&zip, &r.body).unwrap();
@@ -714,7 +881,8 @@ fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        "sites.parquet hits.parquet props.parquet goals.parquet funnels.parquet MANIFEST"
+        "sites.parquet hits.parquet props.parquet goals.parquet funnels.parquet \
+         imported_days.parquet imported_values.parquet MANIFEST"
     );
     ok(&["takeout", "verify", dir.to_str().unwrap()]);
     let m = manifest(&dir);
@@ -812,12 +980,15 @@ fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
     d.stop();
 }
 
-/// Goals and funnels through a running daemon on both sides: exported, then
-/// imported into a daemon whose site already has a goal of the same name
-/// and other content (kept, and reported); a second import changes nothing.
-/// A version-1 Takeout (no goals or funnels files) still verifies and imports.
+/// Goals, funnels and imported history through a running daemon on both
+/// sides: exported, then imported into a daemon whose site already has a
+/// goal of the same name and other content (kept, and reported) and
+/// imported history of the same days, one of them with other numbers (that
+/// day replaced, the other present); a second import changes nothing.
+/// Version-1 and version-2 Takeouts (without the newer tables) still verify
+/// and import.
 #[test]
-fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_imports() {
+fn definitions_and_history_import_through_the_daemon_and_versions_1_and_2_still_import() {
     let root = tempfile::Builder::new()
         .prefix("hitvault-takeout")
         .tempdir()
@@ -828,6 +999,7 @@ fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_im
     let dir = out.path().join("v2");
     let (d, _tok) = start_on(root, data.clone());
     define(&d);
+    import_plausible(&data, "shop.test", &plausible_fixture());
     // A site filter selects that site's definitions.
     let r = d
         .get("/api/v1/takeout?format=csv&table=goals&site=shop.test")
@@ -850,7 +1022,7 @@ fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_im
         "csv",
     ]);
     d.stop();
-    assert_eq!(manifest(&dir)["takeout_version"], 2);
+    assert_eq!(manifest(&dir)["takeout_version"], 3);
     let goals = std::fs::read_to_string(dir.join("goals.csv")).unwrap();
     assert_eq!(goals.lines().count(), 4, "{goals}");
     let funnels = std::fs::read_to_string(dir.join("funnels.csv")).unwrap();
@@ -866,6 +1038,19 @@ fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_im
         "/api/v1/sites/shop.test/goals",
         r#"{"kind":"event","value":"Other","name":"Comma pages"}"#,
     );
+    // The target's own history of the same days: 2024-03-01 with 99
+    // visitors instead of 10, 2024-03-02 the same.
+    let other = out.path().join("other-plausible");
+    edited_plausible_fixture(&other, "2024-03-01,10,", "2024-03-01,99,");
+    import_plausible(&target.data_dir, "shop.test", &other);
+    let visitors_in_march = |d: &Daemon| {
+        let r = d
+            .get("/api/v1/stats/overview?site=shop.test&from=2024-03-01&to=2024-03-03")
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["kpis"]["visitors"].as_u64().unwrap()
+    };
+    assert_eq!(visitors_in_march(&target), 99 + 5);
     let run = |args: &[&str]| {
         let o = hv(args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -883,17 +1068,26 @@ fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_im
     let (first, err) = run(&args);
     assert!(first.contains("through the running daemon"), "{first}");
     assert!(
-        first.contains("2 goals added, 0 goals present, 1 funnels added, 0 funnels present"),
+        first.contains(
+            "2 goals added, 0 goals present, 1 funnels added, 0 funnels present, \
+             0 imported days added, 1 replaced, 1 present"
+        ),
         "{first}"
     );
+    // The Takeout's day replaced the target's: the fixture's 10 + 5.
+    assert_eq!(visitors_in_march(&target), 15);
     let conflict = "not imported, name taken: site shop.test goal \"Comma pages\": \
                     the import has page \"/a,b*\", this instance has event \"Other\"";
     assert!(err.contains(conflict), "{err}");
     let (second, err) = run(&args);
     assert!(
-        second.contains("0 goals added, 2 goals present, 0 funnels added, 1 funnels present"),
+        second.contains(
+            "0 goals added, 2 goals present, 0 funnels added, 1 funnels present, \
+             0 imported days added, 0 replaced, 2 present"
+        ),
         "{second}"
     );
+    assert_eq!(visitors_in_march(&target), 15);
     assert!(err.contains(conflict), "reported again: {err}");
     // The instance's definition stays; the imported ones are served.
     let r = target.get("/api/v1/sites/shop.test/goals").unwrap();
@@ -908,37 +1102,58 @@ fn definitions_import_through_the_daemon_report_conflicts_and_version_1_still_im
     assert!(r.json().to_string().contains("Buy, now"));
     target.stop();
 
-    // Version 1: the same Takeout without the goals and funnels files.
-    let v1 = out.path().join("v1");
-    std::fs::create_dir(&v1).unwrap();
-    for t in ["sites", "hits", "props"] {
-        let name = format!("{t}.csv");
-        std::fs::copy(dir.join(&name), v1.join(&name)).unwrap();
+    // Version 2: the same Takeout without the imported_* files; version 1
+    // without the goals and funnels files too.
+    let hits = manifest(&dir)["files"][1]["rows"].as_u64().unwrap();
+    for (version, tables) in [
+        (2, &["sites", "hits", "props", "goals", "funnels"][..]),
+        (1, &["sites", "hits", "props"][..]),
+    ] {
+        let old = out.path().join(format!("old-v{version}"));
+        std::fs::create_dir(&old).unwrap();
+        for t in tables {
+            let name = format!("{t}.csv");
+            std::fs::copy(dir.join(&name), old.join(&name)).unwrap();
+        }
+        let mut m = manifest(&dir);
+        m["takeout_version"] = version.into();
+        m["files"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|f| tables.contains(&f["table"].as_str().unwrap()));
+        std::fs::write(old.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        ok(&["takeout", "verify", old.to_str().unwrap()]);
+        let fresh = out.path().join(format!("fresh-v{version}"));
+        let got = ok(&[
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "import",
+            old.to_str().unwrap(),
+        ]);
+        assert!(
+            got.contains(&format!("{hits} hits added")),
+            "v{version}: {got}"
+        );
+        assert!(got.contains("0 imported days added"), "v{version}: {got}");
+        let imported = dump(&fresh);
+        assert_eq!(imported.hits.len() as u64, hits);
+        assert!(imported.imported_days.is_empty() && imported.imported_values.is_empty());
+        let goals = if version == 2 { 3 } else { 0 };
+        assert!(
+            got.contains(&format!("{goals} goals added")),
+            "v{version}: {got}"
+        );
+        assert_eq!(imported.goals.len(), goals);
+        // A manifest of that version that lists the newer tables is refused.
+        let mut m = manifest(&dir);
+        m["takeout_version"] = version.into();
+        std::fs::write(old.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        for f in m["files"].as_array().unwrap() {
+            let name = f["name"].as_str().unwrap();
+            if !old.join(name).exists() {
+                std::fs::copy(dir.join(name), old.join(name)).unwrap();
+            }
+        }
+        verify_fails(&old, "expected one file each for");
     }
-    let mut m = manifest(&dir);
-    m["takeout_version"] = 1.into();
-    m["files"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|f| f["table"] != "goals" && f["table"] != "funnels");
-    std::fs::write(v1.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    ok(&["takeout", "verify", v1.to_str().unwrap()]);
-    let fresh = out.path().join("fresh");
-    let got = ok(&[
-        "--data-dir",
-        fresh.to_str().unwrap(),
-        "import",
-        v1.to_str().unwrap(),
-    ]);
-    let hits = manifest(&v1)["files"][1]["rows"].as_u64().unwrap();
-    assert!(got.contains(&format!("{hits} hits added")), "{got}");
-    assert!(got.contains("0 goals added"), "{got}");
-    let imported = dump(&fresh);
-    assert_eq!(imported.hits.len() as u64, hits);
-    assert!(imported.goals.is_empty() && imported.funnels.is_empty());
-    // A version-1 manifest that lists the new tables is refused.
-    let mut m = manifest(&dir);
-    m["takeout_version"] = 1.into();
-    std::fs::write(dir.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    verify_fails(&dir, "expected one file each for");
 }

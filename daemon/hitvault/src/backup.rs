@@ -693,18 +693,9 @@ impl Maintenance for DaemonMaintenance {
             max_id,
             "import merged"
         );
-        Ok(serde_json::json!({
-            "hits_added": stats.hits_added,
-            "hits_present": stats.hits_present,
-            "props_added": stats.props_added,
-            "sites_added": stats.sites_added,
-            "goals_added": stats.goals_added,
-            "goals_present": stats.goals_present,
-            "funnels_added": stats.funnels_added,
-            "funnels_present": stats.funnels_present,
-            "conflicts": stats.conflicts,
-            "next_id_at_least": max_id + 1,
-        }))
+        let mut reply = crate::takeout::stats_json(&stats);
+        reply["next_id_at_least"] = (max_id + 1).into();
+        Ok(reply)
     }
 
     fn import_plausible(&self, body: &[u8]) -> Result<serde_json::Value, AdminError> {

@@ -65,13 +65,14 @@ enum Command {
         #[command(subcommand)]
         command: SiteCommand,
     },
-    /// Export hits, their props, the sites and their goals and funnels into
-    /// a Takeout directory (through the running daemon if there is one), or
-    /// check one.
+    /// Export hits, their props, the sites, their goals and funnels and
+    /// their imported history into a Takeout directory (through the running
+    /// daemon if there is one), or check one.
     Takeout(TakeoutArgs),
     /// Load a Takeout directory into the data dir (through the running daemon
     /// if there is one). Hits already present (same id) are left as they are;
-    /// a goal or funnel whose name is taken by another definition is reported.
+    /// a goal or funnel whose name is taken by another definition is reported;
+    /// an imported day of a site replaces this instance's rows of that day.
     Import {
         /// The Takeout directory (with its MANIFEST).
         dir: PathBuf,
@@ -124,13 +125,15 @@ struct TakeoutArgs {
     /// parquet, csv, json or ndjson.
     #[arg(long, default_value = "parquet")]
     format: hitvault_takeout::Format,
-    /// Only this site's hits (hostname; repeatable).
+    /// Only this site's data (hostname; repeatable).
     #[arg(long = "site", value_name = "HOST")]
     sites: Vec<String>,
-    /// Hits at or after this time (RFC 3339, or a date: midnight UTC).
+    /// Hits at or after this time (RFC 3339, or a date: midnight UTC);
+    /// imported days whose UTC midnight is at or after it.
     #[arg(long, value_name = "TIME")]
     from: Option<String>,
-    /// Hits before this time (RFC 3339, or a date: midnight UTC).
+    /// Hits before this time (RFC 3339, or a date: midnight UTC); imported
+    /// days that end (next UTC midnight) at or before it.
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
 }

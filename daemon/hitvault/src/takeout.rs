@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hitvault_server::{AdminError, BodyWriter, ExportQuery, Exporter};
-use hitvault_store::{ExportFilter, Reader, Store, StoreOptions};
+use hitvault_store::{ExportFilter, ImportStats, Reader, Store, StoreOptions};
 use hitvault_takeout::manifest::Filter;
 use hitvault_takeout::stream::{Frame, data_frame, end_frame, error_frame, read_frame};
 use hitvault_takeout::write::TableWriter;
@@ -294,23 +294,7 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
         .commit()
         .map_err(|e| (2, format!("nothing imported: {e}")))?;
     store.checkpoint().map_err(|e| (1, e.to_string()))?;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "imported {}: {} hits added, {} already present, {} props added, {} sites added, \
-         {} goals added, {} goals present, {} funnels added, {} funnels present \
-         ({total} rows read in {secs:.2} s, {:.0} rows/s)",
-        dir.display(),
-        stats.hits_added,
-        stats.hits_present,
-        stats.props_added,
-        stats.sites_added,
-        stats.goals_added,
-        stats.goals_present,
-        stats.funnels_added,
-        stats.funnels_present,
-        total as f64 / secs.max(1e-6)
-    );
-    report_conflicts(stats.conflicts.iter().map(String::as_str));
+    report_import(dir, "", &stats, total, started);
     Ok(())
 }
 
@@ -373,35 +357,93 @@ fn import_through_daemon(
         w.write_all(&end_frame(total)).map_err(|e| e.to_string())
     })
     .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     if reply.status != 200 {
-        let msg = v["message"]
-            .as_str()
-            .unwrap_or("the daemon refused the import")
-            .to_owned();
-        return Err((if reply.status < 500 { 2 } else { 1 }, msg));
+        return Err(client::refusal(
+            reply.status,
+            &reply.body,
+            "the daemon refused the import",
+        ));
     }
     produced.map_err(|e| (2, format!("nothing imported: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.body)
+        .map_err(|e| (1, format!("bad reply from the daemon: {e}")))?;
+    report_import(
+        dir,
+        " through the running daemon",
+        &stats_of_json(&v),
+        total,
+        started,
+    );
+    Ok(())
+}
+
+/// The counts of an import as the daemon sends them to the CLI.
+pub fn stats_json(s: &ImportStats) -> serde_json::Value {
+    serde_json::json!({
+        "hits_added": s.hits_added,
+        "hits_present": s.hits_present,
+        "props_added": s.props_added,
+        "sites_added": s.sites_added,
+        "goals_added": s.goals_added,
+        "goals_present": s.goals_present,
+        "funnels_added": s.funnels_added,
+        "funnels_present": s.funnels_present,
+        "imported_days_added": s.imported_days_added,
+        "imported_days_replaced": s.imported_days_replaced,
+        "imported_days_present": s.imported_days_present,
+        "conflicts": s.conflicts,
+    })
+}
+
+/// [`stats_json`] read back (a missing count reads as 0).
+fn stats_of_json(v: &serde_json::Value) -> ImportStats {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    ImportStats {
+        hits_added: n("hits_added"),
+        hits_present: n("hits_present"),
+        props_added: n("props_added"),
+        sites_added: n("sites_added"),
+        goals_added: n("goals_added"),
+        goals_present: n("goals_present"),
+        funnels_added: n("funnels_added"),
+        funnels_present: n("funnels_present"),
+        imported_days_added: n("imported_days_added"),
+        imported_days_replaced: n("imported_days_replaced"),
+        imported_days_present: n("imported_days_present"),
+        conflicts: v["conflicts"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Prints what an import did: one line on stdout, then the conflicts.
+fn report_import(dir: &Path, how: &str, s: &ImportStats, total: u64, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {} through the running daemon: {} hits added, {} already present, {} props added, \
-         {} sites added, {} goals added, {} goals present, {} funnels added, {} funnels present \
+        "imported {}{how}: {} hits added, {} already present, {} props added, {} sites added, \
+         {} goals added, {} goals present, {} funnels added, {} funnels present, \
+         {} imported days added, {} replaced, {} present \
          ({total} rows read in {secs:.2} s, {:.0} rows/s)",
         dir.display(),
-        v["hits_added"],
-        v["hits_present"],
-        v["props_added"],
-        v["sites_added"],
-        v["goals_added"],
-        v["goals_present"],
-        v["funnels_added"],
-        v["funnels_present"],
+        s.hits_added,
+        s.hits_present,
+        s.props_added,
+        s.sites_added,
+        s.goals_added,
+        s.goals_present,
+        s.funnels_added,
+        s.funnels_present,
+        s.imported_days_added,
+        s.imported_days_replaced,
+        s.imported_days_present,
         total as f64 / secs.max(1e-6)
     );
-    if let Some(c) = v["conflicts"].as_array() {
-        report_conflicts(c.iter().filter_map(|c| c.as_str()));
-    }
-    Ok(())
+    report_conflicts(s.conflicts.iter().map(String::as_str));
 }
 
 /// The daemon's exporter: each export gets its own read connection, made
@@ -446,7 +488,7 @@ fn one_table(q: &ExportQuery) -> Result<Table, AdminError> {
         None => Ok(Table::Hits),
         Some(t) => Table::from_name(t).ok_or_else(|| {
             AdminError::Invalid(format!(
-                "unknown table {t:?} (sites, hits, props, goals or funnels)"
+                "unknown table {t:?} (sites, hits, props, goals, funnels, imported_days or imported_values)"
             ))
         }),
     }
@@ -554,5 +596,39 @@ impl Exporter for DaemonExporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The Takeout checks `imported_values.dim` against its own list (the
+    /// format crate knows no store): it must be the stats API's.
+    #[test]
+    fn takeout_dimensions_are_the_stats_apis() {
+        let api: Vec<&str> = hitvault_store::stats::Dim::ALL
+            .iter()
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(api, hitvault_takeout::schema::IMPORTED_DIMS);
+    }
+
+    /// What the daemon replies to an import reads back as the same counts.
+    #[test]
+    fn import_counts_survive_the_control_socket() {
+        let s = hitvault_store::ImportStats {
+            hits_added: 1,
+            hits_present: 2,
+            props_added: 3,
+            sites_added: 4,
+            goals_added: 5,
+            goals_present: 6,
+            funnels_added: 7,
+            funnels_present: 8,
+            imported_days_added: 9,
+            imported_days_replaced: 10,
+            imported_days_present: 11,
+            conflicts: vec!["c".into()],
+        };
+        assert_eq!(super::stats_of_json(&super::stats_json(&s)), s);
     }
 }

@@ -28,7 +28,7 @@ pub struct ExportQuery {
     pub until: Option<String>,
     /// `format=`: parquet, csv, json or ndjson. `None` on the control socket: Arrow frames.
     pub format: Option<String>,
-    /// `table=`: hits (default), props or sites, for a one-file HTTP export.
+    /// `table=`: a Takeout table (default hits), for a one-file HTTP export.
     pub table: Option<String>,
     /// `bundle=zip`: every table and the MANIFEST as one zip stream.
     pub bundle: Option<String>,

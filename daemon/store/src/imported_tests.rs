@@ -271,3 +271,243 @@ fn importing_again_replaces_the_range_and_never_doubles() {
     assert!(e.contains("no site named \"nope.example\""), "{e}");
     assert_eq!(visitors(&s), 6);
 }
+
+fn day(d: u8, visitors: u64) -> ImportedDay {
+    ImportedDay {
+        day: date(2024, 3, d as i8),
+        visitors,
+        pageviews: 2 * visitors,
+        events: 1,
+        visits: visitors + 1,
+        bounces: 1,
+        visit_duration_s: 60 * visitors,
+    }
+}
+
+/// Every imported row of the store, by site hostname, as text.
+fn imported_rows(s: &Store) -> Vec<Vec<Option<String>>> {
+    let mut rows = s.query_text(
+        "SELECT 'd', h.hostname, d.day, d.visitors, d.pageviews, d.events, d.visits, d.bounces, \
+                d.visit_duration_s, NULL, NULL \
+         FROM imported_days d JOIN sites h ON h.id = d.site_id \
+         UNION ALL \
+         SELECT 'v', h.hostname, v.day, v.visitors, v.count, NULL, NULL, NULL, NULL, v.dim, v.value \
+         FROM imported_values v JOIN sites h ON h.id = v.site_id",
+    )
+    .unwrap();
+    rows.sort();
+    rows
+}
+
+/// Every batch of an export, with its table.
+fn export(s: &Store, filter: &crate::ExportFilter) -> Vec<(&'static str, crate::RecordBatch)> {
+    let mut out = Vec::new();
+    s.reader()
+        .unwrap()
+        .export(filter, &mut |t, b| {
+            out.push((t, b));
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn import(s: &mut Store, batches: &[(&'static str, crate::RecordBatch)]) -> crate::ImportStats {
+    let mut imp = s.begin_import().unwrap();
+    for (t, b) in batches {
+        imp.append(t, b.clone()).unwrap();
+    }
+    imp.commit().unwrap()
+}
+
+/// The days of a table's batches, as text.
+fn days_of(batches: &[(&'static str, crate::RecordBatch)], table: &str) -> Vec<String> {
+    use duckdb::arrow::array::{Array, AsArray};
+    use duckdb::arrow::datatypes::Date32Type;
+    let mut days = Vec::new();
+    for (_, b) in batches.iter().filter(|(t, _)| *t == table) {
+        let col = b.column_by_name("day").unwrap();
+        assert_eq!(col.data_type(), &duckdb::arrow::datatypes::DataType::Date32);
+        for d in col.as_primitive::<Date32Type>().iter() {
+            let d = date(1970, 1, 1)
+                .checked_add(jiff::Span::new().days(i64::from(d.unwrap())))
+                .unwrap();
+            days.push(d.to_string());
+        }
+    }
+    days
+}
+
+/// The Takeout side of imported history: a time range selects the days that
+/// lie whole inside it; an import merges by (site, day): a day the Takeout
+/// holds replaces the instance's rows of that day unless they are the same
+/// (present), days it does not hold stay; a second import changes nothing.
+#[test]
+fn takeout_selects_whole_days_and_import_merges_by_site_and_day() {
+    let (_dir, mut src, _) = store();
+    src.replace_imported(
+        SITE,
+        &ImportedSet {
+            first_day: date(2024, 3, 1),
+            last_day: date(2024, 3, 3),
+            days: vec![day(1, 10), day(2, 20)],
+            values: vec![
+                value((2024, 3, 1), Dim::Page, Some("/"), 7, 20),
+                value((2024, 3, 2), Dim::Source, None, 6, 18),
+                // The 3rd has a value and no totals.
+                value((2024, 3, 3), Dim::Event, Some("Signup"), 1, 2),
+            ],
+        },
+    )
+    .unwrap();
+
+    let micros = |t: &str| t.parse::<Timestamp>().unwrap().as_microsecond();
+    let f = |from: Option<&str>, until: Option<&str>| crate::ExportFilter {
+        sites: vec![],
+        from_us: from.map(micros),
+        until_us: until.map(micros),
+    };
+    let all = export(&src, &f(None, None));
+    assert_eq!(days_of(&all, "imported_days"), ["2024-03-01", "2024-03-02"]);
+    assert_eq!(
+        days_of(&all, "imported_values"),
+        ["2024-03-01", "2024-03-02", "2024-03-03"]
+    );
+    // From noon on the 1st: the 1st does not lie inside; until midnight
+    // starting the 3rd: the 2nd does, the 3rd does not.
+    let part = export(
+        &src,
+        &f(Some("2024-03-01T12:00:00Z"), Some("2024-03-03T00:00:00Z")),
+    );
+    assert_eq!(days_of(&part, "imported_days"), ["2024-03-02"]);
+    assert_eq!(days_of(&part, "imported_values"), ["2024-03-02"]);
+    // Until a second after that midnight: the 3rd still does not lie inside.
+    let part = export(
+        &src,
+        &f(Some("2024-03-01T00:00:00Z"), Some("2024-03-03T00:00:01Z")),
+    );
+    assert_eq!(
+        days_of(&part, "imported_values"),
+        ["2024-03-01", "2024-03-02"]
+    );
+    // A site filter naming another site selects none.
+    let other = export(
+        &src,
+        &crate::ExportFilter {
+            sites: vec!["other.example".into()],
+            ..Default::default()
+        },
+    );
+    assert!(days_of(&other, "imported_values").is_empty());
+
+    // The target has the 1st the same, the 2nd otherwise (its value row
+    // differs), the 5th that the Takeout lacks, and not the 3rd.
+    let (_dir2, mut dst, _) = store();
+    dst.replace_imported(
+        SITE,
+        &ImportedSet {
+            first_day: date(2024, 3, 1),
+            last_day: date(2024, 3, 5),
+            days: vec![day(1, 10), day(2, 20), day(5, 50)],
+            values: vec![
+                value((2024, 3, 1), Dim::Page, Some("/"), 7, 20),
+                value((2024, 3, 2), Dim::Source, Some("Google"), 6, 18),
+                value((2024, 3, 2), Dim::Page, Some("/x"), 1, 1),
+            ],
+        },
+    )
+    .unwrap();
+    let before = imported_rows(&dst);
+    let stats = import(&mut dst, &all);
+    assert_eq!(
+        (
+            stats.imported_days_added,
+            stats.imported_days_replaced,
+            stats.imported_days_present
+        ),
+        (1, 1, 1)
+    );
+    // The 1st to the 3rd are the source's; the 5th is the target's.
+    let mut want: Vec<_> = imported_rows(&src);
+    want.extend(
+        before
+            .into_iter()
+            .filter(|r| r[2].as_deref() == Some(day_number_text(5).as_str())),
+    );
+    want.sort();
+    assert_eq!(imported_rows(&dst), want);
+    let again = import(&mut dst, &all);
+    assert_eq!(
+        (
+            again.imported_days_added,
+            again.imported_days_replaced,
+            again.imported_days_present
+        ),
+        (0, 0, 3)
+    );
+    assert_eq!(imported_rows(&dst), want);
+}
+
+fn day_number_text(d: i8) -> String {
+    crate::imported::day_number(date(2024, 3, d)).to_string()
+}
+
+/// Repeated keys and unknown dimensions are refused, and nothing is merged.
+#[test]
+fn takeout_import_refuses_repeated_days_and_unknown_dimensions() {
+    let (_dir, mut src, _) = store();
+    src.replace_imported(
+        SITE,
+        &ImportedSet {
+            first_day: date(2024, 3, 1),
+            last_day: date(2024, 3, 1),
+            days: vec![day(1, 10)],
+            values: vec![value((2024, 3, 1), Dim::Page, None, 7, 20)],
+        },
+    )
+    .unwrap();
+    let all = export(&src, &crate::ExportFilter::default());
+    let (_dir2, mut dst, _) = store();
+    let refused = |extra: &str, dst: &mut Store| {
+        let mut imp = dst.begin_import().unwrap();
+        for (t, b) in &all {
+            imp.append(t, b.clone()).unwrap();
+            if *t == extra {
+                imp.append(t, b.clone()).unwrap();
+            }
+        }
+        imp.commit().unwrap_err().to_string()
+    };
+    let e = refused("imported_days", &mut dst);
+    assert!(
+        e.contains("imported_days: site imp.example has day 2024-03-01 2 times"),
+        "{e}"
+    );
+    let e = refused("imported_values", &mut dst);
+    assert!(
+        e.contains("imported_values: site imp.example day 2024-03-01 has page NULL 2 times"),
+        "{e}"
+    );
+    // A dimension the stats API does not have.
+    let mut imp = dst.begin_import().unwrap();
+    for (t, b) in &all {
+        let b = if *t == "imported_values" {
+            let mut cols = b.columns().to_vec();
+            cols[2] = std::sync::Arc::new(duckdb::arrow::array::StringArray::from(vec!["bogus"]));
+            crate::RecordBatch::try_new(b.schema(), cols).unwrap()
+        } else {
+            b.clone()
+        };
+        imp.append(t, b).unwrap();
+    }
+    let e = imp.commit().unwrap_err().to_string();
+    assert!(
+        e.contains("day 2024-03-01: dim bogus is not a dimension of the stats API"),
+        "{e}"
+    );
+    assert!(imported_rows(&dst).is_empty());
+    assert_eq!(
+        dst.query_text("SELECT count(*) FROM hits").unwrap()[0][0].as_deref(),
+        Some("3")
+    );
+}

@@ -2,10 +2,12 @@
 //!
 //! Export runs on a [`Reader`], a second connection to the same database
 //! (DuckDB allows readers beside its one writer in a process): one read
-//! transaction, so sites, hits, props, goals and funnels are one consistent
-//! snapshot while ingest keeps committing. Rows stream out as Arrow record
-//! batches. Goals and funnels are definitions: the site filter applies to
-//! them, the time range does not.
+//! transaction, so sites, hits, props, goals, funnels and the imported
+//! aggregates are one consistent snapshot while ingest keeps committing.
+//! Rows stream out as Arrow record batches. Goals and funnels are
+//! definitions: the site filter applies to them, the time range does not.
+//! Imported aggregates are per day: a day is selected when the whole UTC
+//! day lies inside the time range ([`ExportFilter::days`]).
 //!
 //! Import stages the batches in temporary tables (in memory, spilled to the
 //! temp directory past `memory_limit`; never written to the database file)
@@ -15,6 +17,13 @@
 //! keyed by (site, name): one that is present with the same content is left
 //! alone; one whose name is taken by a different definition keeps the
 //! instance's and is reported in [`ImportStats::conflicts`], never merged.
+//! Imported aggregates are keyed by (site, day), a day being every row of
+//! `imported_days` and `imported_values` of that site and day: a day the
+//! Takeout holds replaces the instance's rows of that site and day unless
+//! they are the same already (then it is present and nothing is written);
+//! days the Takeout does not hold are left alone. This is what
+//! `import-plausible` does for the days of its range: the import brought
+//! last wins, and a day's rows always come from one source, never a mix.
 
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
@@ -47,20 +56,63 @@ impl std::fmt::Debug for Reader {
 }
 
 /// A table of the export, in the order they are streamed.
-pub const EXPORT_TABLES: [&str; 5] = ["sites", "hits", "props", "goals", "funnels"];
+pub const EXPORT_TABLES: [&str; 7] = [
+    "sites",
+    "hits",
+    "props",
+    "goals",
+    "funnels",
+    "imported_days",
+    "imported_values",
+];
+
+const DAY_US: i64 = 86_400_000_000;
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
 impl ExportFilter {
+    /// The imported days the time range selects: those whose whole UTC day
+    /// (midnight to the next midnight) lies inside `[from_us, until_us)`, as
+    /// the first day and the end day (exclusive), in days since 1970-01-01.
+    /// `None`: unbounded on that side.
+    pub fn days(&self) -> (Option<i64>, Option<i64>) {
+        (
+            // The first midnight at or after `from`.
+            self.from_us
+                .map(|f| f.div_euclid(DAY_US) + i64::from(f.rem_euclid(DAY_US) != 0)),
+            // A day is inside when its next midnight is at or before `until`.
+            self.until_us.map(|u| u.div_euclid(DAY_US)),
+        )
+    }
+
+    /// SQL conditions on `s` (sites) and a day number column.
+    fn days_sql(&self, day: &str) -> String {
+        let mut w = vec![self.sites_sql()];
+        let (first, end) = self.days();
+        if let Some(f) = first {
+            w.push(format!("{day} >= {f}"));
+        }
+        if let Some(e) = end {
+            w.push(format!("{day} < {e}"));
+        }
+        w.join(" AND ")
+    }
+
+    /// SQL condition on `s` (sites).
+    fn sites_sql(&self) -> String {
+        if self.sites.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            let list: Vec<String> = self.sites.iter().map(|s| quote(s)).collect();
+            format!("s.hostname IN ({})", list.join(","))
+        }
+    }
+
     /// SQL conditions on `s` (sites) and a timestamp column.
     fn where_sql(&self, ts: &str) -> String {
-        let mut w = vec!["TRUE".to_owned()];
-        if !self.sites.is_empty() {
-            let list: Vec<String> = self.sites.iter().map(|s| quote(s)).collect();
-            w.push(format!("s.hostname IN ({})", list.join(",")));
-        }
+        let mut w = vec![self.sites_sql()];
         if let Some(f) = self.from_us {
             w.push(format!("{ts} >= make_timestamp({f}::BIGINT)::TIMESTAMPTZ"));
         }
@@ -104,7 +156,8 @@ impl Reader {
         count_hits(&self.conn, filter)
     }
 
-    /// Streams sites, hits, props, goals and funnels matching `filter`, from one snapshot.
+    /// Streams sites, hits, props, goals, funnels and the imported aggregates
+    /// matching `filter`, from one snapshot.
     pub fn export(
         &self,
         filter: &ExportFilter,
@@ -130,15 +183,7 @@ fn export(
     filter: &ExportFilter,
     sink: &mut dyn FnMut(&'static str, RecordBatch) -> Result<(), String>,
 ) -> Result<(), TakeoutError> {
-    let sites_where = if filter.sites.is_empty() {
-        "TRUE".to_owned()
-    } else {
-        ExportFilter {
-            sites: filter.sites.clone(),
-            ..Default::default()
-        }
-        .where_sql("")
-    };
+    let sites_where = filter.sites_sql();
     let queries = [
         (
             "sites",
@@ -188,6 +233,26 @@ fn export(
                  ORDER BY site, name, step"
             ),
         ),
+        (
+            "imported_days",
+            format!(
+                "SELECT s.hostname AS site, DATE '1970-01-01' + d.day AS day, d.visitors, \
+                 d.pageviews, d.events, d.visits, d.bounces, d.visit_duration_s \
+                 FROM imported_days d JOIN sites s ON s.id = d.site_id WHERE {} \
+                 ORDER BY site, d.day",
+                filter.days_sql("d.day")
+            ),
+        ),
+        (
+            "imported_values",
+            format!(
+                "SELECT s.hostname AS site, DATE '1970-01-01' + v.day AS day, v.dim, v.value, \
+                 v.visitors, v.count \
+                 FROM imported_values v JOIN sites s ON s.id = v.site_id WHERE {} \
+                 ORDER BY site, v.day, v.dim, v.value NULLS FIRST",
+                filter.days_sql("v.day")
+            ),
+        ),
     ];
     conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| -> Result<(), TakeoutError> {
@@ -215,6 +280,13 @@ pub struct ImportStats {
     pub goals_present: u64,
     pub funnels_added: u64,
     pub funnels_present: u64,
+    /// Imported days (a site's rows of one day in `imported_days` and
+    /// `imported_values`) the instance did not have.
+    pub imported_days_added: u64,
+    /// Imported days the instance had with other rows: replaced.
+    pub imported_days_replaced: u64,
+    /// Imported days the instance had with the same rows: left alone.
+    pub imported_days_present: u64,
     /// Goals and funnels whose name the instance already gives to a
     /// different definition: the instance's was kept. One sentence each.
     pub conflicts: Vec<String>,
@@ -246,6 +318,11 @@ CREATE TEMP TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
 CREATE TEMP TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_funnels (
     site VARCHAR, name VARCHAR, step USMALLINT, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
+CREATE TEMP TABLE _import_imported_days (
+    site VARCHAR, day DATE, visitors UBIGINT, pageviews UBIGINT, events UBIGINT, visits UBIGINT,
+    bounces UBIGINT, visit_duration_s UBIGINT);
+CREATE TEMP TABLE _import_imported_values (
+    site VARCHAR, day DATE, dim VARCHAR, value VARCHAR, visitors UBIGINT, count UBIGINT);
 ";
 
 impl Store {
@@ -274,6 +351,8 @@ impl Importer<'_> {
             "props" => "_import_props",
             "goals" => "_import_goals",
             "funnels" => "_import_funnels",
+            "imported_days" => "_import_imported_days",
+            "imported_values" => "_import_imported_values",
             other => return Err(TakeoutError::Invalid(format!("no table {other:?}"))),
         };
         let mut app = self.conn.appender(staging)?;
@@ -326,11 +405,32 @@ impl Importer<'_> {
                  FROM _import_funnels GROUP BY site, name HAVING max(step) <> count(*) LIMIT 1",
             "SELECT 'funnels: ' || site || ' funnel ' || name || ' has rows with different created_at' \
                  FROM _import_funnels GROUP BY site, name HAVING count(DISTINCT created_at) > 1 LIMIT 1",
+            "SELECT 'imported_days: site ' || i.site || ' day ' || i.day || ' names a site that is not in the sites file' \
+                 FROM _import_imported_days i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+            "SELECT 'imported_values: site ' || i.site || ' day ' || i.day || ' names a site that is not in the sites file' \
+                 FROM _import_imported_values i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+            "SELECT 'imported_days: site ' || site || ' has day ' || day || ' ' || count(*) || ' times' \
+                 FROM _import_imported_days GROUP BY site, day HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'imported_values: site ' || site || ' day ' || day || ' has ' || dim || ' ' || \
+                    coalesce('\"' || value || '\"', 'NULL') || ' ' || count(*) || ' times' \
+                 FROM _import_imported_values GROUP BY site, day, dim, value HAVING count(*) > 1 LIMIT 1",
         ];
         for sql in checks {
             if let Some(problem) = self.one(sql)? {
                 return Err(TakeoutError::Invalid(problem));
             }
+        }
+        let dims: Vec<String> = crate::stats::Dim::ALL
+            .iter()
+            .map(|(_, n)| quote(n))
+            .collect();
+        if let Some(problem) = self.one(&format!(
+            "SELECT 'imported_values: site ' || site || ' day ' || day || ': dim ' || dim || \
+                    ' is not a dimension of the stats API' \
+             FROM _import_imported_values WHERE dim NOT IN ({}) LIMIT 1",
+            dims.join(",")
+        ))? {
+            return Err(TakeoutError::Invalid(problem));
         }
         let c = self.conn;
         let sites_added = c.execute(
@@ -374,9 +474,11 @@ impl Importer<'_> {
             ..Default::default()
         };
         merge_definitions(c, &mut stats)?;
+        merge_imported(c, &mut stats)?;
         c.execute_batch(
             "DROP TABLE _import_new; DROP TABLE _import_props; DROP TABLE _import_hits; \
-             DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; COMMIT",
+             DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; \
+             DROP TABLE _import_imported_days; DROP TABLE _import_imported_values; COMMIT",
         )?;
         self.done = true;
         if hits_added > 0 {
@@ -566,6 +668,63 @@ fn merge_definitions(c: &Connection, stats: &mut ImportStats) -> Result<(), Take
             }
         }
     }
+    Ok(())
+}
+
+/// Merges the staged imported aggregates (the sites are merged already) by
+/// (site, day), as the module doc says: a day whose rows differ from the
+/// instance's in either table, or that the instance lacks, is written whole
+/// (the instance's rows of that site and day deleted first); a day with the
+/// same rows is present.
+fn merge_imported(c: &Connection, stats: &mut ImportStats) -> Result<(), TakeoutError> {
+    c.execute_batch(
+        "CREATE TEMP TABLE _import_d AS \
+             SELECT s.id AS site_id, (i.day - DATE '1970-01-01')::INTEGER AS day, i.visitors, \
+                    i.pageviews, i.events, i.visits, i.bounces, i.visit_duration_s \
+             FROM _import_imported_days i JOIN sites s ON s.hostname = i.site; \
+         CREATE TEMP TABLE _import_v AS \
+             SELECT s.id AS site_id, (i.day - DATE '1970-01-01')::INTEGER AS day, i.dim, i.value, \
+                    i.visitors, i.count \
+             FROM _import_imported_values i JOIN sites s ON s.hostname = i.site; \
+         CREATE TEMP TABLE _import_keys AS \
+             SELECT DISTINCT site_id, day FROM (SELECT site_id, day FROM _import_d \
+                                                UNION ALL SELECT site_id, day FROM _import_v); \
+         CREATE TEMP TABLE _import_stored_d AS \
+             SELECT d.* FROM imported_days d SEMI JOIN _import_keys k USING (site_id, day); \
+         CREATE TEMP TABLE _import_stored_v AS \
+             SELECT v.* FROM imported_values v SEMI JOIN _import_keys k USING (site_id, day); \
+         CREATE TEMP TABLE _import_changed AS SELECT DISTINCT site_id, day FROM ( \
+             SELECT site_id, day FROM (SELECT * FROM _import_d EXCEPT ALL SELECT * FROM _import_stored_d) \
+             UNION ALL SELECT site_id, day FROM (SELECT * FROM _import_stored_d EXCEPT ALL SELECT * FROM _import_d) \
+             UNION ALL SELECT site_id, day FROM (SELECT * FROM _import_v EXCEPT ALL SELECT * FROM _import_stored_v) \
+             UNION ALL SELECT site_id, day FROM (SELECT * FROM _import_stored_v EXCEPT ALL SELECT * FROM _import_v));",
+    )?;
+    let (keys, changed, replaced): (u64, u64, u64) = c.query_row(
+        "SELECT (SELECT count(*) FROM _import_keys), (SELECT count(*) FROM _import_changed), \
+                (SELECT count(*) FROM _import_changed ch WHERE EXISTS \
+                    (SELECT 1 FROM _import_stored_d s WHERE s.site_id = ch.site_id AND s.day = ch.day) \
+                  OR EXISTS \
+                    (SELECT 1 FROM _import_stored_v s WHERE s.site_id = ch.site_id AND s.day = ch.day))",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if changed > 0 {
+        c.execute_batch(
+            "DELETE FROM imported_days d USING _import_changed ch \
+                 WHERE d.site_id = ch.site_id AND d.day = ch.day; \
+             DELETE FROM imported_values v USING _import_changed ch \
+                 WHERE v.site_id = ch.site_id AND v.day = ch.day; \
+             INSERT INTO imported_days SELECT i.* FROM _import_d i SEMI JOIN _import_changed USING (site_id, day); \
+             INSERT INTO imported_values SELECT i.* FROM _import_v i SEMI JOIN _import_changed USING (site_id, day);",
+        )?;
+    }
+    c.execute_batch(
+        "DROP TABLE _import_d; DROP TABLE _import_v; DROP TABLE _import_keys; \
+         DROP TABLE _import_stored_d; DROP TABLE _import_stored_v; DROP TABLE _import_changed;",
+    )?;
+    stats.imported_days_added = changed - replaced;
+    stats.imported_days_replaced = replaced;
+    stats.imported_days_present = keys - changed;
     Ok(())
 }
 

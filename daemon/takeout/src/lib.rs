@@ -1,7 +1,8 @@
 //! Takeout: the export format of hitvault, and reading it back.
 //!
-//! A Takeout is a directory holding five tables (sites, hits, props, goals,
-//! funnels; version 1 had the first three) as data files in one format
+//! A Takeout is a directory holding seven tables (sites, hits, props, goals,
+//! funnels, imported_days, imported_values; version 1 had the first three,
+//! version 2 the first five) as data files in one format
 //! (Parquet, CSV, JSON or NDJSON) and a `MANIFEST` (JSON) listing every file
 //! with its table, row count, size and SHA-256. The manifest is written last,
 //! under a temporary name that is renamed into place after every data file

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
+    Date32Builder, StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader};
@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use crate::Format;
-use crate::schema::{DEVICES, GOAL_KINDS, KINDS, Table};
+use crate::schema::{DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, Table};
 use crate::write::conform;
 
 /// Rows per batch handed to the sink by the text readers.
@@ -46,6 +46,7 @@ enum B {
     U16(UInt16Builder),
     Str(StringBuilder),
     Ts(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
 }
 
 /// Column builders for one table, filled from text values.
@@ -68,6 +69,7 @@ impl Builders {
                 DataType::Timestamp(..) => {
                     B::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
                 }
+                DataType::Date32 => B::Date(Date32Builder::new()),
                 other => unreachable!("the Takeout schema has no {other} column"),
             })
             .collect();
@@ -89,6 +91,7 @@ impl Builders {
             (B::U16(b), None) => b.append_null(),
             (B::Str(b), None) => b.append_null(),
             (B::Ts(b), None) => b.append_null(),
+            (B::Date(b), None) => b.append_null(),
             (B::U64(b), Some(s)) => b.append_value(
                 s.parse()
                     .map_err(|_| format!("{name}: {s:?} is not an unsigned 64-bit integer"))?,
@@ -105,6 +108,9 @@ impl Builders {
                     .map_err(|e| format!("{name}: {s:?} is not an RFC 3339 time: {e}"))?
                     .as_microsecond(),
             }),
+            (B::Date(b), Some(s)) => b.append_value(
+                parse_date(s).ok_or_else(|| format!("{name}: {s:?} is not a date (YYYY-MM-DD)"))?,
+            ),
         }
         Ok(())
     }
@@ -119,6 +125,7 @@ impl Builders {
                     B::U16(b) => Arc::new(b.finish()),
                     B::Str(b) => Arc::new(b.finish()),
                     B::Ts(b) => Arc::new(b.finish()),
+                    B::Date(b) => Arc::new(b.finish()),
                 }
             })
             .collect();
@@ -128,8 +135,10 @@ impl Builders {
 }
 
 /// Checks the values the schema's types cannot: `kind`, `device`, a funnel's
-/// `step`, non-NULL columns (the rules of a goal's or funnel's values, and
-/// how a funnel's rows fit together, are checked by the store's import). `first_row` is the 1-based number of the batch's first row.
+/// `step`, an imported value's `dim`, non-NULL columns (the rules of a
+/// goal's or funnel's values, how a funnel's rows fit together, and
+/// repeated keys are checked by the store's import). `first_row` is the
+/// 1-based number of the batch's first row.
 fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, String)> {
     for (i, f) in table.schema().fields().iter().enumerate() {
         let c = batch.column(i);
@@ -143,42 +152,29 @@ fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, 
             ));
         }
     }
-    if table == Table::Hits {
-        let kind = batch.column(3).as_string::<i32>();
-        for (r, k) in kind.iter().enumerate() {
-            if let Some(k) = k
-                && !KINDS.contains(&k)
-            {
-                return Err((
-                    first_row + r as u64,
-                    format!("kind {k:?} is not one of {KINDS:?}"),
-                ));
-            }
+    let allowed = match table {
+        Table::Hits => &[
+            ("kind", &KINDS[..], ""),
+            ("device", &DEVICES[..], " or null"),
+        ][..],
+        Table::Goals | Table::Funnels => &[("kind", &GOAL_KINDS[..], "")][..],
+        Table::ImportedValues => {
+            &[("dim", &IMPORTED_DIMS[..], " (the stats API's dimensions)")][..]
         }
-        let device = batch.column(17).as_string::<i32>();
-        for (r, d) in device.iter().enumerate() {
-            if let Some(d) = d
-                && !DEVICES.contains(&d)
-            {
-                return Err((
-                    first_row + r as u64,
-                    format!("device {d:?} is not one of {DEVICES:?} or null"),
-                ));
-            }
-        }
-    }
-    if matches!(table, Table::Goals | Table::Funnels) {
-        let kind = batch
-            .column_by_name("kind")
+        _ => &[][..],
+    };
+    for &(column, values, or) in allowed {
+        let col = batch
+            .column_by_name(column)
             .expect("in the schema")
             .as_string::<i32>();
-        for (r, k) in kind.iter().enumerate() {
-            if let Some(k) = k
-                && !GOAL_KINDS.contains(&k)
+        for (r, v) in col.iter().enumerate() {
+            if let Some(v) = v
+                && !values.contains(&v)
             {
                 return Err((
                     first_row + r as u64,
-                    format!("kind {k:?} is not one of {GOAL_KINDS:?}"),
+                    format!("{column} {v:?} is not one of {values:?}{or}"),
                 ));
             }
         }
@@ -385,6 +381,16 @@ pub fn read_table(
     Ok(rows)
 }
 
+/// Parses `YYYY-MM-DD` (exactly that form) into days since 1970-01-01.
+fn parse_date(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let d: jiff::civil::Date = s.parse().ok()?;
+    Some((d - jiff::civil::date(1970, 1, 1)).get_days())
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form every Takeout writes, without
 /// a general RFC 3339 parser; `None` for anything else (then jiff decides).
 fn parse_ts_fast(s: &str) -> Option<i64> {
@@ -553,7 +559,12 @@ impl RowSeed<'_> {
         let num;
         let v = match v {
             Cell::Null => None,
-            Cell::Str(s) if matches!(f.data_type(), DataType::Utf8 | DataType::Timestamp(..)) => {
+            Cell::Str(s)
+                if matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::Timestamp(..) | DataType::Date32
+                ) =>
+            {
                 return self.b.push(i, Some(&s));
             }
             Cell::UInt(n) if matches!(f.data_type(), DataType::UInt64 | DataType::UInt16) => {
@@ -692,11 +703,15 @@ mod tests {
     }
 
     fn ndjson(line: &str) -> Result<RecordBatch, ImportError> {
+        read_one(Table::Props, Format::Ndjson, &format!("{line}\n"))
+    }
+
+    fn read_one(table: Table, format: Format, text: &str) -> Result<RecordBatch, ImportError> {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("props.ndjson");
-        std::fs::write(&p, format!("{line}\n")).unwrap();
+        let p = dir.path().join(format!("{}.{format}", table.name()));
+        std::fs::write(&p, text).unwrap();
         let mut got = None;
-        read_table(&p, Format::Ndjson, Table::Props, &mut |b| {
+        read_table(&p, format, table, &mut |b| {
             got = Some(b);
             Ok(())
         })?;
@@ -729,5 +744,61 @@ mod tests {
             assert_eq!(e.row, Some(1), "{line}");
             assert!(e.reason.contains(why), "{line}: {}", e.reason);
         }
+    }
+
+    #[test]
+    fn imported_days_are_dates_and_dimensions_are_the_stats_apis() {
+        let head = "site,day,dim,value,visitors,count\r\n";
+        let b = read_one(
+            Table::ImportedValues,
+            Format::Csv,
+            &format!("{head}a.test,2024-03-01,page,,1,2\r\na.test,1969-12-31,event,Signup,3,4\r\n"),
+        )
+        .unwrap();
+        let day = b.column(1).as_primitive::<arrow_array::types::Date32Type>();
+        assert_eq!((day.value(0), day.value(1)), (19_783, -1));
+        assert!(b.column(3).is_null(0) && b.column(3).is_valid(1));
+        for (row, why) in [
+            (
+                "a.test,2024-02-30,page,,1,2",
+                "day: \"2024-02-30\" is not a date",
+            ),
+            (
+                "a.test,2024-03-01T00:00,page,,1,2",
+                "is not a date (YYYY-MM-DD)",
+            ),
+            (
+                "a.test,2024-03-01,pages,,1,2",
+                "dim \"pages\" is not one of",
+            ),
+            ("a.test,,page,,1,2", "day must not be empty"),
+        ] {
+            let e = read_one(
+                Table::ImportedValues,
+                Format::Csv,
+                &format!("{head}{row}\r\n"),
+            )
+            .unwrap_err();
+            assert_eq!(e.row, Some(1), "{row}");
+            assert!(e.reason.contains(why), "{row}: {}", e.reason);
+        }
+        let b = read_one(
+            Table::ImportedDays,
+            Format::Ndjson,
+            "{\"site\":\"a.test\",\"day\":\"2024-03-01\",\"visitors\":1,\"pageviews\":2,\"events\":0,\"visits\":1,\"bounces\":0,\"visit_duration_s\":9}\n",
+        )
+        .unwrap();
+        assert_eq!(b.num_rows(), 1);
+        let e = read_one(
+            Table::ImportedDays,
+            Format::Ndjson,
+            "{\"site\":\"a.test\",\"day\":19783,\"visitors\":1,\"pageviews\":2,\"events\":0,\"visits\":1,\"bounces\":0,\"visit_duration_s\":9}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.reason.contains("day: 19783 has the wrong JSON type"),
+            "{}",
+            e.reason
+        );
     }
 }

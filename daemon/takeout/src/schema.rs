@@ -1,5 +1,5 @@
-//! The Takeout schema: five tables (three in version 1), their columns and
-//! Arrow types. The README documents each column; this is the one definition
+//! The Takeout schema: seven tables (three in version 1, five in version 2),
+//! their columns and Arrow types. The README documents each column; this is the one definition
 //! the writers, the readers and the store's export queries are checked against.
 
 use std::sync::Arc;
@@ -8,12 +8,13 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Version of the Takeout layout (tables, columns, types, MANIFEST) that
 /// exports write. Independent of the database's migrations. Version 2 added
-/// the `goals` and `funnels` tables; readers take every version in
-/// [`READ_VERSIONS`] and refuse any other.
-pub const TAKEOUT_VERSION: u32 = 2;
+/// the `goals` and `funnels` tables, version 3 `imported_days` and
+/// `imported_values`; readers take every version in [`READ_VERSIONS`] and
+/// refuse any other.
+pub const TAKEOUT_VERSION: u32 = 3;
 
 /// Layout versions this hitvault reads.
-pub const READ_VERSIONS: [u32; 2] = [1, 2];
+pub const READ_VERSIONS: [u32; 3] = [1, 2, 3];
 
 /// A table of a Takeout, one data file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,16 +29,24 @@ pub enum Table {
     Goals,
     /// Funnel definitions of the exported sites, one row per step (version 2 on).
     Funnels,
+    /// History imported from another product: per site and day, the
+    /// overview's totals (version 3 on).
+    ImportedDays,
+    /// History imported from another product: per site, day, dimension and
+    /// value, visitors and a count (version 3 on).
+    ImportedValues,
 }
 
 impl Table {
     /// In the order they are exported and imported (the current version's).
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::Sites,
         Table::Hits,
         Table::Props,
         Table::Goals,
         Table::Funnels,
+        Table::ImportedDays,
+        Table::ImportedValues,
     ];
 
     /// The tables of a layout version, in order; `None` for a version this
@@ -45,7 +54,8 @@ impl Table {
     pub fn of_version(version: u32) -> Option<&'static [Table]> {
         match version {
             1 => Some(&Table::ALL[..3]),
-            2 => Some(&Table::ALL),
+            2 => Some(&Table::ALL[..5]),
+            3 => Some(&Table::ALL),
             _ => None,
         }
     }
@@ -57,6 +67,8 @@ impl Table {
             Table::Props => "props",
             Table::Goals => "goals",
             Table::Funnels => "funnels",
+            Table::ImportedDays => "imported_days",
+            Table::ImportedValues => "imported_values",
         }
     }
 
@@ -72,6 +84,8 @@ impl Table {
             Table::Props => props_schema(),
             Table::Goals => goals_schema(),
             Table::Funnels => funnels_schema(),
+            Table::ImportedDays => imported_days_schema(),
+            Table::ImportedValues => imported_values_schema(),
         }
     }
 }
@@ -149,6 +163,59 @@ fn funnels_schema() -> SchemaRef {
         Field::new("created_at", ts_type(), false),
     ]))
 }
+
+/// Non-NULL counts.
+fn u64s(names: &[&str]) -> Vec<Field> {
+    names
+        .iter()
+        .map(|n| Field::new(*n, DataType::UInt64, false))
+        .collect()
+}
+
+fn imported_days_schema() -> SchemaRef {
+    let mut f = vec![s("site", false), Field::new("day", DataType::Date32, false)];
+    f.extend(u64s(&[
+        "visitors",
+        "pageviews",
+        "events",
+        "visits",
+        "bounces",
+        "visit_duration_s",
+    ]));
+    Arc::new(Schema::new(f))
+}
+
+fn imported_values_schema() -> SchemaRef {
+    let mut f = vec![
+        s("site", false),
+        Field::new("day", DataType::Date32, false),
+        s("dim", false),
+        s("value", true),
+    ];
+    f.extend(u64s(&["visitors", "count"]));
+    Arc::new(Schema::new(f))
+}
+
+/// Allowed values of `imported_values.dim`: the stats API's dimension names.
+pub const IMPORTED_DIMS: [&str; 17] = [
+    "page",
+    "entry_page",
+    "exit_page",
+    "source",
+    "referrer",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "country",
+    "browser",
+    "os",
+    "device",
+    "language",
+    "screen",
+    "event",
+];
 
 /// Allowed values of `goals.kind` and `funnels.kind`.
 pub const GOAL_KINDS: [&str; 2] = ["event", "page"];

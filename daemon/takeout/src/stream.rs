@@ -22,6 +22,8 @@ fn tag(t: Table) -> u8 {
         Table::Props => 3,
         Table::Goals => 4,
         Table::Funnels => 5,
+        Table::ImportedDays => 6,
+        Table::ImportedValues => 7,
     }
 }
 

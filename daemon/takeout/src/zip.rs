@@ -204,8 +204,9 @@ impl<W: Write> Write for Hashed<W> {
     }
 }
 
-/// A Takeout as a zip: the tables in the order they arrive (each table's
-/// batches together, as the store exports them), then the MANIFEST.
+/// A Takeout as a zip: the tables in [`Table::ALL`] order (each table's
+/// batches together and in that order, as the store exports them; a table
+/// with no batch is an empty file in its place), then the MANIFEST.
 pub struct ZipExport<W: Write + Send> {
     format: Format,
     idle: Option<ZipStream<W>>,
@@ -275,6 +276,14 @@ impl<W: Write + Send> ZipExport<W> {
         batch: &arrow_array::RecordBatch,
     ) -> Result<(), ExportError> {
         if self.cur.as_ref().map(|c| c.0) != Some(table) {
+            // The tables before it that had no batch, then it.
+            for t in Table::ALL.into_iter().take_while(|t| *t != table) {
+                if !self.files.iter().any(|f| f.table == t.name())
+                    && self.cur.as_ref().map(|c| c.0) != Some(t)
+                {
+                    self.open_table(t)?;
+                }
+            }
             self.open_table(table)?;
         }
         self.cur.as_mut().expect("opened").1.write(batch)
