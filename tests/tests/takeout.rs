@@ -794,23 +794,12 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
 
     // The wrong format: JSON lines in a Takeout that says it is a JSON array.
     let (_root, dir) = small_export("ndjson");
+    for f in manifest(&dir)["files"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        std::fs::rename(dir.join(name), dir.join(name.replace("ndjson", "json"))).unwrap();
+    }
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(dir.join("MANIFEST"), m.replace("ndjson", "json")).unwrap();
-    for t in [
-        "sites",
-        "hits",
-        "props",
-        "goals",
-        "funnels",
-        "imported_days",
-        "imported_values",
-    ] {
-        std::fs::rename(
-            dir.join(format!("{t}.ndjson")),
-            dir.join(format!("{t}.json")),
-        )
-        .unwrap();
-    }
     import_refused(&dir, &["sites.json", "not a JSON array"]);
 }
 
