@@ -1290,7 +1290,6 @@ fn goals_funnels_events_and_the_settings_forms() {
             .unwrap(),
     );
     assert!(e.contains("Values of plan"), "{e}");
-    assert!(e.contains("<span class=\"v\">free</span>"), "{e}");
     let (_, keys_csv) = csv(&format!("panel=props&event=Signup&{day}"));
     assert_eq!(
         keys_csv,
@@ -1301,6 +1300,85 @@ fn goals_funnels_events_and_the_settings_forms() {
         values_csv,
         "value,visitors,events,share\r\nfree,1,1,0.5000\r\npro,1,1,0.5000\r\n"
     );
+
+    // Each property value is a link that filters the page by it, keeping the
+    // chosen event and key; the filter shows as a chip.
+    let free_link = format!(
+        "href=\"{base}/events?{}&amp;f=prop:plan:is:free&amp;event=Signup&amp;key=plan\" \
+         data-filter=\"prop:plan:is:free\"",
+        day.replace('&', "&amp;")
+    );
+    assert!(e.contains(&free_link), "{e}");
+    assert!(e.contains("data-filter=\"prop:plan:is:pro\""), "{e}");
+    let free = d
+        .get(&format!(
+            "{base}/events?{day}&f=prop:plan:is:free&event=Signup&key=plan"
+        ))
+        .unwrap();
+    assert_eq!(free.status, 200);
+    assert_secure_html("events filtered by a property", &free);
+    let free = text(&free);
+    assert!(
+        free.contains("class=\"chip\" data-filter=\"prop:plan:is:free\"")
+            && free.contains("Property plan <span class=\"op\">is</span> <strong>free</strong>"),
+        "{free}"
+    );
+    // Filtered, the values of plan are free alone; the pro link is gone.
+    assert!(!free.contains("data-filter=\"prop:plan:is:pro\""), "{free}");
+    let (_, free_csv) = csv(&format!(
+        "panel=props&event=Signup&key=plan&{day}&f=prop:plan:is:free"
+    ));
+    assert_eq!(
+        free_csv,
+        "value,visitors,events,share\r\nfree,1,1,1.0000\r\n"
+    );
+    // The same filter on every page: the overview (visitor 2's Signup: one
+    // visitor, no pageview, one event, one visit), the goals and the funnel
+    // (visitor 2's visit went / then /pricing then Signup).
+    let o_free = text(&d.get(&format!("{base}?{day}&f=prop:plan:is:free")).unwrap());
+    assert_eq!(kpi(&o_free, "visitors"), "1");
+    assert_eq!(kpi(&o_free, "pageviews"), "0");
+    assert_eq!(kpi(&o_free, "events"), "1");
+    assert_eq!(kpi(&o_free, "sessions"), "1");
+    assert!(
+        o_free.contains("data-filter=\"prop:plan:is:free\""),
+        "{o_free}"
+    );
+    let g_free = text(
+        &d.get(&format!("{base}/goals?{day}&f=prop:plan:is:free"))
+            .unwrap(),
+    );
+    let signed = format!("data-goal=\"{}\"", id("Signed up"));
+    assert_eq!(cell(&g_free, &signed, "rate"), "100%");
+    let pricing = format!("data-goal=\"{}\"", id("/pricing"));
+    assert_eq!(cell(&g_free, &pricing, "visitors"), "0");
+    let f_free = text(
+        &d.get(&format!(
+            "{base}/funnels?{day}&funnel={fid}&f=prop:plan:is:free"
+        ))
+        .unwrap(),
+    );
+    for step in 1..=3 {
+        assert_eq!(
+            cell(&f_free, &format!("data-step=\"{step}\""), "visitors"),
+            "1",
+            "step {step}"
+        );
+    }
+    // Bad property filters are a 400 page naming the parameter.
+    let long = format!("f=prop:{}:is:x", "k".repeat(65));
+    for (bad, why) in [
+        ("f=prop::is:x", "the property key is empty"),
+        (long.as_str(), "the longest is 64"),
+    ] {
+        let r = d.get(&format!("{base}/events?{day}&{bad}")).unwrap();
+        assert_eq!(r.status, 400, "{bad}");
+        let page = text(&r);
+        assert!(
+            page.contains("Parameter &quot;f&quot;") && page.contains(why),
+            "{bad}: {page}"
+        );
+    }
 
     // "Is empty": the Direct / none row is a filter link, applied to every number.
     assert!(

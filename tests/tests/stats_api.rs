@@ -9,21 +9,25 @@ use serde_json::{Value, json};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
 
-/// Visitor 1 (203.0.113.1): 10:00 `/`, 10:05 `/pricing`, 10:20 event `signup`,
-/// 11:00 `/blog` (40 minutes later: a second session, a bounce). Visitor 2:
+/// Visitor 1 (203.0.113.1): 10:00 `/`, 10:05 `/pricing`, 10:20 event `signup`
+/// with property plan = pro, 11:00 `/blog` (40 minutes later: a second
+/// session, a bounce). Visitor 2:
 /// 10:10 `/`, 10:40 `/docs` (30 minutes: one session). Visitor 3: 12:00
 /// `/pricing` (a bounce). All on 2026-01-10 UTC.
 /// Sessions 4, bounces 2, durations 1200 + 0 + 1800 + 0 s.
 fn batch() -> String {
     let hit = |ip: &str, t: &str, name: &str, path: &str| {
-        json!({
+        let mut h = json!({
             "name": name,
             "url": format!("https://stats.test{path}"),
             "user_agent": FIREFOX,
             "ip": ip,
             "timestamp": format!("2026-01-10T{t}:00Z"),
-        })
-        .to_string()
+        });
+        if name == "signup" {
+            h["props"] = json!({"plan": "pro"});
+        }
+        h.to_string()
     };
     [
         hit("203.0.113.1", "10:00", "pageview", "/"),
@@ -118,6 +122,41 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
     assert_eq!(f["breakdowns"]["page"][0]["value"], "/pricing");
     assert_eq!(f["breakdowns"]["page"].as_array().unwrap().len(), 1);
 
+    // A property filter applies to every number too: plan is pro is visitor
+    // 1's signup alone, in session A (1200 s, 2 pageviews, not a bounce).
+    let (status, p) = overview(&d, &format!("{q}&filter=prop:plan:is:pro"));
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        p["kpis"],
+        json!({
+            "visitors": 1, "pageviews": 0, "events": 1, "sessions": 1,
+            "bounce_rate": 0.0, "avg_visit_duration_s": 1200.0, "views_per_visit": 2.0,
+        })
+    );
+    assert_eq!(p["series"][1]["visitors"], 1);
+    assert_eq!(
+        p["breakdowns"]["event"],
+        json!([{"value": "signup", "visitors": 1, "count": 1, "share": 1.0}])
+    );
+    // Without plan (every hit but the signup): all four sessions, 6 pageviews.
+    let (status, n) = overview(&d, &format!("{q}&filter=prop:plan:is:"));
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(
+        (
+            &n["kpis"]["visitors"],
+            &n["kpis"]["pageviews"],
+            &n["kpis"]["events"],
+            &n["kpis"]["sessions"]
+        ),
+        (&json!(3), &json!(6), &json!(0), &json!(4))
+    );
+    // Combined with a dimension: the signup happened on /pricing, not on /.
+    let (_, both) = overview(
+        &d,
+        &format!("{q}&filter=prop:plan:contains:PR&filter=page:is:%2F"),
+    );
+    assert_eq!(both["kpis"]["visitors"], 0, "{both}");
+
     // Hours in another zone: Berlin is UTC+1 in January.
     let (status, h) = overview(
         &d,
@@ -146,6 +185,8 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
         ("site=stats.test&from=2026-01-12&to=2026-01-09", "from"),
         ("site=stats.test&from=2016-01-01&to=2026-01-01", "from"),
         ("site=stats.test&filter=planet:is:mars", "filter"),
+        ("site=stats.test&filter=prop::is:pro", "filter"),
+        ("site=stats.test&filter=prop:plan:like:pro", "filter"),
         ("site=stats.test&interval=fortnight", "interval"),
         ("site=stats.test&colour=blue", "colour"),
     ] {
@@ -154,6 +195,17 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
         assert_eq!(e["error"], "bad_parameter", "{query}");
         assert_eq!(e["parameter"], parameter, "{query}: {e}");
     }
+    // A property key longer than ingest accepts: the reason says so.
+    let long = format!("site=stats.test&filter=prop:{}:is:x", "k".repeat(65));
+    let (status, e) = overview(&d, &long);
+    assert_eq!((status, &e["parameter"]), (400, &json!("filter")), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("65 bytes; the longest is 64"),
+        "{e}"
+    );
     // The daemon is still healthy and nothing stored changed.
     assert_eq!(d.get("/healthz").unwrap().status, 200);
     let s = d.stop();

@@ -14,7 +14,7 @@
 //! | `from`, `to` | RFC 3339 instants, or dates `YYYY-MM-DD` (local midnight in `tz`); `to` is exclusive | the last 30 days |
 //! | `tz` | IANA time zone for buckets and dates | `UTC` |
 //! | `interval` | `hour`, `day`, `week` or `month` | `day` |
-//! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold; an empty value means "has no value" (`is`) or "has one" (`is_not`) | none |
+//! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold; an empty value means "has no value" (`is`) or "has one" (`is_not`); `prop:key:op:value` filters by a custom property (`hitvault_store::stats` has the rules) | none |
 //! | `limit` | rows per panel, 1 to 1000 | 10 |
 //!
 //! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`.
@@ -34,7 +34,8 @@ use axum::routing::get;
 use hitvault_store::imported::ImportedInfo;
 use hitvault_store::live::LiveStats;
 use hitvault_store::stats::{
-    Dim, Filter, Interval, Kpis, Op, Overview, PANELS, Stats, StatsError, Window,
+    Dim, Filter, Interval, Kpis, MAX_PROP_VALUE_BYTES, Op, Overview, PANELS, Stats, StatsError,
+    Window, check_prop_key,
 };
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
@@ -276,8 +277,26 @@ pub(crate) fn parse_params_with(query: Option<&str>, extra: &[&str]) -> Result<P
     })
 }
 
-/// One filter, `dimension:op:value` (the value may contain `:`).
+/// One filter, `dimension:op:value`, or `prop:key:op:value` for a custom
+/// property (the value may contain `:`, the key may not).
 pub(crate) fn parse_filter(v: &str) -> Result<Filter, BadParam> {
+    if let Some(rest) = v.strip_prefix("prop:") {
+        let mut parts = rest.splitn(3, ':');
+        let (Some(key), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("filter", format!("{v:?} is not prop:key:op:value")));
+        };
+        check_prop_key(key).map_err(|m| bad("filter", format!("{v:?}: {m}")))?;
+        if value.len() > MAX_PROP_VALUE_BYTES {
+            return Err(bad(
+                "filter",
+                format!(
+                    "the value of {key:?} is {} bytes; property values have at most {MAX_PROP_VALUE_BYTES}",
+                    value.len()
+                ),
+            ));
+        }
+        return Ok(Filter::prop(key, parse_op(o)?, value));
+    }
     let mut parts = v.splitn(3, ':');
     let (Some(d), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad("filter", format!("{v:?} is not dimension:op:value")));
@@ -286,25 +305,25 @@ pub(crate) fn parse_filter(v: &str) -> Result<Filter, BadParam> {
         let names: Vec<&str> = Dim::ALL.iter().map(|(_, n)| *n).collect();
         bad(
             "filter",
-            format!("unknown dimension {d:?}; known: {}", names.join(", ")),
+            format!(
+                "unknown dimension {d:?}; known: {}, or prop:KEY for a custom property",
+                names.join(", ")
+            ),
         )
     })?;
-    let op = match o {
-        "is" => Op::Is,
-        "is_not" => Op::IsNot,
-        "contains" => Op::Contains,
-        _ => {
-            return Err(bad(
-                "filter",
-                format!("unknown operator {o:?}; known: is, is_not, contains"),
-            ));
-        }
-    };
-    Ok(Filter {
-        dim,
-        op,
-        value: value.to_owned(),
-    })
+    Ok(Filter::dim(dim, parse_op(o)?, value))
+}
+
+fn parse_op(o: &str) -> Result<Op, BadParam> {
+    match o {
+        "is" => Ok(Op::Is),
+        "is_not" => Ok(Op::IsNot),
+        "contains" => Ok(Op::Contains),
+        _ => Err(bad(
+            "filter",
+            format!("unknown operator {o:?}; known: is, is_not, contains"),
+        )),
+    }
 }
 
 /// `application/x-www-form-urlencoded` pairs, percent- and plus-decoded.
@@ -534,16 +553,40 @@ mod tests {
         assert_eq!(p.to.to_string(), "2026-03-31T22:00:00Z");
         assert_eq!(p.interval, Interval::Day);
         assert_eq!(p.limit, 5);
-        assert_eq!(
-            p.filters,
-            vec![Filter {
-                dim: Dim::Page,
-                op: Op::Is,
-                value: "/a b".into()
-            }]
-        );
+        assert_eq!(p.filters, vec![Filter::dim(Dim::Page, Op::Is, "/a b")]);
         let p = parse_params(Some("site=a.example")).unwrap();
         assert_eq!(p.to.as_second() - p.from.as_second(), 30 * 86_400);
+    }
+
+    #[test]
+    fn property_filters_parse_and_bad_ones_say_why() {
+        let p = parse_params(Some(
+            "site=a&filter=prop:plan:is:pro&filter=prop:url:contains:https%3A%2F%2Fx&filter=prop:seats:is_not:",
+        ))
+        .unwrap();
+        assert_eq!(
+            p.filters,
+            vec![
+                Filter::prop("plan", Op::Is, "pro"),
+                Filter::prop("url", Op::Contains, "https://x"),
+                Filter::prop("seats", Op::IsNot, ""),
+            ]
+        );
+        let long_key = format!("site=a&filter=prop:{}:is:x", "k".repeat(65));
+        let long_value = format!("site=a&filter=prop:k:is:{}", "v".repeat(513));
+        for (q, says) in [
+            ("site=a&filter=prop:plan", "is not prop:key:op:value"),
+            ("site=a&filter=prop::is:pro", "key is empty"),
+            (long_key.as_str(), "the longest is 64"),
+            ("site=a&filter=prop:a%01b:is:x", "control character"),
+            ("site=a&filter=prop:plan:like:pro", "unknown operator"),
+            (long_value.as_str(), "at most 512"),
+            ("site=a&filter=props:plan:is:pro", "prop:KEY"),
+        ] {
+            let e = param_error(q);
+            assert_eq!(e.parameter, "filter", "{q}");
+            assert!(e.message.contains(says), "{q}: {}", e.message);
+        }
     }
 
     #[test]

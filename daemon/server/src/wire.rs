@@ -49,8 +49,9 @@ impl Default for Limits {
             language_bytes: 35,
             user_agent_bytes: 1024,
             props: 30,
-            prop_key_bytes: 64,
-            prop_value_bytes: 512,
+            // The longest a property filter can name (one rule for both).
+            prop_key_bytes: hitvault_store::stats::MAX_PROP_KEY_BYTES,
+            prop_value_bytes: hitvault_store::stats::MAX_PROP_VALUE_BYTES,
             screen_width_max: 16_384,
             domains: 10,
         }

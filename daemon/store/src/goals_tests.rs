@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::goals::{DefError, GoalKind, Step};
-use crate::stats::{Dim, Filter, Op, Window};
+use crate::stats::{Dim, Filter, Interval, Op, Window};
 use crate::{Store, StoreOptions};
 
 const SITE: &str = "g.example";
@@ -99,11 +99,21 @@ fn step(kind: GoalKind, value: &str) -> Step {
 }
 
 fn chrome() -> Vec<Filter> {
-    vec![Filter {
-        dim: Dim::Browser,
-        op: Op::Is,
-        value: "Chrome".into(),
-    }]
+    vec![Filter::dim(Dim::Browser, Op::Is, "Chrome")]
+}
+
+/// (name, visitors, conversions, conversion rate) of each goal row.
+fn goal_figures(rows: &[crate::goals::GoalRow]) -> Vec<(&str, u64, u64, f64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.goal.display_name.as_str(),
+                r.visitors,
+                r.conversions,
+                r.conversion_rate,
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -123,17 +133,7 @@ fn goals_count_visitors_conversions_and_rates() {
     let names: Vec<&str> = goals.iter().map(|g| g.display_name.as_str()).collect();
     assert_eq!(names, ["Never", "Read the blog", "Saw prices", "Signed up"]);
     let rows = st.goal_stats(&day(id), &[], &goals).unwrap();
-    let got: Vec<(&str, u64, u64, f64)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.goal.display_name.as_str(),
-                r.visitors,
-                r.conversions,
-                r.conversion_rate,
-            )
-        })
-        .collect();
+    let got = goal_figures(&rows);
     // 4 visitors in all. Signup: visitors 1, 2, 3, once each. Blog: visitor 3.
     // Pricing pageviews: visitors 1, 2, 3.
     assert_eq!(
@@ -211,6 +211,187 @@ fn event_properties_break_down_by_key_and_value() {
         .unwrap();
     assert_eq!(chrome.len(), 1);
     assert_eq!(chrome[0].value, "free");
+}
+
+/// (visitors, pageviews, events, sessions, bounces, mean duration in s,
+/// views per visit) of a window with `filters`.
+fn figures(
+    st: &crate::stats::Stats,
+    id: u16,
+    filters: &[Filter],
+) -> (u64, u64, u64, u64, u64, f64, f64) {
+    let k = st.kpis(&day(id), filters).unwrap();
+    (
+        k.visitors,
+        k.pageviews,
+        k.events,
+        k.sessions,
+        k.bounces,
+        k.avg_duration_s,
+        k.views_per_visit,
+    )
+}
+
+fn plan(op: Op, value: &str) -> Filter {
+    Filter::prop("plan", op, value)
+}
+
+#[test]
+fn property_filters_select_hits_for_every_number() {
+    let (_d, s, id) = store();
+    let st = s.stats().unwrap();
+    // The sessions: visitor 1's S1 (3 pageviews, 600 s), visitor 2's S2 (2
+    // pageviews, 120 s), visitor 3's S3a (/blog/a, a bounce), S3b (2
+    // pageviews, 300 s) and S3c (the Signup alone, no pageview: not a
+    // bounce, 0 s), visitor 4's S4 (the Download alone, 0 s).
+    //
+    // plan is pro: visitor 1's Signup; session S1.
+    assert_eq!(
+        figures(&st, id, &[plan(Op::Is, "pro")]),
+        (1, 0, 1, 1, 0, 600.0, 3.0)
+    );
+    // plan is not pro: the other 11 hits, every session; 8 pageviews,
+    // 3 events; bounce S3a; durations 600 + 120 + 0 + 300 + 0 + 0 = 1020 s
+    // over 6 sessions; their pageviews 3 + 2 + 1 + 2 = 8.
+    assert_eq!(
+        figures(&st, id, &[plan(Op::IsNot, "pro")]),
+        (4, 8, 3, 6, 1, 170.0, 8.0 / 6.0)
+    );
+    // plan is empty (no plan): all but the two Signups with a plan, which
+    // here leaves every session as well, and 2 events (visitor 3's Signup,
+    // the Download).
+    assert_eq!(
+        figures(&st, id, &[plan(Op::Is, "")]),
+        (4, 8, 2, 6, 1, 170.0, 8.0 / 6.0)
+    );
+    // plan is not empty (has a plan): the two Signups, sessions S1 and S2,
+    // (600 + 120) / 2 s, (3 + 2) / 2 pageviews per visit.
+    assert_eq!(
+        figures(&st, id, &[plan(Op::IsNot, "")]),
+        (2, 0, 2, 2, 0, 360.0, 2.5)
+    );
+    // contains ignores case: file contains "PDF" is the Download, S4.
+    assert_eq!(
+        figures(&st, id, &[Filter::prop("file", Op::Contains, "PDF")]),
+        (1, 0, 1, 1, 0, 0.0, 0.0)
+    );
+    // Combined with a dimension: Chrome (visitor 2) and plan free; Chrome
+    // and plan pro hold nothing, and zeros are zeros.
+    assert_eq!(
+        figures(&st, id, &[chrome()[0].clone(), plan(Op::Is, "free")]),
+        (1, 0, 1, 1, 0, 120.0, 2.0)
+    );
+    assert_eq!(
+        figures(&st, id, &[chrome()[0].clone(), plan(Op::Is, "pro")]),
+        (0, 0, 0, 0, 0, 0.0, 0.0)
+    );
+    // A key nobody sent: `is` a value selects nothing, `is` empty everything.
+    assert_eq!(figures(&st, id, &[Filter::prop("none", Op::Is, "x")]).0, 0);
+    assert_eq!(figures(&st, id, &[Filter::prop("none", Op::Is, "")]).1, 8);
+
+    // Goals over the hits with a plan (2 visitors): both signed up, neither
+    // of those hits is a /pricing pageview.
+    s.add_goal(id, step(GoalKind::Event, "Signup"), "Signed up")
+        .unwrap();
+    s.add_goal(id, step(GoalKind::Page, "/pricing"), "Saw prices")
+        .unwrap();
+    let goals = st.goals_of(id).unwrap();
+    let rows = st
+        .goal_stats(&day(id), &[plan(Op::IsNot, "")], &goals)
+        .unwrap();
+    assert_eq!(
+        goal_figures(&rows),
+        [("Saw prices", 0, 0, 0.0), ("Signed up", 2, 2, 1.0)]
+    );
+
+    // Funnels over the sessions holding a selected hit: with plan pro, S1
+    // (/ then /pricing then Signup); with plan free, S2, whose /pricing came
+    // before its "/".
+    let steps = vec![
+        step(GoalKind::Page, "/"),
+        step(GoalKind::Page, "/pricing"),
+        step(GoalKind::Event, "Signup"),
+    ];
+    let reached = |f: Filter| -> Vec<u64> {
+        st.funnel_stats(&day(id), &[f], &steps)
+            .unwrap()
+            .iter()
+            .map(|r| r.visitors)
+            .collect()
+    };
+    assert_eq!(reached(plan(Op::Is, "pro")), [1, 1, 1]);
+    assert_eq!(reached(plan(Op::Is, "free")), [1, 0, 0]);
+
+    // Breakdowns and properties: the events with a plan are two Signups;
+    // the values of plan under plan is pro are pro alone.
+    let events = st
+        .breakdown(&day(id), &[plan(Op::IsNot, "")], Dim::Event, 10)
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (
+            events[0].value.as_deref(),
+            events[0].visitors,
+            events[0].count,
+            events[0].share
+        ),
+        (Some("Signup"), 2, 2, 1.0)
+    );
+    let values = st
+        .props(&day(id), &[plan(Op::Is, "pro")], None, Some("plan"), 10)
+        .unwrap();
+    let got: Vec<(&str, u64, u64)> = values
+        .iter()
+        .map(|r| (r.value.as_str(), r.visitors, r.events))
+        .collect();
+    assert_eq!(got, [("pro", 1, 1)]);
+
+    // The overview (temporary tables, and its comparison window) gives the
+    // same numbers as the single queries.
+    let prev = Window {
+        from: "2026-01-09T00:00:00Z".parse().unwrap(),
+        to: "2026-01-10T00:00:00Z".parse().unwrap(),
+        ..day(id)
+    };
+    let filters = [plan(Op::IsNot, "pro")];
+    let panels = [Dim::Page, Dim::Event, Dim::EntryPage];
+    let o = st
+        .overview(&day(id), &prev, &filters, Interval::Hour, &panels, 10)
+        .unwrap();
+    assert_eq!(o.kpis, st.kpis(&day(id), &filters).unwrap());
+    assert_eq!(o.previous, st.kpis(&prev, &filters).unwrap());
+    assert_eq!(o.previous.visitors, 0);
+    assert_eq!(
+        o.series,
+        st.timeseries(&day(id), &filters, Interval::Hour).unwrap()
+    );
+    for (d, rows) in &o.breakdowns {
+        assert_eq!(rows, &st.breakdown(&day(id), &filters, *d, 10).unwrap());
+    }
+}
+
+#[test]
+fn property_filters_hold_at_the_edges_of_a_window() {
+    // Visitor 1's Signup {plan: pro} is at 10:06: in [00:00, 10:06:30),
+    // not in [10:06:30, 24:00); there, visitor 1 is only /thanks (10:10).
+    let (_d, s, id) = store();
+    let st = s.stats().unwrap();
+    let cut: jiff::Timestamp = "2026-01-10T10:06:30Z".parse().unwrap();
+    let (before, after) = (
+        Window { to: cut, ..day(id) },
+        Window {
+            from: cut,
+            ..day(id)
+        },
+    );
+    let pro = [plan(Op::Is, "pro")];
+    let k = st.kpis(&before, &pro).unwrap();
+    assert_eq!((k.visitors, k.events), (1, 1));
+    assert_eq!(st.kpis(&after, &pro).unwrap().visitors, 0);
+    // plan is not pro, before the cut: visitor 1's pageviews of / and
+    // /pricing (10:00, 10:05).
+    let k = st.kpis(&before, &[plan(Op::IsNot, "pro")]).unwrap();
+    assert_eq!((k.visitors, k.pageviews, k.events), (1, 2, 0));
 }
 
 #[test]

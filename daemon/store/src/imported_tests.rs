@@ -184,11 +184,7 @@ fn filters_hours_and_zones_decide_what_is_added() {
     let prev = window(id, "2024-02-28T00:00:00Z", "2024-03-01T00:00:00Z", "UTC");
     let panels = [Dim::Page];
     // A filter: imported aggregates hold no hits to filter, so none are added.
-    let f = [Filter {
-        dim: Dim::Page,
-        op: Op::Is,
-        value: "/".into(),
-    }];
+    let f = [Filter::dim(Dim::Page, Op::Is, "/")];
     let (o, info) = stats
         .overview_with_imported(&w, &prev, &f, Interval::Day, &panels, 10)
         .unwrap();

@@ -17,6 +17,11 @@
 //!   select every hit of the sessions that match. All filters must hold.
 //!   `is` with an empty value selects hits without a value (direct traffic
 //!   for `source`), `is_not` with an empty value those with one.
+//!   A custom property is hit-level too: `is` selects the hits carrying
+//!   the key with that value, `is_not` every other hit (those without the
+//!   key included), `contains` the hits whose value of the key contains
+//!   the text; with an empty value, `is` selects the hits without the key
+//!   and `is_not` those with it.
 //!   Hit counts (pageviews, events, breakdown counts) count selected hits;
 //!   visitors are the distinct visitors of selected hits; session metrics
 //!   (sessions, bounce rate, duration, views per visit) are over the sessions
@@ -177,12 +182,78 @@ pub enum Op {
     Contains,
 }
 
+/// What a filter compares: a dimension, or a custom property of the hit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Field {
+    Dim(Dim),
+    /// The value of the hit's custom property with this key (see
+    /// [`check_prop_key`] for the keys a filter can name).
+    Prop(String),
+}
+
 /// One filter; all filters of a query must hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
-    pub dim: Dim,
+    pub field: Field,
     pub op: Op,
     pub value: String,
+}
+
+impl Filter {
+    /// A filter on a dimension.
+    pub fn dim(dim: Dim, op: Op, value: &str) -> Filter {
+        Filter {
+            field: Field::Dim(dim),
+            op,
+            value: value.to_owned(),
+        }
+    }
+
+    /// A filter on the custom property `key`.
+    pub fn prop(key: &str, op: Op, value: &str) -> Filter {
+        Filter {
+            field: Field::Prop(key.to_owned()),
+            op,
+            value: value.to_owned(),
+        }
+    }
+
+    /// The dimension filtered, if it is one.
+    pub fn dimension(&self) -> Option<Dim> {
+        match self.field {
+            Field::Dim(d) => Some(d),
+            Field::Prop(_) => None,
+        }
+    }
+}
+
+/// Longest property key a filter names: the longest ingest accepts.
+pub const MAX_PROP_KEY_BYTES: usize = 64;
+/// Longest property value a filter compares with: the longest ingest accepts.
+pub const MAX_PROP_VALUE_BYTES: usize = 512;
+
+/// Why a property key cannot be filtered on, if it cannot: empty, longer
+/// than [`MAX_PROP_KEY_BYTES`], holding a control character, or holding `:`
+/// (which separates the parts of a filter's text form).
+pub fn check_prop_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("the property key is empty".into());
+    }
+    if key.len() > MAX_PROP_KEY_BYTES {
+        return Err(format!(
+            "the property key is {} bytes; the longest is {MAX_PROP_KEY_BYTES}",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("the property key holds a control character".into());
+    }
+    if key.contains(':') {
+        return Err(format!(
+            "the property key {key:?} holds ':', which a filter cannot name"
+        ));
+    }
+    Ok(())
 }
 
 /// The headline numbers of a window.
@@ -469,7 +540,7 @@ impl Stats {
             ),
             params_from_iter(h.params.iter()),
         )?;
-        let sel = selection_cte(filters);
+        let sel = selection_cte(w, filters);
         for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
             self.conn.execute(
                 &format!(
@@ -546,7 +617,7 @@ impl Stats {
 /// The common part of every query: the window's hits with their session,
 /// the sessions, and the selection the filters make (`sel`, `sess_sel`).
 pub(crate) fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
-    let (h, sel) = (hits_cte(w)?, selection_cte(filters));
+    let (h, sel) = (hits_cte(w)?, selection_cte(w, filters));
     let mut params = h.params;
     params.extend(sel.params);
     Ok(Sql {
@@ -647,16 +718,52 @@ pub(crate) fn session_numbers(rel: &str) -> String {
     )
 }
 
+/// A condition on the hits `h` of `w` for a filter on the custom
+/// property `key`, with its parameters: membership in the ids of the
+/// window's hits whose property matches. The window's bounds are written
+/// into the text so that DuckDB prunes `hit_props` row groups by `ts`.
+fn prop_cond(w: &Window, key: &str, op: Op, value: &str) -> (String, Vec<duckdb::types::Value>) {
+    use duckdb::types::Value as V;
+    let (site, from, to) = (w.site_id, w.from.as_microsecond(), w.to.as_microsecond());
+    // (hits whose value matches are members, the value condition, its parameter)
+    let (member, cond, param) = match (op, value.is_empty()) {
+        (Op::Is, true) => (false, "hp.value <> ''", None),
+        (Op::IsNot, true) => (true, "hp.value <> ''", None),
+        (Op::Is, false) => (true, "hp.value = ?", Some(value)),
+        (Op::IsNot, false) => (false, "hp.value = ?", Some(value)),
+        (Op::Contains, _) => (true, "contains(lower(hp.value), lower(?))", Some(value)),
+    };
+    let text = format!(
+        "(h.id {not}IN (SELECT hp.hit_id FROM hit_props hp WHERE hp.site_id = {site}
+           AND hp.ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
+           AND hp.ts < make_timestamp({to}::BIGINT)::TIMESTAMPTZ
+           AND hp.key = ? AND {cond}))",
+        not = if member { "" } else { "NOT " },
+    );
+    let mut params = vec![V::Text(key.to_owned())];
+    params.extend(param.map(|v| V::Text(v.to_owned())));
+    (text, params)
+}
+
 /// CTEs `sessions`, `sess_ok`, `sel` and `sess_sel` over a relation `h`
-/// (hits with `visitor` and `sess`): what the filters select.
-fn selection_cte(filters: &[Filter]) -> Sql {
+/// (hits of the window `w` with `visitor` and `sess`): what the filters select.
+fn selection_cte(w: &Window, filters: &[Filter]) -> Sql {
     use duckdb::types::Value as V;
     let mut hit_conds = Vec::new();
     let mut sess_conds = Vec::new();
     // Bound in text order: the session conditions come first in the text.
     let (mut hit_params, mut sess_params) = (Vec::new(), Vec::new());
     for f in filters {
-        let e = f.dim.expr();
+        let dim = match &f.field {
+            Field::Dim(d) => *d,
+            Field::Prop(key) => {
+                let (cond, params) = prop_cond(w, key, f.op, &f.value);
+                hit_conds.push(cond);
+                hit_params.extend(params);
+                continue;
+            }
+        };
+        let e = dim.expr();
         // An empty value asks for hits without a value (stored as NULL):
         // `is` with nothing, `is_not` with anything.
         let (cond, param) = match (f.op, f.value.is_empty()) {
@@ -666,7 +773,7 @@ fn selection_cte(filters: &[Filter]) -> Sql {
             (Op::IsNot, false) => (format!("(({e}) IS NULL OR ({e}) <> ?)"), Some(&f.value)),
             (Op::Contains, _) => (format!("contains(lower({e}), lower(?))"), Some(&f.value)),
         };
-        let (conds, params) = if f.dim.is_session() {
+        let (conds, params) = if dim.is_session() {
             (&mut sess_conds, &mut sess_params)
         } else {
             (&mut hit_conds, &mut hit_params)

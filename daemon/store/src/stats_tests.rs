@@ -83,11 +83,7 @@ fn fixture() -> Vec<Hit> {
 }
 
 fn f(dim: Dim, op: Op, value: &str) -> Filter {
-    Filter {
-        dim,
-        op,
-        value: value.into(),
-    }
+    Filter::dim(dim, op, value)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -112,11 +112,7 @@ fn main() -> anyhow::Result<()> {
         "store                {:.1} MiB, largest site id {site_id}",
         store.disk_bytes() as f64 / (1 << 20) as f64
     );
-    let country = Filter {
-        dim: Dim::Country,
-        op: Op::Is,
-        value: "DE".into(),
-    };
+    let country = Filter::dim(Dim::Country, Op::Is, "DE");
     // The windows the dashboard asks for on page load (see its `period`
     // parameter): whole local days up to the end of today, with `end` as
     // "now". Then the same lengths ending at `end` itself (rolling windows,

@@ -498,7 +498,27 @@ pub(crate) fn events(site: &SiteRow, v: &View, x: &Explorer) -> String {
             "Value",
         ));
         for r in &x.values {
-            let cell = format!("<span class=\"v\">{}</span>", esc(&r.value));
+            // Each value filters the view (this page, the same selection) by
+            // `prop:key:is:value`; an empty value or a key that a filter
+            // cannot name is plain text.
+            let f = if r.value.is_empty() {
+                None
+            } else {
+                View::prop_filter(k, &r.value)
+            };
+            let cell = match f {
+                Some(f) => format!(
+                    "<a href=\"{}?{}{}\" data-filter=\"{}\" title=\"Filter the view by {} = {}\">{}</a>",
+                    esc(&action),
+                    esc(&v.with_filter(f.clone())),
+                    esc(&keep_query(&keep)),
+                    esc(&filter_text(&f)),
+                    esc(k),
+                    esc(&r.value),
+                    esc(&r.value),
+                ),
+                None => format!("<span class=\"v\">{}</span>", esc(&r.value)),
+            };
             m.push_str(&list_row(
                 &cell,
                 ratio(r.events, x.values_of),

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use hitvault_store::SiteRow;
 use hitvault_store::live::{LIVE_MINUTES, RECENT_MINUTES, Realtime, RecentRow, SiteSummary};
-use hitvault_store::stats::{Dim, Kpis, Op, Overview, Row};
+use hitvault_store::stats::{Dim, Field, Kpis, Op, Overview, Row};
 use jiff::Timestamp;
 
 use super::chart;
@@ -174,7 +174,10 @@ pub(crate) fn chips(action: &str, v: &View, keep: &[(&str, &str)]) -> String {
     }
     let mut c = String::from("<ul class=\"chips\" aria-label=\"Active filters\">");
     for (i, f) in v.filters.iter().enumerate() {
-        let (_, col) = dim_title(f.dim);
+        let (col, none) = match &f.field {
+            Field::Dim(d) => (dim_title(*d).1.to_owned(), none_label(*d)),
+            Field::Prop(k) => (format!("Property {k}"), "(not set)"),
+        };
         let op = match f.op {
             Op::Is => "is",
             Op::IsNot => "is not",
@@ -182,7 +185,7 @@ pub(crate) fn chips(action: &str, v: &View, keep: &[(&str, &str)]) -> String {
         };
         // An empty value means "has no value" (see `stats::Op`).
         let value = if f.value.is_empty() && f.op != Op::Contains {
-            none_label(f.dim)
+            none
         } else {
             &f.value
         };
@@ -193,7 +196,7 @@ pub(crate) fn chips(action: &str, v: &View, keep: &[(&str, &str)]) -> String {
              <strong>{}</strong></span><a href=\"{}?{}{}\" aria-label=\"Remove filter: {}\" \
              title=\"Remove filter\">×</a></li>",
             esc(&filter_text(f)),
-            esc(col),
+            esc(&col),
             esc(value),
             esc(action),
             esc(&v.without_filter(i)),

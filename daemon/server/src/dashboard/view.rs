@@ -7,14 +7,14 @@
 //! | `from`, `to` | first and last day (`YYYY-MM-DD`, both included) of a `custom` period | required for `custom` |
 //! | `tz` | IANA time zone of days and hours | `UTC` |
 //! | `interval` | `hour`, `day`, `week`, `month` | by the period's length |
-//! | `f` | a filter `dimension:op:value` (as the API's `filter`); repeatable | none |
+//! | `f` | a filter `dimension:op:value` or `prop:key:op:value` (as the API's `filter`); repeatable | none |
 //!
 //! The periods end with the current local day (`7d` is today and the six
 //! days before it), `month` is the current calendar month, `12mo` the current
 //! month and the eleven before it. The comparison is the period of the same
 //! length just before.
 
-use hitvault_store::stats::{Dim, Filter, Interval, MAX_WINDOW_DAYS, Op};
+use hitvault_store::stats::{Dim, Field, Filter, Interval, MAX_WINDOW_DAYS, Op, check_prop_key};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
@@ -86,7 +86,10 @@ pub(crate) fn op_name(op: Op) -> &'static str {
 
 /// The text form of a filter, as in the URL.
 pub(crate) fn filter_text(f: &Filter) -> String {
-    format!("{}:{}:{}", f.dim.name(), op_name(f.op), f.value)
+    match &f.field {
+        Field::Dim(d) => format!("{}:{}:{}", d.name(), op_name(f.op), f.value),
+        Field::Prop(k) => format!("prop:{k}:{}:{}", op_name(f.op), f.value),
+    }
 }
 
 /// A view as the URL states it, with the window it stands for.
@@ -325,12 +328,12 @@ impl View {
     }
 
     /// This view with `f` added; an `is` filter replaces the `is` filter of
-    /// the same dimension (both cannot hold at once).
+    /// the same dimension or property (both cannot hold at once).
     pub(crate) fn with_filter(&self, f: Filter) -> String {
         let mut filters: Vec<Filter> = self
             .filters
             .iter()
-            .filter(|g| !(f.op == Op::Is && g.op == Op::Is && g.dim == f.dim))
+            .filter(|g| !(f.op == Op::Is && g.op == Op::Is && g.field == f.field))
             .cloned()
             .collect();
         if !filters.contains(&f) {
@@ -353,11 +356,14 @@ impl View {
 
     /// The filter a row of a `dim` panel adds.
     pub(crate) fn row_filter(dim: Dim, value: &str) -> Filter {
-        Filter {
-            dim,
-            op: Op::Is,
-            value: value.to_owned(),
-        }
+        Filter::dim(dim, Op::Is, value)
+    }
+
+    /// The filter a value of the property `key` adds; none when the key
+    /// cannot be named in a filter (see `stats::check_prop_key`).
+    pub(crate) fn prop_filter(key: &str, value: &str) -> Option<Filter> {
+        check_prop_key(key).ok()?;
+        Some(Filter::prop(key, Op::Is, value))
     }
 
     /// Whether the chosen interval was given (else derived).
@@ -428,6 +434,31 @@ mod tests {
         assert_eq!(v.without_filter(0), "period=7d&f=country:is_not:DE");
         let again = view(&q);
         assert_eq!(again.filters[1].value, "/c&d");
+    }
+
+    #[test]
+    fn property_filters_round_trip_and_replace_each_other() {
+        let v = view("f=prop:plan:is:pro&f=prop:seats:is_not:3");
+        assert_eq!(v.filters[0], Filter::prop("plan", Op::Is, "pro"));
+        assert_eq!(
+            v.query(),
+            "period=30d&f=prop:plan:is:pro&f=prop:seats:is_not:3"
+        );
+        // Another value of the same key replaces the `is` filter; another key adds.
+        let free = View::prop_filter("plan", "free & more").unwrap();
+        assert_eq!(
+            v.with_filter(free),
+            "period=30d&f=prop:seats:is_not:3&f=prop:plan:is:free%20%26%20more"
+        );
+        let url = View::prop_filter("url", "https://x/?a=1").unwrap();
+        let q = v.with_filter(url);
+        assert_eq!(
+            view(&q).filters[2],
+            Filter::prop("url", Op::Is, "https://x/?a=1")
+        );
+        // A key a filter cannot name gets no filter.
+        assert_eq!(View::prop_filter("a:b", "x"), None);
+        assert_eq!(View::prop_filter("", "x"), None);
     }
 
     #[test]
