@@ -1,7 +1,8 @@
 //! `hitvault import-plausible`, black box: the hand-written export in
 //! `tests/fixtures/plausible` (a directory, then the same files zipped by
 //! Python's zipfile) goes into a running daemon and comes back through
-//! `GET /api/v1/stats/overview`; importing again never doubles; filtered
+//! `GET /api/v1/stats/overview` and the dashboard's overview page (which
+//! says that it includes imported days); importing again never doubles; filtered
 //! queries leave imported data out and say so; bad files are refused with
 //! the file, row and reason and change nothing; without a daemon the CLI
 //! writes the store itself.
@@ -45,6 +46,17 @@ fn overview(d: &Daemon, extra: &str) -> Value {
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()
+}
+
+/// The dashboard's overview page of the fixture's two days.
+fn dashboard(d: &Daemon, extra: &str) -> String {
+    let r = d
+        .get(&format!(
+            "/sites/ex.test?period=custom&from=2024-03-01&to=2024-03-02{extra}"
+        ))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    String::from_utf8_lossy(&r.body).into_owned()
 }
 
 /// The numbers summed by hand from the fixture files.
@@ -120,11 +132,32 @@ fn plausible_export_into_a_running_daemon_and_back_through_the_stats_api() {
     assert_eq!(before["imported"]["included"], false);
     assert_eq!(before["kpis"]["visitors"], 0);
 
+    assert!(!dashboard(&d, "&interval=day").contains("imported-note"));
+
     let out = ok(&d.data_dir, &fixture());
     assert!(out.contains("through the running daemon"), "{out}");
     assert!(out.contains("2024-03-01 to 2024-03-02, 2 days"), "{out}");
     assert!(out.contains("0 earlier rows"), "{out}");
     check_fixture_overview(&overview(&d, ""));
+
+    // The overview page says that its numbers include imported days, and
+    // where; a filtered page has none of them and no note.
+    let page = dashboard(&d, "&interval=day");
+    assert!(
+        page.contains("<p class=\"imported-note\" role=\"note\" data-imported-days=\"2\">")
+            && page.contains("Includes 2 days imported from Plausible, added to the figures, the chart and the panels."),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-kpi=\"visitors\"><h2>Visitors</h2><p class=\"value\">15</p>"),
+        "{page}"
+    );
+    let hourly = dashboard(&d, "");
+    assert!(
+        hourly.contains("the hourly chart leaves them out"),
+        "{hourly}"
+    );
+    assert!(!dashboard(&d, "&f=page:is:/").contains("imported-note"));
 
     // Again, and as a zip: the same range is replaced, never doubled.
     let again = ok(&d.data_dir, &fixture());

@@ -311,16 +311,18 @@ async fn overview(
     };
     let (w, prev) = window(&site, &v);
     let (filters, interval) = (v.filters.clone(), v.interval);
-    let o = match query(&state, move |s| {
+    let (o, imported) = match query(&state, move |s| {
         s.overview_with_imported(&w, &prev, &filters, interval, &PANELS, PANEL_ROWS)
-            .map(|(o, _)| o)
     })
     .await
     {
         Ok(o) => o,
         Err(r) => return r,
     };
-    html(StatusCode::OK, pages::overview(&site, &v, &o, live))
+    html(
+        StatusCode::OK,
+        pages::overview(&site, &v, &o, &imported, live),
+    )
 }
 
 async fn realtime(State(state): State<DashboardState>, Path(name): Path<String>) -> Response {

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use hitvault_store::SiteRow;
+use hitvault_store::imported::ImportedInfo;
 use hitvault_store::live::{LIVE_MINUTES, RECENT_MINUTES, Realtime, RecentRow, SiteSummary};
 use hitvault_store::stats::{Dim, Field, Kpis, Op, Overview, Row};
 use jiff::Timestamp;
@@ -380,8 +381,48 @@ fn panel(action: &str, v: &View, dim: Dim, rows: &[Row]) -> String {
     s
 }
 
-/// `/sites/{site}`: KPIs, the chart, every panel.
-pub(crate) fn overview(site: &SiteRow, v: &View, o: &Overview, live: u64) -> String {
+/// What the overview says about imported history (see
+/// `hitvault_store::imported`) when the numbers include some.
+fn imported_note(info: &ImportedInfo) -> String {
+    if !info.included {
+        return String::new();
+    }
+    let what = match (info.days, info.in_series) {
+        (0, _) => "Includes history imported from Plausible in the panels.".to_owned(),
+        (n, true) => format!(
+            "Includes {} imported from Plausible, added to the figures, the chart and the panels.",
+            days(n)
+        ),
+        (n, false) => format!(
+            "Includes {} imported from Plausible, added to the figures and the panels; \
+             the hourly chart leaves them out (imported days have no hours).",
+            days(n)
+        ),
+    };
+    format!(
+        "<p class=\"imported-note\" role=\"note\" data-imported-days=\"{}\">\
+         <strong>Imported history.</strong> {what} Filters leave imported history out.</p>",
+        info.days
+    )
+}
+
+fn days(n: u64) -> String {
+    if n == 1 {
+        "1 day".to_owned()
+    } else {
+        format!("{} days", int(n))
+    }
+}
+
+/// `/sites/{site}`: KPIs, the chart, every panel; `imported` says whether
+/// the numbers include imported history.
+pub(crate) fn overview(
+    site: &SiteRow,
+    v: &View,
+    o: &Overview,
+    imported: &ImportedInfo,
+    live: u64,
+) -> String {
     let action = site_base(&site.hostname);
     let q = v.query();
     let mut m = format!(
@@ -404,6 +445,7 @@ pub(crate) fn overview(site: &SiteRow, v: &View, o: &Overview, live: u64) -> Str
             n => format!("the {n} days before"),
         }
     );
+    m.push_str(&imported_note(imported));
     m.push_str(&kpis(&site.hostname, &o.kpis, &o.previous, live));
     let _ = write!(
         m,
@@ -602,6 +644,33 @@ mod tests {
         assert!(delta(12.0, 10.0, true).contains("20%"));
         assert!(delta(0.6, 0.5, false).contains("bad"));
         assert!(delta(5.0, 0.0, true).contains("none before"));
+    }
+
+    #[test]
+    fn the_imported_note_gives_the_days_and_where_they_are() {
+        let none = ImportedInfo::default();
+        assert_eq!(imported_note(&none), "");
+        let daily = ImportedInfo {
+            included: true,
+            days: 2,
+            in_series: true,
+        };
+        let n = imported_note(&daily);
+        assert!(n.contains("Includes 2 days imported from Plausible"), "{n}");
+        assert!(
+            n.contains("the chart and the panels") && n.contains("role=\"note\""),
+            "{n}"
+        );
+        let hourly = ImportedInfo {
+            in_series: false,
+            days: 1,
+            ..daily
+        };
+        let n = imported_note(&hourly);
+        assert!(
+            n.contains("Includes 1 day imported") && n.contains("hourly chart leaves them out"),
+            "{n}"
+        );
     }
 
     #[test]
