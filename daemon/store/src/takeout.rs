@@ -9,11 +9,12 @@
 //! Imported aggregates are per day: a day is selected when the whole UTC
 //! day lies inside the time range ([`ExportFilter::days`]).
 //!
-//! Import stages the batches in temporary tables (in memory, spilled to the
-//! temp directory past `memory_limit`; never written to the database file)
-//! inside one transaction and merges them keyed by hit id: hits already
-//! present are left alone, so a second import of the same Takeout changes
-//! nothing; any failure rolls the whole import back. Goals and funnels are
+//! Import runs in one transaction: sites, props, goals and funnels are
+//! staged in temporary tables (in memory, spilled to the temp directory past
+//! `memory_limit`; never written to the database file) and merged at the
+//! end; hits are appended to `hits` as they arrive, keyed by hit id: hits
+//! already present are left alone, so a second import of the same Takeout
+//! changes nothing; any failure rolls the whole import back. Goals and funnels are
 //! keyed by (site, name): one that is present with the same content is left
 //! alone; one whose name is taken by a different definition keeps the
 //! instance's and is reported in [`ImportStats::conflicts`], never merged.
@@ -25,6 +26,11 @@
 //! `import-plausible` does for the days of its range: the import brought
 //! last wins, and a day's rows always come from one source, never a mix.
 
+use std::sync::Arc;
+
+use duckdb::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt16Array};
+use duckdb::arrow::compute::filter_record_batch;
+use duckdb::arrow::datatypes::UInt64Type;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
 
@@ -294,10 +300,26 @@ pub struct ImportStats {
 
 /// An import in progress: one open transaction. Dropped without
 /// [`Importer::commit`], it rolls back.
+///
+/// Sites, goals, funnels and props are staged in temporary tables. Hits go
+/// straight into `hits`, batch by batch, converted to its columns here (site
+/// ids, `kind` and `device` codes): the sites file comes first, so when the
+/// first hits arrive the staged sites are checked and merged and their ids
+/// known. Each hit's id, site id, `ts` and whether it was added are kept in
+/// a temporary table for the checks at the end (ids twice in the file,
+/// props without a hit) and for the props.
 pub struct Importer<'a> {
     conn: &'a Connection,
     changes: &'a crate::Changes,
     done: bool,
+    /// Site ids of the hostnames in the sites file, once merged.
+    site_ids: Option<std::collections::HashMap<String, u16>>,
+    sites_added: u64,
+    /// Smallest and largest hit id stored before the import (None: no hits).
+    stored: Option<(u64, u64)>,
+    hits_total: u64,
+    hits_added: u64,
+    max_id: u64,
 }
 
 impl std::fmt::Debug for Importer<'_> {
@@ -308,12 +330,7 @@ impl std::fmt::Debug for Importer<'_> {
 
 const STAGING: &str = "
 CREATE TEMP TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
-CREATE TEMP TABLE _import_hits (
-    id UBIGINT, site VARCHAR, ts TIMESTAMPTZ, kind VARCHAR, name VARCHAR, path VARCHAR,
-    referrer VARCHAR, source VARCHAR, utm_source VARCHAR, utm_medium VARCHAR,
-    utm_campaign VARCHAR, utm_term VARCHAR, utm_content VARCHAR, browser VARCHAR,
-    browser_version VARCHAR, os VARCHAR, os_version VARCHAR, device VARCHAR,
-    country VARCHAR, language VARCHAR, screen_width USMALLINT, visitor UBIGINT);
+CREATE TEMP TABLE _import_ids (id UBIGINT, site_id USMALLINT, ts TIMESTAMPTZ, added BOOLEAN);
 CREATE TEMP TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
 CREATE TEMP TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_funnels (
@@ -329,25 +346,45 @@ impl Store {
     /// Starts an import: a transaction with empty staging tables.
     pub fn begin_import(&mut self) -> Result<Importer<'_>, TakeoutError> {
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let imp = Importer {
+        let mut imp = Importer {
             conn: &self.conn,
             changes: &self.changes,
             done: false,
+            site_ids: None,
+            sites_added: 0,
+            stored: None,
+            hits_total: 0,
+            hits_added: 0,
+            max_id: 0,
         };
         imp.conn.execute_batch(STAGING)?;
+        imp.stored = imp
+            .conn
+            .query_row(
+                "SELECT min(id), max(id) FROM hits HAVING count(*) > 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
         Ok(imp)
     }
 }
 
 impl Importer<'_> {
-    /// Stages a batch of `table` (one of [`EXPORT_TABLES`]), in the Takeout schema.
+    /// Adds a batch of `table` (one of [`EXPORT_TABLES`]), in the Takeout
+    /// schema. The sites come before the hits, the hits before the props.
     pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<(), TakeoutError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let staging = match table {
+            "sites" if self.site_ids.is_some() => {
+                return Err(TakeoutError::Invalid(
+                    "sites: the sites come before the hits".into(),
+                ));
+            }
             "sites" => "_import_sites",
-            "hits" => "_import_hits",
+            "hits" => return self.append_hits(&batch),
             "props" => "_import_props",
             "goals" => "_import_goals",
             "funnels" => "_import_funnels",
@@ -361,13 +398,74 @@ impl Importer<'_> {
         Ok(())
     }
 
-    /// The largest hit id staged so far (0 when none).
+    /// Checks the staged sites and adds those not stored yet (once).
+    fn merge_sites(&mut self) -> Result<(), TakeoutError> {
+        if self.site_ids.is_some() {
+            return Ok(());
+        }
+        if let Some(problem) = self.one(
+            "SELECT 'sites: ' || hostname || ' appears twice' FROM _import_sites \
+             GROUP BY hostname HAVING count(*) > 1 LIMIT 1",
+        )? {
+            return Err(TakeoutError::Invalid(problem));
+        }
+        self.sites_added = self.conn.execute(
+            "INSERT INTO sites \
+             SELECT (SELECT coalesce(max(id), 0) FROM sites) + row_number() OVER (ORDER BY i.hostname), \
+                    i.hostname, \
+                    CASE WHEN i.aliases = '' THEN []::VARCHAR[] ELSE string_split(i.aliases, ',') END, \
+                    'runtime', i.created_at \
+             FROM _import_sites i WHERE i.hostname NOT IN (SELECT hostname FROM sites)",
+            [],
+        )? as u64;
+        let conn = self.conn;
+        let mut stmt = conn.prepare(
+            "SELECT s.hostname, s.id FROM sites s SEMI JOIN _import_sites i ON i.hostname = s.hostname",
+        )?;
+        let ids: std::collections::HashMap<String, u16> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        self.site_ids = Some(ids);
+        Ok(())
+    }
+
+    /// Adds the hits of a batch whose id is not stored yet.
+    fn append_hits(&mut self, batch: &RecordBatch) -> Result<(), TakeoutError> {
+        self.merge_sites()?;
+        let site_ids = self.site_ids.as_ref().expect("merged above");
+        let rows = hits_rows(batch, site_ids)?;
+        let (lo, hi) = rows.id_range;
+        self.max_id = self.max_id.max(hi);
+        self.hits_total += batch.num_rows() as u64;
+        // Only ids in the range stored before can be stored already; a
+        // repeated id within the import is refused at the end.
+        let present: std::collections::HashSet<u64> = match self.stored {
+            Some((a, b)) if lo <= b && a <= hi => {
+                let conn = self.conn;
+                let mut stmt =
+                    conn.prepare_cached("SELECT id FROM hits WHERE id BETWEEN ? AND ?")?;
+                stmt.query_map([lo, hi], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            }
+            _ => Default::default(),
+        };
+        let (hits, ids) = rows.into_batches(&present);
+        self.hits_added += hits.num_rows() as u64;
+        let mut app = self.conn.appender("_import_ids")?;
+        app.append_record_batch(ids)?;
+        app.flush()?;
+        drop(app);
+        if hits.num_rows() > 0 {
+            let mut app = self.conn.appender("hits")?;
+            app.append_record_batch(hits)?;
+            app.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The largest hit id seen so far (0 when none).
     pub fn staged_max_id(&self) -> Result<u64, TakeoutError> {
-        Ok(self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM _import_hits", [], |r| {
-                r.get(0)
-            })?)
+        Ok(self.max_id)
     }
 
     fn one(&self, sql: &str) -> Result<Option<String>, TakeoutError> {
@@ -379,19 +477,16 @@ impl Importer<'_> {
         })
     }
 
-    /// Checks the staged rows against each other and the database, merges
-    /// them, and commits. Hits whose id is already stored are skipped with
-    /// their props.
+    /// Checks the rows against each other and the database, merges the
+    /// rest, and commits. Hits whose id was already stored were skipped,
+    /// and so are their props.
     pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
+        self.merge_sites()?;
         let checks = [
             "SELECT 'hits: id ' || id || ' appears ' || count(*) || ' times' \
-                 FROM _import_hits GROUP BY id HAVING count(*) > 1 LIMIT 1",
-            "SELECT 'hits: id ' || i.id || ' names site ' || i.site || ', which is not in the sites file' \
-                 FROM _import_hits i ANTI JOIN _import_sites s ON s.hostname = i.site LIMIT 1",
+                 FROM _import_ids GROUP BY id HAVING count(*) > 1 LIMIT 1",
             "SELECT 'props: id ' || p.id || ' has no hit in the hits file' \
-                 FROM _import_props p ANTI JOIN _import_hits i ON i.id = p.id LIMIT 1",
-            "SELECT 'sites: ' || hostname || ' appears twice' FROM _import_sites \
-                 GROUP BY hostname HAVING count(*) > 1 LIMIT 1",
+                 FROM _import_props p ANTI JOIN _import_ids i ON i.id = p.id LIMIT 1",
             "SELECT 'goals: ' || site || ' has two goals named ' || name FROM _import_goals \
                  GROUP BY site, name HAVING count(*) > 1 LIMIT 1",
             "SELECT 'goals: goal ' || i.name || ' names site ' || i.site || ', which is not in the sites file' \
@@ -433,58 +528,161 @@ impl Importer<'_> {
             return Err(TakeoutError::Invalid(problem));
         }
         let c = self.conn;
-        let sites_added = c.execute(
-            "INSERT INTO sites \
-             SELECT (SELECT coalesce(max(id), 0) FROM sites) + row_number() OVER (ORDER BY i.hostname), \
-                    i.hostname, \
-                    CASE WHEN i.aliases = '' THEN []::VARCHAR[] ELSE string_split(i.aliases, ',') END, \
-                    'runtime', i.created_at \
-             FROM _import_sites i WHERE i.hostname NOT IN (SELECT hostname FROM sites)",
-            [],
-        )? as u64;
-        c.execute_batch(
-            "CREATE TEMP TABLE _import_new AS SELECT id FROM _import_hits \
-             ANTI JOIN hits USING (id)",
-        )?;
-        let hits_added = c.execute(
-            "INSERT INTO hits \
-             SELECT i.id, s.id, i.ts, CASE i.kind WHEN 'pageview' THEN 0 ELSE 1 END, \
-                    i.name, i.path, i.referrer, i.source, i.utm_source, i.utm_medium, \
-                    i.utm_campaign, i.utm_term, i.utm_content, i.browser, i.browser_version, \
-                    i.os, i.os_version, \
-                    CASE i.device WHEN 'desktop' THEN 1 WHEN 'mobile' THEN 2 WHEN 'tablet' THEN 3 ELSE 0 END, \
-                    i.country, i.language, i.screen_width, i.visitor \
-             FROM _import_hits i SEMI JOIN _import_new n ON n.id = i.id \
-             JOIN sites s ON s.hostname = i.site",
-            [],
-        )? as u64;
         let props_added = c.execute(
             "INSERT INTO hit_props \
-             SELECT p.id, s.id, i.ts, p.key, p.value \
-             FROM _import_props p SEMI JOIN _import_new n ON n.id = p.id \
-             JOIN _import_hits i ON i.id = p.id JOIN sites s ON s.hostname = i.site",
+             SELECT p.id, i.site_id, i.ts, p.key, p.value \
+             FROM _import_props p JOIN _import_ids i ON i.id = p.id WHERE i.added",
             [],
         )? as u64;
-        let total: u64 = c.query_row("SELECT count(*) FROM _import_hits", [], |r| r.get(0))?;
         let mut stats = ImportStats {
-            sites_added,
-            hits_added,
-            hits_present: total - hits_added,
+            sites_added: self.sites_added,
+            hits_added: self.hits_added,
+            hits_present: self.hits_total - self.hits_added,
             props_added,
             ..Default::default()
         };
         merge_definitions(c, &mut stats)?;
         merge_imported(c, &mut stats)?;
         c.execute_batch(
-            "DROP TABLE _import_new; DROP TABLE _import_props; DROP TABLE _import_hits; \
+            "DROP TABLE _import_ids; DROP TABLE _import_props; \
              DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; \
              DROP TABLE _import_imported_days; DROP TABLE _import_imported_values; COMMIT",
         )?;
         self.done = true;
-        if hits_added > 0 {
+        if self.hits_added > 0 {
             self.changes.any();
         }
         Ok(stats)
+    }
+}
+
+/// A batch of Takeout hits converted to the columns of `hits`.
+struct HitsRows {
+    /// The batch's columns in the order of `hits`.
+    cols: Vec<ArrayRef>,
+    id_range: (u64, u64),
+}
+
+/// Converts a batch in the Takeout's hits schema (checked by the reader:
+/// `kind` and `device` hold allowed values) into the columns of `hits`:
+/// the site's id for its hostname, `kind` and `device` as codes.
+fn hits_rows(
+    batch: &RecordBatch,
+    site_ids: &std::collections::HashMap<String, u16>,
+) -> Result<HitsRows, TakeoutError> {
+    let bad = |what: String| TakeoutError::Invalid(format!("hits: {what}"));
+    if batch.num_columns() != 22 {
+        return Err(bad(format!("{} columns, expected 22", batch.num_columns())));
+    }
+    let col = |i: usize| batch.column(i);
+    let ids = col(0)
+        .as_primitive_opt::<UInt64Type>()
+        .ok_or_else(|| bad("id is not UBIGINT".into()))?;
+    let strings = |i: usize| {
+        col(i)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad(format!("column {} is not text", i + 1)))
+    };
+    let sites = strings(1)?;
+    let mut site_col = Vec::with_capacity(batch.num_rows());
+    let mut last: Option<(&str, u16)> = None;
+    for (r, host) in sites.iter().enumerate() {
+        let host = host.unwrap_or("");
+        let id = match last {
+            Some((h, id)) if h == host => id,
+            _ => {
+                let id = *site_ids.get(host).ok_or_else(|| {
+                    bad(format!(
+                        "id {} names site {host}, which is not in the sites file",
+                        ids.value(r)
+                    ))
+                })?;
+                last = Some((host, id));
+                id
+            }
+        };
+        site_col.push(id);
+    }
+    let kind: UInt8Array = strings(3)?
+        .iter()
+        .map(|k| Some(u8::from(k != Some("pageview"))))
+        .collect();
+    let device: UInt8Array = strings(17)?
+        .iter()
+        .map(|d| {
+            Some(match d {
+                Some("desktop") => 1,
+                Some("mobile") => 2,
+                Some("tablet") => 3,
+                _ => 0,
+            })
+        })
+        .collect();
+    let lo = ids.values().iter().copied().min().unwrap_or(0);
+    let hi = ids.values().iter().copied().max().unwrap_or(0);
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols[1] = Arc::new(UInt16Array::from(site_col));
+    cols[3] = Arc::new(kind);
+    cols[17] = Arc::new(device);
+    Ok(HitsRows {
+        cols,
+        id_range: (lo, hi),
+    })
+}
+
+impl HitsRows {
+    /// The rows whose id is not in `present`, for `hits`, and every row's
+    /// (id, site id, ts, added) for `_import_ids`.
+    fn into_batches(self, present: &std::collections::HashSet<u64>) -> (RecordBatch, RecordBatch) {
+        let n = self.cols[0].len();
+        let ids = self.cols[0].as_primitive::<UInt64Type>();
+        let added: BooleanArray = if present.is_empty() {
+            BooleanArray::from(vec![true; n])
+        } else {
+            ids.values()
+                .iter()
+                .map(|id| Some(!present.contains(id)))
+                .collect()
+        };
+        let keyed = RecordBatch::try_from_iter([
+            ("id", self.cols[0].clone()),
+            ("site_id", self.cols[1].clone()),
+            ("ts", self.cols[2].clone()),
+            ("added", Arc::new(added.clone()) as ArrayRef),
+        ])
+        .expect("same lengths");
+        let names = [
+            "id",
+            "site_id",
+            "ts",
+            "kind",
+            "name",
+            "path",
+            "referrer",
+            "source",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_term",
+            "utm_content",
+            "browser",
+            "browser_version",
+            "os",
+            "os_version",
+            "device",
+            "country",
+            "language",
+            "screen_width",
+            "visitor",
+        ];
+        let hits =
+            RecordBatch::try_from_iter(names.into_iter().zip(self.cols)).expect("same lengths");
+        let hits = if present.is_empty() {
+            hits
+        } else {
+            filter_record_batch(&hits, &added).expect("same lengths")
+        };
+        (hits, keyed)
     }
 }
 
