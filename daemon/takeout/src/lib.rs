@@ -17,6 +17,7 @@
 //! the store and these writers and readers.
 
 pub mod manifest;
+pub mod parallel;
 pub mod read;
 pub mod schema;
 pub mod stream;

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Format;
 use crate::manifest::{FileEntry, Filter, MANIFEST, Manifest, TimeRange};
+use crate::parallel::{ParallelWriter, TextEncoder};
 use crate::schema::{TAKEOUT_VERSION, Table};
 use crate::text::{self, Text};
 
@@ -111,7 +112,14 @@ pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, ExportE
 
 enum Inner<W: Write + Send> {
     Parquet(Box<ArrowWriter<W>>),
-    Text { kind: Text, out: W, buf: Vec<u8> },
+    ParallelParquet(Box<ParallelWriter<W>>),
+    Text {
+        kind: Text,
+        out: W,
+        buf: Vec<u8>,
+        /// Encoder threads, if any (else batches are encoded in `buf`).
+        enc: Option<TextEncoder>,
+    },
 }
 
 /// Writes one table in one format into any writer (a file, an HTTP body).
@@ -124,8 +132,30 @@ pub struct TableWriter<W: Write + Send> {
 }
 
 impl<W: Write + Send> TableWriter<W> {
-    pub fn new(format: Format, table: Table, mut out: W) -> Result<Self, ExportError> {
+    /// A writer that encodes on the calling thread: the daemon's HTTP
+    /// streams, whose memory must stay flat.
+    pub fn new(format: Format, table: Table, out: W) -> Result<Self, ExportError> {
+        Self::with_threads(format, table, out, false)
+    }
+
+    /// A writer that encodes on [`crate::parallel::ENCODERS`] threads of its
+    /// own when `parallel` (Takeout directories written by the CLI).
+    pub fn with_threads(
+        format: Format,
+        table: Table,
+        mut out: W,
+        parallel: bool,
+    ) -> Result<Self, ExportError> {
+        let text = |kind: Text, out: W| Inner::Text {
+            kind,
+            out,
+            buf: Vec::new(),
+            enc: parallel.then(|| TextEncoder::new(kind)),
+        };
         let inner = match format {
+            Format::Parquet if parallel => Inner::ParallelParquet(Box::new(
+                ParallelWriter::try_new(out, table.schema(), parquet_properties())?,
+            )),
             Format::Parquet => Inner::Parquet(Box::new(ArrowWriter::try_new(
                 out,
                 table.schema(),
@@ -133,24 +163,12 @@ impl<W: Write + Send> TableWriter<W> {
             )?)),
             Format::Csv => {
                 out.write_all(&text::csv_header(&table.schema()))?;
-                Inner::Text {
-                    kind: Text::Csv,
-                    out,
-                    buf: Vec::new(),
-                }
+                text(Text::Csv, out)
             }
-            Format::Ndjson => Inner::Text {
-                kind: Text::Ndjson,
-                out,
-                buf: Vec::new(),
-            },
+            Format::Ndjson => text(Text::Ndjson, out),
             Format::Json => {
                 out.write_all(b"[\n")?;
-                Inner::Text {
-                    kind: Text::JsonArray,
-                    out,
-                    buf: Vec::new(),
-                }
+                text(Text::JsonArray, out)
             }
         };
         Ok(TableWriter {
@@ -188,15 +206,27 @@ impl<W: Write + Send> TableWriter<W> {
                 });
             }
         }
+        let rows = batch.num_rows() as u64;
         match &mut self.inner {
             Inner::Parquet(w) => w.write(&batch)?,
-            Inner::Text { kind, out, buf } => {
+            Inner::ParallelParquet(w) => w.write(&batch)?,
+            Inner::Text {
+                out,
+                enc: Some(enc),
+                ..
+            } => enc.write(batch, self.rows == 0, out)?,
+            Inner::Text {
+                kind,
+                out,
+                buf,
+                enc: None,
+            } => {
                 buf.clear();
                 text::encode(*kind, &batch, self.rows == 0, buf)?;
                 out.write_all(buf)?;
             }
         }
-        self.rows += batch.num_rows() as u64;
+        self.rows += rows;
         Ok(())
     }
 
@@ -204,7 +234,13 @@ impl<W: Write + Send> TableWriter<W> {
     pub fn finish(self) -> Result<W, ExportError> {
         match self.inner {
             Inner::Parquet(w) => Ok(w.into_inner()?),
-            Inner::Text { kind, mut out, .. } => {
+            Inner::ParallelParquet(w) => Ok(w.into_inner()?),
+            Inner::Text {
+                kind, mut out, enc, ..
+            } => {
+                if let Some(mut enc) = enc {
+                    enc.flush(&mut out)?;
+                }
                 if kind == Text::JsonArray {
                     out.write_all(if self.rows == 0 { b"]\n" } else { b"\n]\n" })?;
                 }
@@ -339,8 +375,18 @@ pub struct ExportWriter {
 
 impl ExportWriter {
     /// Creates `dir` (or takes it if it exists and is empty) and opens one
-    /// file per table.
+    /// file per table, encoded on the calling thread (the daemon's archives).
     pub fn create(dir: &Path, format: Format) -> Result<Self, ExportError> {
+        Self::create_with_threads(dir, format, false)
+    }
+
+    /// Like [`ExportWriter::create`], encoding on threads of its own when
+    /// `parallel` (see [`TableWriter::with_threads`]).
+    pub fn create_with_threads(
+        dir: &Path,
+        format: Format,
+        parallel: bool,
+    ) -> Result<Self, ExportError> {
         let io = |source| ExportError::Io {
             path: dir.to_owned(),
             source,
@@ -364,7 +410,7 @@ impl ExportWriter {
             let path = dir.join(file_name(table, format));
             writers.insert(
                 table,
-                TableWriter::new(format, table, HashingFile::create(&path)?)?,
+                TableWriter::with_threads(format, table, HashingFile::create(&path)?, parallel)?,
             );
         }
         Ok(ExportWriter {
