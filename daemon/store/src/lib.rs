@@ -218,6 +218,13 @@ impl Store {
         })
     }
 
+    /// Sets DuckDB's worker threads for the whole database (every connection).
+    pub fn set_threads(&self, threads: u16) -> Result<(), QueryError> {
+        self.conn
+            .execute_batch(&format!("SET threads = {}", threads.max(1)))?;
+        Ok(())
+    }
+
     /// A reader for the stats engine, on its own connection to this database.
     pub fn stats(&self) -> Result<stats::Stats, QueryError> {
         Ok(stats::Stats::new(
