@@ -120,8 +120,10 @@ impl Default for QueueConfig {
     }
 }
 
-/// Called on the writer thread after each group commit, before the next group
-/// starts: keep it cheap (update metrics) and do not panic in it.
+/// Called on the writer thread after each group commit, before the group's
+/// appends are answered and before the next group starts: an acknowledged
+/// append has always been observed. Keep it cheap (update metrics; it delays
+/// the acknowledgements) and do not panic in it.
 pub type GroupObserver = Arc<dyn Fn(GroupCommit) + Send + Sync>;
 
 /// What one group commit did.

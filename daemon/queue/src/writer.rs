@@ -307,16 +307,17 @@ impl Writer {
         }
         self.shared.durable.notify_all();
 
-        let records = (group_last - group_first + 1) as usize;
-        for p in group {
-            p.req.succeed(p.first, p.last);
-        }
+        // The observer sees the group before any of its appenders hears back:
+        // whoever holds an acknowledgement finds it counted (metrics included).
         if let Some(obs) = &self.observer {
             obs(GroupCommit {
-                records,
+                records: (group_last - group_first + 1) as usize,
                 bytes: len as usize,
                 fsync,
             });
+        }
+        for p in group {
+            p.req.succeed(p.first, p.last);
         }
     }
 
