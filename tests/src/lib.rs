@@ -348,6 +348,22 @@ impl Daemon {
         .expect("beacon request")
     }
 
+    /// POSTs `body` as JSON.
+    pub fn post_json(&self, path: &str, body: &str) -> Reply {
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .expect("JSON request")
+    }
+
+    /// Sends NDJSON hits to `POST /api/ingest/batch`; see [`ingest`].
+    pub fn ingest(&self, token: &str, ndjson: &str) {
+        ingest(self.addr, token, ndjson)
+    }
+
     /// Sum of a Prometheus counter over all its label sets.
     pub fn metric(&self, name: &str) -> u64 {
         let text = String::from_utf8(self.get("/metrics").unwrap().body).unwrap();
@@ -471,6 +487,86 @@ impl Reply {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Sends NDJSON hits to `POST /api/ingest/batch` with the bearer `token`;
+/// asserts 202 (the hits are durable).
+pub fn ingest(addr: SocketAddr, token: &str, ndjson: &str) {
+    let r = request(
+        addr,
+        "POST",
+        "/api/ingest/batch",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        ndjson.as_bytes(),
+    )
+    .expect("ingest request");
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// The bearer token of `POST /api/ingest/batch`, in a file of its own
+/// temporary directory (readable by [`TEST_USER`]), which lives as long as
+/// this value.
+pub struct IngestToken {
+    pub token: String,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl IngestToken {
+    pub fn new(token: &str) -> IngestToken {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        if test_user().is_some() {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        IngestToken {
+            token: token.to_owned(),
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The daemon's setting that names the file.
+    pub fn env(&self) -> (&'static str, &str) {
+        ("HITVAULT_INGEST_TOKEN_FILE", self.path.to_str().unwrap())
+    }
+}
+
+/// Fills a new data dir with `hits` generated hits over `sites` sites and
+/// the last `days` days (`hv-seed`).
+pub fn seed(data: &Path, hits: u64, sites: u32, days: u32) {
+    let out = Command::new(sibling_binary("hv-seed"))
+        .args(["--data-dir", data.to_str().unwrap()])
+        .args(["--hits", &hits.to_string()])
+        .args(["--sites", &sites.to_string()])
+        .args(["--days", &days.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hv-seed: {}", output_text(&out));
+}
+
+/// Runs `hitvault args`.
+pub fn hitvault(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .output()
+        .expect("run hitvault")
+}
+
+/// Runs `hitvault args`, asserts success; its stdout.
+pub fn hitvault_ok(args: &[&str]) -> String {
+    let out = hitvault(args);
+    assert!(
+        out.status.success(),
+        "hitvault {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One HTTP/1.1 request over a fresh connection.

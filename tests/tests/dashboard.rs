@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hitvault_tests::webdriver::{Browser, Options};
-use hitvault_tests::{Daemon, Reply};
+use hitvault_tests::{Daemon, IngestToken, Reply};
 use serde_json::{Value, json};
 
 const SITE: &str = "stats.test";
@@ -87,34 +87,18 @@ fn fixture() -> String {
     .join("\n")
 }
 
-fn start() -> (Daemon, tempfile::TempDir) {
+fn start() -> (Daemon, IngestToken) {
     start_on("127.0.0.1:0")
 }
 
-fn start_on(listen: &str) -> (Daemon, tempfile::TempDir) {
-    let tok = tempfile::tempdir().unwrap();
-    let token = tok.path().join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let env = [
-        ("HITVAULT_SITES", SITE),
-        ("HITVAULT_INGEST_TOKEN_FILE", token.to_str().unwrap()),
-    ];
-    (Daemon::start_listening(listen, &env), tok)
+fn start_on(listen: &str) -> (Daemon, IngestToken) {
+    let token = IngestToken::new(TOKEN);
+    let d = Daemon::start_listening(listen, &[("HITVAULT_SITES", SITE), token.env()]);
+    (d, token)
 }
 
 fn send(d: &Daemon, ndjson: &str) {
-    let r = d
-        .request(
-            "POST",
-            "/api/ingest/batch",
-            &[
-                ("Authorization", &format!("Bearer {TOKEN}")),
-                ("Content-Type", "application/x-ndjson"),
-            ],
-            ndjson.as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    d.ingest(TOKEN, ndjson);
 }
 
 /// Waits until the stats API sees `visitors` in January 2026 (the batch is
@@ -185,6 +169,17 @@ fn assert_secure_html(path: &str, r: &Reply) {
 }
 
 /// The text of a KPI tile's value.
+/// A CSV download of the page at `base`: its Content-Disposition and text.
+fn csv_download(d: &Daemon, base: &str, q: &str) -> (String, String) {
+    let r = d.get(&format!("{base}/export.csv?{q}")).unwrap();
+    assert_eq!(r.status, 200, "{q}: {}", text(&r));
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    (
+        r.header("content-disposition").unwrap().to_owned(),
+        text(&r),
+    )
+}
+
 fn kpi(html: &str, key: &str) -> String {
     let tile = html
         .split(&format!("data-kpi=\"{key}\""))
@@ -283,15 +278,7 @@ fn pages_csv_and_filters_show_the_stored_numbers() {
     assert_eq!(kpi(&none, "visitors"), "0");
 
     // CSV downloads.
-    let csv = |q: &str| {
-        let r = d.get(&format!("{base}/export.csv?{q}")).unwrap();
-        assert_eq!(r.status, 200, "{q}: {}", text(&r));
-        assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
-        (
-            r.header("content-disposition").unwrap().to_owned(),
-            text(&r),
-        )
-    };
+    let csv = |q: &str| csv_download(&d, &base, q);
     let (disposition, pages) = csv(&format!("panel=page&{day}"));
     assert_eq!(
         disposition,
@@ -526,18 +513,7 @@ fn the_realtime_stream_pushes_fresh_numbers_as_batches_commit() {
                     "pageview",
                     "/x",
                 );
-                let r = hitvault_tests::request(
-                    addr,
-                    "POST",
-                    "/api/ingest/batch",
-                    &[
-                        ("Authorization", &format!("Bearer {TOKEN}")),
-                        ("Content-Type", "application/x-ndjson"),
-                    ],
-                    body.as_bytes(),
-                )
-                .unwrap();
-                assert_eq!(r.status, 202);
+                hitvault_tests::ingest(addr, TOKEN, &body);
                 std::thread::sleep(Duration::from_millis(150));
             }
         })
@@ -1171,15 +1147,7 @@ fn goals_funnels_events_and_the_settings_forms() {
     );
 
     // CSV downloads.
-    let csv = |q: &str| {
-        let r = d.get(&format!("{base}/export.csv?{q}")).unwrap();
-        assert_eq!(r.status, 200, "{q}: {}", text(&r));
-        assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
-        (
-            r.header("content-disposition").unwrap().to_owned(),
-            text(&r),
-        )
-    };
+    let csv = |q: &str| csv_download(&d, &base, q);
     let (disposition, goals_csv) = csv(&format!("panel=goals&{day}"));
     assert_eq!(
         disposition,

@@ -6,49 +6,20 @@
 //! Takeout carries too.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hitvault_tests::{
-    Daemon, binary, edited_plausible_fixture, plausible_fixture, sibling_binary, test_user,
+    Daemon, IngestToken, binary, edited_plausible_fixture, hitvault as hv, hitvault_ok as ok,
+    plausible_fixture,
 };
 
 const FORMATS: [&str; 4] = ["parquet", "csv", "json", "ndjson"];
+const TOKEN: &str = "s3cret-token-0123456789";
 
-fn hv(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .output()
-        .expect("run hitvault")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = hv(args);
-    assert!(
-        out.status.success(),
-        "hitvault {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
+/// Seeded hits over four sites and the last 60 days.
 fn seed(data: &Path, hits: u64) {
-    let out = Command::new(sibling_binary("hv-seed"))
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--hits",
-            &hits.to_string(),
-        ])
-        .args(["--sites", "4", "--days", "60"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hitvault_tests::seed(data, hits, 4, 60);
 }
 
 /// Every hit with every column, every prop, every site, every goal and
@@ -108,14 +79,7 @@ fn import_history(data: &Path) {
 }
 
 fn post(d: &Daemon, path: &str, body: &str) -> serde_json::Value {
-    let r = d
-        .request(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-        .unwrap();
+    let r = d.post_json(path, body);
     assert_eq!(
         r.status,
         201,
@@ -165,38 +129,18 @@ fn source() -> (tempfile::TempDir, PathBuf) {
 fn odd_events(d: &Daemon) {
     let batch = r#"{"name":"Sign, \"up\"","url":"https://shop.test/a,b%22c/%C3%A9t%C3%A9?utm_source=n%C3%BCws&utm_campaign=x,y","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0","props":{"note":"comma, \"quote\"\nnew line","empty":"","emoji":"\u00e9\u2713"}}
 {"name":"pageview","url":"https://shop.test/","user_agent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"}"#;
-    let r = d
-        .request(
-            "POST",
-            "/api/ingest/batch",
-            &[
-                ("Authorization", "Bearer s3cret-token-0123456789"),
-                ("Content-Type", "application/x-ndjson"),
-            ],
-            batch.as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    d.ingest(TOKEN, batch);
 }
 
-fn start_on(root: tempfile::TempDir, data: PathBuf) -> (Daemon, tempfile::TempDir) {
-    let tok = tempfile::tempdir().unwrap();
-    let token = tok.path().join("token");
-    std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
-    if test_user().is_some() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tok.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+fn start_on(root: tempfile::TempDir, data: PathBuf) -> (Daemon, IngestToken) {
+    let token = IngestToken::new(TOKEN);
     let d = Daemon::start_wrapped(
         data,
         root,
-        &[
-            ("HITVAULT_SITES", "shop.test"),
-            ("HITVAULT_INGEST_TOKEN_FILE", token.to_str().unwrap()),
-        ],
+        &[("HITVAULT_SITES", "shop.test"), token.env()],
         &[],
     );
-    (d, tok)
+    (d, token)
 }
 
 fn wait_for_rows(data: &Path, d: &Daemon, n: u64) {
@@ -937,15 +881,7 @@ fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
         .tempdir()
         .unwrap();
     let data = root.path().join("data");
-    let out = Command::new(sibling_binary("hv-seed"))
-        .args(["--data-dir", data.to_str().unwrap(), "--hits", "5000000"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hitvault_tests::seed(&data, 5_000_000, 20, 365);
     let d = Daemon::start_wrapped(data, root, &[("HITVAULT_STORE_MEMORY_LIMIT", "64MB")], &[]);
     // The peak is the exports': reset it after start, where the batcher
     // begins building the stats rollups of the 5M hits (background work
