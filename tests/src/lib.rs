@@ -559,7 +559,11 @@ pub fn hitvault(args: &[&str]) -> std::process::Output {
 
 /// Runs `hitvault args`, asserts success; its stdout.
 pub fn hitvault_ok(args: &[&str]) -> String {
-    let out = hitvault(args);
+    succeeded(args, hitvault(args))
+}
+
+/// The stdout of `hitvault args`, which gave `out`; asserts it succeeded.
+pub fn succeeded(args: &[&str], out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "hitvault {args:?} failed: {}\n{}",

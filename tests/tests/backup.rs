@@ -23,14 +23,7 @@ fn hv(args: &[&str], data: &Path) -> Output {
 }
 
 fn ok(args: &[&str], data: &Path) -> String {
-    let out = hv(args, data);
-    assert!(
-        out.status.success(),
-        "hitvault {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    hitvault_tests::succeeded(args, hv(args, data))
 }
 
 fn manifest(dir: &Path) -> serde_json::Value {

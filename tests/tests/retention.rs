@@ -20,14 +20,7 @@ fn hv(args: &[&str], data: &Path, config: Option<&Path>) -> Output {
 }
 
 fn ok(args: &[&str], data: &Path, config: Option<&Path>) -> String {
-    let out = hv(args, data, config);
-    assert!(
-        out.status.success(),
-        "hitvault {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    hitvault_tests::succeeded(args, hv(args, data, config))
 }
 
 /// Microseconds since the epoch, `days` ago (DuckDB here has no ICU, so
