@@ -33,7 +33,7 @@ type TestResult = Result<(), Box<dyn Error>>;
 fn tracker_in_headless_chromium() -> TestResult {
     let daemon = Daemon::start(&[("HITVAULT_SITES", SITE)]);
     let tracker = format!(
-        r#"<script defer src="{}" data-domain="{SITE}" data-outbound></script>"#,
+        r#"<script defer src="{}" data-domain="{SITE}" data-outbound data-downloads></script>"#,
         daemon.url("/hv.js")
     );
     let pages = StaticSite::start(|port| {
@@ -55,7 +55,8 @@ fn tracker_in_headless_chromium() -> TestResult {
                     &tracker,
                     &format!(
                         r#"<button id="signup" onclick="hitvault('event','Signup',{{plan:'pro'}})">Sign up</button>
-                           <a id="outbound" href="{outbound}">Elsewhere</a>"#
+                           <a id="outbound" href="{outbound}">Elsewhere</a>
+                           <a id="download" href="/files/report.pdf?token=secret#p2">Report</a>"#
                     ),
                 ),
             ),
@@ -99,14 +100,22 @@ fn tracker_in_headless_chromium() -> TestResult {
     browser.click(&browser.find_css("#signup")?)?;
     accepted(4);
 
-    // 5. An outbound link: the beacon must survive the navigation it starts.
-    browser.click(&browser.find_css("#outbound")?)?;
+    // 5. A file download, middle-clicked (the page stays): its URL is sent
+    // without the query string and fragment.
+    browser.execute(
+        "document.getElementById('download').dispatchEvent(new MouseEvent('auxclick', {bubbles: true, button: 1}))",
+        &[],
+    )?;
     accepted(5);
+
+    // 6. An outbound link: the beacon must survive the navigation it starts.
+    browser.click(&browser.find_css("#outbound")?)?;
+    accepted(6);
     thread::sleep(SETTLE);
     assert_eq!(
         accepted_hits(&daemon),
-        5,
-        "exactly five hits (the second pushState is deduplicated)"
+        6,
+        "exactly six hits (the second pushState is deduplicated)"
     );
     assert_no_tracker_errors(&browser)?;
     browser.quit()?;
@@ -127,6 +136,7 @@ fn tracker_in_headless_chromium() -> TestResult {
             ["pageview", "pageview", "/page2.html", ""],
             ["pageview", "pageview", "/spa/route", ""],
             ["event", "Signup", "/spa/route", ""],
+            ["event", "File Download", "/spa/route", ""],
             ["event", "Outbound Link: Click", "/spa/route", ""],
         ],
         "kind, name, path, referrer of every stored hit, in order (internal referrers are empty)"
@@ -166,6 +176,11 @@ fn tracker_in_headless_chromium() -> TestResult {
         props,
         [
             vec!["Signup".to_string(), "plan".into(), "pro".into()],
+            vec![
+                "File Download".into(),
+                "url".into(),
+                format!("http://127.0.0.1:{}/files/report.pdf", pages.addr.port()),
+            ],
             vec![
                 "Outbound Link: Click".into(),
                 "url".into(),

@@ -71,7 +71,8 @@
     var a=e.target.closest('a');
     if(!a||e.button>1)return;
     if(cfg.outbound!=null&&a.host&&a.host!=l.host)send('Outbound Link: Click',{url:a.href});
-    else if(cfg.downloads!=null&&exts.test(a.pathname))send('File Download',{url:a.href});
+    // A download's URL without its query string and fragment (they can carry tokens).
+    else if(cfg.downloads!=null&&exts.test(a.pathname))send('File Download',{url:a.origin+a.pathname});
   }
   d.addEventListener('click',click);
   d.addEventListener('auxclick',click);
