@@ -610,12 +610,10 @@ fn hits_rows(
     let device: UInt8Array = strings(17)?
         .iter()
         .map(|d| {
-            Some(match d {
-                Some("desktop") => 1,
-                Some("mobile") => 2,
-                Some("tablet") => 3,
-                _ => 0,
-            })
+            use hitvault_core::Device;
+            let known = [Device::Desktop, Device::Mobile, Device::Tablet];
+            let dev = known.into_iter().find(|k| d == Some(k.as_str()));
+            Some(dev.unwrap_or(Device::Unknown) as u8)
         })
         .collect();
     let lo = ids.values().iter().copied().min().unwrap_or(0);
