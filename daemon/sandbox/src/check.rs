@@ -240,12 +240,23 @@ impl Scratch {
             .ok_or_else(|| {
                 io::Error::other("no /tmp, /var/tmp or /dev/shm outside the sandbox's paths")
             })?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = base.join(format!("hitvault-check-{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir)?;
+        // Unique within the process (checks may run on several threads at
+        // once) and, with the time, across runs that reuse a process id; a
+        // name that exists anyway (left by a killed run) is skipped.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = loop {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let dir = base.join(format!("hitvault-check-{}-{n}-{nanos}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777))?;
         let mnt = dir.join("mnt");
         fs::create_dir(&mnt)?;
