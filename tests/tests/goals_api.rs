@@ -315,3 +315,60 @@ fn the_openapi_document_describes_every_route_and_only_routes_that_exist() {
         }
     }
 }
+
+/// The routes served to anyone (the tracker posts from other sites' pages).
+const PUBLIC: [&str; 7] = [
+    "/hv.js",
+    "/api/collect",
+    "/api/event",
+    "/api/ingest/batch",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+#[test]
+fn every_protected_route_refuses_requests_addressed_to_another_name() {
+    let d = Daemon::start(&[("HITVAULT_SITES", "goals.test")]);
+    let foreign = format!("rebound.evil.test:{}", d.addr.port());
+    let local = format!("localhost:{}", d.addr.port());
+    let dashboard = ["/", "/sites/goals.test", "/assets/dashboard.js"];
+    let api = ROUTES
+        .iter()
+        .filter(|(_, p)| !PUBLIC.contains(p))
+        .map(|&(m, p)| (m, p));
+    for (method, path) in api.chain(dashboard.iter().map(|&p| ("get", p))) {
+        let concrete = path.replace("{site}", "goals.test").replace("{id}", "1");
+        let method = method.to_uppercase();
+        let r = d
+            .request(&method, &concrete, &[("Host", &foreign)], b"")
+            .expect("request");
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 403, "{method} {path}: {body}");
+        assert!(body.contains(&foreign), "{method} {path}: {body}");
+        // The same request addressed to a loopback name passes the check
+        // (whatever the route then makes of it).
+        let r = d
+            .request(&method, &concrete, &[("Host", &local)], b"")
+            .expect("request");
+        assert_ne!(r.status, 403, "{method} {path} to {local}");
+    }
+    // Ingest is served whatever the request is addressed to.
+    let r = d
+        .request(
+            "POST",
+            "/api/event",
+            &[
+                ("Host", "stats.goals.test"),
+                ("User-Agent", FIREFOX),
+                ("Content-Type", "text/plain"),
+            ],
+            br#"{"n":"pageview","u":"https://goals.test/x"}"#,
+        )
+        .expect("request");
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    for path in ["/hv.js", "/healthz"] {
+        let r = d.request("GET", path, &[("Host", &foreign)], b"").unwrap();
+        assert_eq!(r.status, 200, "{path}");
+    }
+}

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -209,11 +208,12 @@ async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
 }
 
 /// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
-/// public listener: one table (hits by default) as one streamed file. Only
-/// callers on the loopback interface may use it until accounts exist.
+/// public listener: one table (hits by default) as one streamed file, behind
+/// the access layer ([`crate::access`]): loopback only until accounts exist.
 pub fn takeout_router(exporter: Arc<dyn Exporter>) -> Router {
     Router::new()
         .route("/api/v1/takeout", get(public_takeout))
+        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(exporter)
 }
 
@@ -224,19 +224,7 @@ async fn takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Respons
     }
 }
 
-async fn public_takeout(
-    State(exporter): State<Arc<dyn Exporter>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-) -> Response {
-    if !peer.ip().is_loopback() {
-        // Until accounts land, exports are for the machine itself only.
-        return (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({ "error": "forbidden", "message": "takeout is only served to loopback clients" })),
-        )
-            .into_response();
-    }
+async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
     match ExportQuery::parse(uri.query()) {
         Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
         Ok(_) => error(AdminError::Invalid(

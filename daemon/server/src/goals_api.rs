@@ -23,14 +23,13 @@
 //! `GET /api/v1/openapi.json` serves the OpenAPI document of every route.
 //!
 //! Writes go to DuckDB's only writer through [`DefAdmin`]; reads use the
-//! stats readers. Every route passes [`authorize`].
+//! stats readers. Every route is behind the access layer ([`crate::access`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -39,9 +38,7 @@ use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
 use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
-use crate::stats_api::{
-    ApiError, StatsState, admit, authorize, bad, blocking, site_id, stats_error,
-};
+use crate::stats_api::{ApiError, StatsState, admit, bad, blocking, site_id, stats_error};
 
 /// Writes definitions; the daemon runs them on DuckDB's one writer.
 pub trait DefAdmin: Send + Sync + 'static {
@@ -71,16 +68,14 @@ pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
         )
         .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
         .route("/api/v1/openapi.json", get(openapi))
+        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(GoalsState { stats, admin })
 }
 
 /// The OpenAPI 3.1 document of every route, embedded in the binary.
 pub const OPENAPI: &str = include_str!("assets/openapi.json");
 
-async fn openapi(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
+async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         OPENAPI,
@@ -122,12 +117,8 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
-async fn goal_stats(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let p = match admit(&peer, query.as_deref(), &[]) {
+async fn goal_stats(State(st): State<GoalsState>, RawQuery(query): RawQuery) -> Response {
+    let p = match admit(query.as_deref(), &[]) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -172,12 +163,8 @@ fn parse_step(v: &str) -> Result<Step, ApiError> {
     })
 }
 
-async fn funnel_stats(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let p = match admit(&peer, query.as_deref(), &["funnel", "step"]) {
+async fn funnel_stats(State(st): State<GoalsState>, RawQuery(query): RawQuery) -> Response {
+    let p = match admit(query.as_deref(), &["funnel", "step"]) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -238,12 +225,8 @@ async fn funnel_stats(
     .await
 }
 
-async fn props(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let p = match admit(&peer, query.as_deref(), &["event", "key"]) {
+async fn props(State(st): State<GoalsState>, RawQuery(query): RawQuery) -> Response {
+    let p = match admit(query.as_deref(), &["event", "key"]) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -269,14 +252,10 @@ async fn props(
 /// Lists a site's goals or funnels as `{key: [...]}`.
 async fn list_defs(
     st: GoalsState,
-    peer: SocketAddr,
     site: String,
     key: &'static str,
     list: fn(&Stats, u16) -> Result<Vec<Value>, QueryError>,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
     blocking(move || {
         let r = st.stats.reader()?;
         let id = site_id(&r, &site)?;
@@ -286,23 +265,15 @@ async fn list_defs(
     .await
 }
 
-async fn list_goals(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(site): Path<String>,
-) -> Response {
-    list_defs(st, peer, site, "goals", |r, id| {
+async fn list_goals(State(st): State<GoalsState>, Path(site): Path<String>) -> Response {
+    list_defs(st, site, "goals", |r, id| {
         Ok(r.goals_of(id)?.iter().map(goal_json).collect())
     })
     .await
 }
 
-async fn list_funnels(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(site): Path<String>,
-) -> Response {
-    list_defs(st, peer, site, "funnels", |r, id| {
+async fn list_funnels(State(st): State<GoalsState>, Path(site): Path<String>) -> Response {
+    list_defs(st, site, "funnels", |r, id| {
         Ok(r.funnels_of(id)?.iter().map(funnel_json).collect())
     })
     .await
@@ -338,15 +309,7 @@ fn step_of(m: &serde_json::Map<String, Value>, at: &str) -> Result<Step, ApiErro
 /// Most bytes of a definition's body.
 const MAX_DEF_BODY: usize = 16 * 1024;
 
-async fn add_goal(
-    State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(site): Path<String>,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
+async fn add_goal(State(st): State<GoalsState>, Path(site): Path<String>, body: Bytes) -> Response {
     blocking(move || {
         if body.len() > MAX_DEF_BODY {
             return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
@@ -368,13 +331,9 @@ async fn add_goal(
 
 async fn add_funnel(
     State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(site): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
     blocking(move || {
         if body.len() > MAX_DEF_BODY {
             return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
@@ -404,15 +363,11 @@ async fn add_funnel(
 /// Removes a goal or a funnel with `remove`; 204, or 404 naming `what`.
 async fn delete_def(
     st: GoalsState,
-    peer: SocketAddr,
     site: String,
     id: u32,
     what: &'static str,
     remove: fn(&dyn DefAdmin, u16, u32) -> Result<bool, DefError>,
 ) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
     blocking(move || {
         let sid = site_id(&*st.stats.reader()?, &site)?;
         Ok(match remove(&*st.admin, sid, id) {
@@ -426,19 +381,14 @@ async fn delete_def(
 
 async fn delete_goal(
     State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((site, id)): Path<(String, u32)>,
 ) -> Response {
-    delete_def(st, peer, site, id, "goal", |a, s, i| a.delete_goal(s, i)).await
+    delete_def(st, site, id, "goal", |a, s, i| a.delete_goal(s, i)).await
 }
 
 async fn delete_funnel(
     State(st): State<GoalsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((site, id)): Path<(String, u32)>,
 ) -> Response {
-    delete_def(st, peer, site, id, "funnel", |a, s, i| {
-        a.delete_funnel(s, i)
-    })
-    .await
+    delete_def(st, site, id, "funnel", |a, s, i| a.delete_funnel(s, i)).await
 }

@@ -12,6 +12,7 @@
 //! they never touch the queue's files or DuckDB directly. Nothing here makes an
 //! outbound connection.
 
+pub mod access;
 pub mod dashboard;
 pub mod goals_api;
 pub mod ingest;

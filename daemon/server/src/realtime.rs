@@ -18,7 +18,6 @@
 //! the daemon shuts down, so they never hold up a graceful stop.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -26,7 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,7 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::stats_api::{BadParam, authorize, bad, form_urlencoded};
+use crate::stats_api::{BadParam, bad, form_urlencoded};
 
 /// Most realtime streams served at once; more get a 503.
 pub const MAX_STREAMS: usize = 32;
@@ -135,6 +134,7 @@ impl RealtimeState {
 pub fn realtime_router(state: RealtimeState) -> Router {
     Router::new()
         .route("/api/v1/stats/realtime", get(stream))
+        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
 }
 
@@ -182,14 +182,7 @@ fn parse_site(query: Option<&str>) -> Result<String, BadParam> {
         .ok_or_else(|| bad("site", "the site's hostname is required"))
 }
 
-async fn stream(
-    State(state): State<RealtimeState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    if let Err(r) = authorize(&peer) {
-        return r.into_response();
-    }
+async fn stream(State(state): State<RealtimeState>, RawQuery(query): RawQuery) -> Response {
     let name = match parse_site(query.as_deref()) {
         Ok(s) => s,
         Err(e) => return e.into_response(),

@@ -19,15 +19,14 @@
 //!
 //! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`.
 //!
-//! Access: every route here passes one authorization check ([`authorize`]).
-//! Until accounts exist it admits loopback clients only, and answers 403 with
-//! the reason to anyone else.
+//! Access: every route here is behind the one authorization layer
+//! ([`crate::access`]); until accounts exist it admits requests from and to
+//! loopback only, and answers 403 with the reason to anyone else.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -61,33 +60,8 @@ impl StatsState {
 pub fn stats_router(state: StatsState) -> Router {
     Router::new()
         .route("/api/v1/stats/overview", get(overview))
+        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
-}
-
-/// Refusal of a client the authorization layer does not admit.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Forbidden;
-
-impl IntoResponse for Forbidden {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({
-                "error": "forbidden",
-                "message": "the stats API is served to loopback clients only until accounts are configured",
-            })),
-        )
-            .into_response()
-    }
-}
-
-/// The one authorization decision of the dashboard and stats routes.
-pub fn authorize(peer: &SocketAddr) -> Result<(), Forbidden> {
-    if peer.ip().to_canonical().is_loopback() {
-        Ok(())
-    } else {
-        Err(Forbidden)
-    }
 }
 
 /// Why an overview was not answered.
@@ -466,23 +440,14 @@ pub(crate) fn stats_error(e: StatsError) -> ApiError {
     }
 }
 
-/// The authorization check, then the common parameters and `extra` ones:
-/// what every stats route does first.
-pub(crate) fn admit(
-    peer: &SocketAddr,
-    query: Option<&str>,
-    extra: &[&str],
-) -> Result<Params, Box<Response>> {
-    authorize(peer).map_err(|r| Box::new(r.into_response()))?;
+/// The common parameters and `extra` ones: what every stats route reads
+/// first (the access layer has admitted the request).
+pub(crate) fn admit(query: Option<&str>, extra: &[&str]) -> Result<Params, Box<Response>> {
     parse_params_with(query, extra).map_err(|e| Box::new(e.into_response()))
 }
 
-async fn overview(
-    State(state): State<StatsState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let p = match admit(&peer, query.as_deref(), &[]) {
+async fn overview(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Response {
+    let p = match admit(query.as_deref(), &[]) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -528,17 +493,6 @@ mod tests {
         match parse_params(Some(q)) {
             Ok(p) => panic!("{q:?} parsed: {p:?}"),
             Err(e) => e,
-        }
-    }
-
-    #[test]
-    fn only_loopback_clients_are_authorized_until_accounts_exist() {
-        for ok in ["127.0.0.1:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
-            assert!(authorize(&ok.parse().unwrap()).is_ok(), "{ok}");
-        }
-        for no in ["192.168.1.20:1", "10.0.0.1:1", "[fe80::1]:1"] {
-            let r = authorize(&no.parse().unwrap()).expect_err(no);
-            assert_eq!(r.into_response().status(), StatusCode::FORBIDDEN);
         }
     }
 

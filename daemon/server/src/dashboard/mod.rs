@@ -24,7 +24,8 @@
 //! Access: [`gate`] is the one check in front of every dashboard route. Until
 //! accounts exist it refuses everything (403, saying why) when the daemon
 //! listens on an address other machines can reach, and otherwise admits
-//! what the stats API's [`authorize`] admits (loopback clients). A request
+//! what [`authorize`] admits (requests from loopback clients addressed to
+//! a loopback name, which stops DNS rebinding; see [`crate::access`]). A request
 //! that changes something (a `POST`) sent from another site's page is
 //! refused with a 403 saying why ([`defs::cross_site`]). Every answer
 //! carries a Content-Security-Policy without `'unsafe-inline'`: no page has
@@ -58,8 +59,9 @@ use jiff::Timestamp;
 use std::sync::Arc;
 
 use crate::DefAdmin;
+use crate::access::{Denied, authorize, request_host};
 use crate::realtime::{RealtimeState, TOP_ROWS, realtime_router};
-use crate::stats_api::{BadParam, StatsState, authorize};
+use crate::stats_api::{BadParam, StatsState};
 use view::View;
 
 /// Rows of each panel on the overview.
@@ -129,16 +131,8 @@ async fn gate(
 ) -> Response {
     let mut r = if !served_on(&listen) {
         refused_on(&listen)
-    } else if authorize(&peer).is_err() {
-        html(
-            StatusCode::FORBIDDEN,
-            html::message_page(
-                "Not available from this address",
-                "Until accounts exist, the dashboard is served only to clients on this machine \
-                 (loopback addresses). Open it on the server itself, or through an SSH tunnel: \
-                 ssh -L 8080:127.0.0.1:8080 <server>.",
-            ),
-        )
+    } else if let Err(d) = authorize(&peer, request_host(&req)) {
+        html(StatusCode::FORBIDDEN, denied_page(&d))
     } else if let Some(why) = defs::cross_site(req.method(), req.headers()) {
         html(
             StatusCode::FORBIDDEN,
@@ -162,6 +156,27 @@ async fn gate(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     r
+}
+
+/// The page of a request the access rule refuses.
+fn denied_page(d: &Denied) -> String {
+    match d {
+        Denied::NotLoopback => html::message_page(
+            "Not available from this address",
+            "Until accounts exist, the dashboard is served only to clients on this machine \
+             (loopback addresses). Open it on the server itself, or through an SSH tunnel: \
+             ssh -L 8080:127.0.0.1:8080 <server>.",
+        ),
+        Denied::ForeignHost(host) => html::message_page(
+            "Not addressed to this machine",
+            &format!(
+                "Refused: this request is addressed to {host:?}. Until accounts exist, the \
+                 dashboard answers only requests to localhost, 127.0.0.1 or [::1], so that a \
+                 page of another site whose name resolves to this machine cannot read it. \
+                 Open http://127.0.0.1:<port>/ instead."
+            ),
+        ),
+    }
 }
 
 /// Why the dashboard is off on this listen address, as logged at start.
@@ -839,6 +854,35 @@ mod tests {
         let r = through_gate("[::1]:8080", "192.168.1.9:5000").await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(text(r).await.contains("loopback"));
+    }
+
+    #[tokio::test]
+    async fn the_gate_refuses_requests_addressed_to_another_name() {
+        let app = Router::new()
+            .route("/sites", get(|| async { "the dashboard" }))
+            .layer(axum::middleware::from_fn_with_state(
+                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
+                gate,
+            ));
+        let send = |host: &'static str| {
+            let mut req = Request::builder()
+                .uri("/sites")
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
+            app.clone().oneshot(req)
+        };
+        let r = send("rebound.evil.test:8080").await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().contains_key("content-security-policy"));
+        let body = text(r).await;
+        assert!(body.contains("rebound.evil.test:8080"), "{body}");
+        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+            let r = send(host).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{host}");
+        }
     }
 
     #[tokio::test]
