@@ -16,7 +16,7 @@
 
 use duckdb::{OptionalExt, params_from_iter};
 
-use crate::stats::{Filter, Sql, Stats, StatsError, Window, base};
+use crate::stats::{Filter, Sql, Stats, StatsError, Window, base, base_hits};
 use crate::{QueryError, Store};
 
 /// Most goals one site may have.
@@ -367,7 +367,7 @@ impl Stats {
         filters: &[Filter],
         goals: &[Goal],
     ) -> Result<Vec<GoalRow>, StatsError> {
-        let b = base(w, filters)?;
+        let b = base_hits(w, filters)?;
         let mut params = b.params.clone();
         let mut arms = Vec::new();
         for (i, g) in goals.iter().enumerate() {
@@ -501,7 +501,7 @@ impl Stats {
         limit: usize,
     ) -> Result<Vec<PropRow>, StatsError> {
         use duckdb::types::Value as V;
-        let b: Sql = base(w, filters)?;
+        let b: Sql = base_hits(w, filters)?;
         let mut params = b.params.clone();
         let mut conds = vec!["sel.kind = 1".to_owned()];
         if let Some(e) = event {

@@ -412,4 +412,6 @@ mod imported_tests;
 #[cfg(test)]
 mod rollup_tests;
 #[cfg(test)]
+mod selection_tests;
+#[cfg(test)]
 mod stats_tests;

@@ -29,6 +29,17 @@
 //! - **Time zones**: local time is UTC plus the zone's offset at that instant;
 //!   the offsets in force within the window (with their DST transitions) come
 //!   from the time-zone database through `jiff`, and are applied in SQL.
+//!
+//! # What a query derives
+//!
+//! Numbering sessions (a window function that sorts the range's hits by
+//! visitor and time) is most of a query's cost, so it is done only where
+//! the rules need it, and the rules fix what may be skipped: a session
+//! belongs to one visitor, so with conditions on hits only the visitors
+//! with a matching hit are numbered ([`base`]); and a number about hits
+//! alone (a breakdown of a hit dimension, goal conversions, property keys
+//! and values) needs no session unless a filter is on one ([`base_hits`]).
+//! `selection_tests` holds both to a model of the rules in plain Rust.
 
 use duckdb::{Connection, params_from_iter};
 use jiff::Timestamp;
@@ -497,7 +508,21 @@ impl Stats {
         dim: Dim,
         limit: usize,
     ) -> Result<Vec<Row>, StatsError> {
-        self.breakdown_on(&base(w, filters)?, dim, limit)
+        let b = if dim.is_session() {
+            base(w, filters)?
+        } else {
+            base_hits(w, filters)?
+        };
+        self.breakdown_on(&b, dim, limit)
+    }
+
+    /// The custom events the filters select (the `events` of [`Stats::kpis`],
+    /// without deriving sessions where no filter needs them).
+    pub fn event_count(&self, w: &Window, filters: &[Filter]) -> Result<u64, StatsError> {
+        let b = base_hits(w, filters)?;
+        let text = format!("{} SELECT count(*) FROM sel WHERE kind = 1", b.text);
+        let mut stmt = self.conn.prepare(&text)?;
+        Ok(stmt.query_row(params_from_iter(b.params.iter()), |r| r.get(0))?)
     }
 
     /// Everything one dashboard page shows, computing the window's sessions
@@ -532,7 +557,8 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
-        let h = hits_cte(w)?;
+        let c = conds(w, filters);
+        let h = hits_cte(w, &c)?;
         self.conn.execute(
             &format!(
                 "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
@@ -540,7 +566,7 @@ impl Stats {
             ),
             params_from_iter(h.params.iter()),
         )?;
-        let sel = selection_cte(w, filters);
+        let sel = selection_cte(&c);
         for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
             self.conn.execute(
                 &format!(
@@ -617,7 +643,8 @@ impl Stats {
 /// The common part of every query: the window's hits with their session,
 /// the sessions, and the selection the filters make (`sel`, `sess_sel`).
 pub(crate) fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
-    let (h, sel) = (hits_cte(w)?, selection_cte(w, filters));
+    let c = conds(w, filters);
+    let (h, sel) = (hits_cte(w, &c)?, selection_cte(&c));
     let mut params = h.params;
     params.extend(sel.params);
     Ok(Sql {
@@ -626,14 +653,57 @@ pub(crate) fn base(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
     })
 }
 
-/// CTEs `w`, `marked`, `sn` and `h`: the window's hits, each with its session
-/// number `sess` (per visitor).
-fn hits_cte(w: &Window) -> Result<Sql, StatsError> {
+/// Like [`base`], but for numbers about hits only (visitors, counts,
+/// property values): `sel` without the session columns. When no filter is
+/// on a session dimension, every hit that matches the filters is selected
+/// whatever its session, so the sessions are not computed at all (they are
+/// most of the cost of a query); otherwise this is [`base`].
+pub(crate) fn base_hits(w: &Window, filters: &[Filter]) -> Result<Sql, StatsError> {
+    let c = conds(w, filters);
+    if !c.sess.is_empty() {
+        return base(w, filters);
+    }
     check_window(w)?;
-    Ok(hits_in(
+    let scan = window_hits(
+        "w",
         w.site_id,
         &[(w.from.as_microsecond(), w.to.as_microsecond())],
-    ))
+    );
+    Ok(Sql {
+        text: format!(
+            "WITH {}, sel AS (SELECT * FROM w WHERE {})",
+            scan.text,
+            and(&c.hit)
+        ),
+        params: c.hit_params,
+    })
+}
+
+/// CTEs `w`, `marked`, `sn` and `h`: the window's hits, each with its session
+/// number `sess` (per visitor). When the filters have conditions on hits,
+/// only the hits of visitors with at least one matching hit: a session
+/// belongs to one visitor, so no other visitor's session can be selected,
+/// and numbering the sessions of the few is much cheaper than of all.
+fn hits_cte(w: &Window, c: &Conds) -> Result<Sql, StatsError> {
+    check_window(w)?;
+    let ranges = [(w.from.as_microsecond(), w.to.as_microsecond())];
+    Ok(if c.hit.is_empty() {
+        hits_in(w.site_id, &ranges)
+    } else {
+        let scan = window_hits("w_all", w.site_id, &ranges);
+        Sql {
+            text: format!(
+                "{}, w AS (
+                  SELECT * FROM w_all
+                  WHERE visitor IN (SELECT visitor FROM w_all WHERE {})
+                ), {}",
+                scan.text,
+                and(&c.hit),
+                numbered("w"),
+            ),
+            params: c.hit_params.clone(),
+        }
+    })
 }
 
 /// Refuses inverted and overlong windows.
@@ -661,6 +731,17 @@ pub(crate) const DAY_US: i64 = 86_400_000_000;
 /// midnight. Counts of visitors are therefore sums over UTC days, which is
 /// what lets [`crate::rollup`] answer from per-day rollups exactly.
 pub(crate) fn hits_in(site_id: u16, ranges: &[(i64, i64)]) -> Sql {
+    let scan = window_hits("w", site_id, ranges);
+    Sql {
+        text: format!("{}, {}", scan.text, numbered("w")),
+        params: scan.params,
+    }
+}
+
+/// CTE `name`: the site's hits in the half-open UTC ranges `ranges`, with
+/// the visitor key, the day number and the time in microseconds (see
+/// [`hits_in`]).
+fn window_hits(name: &str, site_id: u16, ranges: &[(i64, i64)]) -> Sql {
     // The bounds are integers, written into the text so that DuckDB can
     // prune row groups by them (it does not for parameters).
     let scan = if ranges.is_empty() {
@@ -678,24 +759,34 @@ pub(crate) fn hits_in(site_id: u16, ranges: &[(i64, i64)]) -> Sql {
             .collect::<Vec<_>>()
             .join(" UNION ALL ")
     };
-    let params = Vec::new();
-    // The session number is computed on a narrow projection and joined
-    // back: DuckDB's window operator sorts its whole input, and sorting
-    // every column of the hits twice cost more than the rest of the query.
     let text = format!(
-        "w AS (
+        "{name} AS (
           SELECT id, visitor AS v64, epoch_us(ts) // {DAY_US} AS dn,
                  visitor::UHUGEINT * 65536 + (epoch_us(ts) // {DAY_US})::UHUGEINT AS visitor,
                  ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
                  country, browser, os, device, language, screen_width
           FROM ({scan})
-        ), {sessions}, h AS (
-          SELECT w.*, sn.sess FROM w JOIN sn USING (id)
-        )",
-        sessions = session_numbers("w"),
+        )"
     );
-    Sql { text, params }
+    Sql {
+        text,
+        params: Vec::new(),
+    }
+}
+
+/// CTEs `marked`, `sn` and `h`: the hits of `rel` (shaped like `w` of
+/// [`window_hits`]) with their session number `sess`.
+fn numbered(rel: &str) -> String {
+    // The session number is computed on a narrow projection and joined
+    // back: DuckDB's window operator sorts its whole input, and sorting
+    // every column of the hits twice cost more than the rest of the query.
+    format!(
+        "{sessions}, h AS (
+          SELECT {rel}.*, sn.sess FROM {rel} JOIN sn USING (id)
+        )",
+        sessions = session_numbers(rel),
+    )
 }
 
 /// CTEs `marked` and `sn`: the session number `sess` of every hit (`id`)
@@ -718,7 +809,7 @@ pub(crate) fn session_numbers(rel: &str) -> String {
     )
 }
 
-/// A condition on the hits `h` of `w` for a filter on the custom
+/// A condition on a hit (its `id`) of `w` for a filter on the custom
 /// property `key`, with its parameters: membership in the ids of the
 /// window's hits whose property matches. The window's bounds are written
 /// into the text so that DuckDB prunes `hit_props` row groups by `ts`.
@@ -734,7 +825,7 @@ fn prop_cond(w: &Window, key: &str, op: Op, value: &str) -> (String, Vec<duckdb:
         (Op::Contains, _) => (true, "contains(lower(hp.value), lower(?))", Some(value)),
     };
     let text = format!(
-        "(h.id {not}IN (SELECT hp.hit_id FROM hit_props hp WHERE hp.site_id = {site}
+        "(id {not}IN (SELECT hp.hit_id FROM hit_props hp WHERE hp.site_id = {site}
            AND hp.ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
            AND hp.ts < make_timestamp({to}::BIGINT)::TIMESTAMPTZ
            AND hp.key = ? AND {cond}))",
@@ -745,21 +836,32 @@ fn prop_cond(w: &Window, key: &str, op: Op, value: &str) -> (String, Vec<duckdb:
     (text, params)
 }
 
-/// CTEs `sessions`, `sess_ok`, `sel` and `sess_sel` over a relation `h`
-/// (hits of the window `w` with `visitor` and `sess`): what the filters select.
-fn selection_cte(w: &Window, filters: &[Filter]) -> Sql {
+/// What the filters ask: conditions on a hit (over the columns of `w` of
+/// [`window_hits`]) and on a session (over the columns of `sessions`), each
+/// with its parameters in text order.
+pub(crate) struct Conds {
+    hit: Vec<String>,
+    hit_params: Vec<duckdb::types::Value>,
+    sess: Vec<String>,
+    sess_params: Vec<duckdb::types::Value>,
+}
+
+/// The conditions of `filters` within the window `w`.
+pub(crate) fn conds(w: &Window, filters: &[Filter]) -> Conds {
     use duckdb::types::Value as V;
-    let mut hit_conds = Vec::new();
-    let mut sess_conds = Vec::new();
-    // Bound in text order: the session conditions come first in the text.
-    let (mut hit_params, mut sess_params) = (Vec::new(), Vec::new());
+    let mut c = Conds {
+        hit: Vec::new(),
+        hit_params: Vec::new(),
+        sess: Vec::new(),
+        sess_params: Vec::new(),
+    };
     for f in filters {
         let dim = match &f.field {
             Field::Dim(d) => *d,
             Field::Prop(key) => {
                 let (cond, params) = prop_cond(w, key, f.op, &f.value);
-                hit_conds.push(cond);
-                hit_params.extend(params);
+                c.hit.push(cond);
+                c.hit_params.extend(params);
                 continue;
             }
         };
@@ -774,20 +876,28 @@ fn selection_cte(w: &Window, filters: &[Filter]) -> Sql {
             (Op::Contains, _) => (format!("contains(lower({e}), lower(?))"), Some(&f.value)),
         };
         let (conds, params) = if dim.is_session() {
-            (&mut sess_conds, &mut sess_params)
+            (&mut c.sess, &mut c.sess_params)
         } else {
-            (&mut hit_conds, &mut hit_params)
+            (&mut c.hit, &mut c.hit_params)
         };
         conds.push(cond);
         params.extend(param.map(|v| V::Text(v.clone())));
     }
-    let and = |c: &[String]| {
-        if c.is_empty() {
-            "TRUE".to_owned()
-        } else {
-            c.join(" AND ")
-        }
-    };
+    c
+}
+
+/// The conditions joined by AND (TRUE for none).
+fn and(c: &[String]) -> String {
+    if c.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        c.join(" AND ")
+    }
+}
+
+/// CTEs `sessions`, `sess_ok`, `sel` and `sess_sel` over a relation `h`
+/// (hits with `visitor` and `sess`): what the conditions select.
+fn selection_cte(c: &Conds) -> Sql {
     let text = format!(
         "sessions AS (
           SELECT visitor, sess, min(ts) AS t0, max(us) - min(us) AS dur_us,
@@ -803,14 +913,13 @@ fn selection_cte(w: &Window, filters: &[Filter]) -> Sql {
         ), sess_sel AS (
           SELECT * FROM sess_ok SEMI JOIN (SELECT DISTINCT visitor, sess FROM sel) USING (visitor, sess)
         )",
-        sess = and(&sess_conds),
-        hit = and(&hit_conds),
+        sess = and(&c.sess),
+        hit = and(&c.hit),
     );
-    sess_params.extend(hit_params);
-    Sql {
-        text,
-        params: sess_params,
-    }
+    // Bound in text order: the session conditions come first in the text.
+    let mut params = c.sess_params.clone();
+    params.extend(c.hit_params.iter().cloned());
+    Sql { text, params }
 }
 
 /// Offsets in force during the window: `(from_us, offset_us)` pieces, the

@@ -335,7 +335,7 @@ pub(crate) fn load_events(
     limit: usize,
 ) -> Result<Explorer, StatsError> {
     let events = s.breakdown(w, filters, Dim::Event, limit)?;
-    let total_events = s.kpis(w, filters)?.events;
+    let total_events = s.event_count(w, filters)?;
     let keys = s.props(w, filters, event.as_deref(), None, limit)?;
     let keys_of = match &event {
         Some(e) => events
