@@ -838,7 +838,7 @@ fn http_takeout_bundles_every_table_and_the_manifest_as_a_zip() {
 fn stream_count(addr: std::net::SocketAddr, path: &str) -> (u16, u64, u64) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut head = Vec::new();
     let (mut bytes, mut lines) = (0u64, 0u64);
