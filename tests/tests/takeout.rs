@@ -510,7 +510,7 @@ fn verify_fails(dir: &Path, mentions: &str) {
 }
 
 #[test]
-fn flipped_byte_missing_file_and_wrong_count_fail_verify() {
+fn flipped_byte_missing_file_and_wrong_count_fail_verify_and_import() {
     for f in ["parquet", "ndjson"] {
         let (_root, dir) = small_export(f);
         let file = dir.join(format!("hits.{f}"));
@@ -520,6 +520,9 @@ fn flipped_byte_missing_file_and_wrong_count_fail_verify() {
         bytes[mid] ^= 0x01;
         std::fs::write(&file, &bytes).unwrap();
         verify_fails(&dir, "SHA-256");
+        // Import reads the rows while it hashes the files: the damage
+        // still stops it before anything is committed.
+        import_refused(&dir, &[&format!("hits.{f}"), "SHA-256"]);
         std::fs::write(&file, &orig).unwrap();
         ok(&["takeout", "verify", dir.to_str().unwrap()]);
 

@@ -244,16 +244,39 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
     let started = Instant::now();
     let m = hitvault_takeout::manifest::read_manifest(dir).map_err(|e| (2, e.to_string()))?;
-    let problems = hitvault_takeout::manifest::check_files(dir, &m);
-    if !problems.is_empty() {
-        return Err((
-            2,
-            format!("{} is damaged:\n  {}", dir.display(), problems.join("\n  ")),
-        ));
-    }
-    if let Some(conn) = client::connect(&socket) {
-        return import_through_daemon(conn, dir, &m, started);
-    }
+    // The files' sizes and SHA-256 are checked on a thread of their own
+    // while the rows are read and staged (hashing is a fifth of reading
+    // NDJSON); nothing is committed, or sent to a daemon, before the check
+    // passes, and a damaged file is reported as such whatever else failed.
+    std::thread::scope(|s| {
+        let checked = s.spawn(|| hitvault_takeout::manifest::check_files(dir, &m));
+        let undamaged = || {
+            let problems = checked.join().expect("the checking thread panicked");
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err((
+                    2,
+                    format!("{} is damaged:\n  {}", dir.display(), problems.join("\n  ")),
+                ))
+            }
+        };
+        match client::connect(&socket) {
+            Some(conn) => import_through_daemon(conn, dir, &m, started, undamaged),
+            None => import_offline(cfg, dir, &m, started, undamaged),
+        }
+    })
+}
+
+/// [`import`] into a data dir no daemon runs on: this process merges.
+/// `undamaged` waits for the files' check.
+fn import_offline(
+    cfg: &Config,
+    dir: &Path,
+    m: &hitvault_takeout::Manifest,
+    started: Instant,
+    undamaged: impl FnOnce() -> Result<(), CliError>,
+) -> Result<(), CliError> {
     crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
     // One DuckDB thread: the appends compress each full row group, and with
     // a second DuckDB thread doing that this one spun waiting for it (a
@@ -269,7 +292,6 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
     let mut staged: Result<(), String> = Ok(());
     let read = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
-        let m = &m;
         let reader = s.spawn(move || -> Result<u64, CliError> {
             let mut total = 0u64;
             for &table in m.tables() {
@@ -302,6 +324,7 @@ pub fn import(cfg: &Config, dir: &Path) -> Result<(), CliError> {
         drop(rx);
         reader.join().expect("the reader thread panicked")
     });
+    undamaged()?;
     // DuckDB's own error explains a reader's "stopped".
     staged.map_err(|e| (1, format!("nothing imported: {e}")))?;
     let total = read?;
@@ -328,6 +351,7 @@ fn import_through_daemon(
     dir: &Path,
     m: &hitvault_takeout::Manifest,
     started: Instant,
+    undamaged: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     let entry = |table: Table| m.file(table).expect("read_manifest checked the tables");
     let hits = entry(Table::Hits);
@@ -337,7 +361,9 @@ fn import_through_daemon(
             max_id = max_id.max(hitvault_takeout::max_hit_id(&b));
             Ok(())
         })
-        .map_err(|e| (2, format!("nothing imported: {e}")))?;
+        .map_err(|e| (2, format!("nothing imported: {e}")));
+    undamaged()?;
+    let rows = rows?;
     if rows != hits.rows {
         return Err((
             2,
