@@ -1,9 +1,10 @@
 //! `hitvault import` into a running daemon while it takes hits: the import
 //! goes through the daemon's batcher; every acknowledged hit is stored once;
-//! imported rows arrive with every column, except those whose id the
-//! instance had already given to its own hits (counted as present); hits
-//! acknowledged after the import get ids above every imported one; a second
-//! import changes nothing; imported sites take hits at once.
+//! imported rows arrive with every column; those whose id the instance had
+//! already given to its own hits arrive under new ids, the others keep
+//! theirs; hits acknowledged after the import get ids above every imported
+//! and new one; a second import changes nothing; imported sites take hits at
+//! once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -31,15 +32,21 @@ fn query(data: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
     s.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// "imported DIR ...: 123 hits added, 45 already present, ..."
-fn counts(out: &str) -> (u64, u64) {
+/// "imported DIR ...: 123 hits added (6 under new ids), 45 already present, ..."
+fn counts(out: &str) -> (u64, u64, u64) {
     let num = |word: &str| -> u64 {
         let i = out
             .find(word)
             .unwrap_or_else(|| panic!("{word:?} in {out}"));
         out[..i].split_whitespace().last().unwrap().parse().unwrap()
     };
-    (num("hits added"), num("already present"))
+    let renumbered = out
+        .split_once("hits added (")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no renumbered count in {out}"))
+        .parse()
+        .unwrap();
+    (num("hits added"), num("already present"), renumbered)
 }
 
 #[test]
@@ -73,15 +80,13 @@ fn import_through_a_running_daemon_under_ingest() {
     load.wait_for(300);
     let out = ok(&["import", takeout.to_str().unwrap()], &d.data_dir);
     assert!(out.contains("through the running daemon"), "{out}");
-    let (added, present) = counts(&out);
-    assert_eq!(added + present, 20_000, "{out}");
-    assert!(added > 0 && present > 0, "{out}");
+    let (added, present, renumbered) = counts(&out);
     let at_import = load.acked().len();
     load.wait_for(at_import + 300);
     let again = ok(&["import", takeout.to_str().unwrap()], &d.data_dir);
     assert_eq!(
         counts(&again),
-        (0, 20_000),
+        (0, 20_000, 0),
         "a second import changes nothing"
     );
     let acked = load.finish();
@@ -115,44 +120,63 @@ fn import_through_a_running_daemon_under_ingest() {
         0,
         "ids are unique"
     );
-    // The imported rows, every column: the source's, minus the ids the
-    // target had already used for its own hits.
+    // Every imported row arrived. Those whose id the target had already
+    // given to its own hits came under new ids, above every imported one;
+    // the others kept theirs. Every column but the id is the source's.
     let taken: HashSet<u64> = local
         .values()
         .map(|v| v.1)
         .filter(|id| *id <= 20_000)
         .collect();
+    assert!(!taken.is_empty(), "the target's own hits took imported ids");
     assert_eq!(
-        taken.len() as u64,
-        present,
-        "present = ids the target had used"
+        (added, present, renumbered),
+        (20_000, 0, taken.len() as u64),
+        "{out}"
     );
-    let skip = if taken.is_empty() {
-        "0".to_owned()
-    } else {
-        taken
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let want = query(
-        &src,
-        &format!("SELECT * FROM hits_v WHERE id NOT IN ({skip}) ORDER BY id"),
-    );
+    let imported = "site <> 'shop.test' AND path <> '/after-import'";
+    let cols = "SELECT * EXCLUDE (id) FROM hits_v";
     let got = query(
         &s.data_dir,
-        "SELECT * FROM hits_v WHERE site <> 'shop.test' AND path <> '/after-import' ORDER BY id",
+        &format!("{cols} WHERE {imported} ORDER BY ALL"),
     );
-    assert_eq!(want.len() as u64, added);
+    let want = query(&src, &format!("{cols} ORDER BY ALL"));
+    assert_eq!(got.len(), 20_000);
     assert_eq!(got, want, "imported hits, every column");
-    let want = query(
-        &src,
-        &format!("SELECT * FROM props_v WHERE id NOT IN ({skip}) ORDER BY id, key, value"),
+    let taken_ids = taken
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        query(
+            &s.data_dir,
+            &format!("SELECT * FROM hits_v WHERE {imported} AND id <= 20000 ORDER BY id")
+        ),
+        query(
+            &src,
+            &format!("SELECT * FROM hits_v WHERE id NOT IN ({taken_ids}) ORDER BY id")
+        ),
+        "ids kept where the target had not used them"
     );
-    let got = query(
+    let new_ids = query(
         &s.data_dir,
-        "SELECT * FROM props_v WHERE site <> 'shop.test' ORDER BY id, key, value",
+        &format!("SELECT min(id), max(id), count(*) FROM hits_v WHERE {imported} AND id > 20000"),
     );
-    assert_eq!(got, want, "imported props");
+    let n = |i: usize| -> u64 { new_ids[0][i].as_deref().unwrap().parse().unwrap() };
+    assert_eq!(n(2), renumbered, "new ids, above every imported one");
+    assert!(
+        acked[at_import..].iter().all(|p| local[p].1 > n(1)),
+        "hits acknowledged after the import are numbered above the new ids too"
+    );
+    let props = "SELECT h.site, h.ts, h.visitor, h.path, p.key, p.value \
+                 FROM props_v p JOIN hits_v h ON h.id = p.id";
+    assert_eq!(
+        query(
+            &s.data_dir,
+            &format!("{props} WHERE h.site <> 'shop.test' ORDER BY ALL")
+        ),
+        query(&src, &format!("{props} ORDER BY ALL")),
+        "imported props, with their hits"
+    );
 }

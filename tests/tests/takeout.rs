@@ -297,7 +297,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
             src.to_str().unwrap(),
         ]);
         assert!(
-            second.contains("0 hits added, 20002 already present, 0 props added"),
+            second.contains("0 hits added (0 under new ids), 20002 already present, 0 props added"),
             "{f}: {second}"
         );
         assert!(

@@ -639,10 +639,13 @@ impl Maintenance for DaemonMaintenance {
         use hitvault_takeout::stream::{Frame, read_frame};
         let mut body = body;
         // Hit ids are queue seqs: from now on the queue numbers above every
-        // imported id, and everything it numbered before is committed before
-        // the merge, so an imported id can meet only a stored hit (then it
-        // is skipped as present), never a future one.
-        let target = self.queue.raise_floor(max_id + 1);
+        // imported id and above a reserved range, and everything it numbered
+        // before is committed before the merge, so an imported id can meet
+        // only a stored hit, never a future one. An imported hit whose id is
+        // stored as another hit (of this instance) gets a new id from the
+        // reserved range: there cannot be more of them than ids up to
+        // `max_id`.
+        let (renumber_above, target) = self.queue.reserve_above(max_id, max_id.saturating_add(1));
         self.wait_committed(target)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let (reply, answer) = std::sync::mpsc::channel();
@@ -650,6 +653,7 @@ impl Maintenance for DaemonMaintenance {
             .send(StoreOp::Import {
                 batches: rx,
                 max_id,
+                renumber_above,
                 reply,
             })
             .map_err(|_| AdminError::Internal("the store is closed".into()))?;
@@ -689,12 +693,13 @@ impl Maintenance for DaemonMaintenance {
         }
         tracing::info!(
             hits_added = stats.hits_added,
+            hits_renumbered = stats.hits_renumbered,
             hits_present = stats.hits_present,
             max_id,
             "import merged"
         );
         let mut reply = crate::takeout::stats_json(&stats);
-        reply["next_id_at_least"] = (max_id + 1).into();
+        reply["next_id_at_least"] = (renumber_above + max_id + 2).into();
         Ok(reply)
     }
 

@@ -59,11 +59,14 @@ pub enum StoreOp {
     /// its own answer.
     Run(Box<dyn FnOnce(&mut Store) + Send>),
     /// Stage the batches that arrive, then merge them (`hitvault import`
-    /// through the daemon). The queue's floor was raised above `max_id` and
-    /// everything numbered below it committed before this op was sent.
+    /// through the daemon). The queue reserved the ids above `renumber_above`
+    /// (which is at least `max_id`), for imported hits whose id this instance
+    /// gave to another hit, and everything numbered before was committed
+    /// before this op was sent.
     Import {
         batches: Receiver<ImportMsg>,
         max_id: u64,
+        renumber_above: u64,
         reply: Sender<Result<ImportStats, String>>,
     },
     /// Find (and unless `dry_run`, archive and delete) expired hits.
@@ -89,10 +92,12 @@ fn import(
     store: &mut Store,
     rx: &Receiver<ImportMsg>,
     max_id: u64,
+    renumber_above: u64,
     heartbeat: &mut Heartbeat,
 ) -> Result<ImportStats, String> {
     use std::sync::mpsc::RecvTimeoutError;
     let mut imp = store.begin_import().map_err(|e| e.to_string())?;
+    imp.renumber_above(renumber_above);
     let mut idle = Instant::now();
     loop {
         heartbeat();
@@ -158,9 +163,10 @@ fn serve_ops(
             StoreOp::Import {
                 batches,
                 max_id,
+                renumber_above,
                 reply,
             } => {
-                let r = import(store, &batches, max_id, heartbeat);
+                let r = import(store, &batches, max_id, renumber_above, heartbeat);
                 if let Err(e) = &r {
                     tracing::warn!(error = %e, "import refused");
                 }

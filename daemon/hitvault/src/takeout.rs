@@ -13,10 +13,12 @@
 //! With a daemon running, the CLI checks every hit row and finds the largest
 //! id first, then streams the tables as Arrow frames to the daemon, whose
 //! batcher stages and merges them in one transaction; before that the daemon
-//! raises its queue's numbering above that id and commits everything
-//! numbered below it (see `backup::DaemonMaintenance`), so imported ids
-//! never meet a hit id given out later. With no daemon, the CLI opens the
-//! store and merges itself; the next start numbers above the largest id.
+//! reserves ids above that id (for imported hits whose id it gave to another
+//! hit of its own), raises its queue's numbering above them and commits
+//! everything numbered before (see `backup::DaemonMaintenance`), so imported
+//! and new ids never meet a hit id given out later. With no daemon, the CLI
+//! opens the store and merges itself (new ids above the largest stored one);
+//! the next start numbers above the largest id.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -422,6 +424,7 @@ fn import_through_daemon(
 pub fn stats_json(s: &ImportStats) -> serde_json::Value {
     serde_json::json!({
         "hits_added": s.hits_added,
+        "hits_renumbered": s.hits_renumbered,
         "hits_present": s.hits_present,
         "props_added": s.props_added,
         "sites_added": s.sites_added,
@@ -441,6 +444,7 @@ fn stats_of_json(v: &serde_json::Value) -> ImportStats {
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     ImportStats {
         hits_added: n("hits_added"),
+        hits_renumbered: n("hits_renumbered"),
         hits_present: n("hits_present"),
         props_added: n("props_added"),
         sites_added: n("sites_added"),
@@ -466,12 +470,13 @@ fn stats_of_json(v: &serde_json::Value) -> ImportStats {
 fn report_import(dir: &Path, how: &str, s: &ImportStats, total: u64, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {}{how}: {} hits added, {} already present, {} props added, {} sites added, \
+        "imported {}{how}: {} hits added ({} under new ids), {} already present, {} props added, {} sites added, \
          {} goals added, {} goals present, {} funnels added, {} funnels present, \
          {} imported days added, {} replaced, {} present \
          ({total} rows read in {secs:.2} s, {:.0} rows/s)",
         dir.display(),
         s.hits_added,
+        s.hits_renumbered,
         s.hits_present,
         s.props_added,
         s.sites_added,
@@ -658,6 +663,7 @@ mod tests {
     fn import_counts_survive_the_control_socket() {
         let s = hitvault_store::ImportStats {
             hits_added: 1,
+            hits_renumbered: 12,
             hits_present: 2,
             props_added: 3,
             sites_added: 4,

@@ -430,6 +430,23 @@ impl Queue {
         lock(&shared.state).durable_seq
     }
 
+    /// Reserves `count` seqs that the queue will never assign, above
+    /// `at_least` and above every seq assigned or reserved so far: returns
+    /// `base` (the reserved seqs are `base + 1 ..= base + count`) and the
+    /// durable position at the reservation, as [`Queue::raise_floor`] does.
+    pub fn reserve_above(&self, at_least: u64, count: u64) -> (u64, u64) {
+        let shared = &self.inner.shared;
+        let _numbering = lock(&shared.numbering);
+        let durable = lock(&shared.state).durable_seq;
+        let floor = shared.floor.load(Ordering::SeqCst);
+        let base = at_least.max(durable).max(floor.saturating_sub(1));
+        shared.floor.fetch_max(
+            base.saturating_add(count).saturating_add(1),
+            Ordering::SeqCst,
+        );
+        (base, durable)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> QueueStats {
         let shared = &self.inner.shared;

@@ -669,6 +669,26 @@ fn concurrent_appends_reads_and_commits_across_many_rolls() {
     assert_eq!(st.segments, 1);
 }
 
+/// A reservation: the reserved seqs lie above the asked minimum, every seq
+/// assigned before and every earlier reservation, and are never assigned.
+#[test]
+fn reserved_seqs_are_never_assigned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Queue::open(cfg(tmp.path()), 0, 0, None).unwrap();
+    assert_eq!(q.append(payload(1)).wait().unwrap(), 1);
+    assert_eq!(q.append(payload(2)).wait().unwrap(), 2);
+    // Above the minimum asked: 10 + 1 ..= 10 + 5.
+    assert_eq!(q.reserve_above(10, 5), (10, 2));
+    assert_eq!(q.append(payload(3)).wait().unwrap(), 16);
+    // Above the seqs assigned and reserved, whatever the minimum asked.
+    assert_eq!(q.reserve_above(3, 4), (16, 16));
+    assert_eq!(q.append(payload(4)).wait().unwrap(), 21);
+    // With nothing assigned since, above the last reservation.
+    assert_eq!(q.reserve_above(0, 2), (21, 21));
+    assert_eq!(q.reserve_above(0, 2), (23, 21));
+    assert_eq!(q.append(payload(5)).wait().unwrap(), 26);
+}
+
 /// A floor raised at run time: later appends get seqs at or above it, the
 /// returned position covers every record numbered before, and the raised
 /// seqs are read back in order after the earlier ones.

@@ -13,8 +13,12 @@
 //! staged in temporary tables (in memory, spilled to the temp directory past
 //! `memory_limit`; never written to the database file) and merged at the
 //! end; hits are appended to `hits` as they arrive, keyed by hit id: hits
-//! already present are left alone, so a second import of the same Takeout
-//! changes nothing; any failure rolls the whole import back. Goals and funnels are
+//! already present (the same id, site, time and visitor) are left alone, so
+//! a second import of the same Takeout changes nothing. A hit whose id the
+//! instance gave to another hit of its own (a Takeout of another instance)
+//! is staged and, at the end, stored under a new id above every id in use,
+//! unless a hit with its content is stored already (it was imported before
+//! under a new id). Any failure rolls the whole import back. Goals and funnels are
 //! keyed by (site, name): one that is present with the same content is left
 //! alone; one whose name is taken by a different definition keeps the
 //! instance's and is reported in [`ImportStats::conflicts`], never merged.
@@ -30,7 +34,7 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt16Array};
 use duckdb::arrow::compute::filter_record_batch;
-use duckdb::arrow::datatypes::UInt64Type;
+use duckdb::arrow::datatypes::{TimestampMicrosecondType, UInt16Type, UInt64Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
 
@@ -279,6 +283,9 @@ fn export(
 pub struct ImportStats {
     pub sites_added: u64,
     pub hits_added: u64,
+    /// Of `hits_added`, those stored under a new id: the instance had given
+    /// theirs to other hits.
+    pub hits_renumbered: u64,
     pub hits_present: u64,
     pub props_added: u64,
     pub goals_added: u64,
@@ -320,6 +327,11 @@ pub struct Importer<'a> {
     hits_total: u64,
     hits_added: u64,
     max_id: u64,
+    /// Hits staged in `_import_clash`: their id is stored as another hit.
+    clashed: u64,
+    /// New ids for those are taken above this (None: above the largest
+    /// stored id at commit).
+    renumber_above: Option<u64>,
 }
 
 impl std::fmt::Debug for Importer<'_> {
@@ -331,6 +343,7 @@ impl std::fmt::Debug for Importer<'_> {
 const STAGING: &str = "
 CREATE TEMP TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_ids (id UBIGINT, site_id USMALLINT, ts TIMESTAMPTZ, added BOOLEAN);
+CREATE TEMP TABLE _import_clash AS SELECT * FROM hits LIMIT 0;
 CREATE TEMP TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
 CREATE TEMP TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_funnels (
@@ -356,6 +369,8 @@ impl Store {
             hits_total: 0,
             hits_added: 0,
             max_id: 0,
+            clashed: 0,
+            renumber_above: None,
         };
         imp.conn.execute_batch(STAGING)?;
         imp.stored = imp
@@ -371,6 +386,13 @@ impl Store {
 }
 
 impl Importer<'_> {
+    /// New ids for hits whose id is stored as another hit are taken above
+    /// `id` (by default, above the largest id stored at commit): for an
+    /// import beside a running queue, which reserved the ids above it.
+    pub fn renumber_above(&mut self, id: u64) {
+        self.renumber_above = Some(id);
+    }
+
     /// Adds a batch of `table` (one of [`EXPORT_TABLES`]), in the Takeout
     /// schema. The sites come before the hits, the hits before the props.
     pub fn append(&mut self, table: &str, batch: RecordBatch) -> Result<(), TakeoutError> {
@@ -439,18 +461,34 @@ impl Importer<'_> {
         self.hits_total += batch.num_rows() as u64;
         // Only ids in the range stored before can be stored already; a
         // repeated id within the import is refused at the end.
-        let present: std::collections::HashSet<u64> = match self.stored {
+        let present: std::collections::HashMap<u64, Stamp> = match self.stored {
             Some((a, b)) if lo <= b && a <= hi => {
                 let conn = self.conn;
-                let mut stmt =
-                    conn.prepare_cached("SELECT id FROM hits WHERE id BETWEEN ? AND ?")?;
-                stmt.query_map([lo, hi], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, site_id, epoch_us(ts), visitor FROM hits WHERE id BETWEEN ? AND ?",
+                )?;
+                stmt.query_map([lo, hi], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Stamp {
+                            site_id: r.get(1)?,
+                            ts_us: r.get(2)?,
+                            visitor: r.get(3)?,
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?
             }
             _ => Default::default(),
         };
-        let (hits, ids) = rows.into_batches(&present);
+        let (hits, ids, clash) = rows.into_batches(&present);
         self.hits_added += hits.num_rows() as u64;
+        if clash.num_rows() > 0 {
+            self.clashed += clash.num_rows() as u64;
+            let mut app = self.conn.appender("_import_clash")?;
+            app.append_record_batch(clash)?;
+            app.flush()?;
+        }
         let mut app = self.conn.appender("_import_ids")?;
         app.append_record_batch(ids)?;
         app.flush()?;
@@ -475,6 +513,53 @@ impl Importer<'_> {
             Some(r) => Some(r.get::<_, String>(0)?),
             None => None,
         })
+    }
+
+    /// Stores the hits of `_import_clash` (their id is another stored hit's)
+    /// under new ids, except those whose content (site, time, visitor,
+    /// kind, name, path) is stored already: they were imported before under
+    /// a new id. Fills `_import_renum` (old_id, new_id); returns how many.
+    fn renumber(&mut self) -> Result<u64, TakeoutError> {
+        let c = self.conn;
+        let base: u64 = match self.renumber_above {
+            Some(id) => {
+                // Reserved for this import: none of them may be stored (hits
+                // numbered after the reservation lie above the range).
+                let taken: Option<u64> = c.query_row(
+                    &format!(
+                        "SELECT min(id) FROM hits WHERE id > {id} AND id <= {}",
+                        id.saturating_add(self.clashed)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )?;
+                if let Some(t) = taken {
+                    return Err(TakeoutError::Invalid(format!(
+                        "hits: id {t}, reserved for the new ids of this import, is stored already"
+                    )));
+                }
+                id
+            }
+            None => c.query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))?,
+        };
+        c.execute_batch(&format!(
+            "CREATE TEMP TABLE _import_renum AS
+             SELECT k.id AS old_id, {base} + row_number() OVER (ORDER BY k.id) AS new_id
+             FROM _import_clash k
+             WHERE NOT EXISTS (
+               SELECT 1 FROM hits h
+               WHERE h.site_id = k.site_id AND h.ts = k.ts AND h.visitor = k.visitor
+                 AND h.kind = k.kind AND h.name IS NOT DISTINCT FROM k.name
+                 AND h.path IS NOT DISTINCT FROM k.path)"
+        ))?;
+        if self.clashed == 0 {
+            return Ok(0);
+        }
+        Ok(c.execute(
+            "INSERT INTO hits SELECT r.new_id, k.* EXCLUDE (id) \
+             FROM _import_clash k JOIN _import_renum r ON r.old_id = k.id",
+            [],
+        )? as u64)
     }
 
     /// Checks the rows against each other and the database, merges the
@@ -528,16 +613,23 @@ impl Importer<'_> {
             return Err(TakeoutError::Invalid(problem));
         }
         let c = self.conn;
+        let renumbered = self.renumber()?;
         let props_added = c.execute(
             "INSERT INTO hit_props \
              SELECT p.id, i.site_id, i.ts, p.key, p.value \
-             FROM _import_props p JOIN _import_ids i ON i.id = p.id WHERE i.added",
+             FROM _import_props p JOIN _import_ids i ON i.id = p.id WHERE i.added \
+             UNION ALL \
+             SELECT r.new_id, k.site_id, k.ts, p.key, p.value \
+             FROM _import_props p JOIN _import_renum r ON r.old_id = p.id \
+             JOIN _import_clash k ON k.id = p.id",
             [],
         )? as u64;
+        let hits_added = self.hits_added + renumbered;
         let mut stats = ImportStats {
             sites_added: self.sites_added,
-            hits_added: self.hits_added,
-            hits_present: self.hits_total - self.hits_added,
+            hits_added,
+            hits_renumbered: renumbered,
+            hits_present: self.hits_total - hits_added,
             props_added,
             ..Default::default()
         };
@@ -545,15 +637,25 @@ impl Importer<'_> {
         merge_imported(c, &mut stats)?;
         c.execute_batch(
             "DROP TABLE _import_ids; DROP TABLE _import_props; \
+             DROP TABLE _import_clash; DROP TABLE _import_renum; \
              DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; \
              DROP TABLE _import_imported_days; DROP TABLE _import_imported_values; COMMIT",
         )?;
         self.done = true;
-        if self.hits_added > 0 {
+        if hits_added > 0 {
             self.changes.any();
         }
         Ok(stats)
     }
+}
+
+/// What says that a stored hit and an imported one with the same id are
+/// the same hit: its site, time and visitor.
+#[derive(Debug, PartialEq, Eq)]
+struct Stamp {
+    site_id: u16,
+    ts_us: i64,
+    visitor: u64,
 }
 
 /// A batch of Takeout hits converted to the columns of `hits`.
@@ -629,18 +731,39 @@ fn hits_rows(
 }
 
 impl HitsRows {
-    /// The rows whose id is not in `present`, for `hits`, and every row's
-    /// (id, site id, ts, added) for `_import_ids`.
-    fn into_batches(self, present: &std::collections::HashSet<u64>) -> (RecordBatch, RecordBatch) {
+    /// The rows whose id is not stored (`present` holds the stored hits of
+    /// the batch's id range), for `hits`; every row's (id, site id, ts,
+    /// added) for `_import_ids`; and the rows whose id is stored as another
+    /// hit (another site, time or visitor), for `_import_clash`.
+    fn into_batches(
+        self,
+        present: &std::collections::HashMap<u64, Stamp>,
+    ) -> (RecordBatch, RecordBatch, RecordBatch) {
         let n = self.cols[0].len();
         let ids = self.cols[0].as_primitive::<UInt64Type>();
-        let added: BooleanArray = if present.is_empty() {
-            BooleanArray::from(vec![true; n])
+        let (added, clash): (BooleanArray, BooleanArray) = if present.is_empty() {
+            (
+                BooleanArray::from(vec![true; n]),
+                BooleanArray::from(vec![false; n]),
+            )
         } else {
-            ids.values()
-                .iter()
-                .map(|id| Some(!present.contains(id)))
-                .collect()
+            let sites = self.cols[1].as_primitive::<UInt16Type>();
+            let ts = self.cols[2].as_primitive::<TimestampMicrosecondType>();
+            let visitors = self.cols[21].as_primitive::<UInt64Type>();
+            let (added, clash): (Vec<bool>, Vec<bool>) = (0..n)
+                .map(|r| match present.get(&ids.value(r)) {
+                    None => (true, false),
+                    Some(stored) => {
+                        let row = Stamp {
+                            site_id: sites.value(r),
+                            ts_us: ts.value(r),
+                            visitor: visitors.value(r),
+                        };
+                        (false, *stored != row)
+                    }
+                })
+                .unzip();
+            (BooleanArray::from(added), BooleanArray::from(clash))
         };
         let keyed = RecordBatch::try_from_iter([
             ("id", self.cols[0].clone()),
@@ -673,14 +796,15 @@ impl HitsRows {
             "screen_width",
             "visitor",
         ];
-        let hits =
+        let all =
             RecordBatch::try_from_iter(names.into_iter().zip(self.cols)).expect("same lengths");
-        let hits = if present.is_empty() {
-            hits
-        } else {
-            filter_record_batch(&hits, &added).expect("same lengths")
-        };
-        (hits, keyed)
+        if present.is_empty() {
+            let none = all.slice(0, 0);
+            return (all, keyed, none);
+        }
+        let hits = filter_record_batch(&all, &added).expect("same lengths");
+        let clash = filter_record_batch(&all, &clash).expect("same lengths");
+        (hits, keyed, clash)
     }
 }
 
