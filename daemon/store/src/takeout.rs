@@ -563,8 +563,8 @@ impl Importer<'_> {
     }
 
     /// Checks the rows against each other and the database, merges the
-    /// rest, and commits. Hits whose id was already stored were skipped,
-    /// and so are their props.
+    /// rest, and commits. Hits stored already were skipped, and so are their
+    /// props; hits whose id is another stored hit's get new ids here.
     pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
         self.merge_sites()?;
         let checks = [
@@ -680,6 +680,15 @@ fn hits_rows(
     let ids = col(0)
         .as_primitive_opt::<UInt64Type>()
         .ok_or_else(|| bad("id is not UBIGINT".into()))?;
+    if col(2)
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .is_none()
+    {
+        return Err(bad("ts is not a timestamp in microseconds".into()));
+    }
+    if col(21).as_primitive_opt::<UInt64Type>().is_none() {
+        return Err(bad("visitor is not UBIGINT".into()));
+    }
     let strings = |i: usize| {
         col(i)
             .as_string_opt::<i32>()
