@@ -59,6 +59,9 @@ struct Args {
     /// DuckDB worker threads (the daemon's `store.threads`).
     #[arg(long, default_value_t = StoreOptions::default().threads)]
     threads: u16,
+    /// DuckDB memory limit (the daemon's `store.memory_limit`).
+    #[arg(long, default_value_t = StoreOptions::default().memory_limit)]
+    memory_limit: String,
 }
 
 /// What a case asks of the store.
@@ -109,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let opts = StoreOptions {
         threads: a.threads,
-        ..StoreOptions::default()
+        memory_limit: a.memory_limit.clone(),
     };
     let mut store = Store::open(&a.data_dir, &opts).context("open the seeded store")?;
     let t = Instant::now();
