@@ -645,7 +645,8 @@ impl Maintenance for DaemonMaintenance {
         // stored as another hit (of this instance) gets a new id from the
         // reserved range: there cannot be more of them than ids up to
         // `max_id`.
-        let (renumber_above, target) = self.queue.reserve_above(max_id, max_id.saturating_add(1));
+        let reserved = max_id.saturating_add(1);
+        let (renumber_above, target) = self.queue.reserve_above(max_id, reserved);
         self.wait_committed(target)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let (reply, answer) = std::sync::mpsc::channel();
@@ -699,7 +700,7 @@ impl Maintenance for DaemonMaintenance {
             "import merged"
         );
         let mut reply = crate::takeout::stats_json(&stats);
-        reply["next_id_at_least"] = (renumber_above + max_id + 2).into();
+        reply["next_id_at_least"] = (renumber_above + reserved + 1).into();
         Ok(reply)
     }
 

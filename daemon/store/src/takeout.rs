@@ -344,6 +344,7 @@ const STAGING: &str = "
 CREATE TEMP TABLE _import_sites (hostname VARCHAR, aliases VARCHAR, origin VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_ids (id UBIGINT, site_id USMALLINT, ts TIMESTAMPTZ, added BOOLEAN);
 CREATE TEMP TABLE _import_clash AS SELECT * FROM hits LIMIT 0;
+CREATE TEMP TABLE _import_renum (old_id UBIGINT, new_id UBIGINT);
 CREATE TEMP TABLE _import_props (id UBIGINT, key VARCHAR, value VARCHAR);
 CREATE TEMP TABLE _import_goals (site VARCHAR, name VARCHAR, kind VARCHAR, value VARCHAR, created_at TIMESTAMPTZ);
 CREATE TEMP TABLE _import_funnels (
@@ -520,6 +521,9 @@ impl Importer<'_> {
     /// kind, name, path) is stored already: they were imported before under
     /// a new id. Fills `_import_renum` (old_id, new_id); returns how many.
     fn renumber(&mut self) -> Result<u64, TakeoutError> {
+        if self.clashed == 0 {
+            return Ok(0);
+        }
         let c = self.conn;
         let base: u64 = match self.renumber_above {
             Some(id) => {
@@ -543,8 +547,8 @@ impl Importer<'_> {
             None => c.query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))?,
         };
         c.execute_batch(&format!(
-            "CREATE TEMP TABLE _import_renum AS
-             SELECT k.id AS old_id, {base} + row_number() OVER (ORDER BY k.id) AS new_id
+            "INSERT INTO _import_renum
+             SELECT k.id, {base} + row_number() OVER (ORDER BY k.id)
              FROM _import_clash k
              WHERE NOT EXISTS (
                SELECT 1 FROM hits h
@@ -552,9 +556,6 @@ impl Importer<'_> {
                  AND h.kind = k.kind AND h.name IS NOT DISTINCT FROM k.name
                  AND h.path IS NOT DISTINCT FROM k.path)"
         ))?;
-        if self.clashed == 0 {
-            return Ok(0);
-        }
         Ok(c.execute(
             "INSERT INTO hits SELECT r.new_id, k.* EXCLUDE (id) \
              FROM _import_clash k JOIN _import_renum r ON r.old_id = k.id",
