@@ -11,6 +11,7 @@
 
 mod append;
 pub mod backup;
+mod feed;
 pub mod goals;
 pub mod imported;
 pub mod live;
@@ -144,6 +145,9 @@ pub struct Store {
     changes: Arc<Changes>,
     /// hostname -> sites.id, refreshed when a hit names a site not yet seen.
     site_ids: HashMap<String, u16>,
+    /// The table function imports append hits through, registered on
+    /// `conn` by the first import.
+    feed: Option<feed::Feed>,
 }
 
 impl std::fmt::Debug for Store {
@@ -185,6 +189,7 @@ impl Store {
             path,
             changes: Arc::default(),
             site_ids: HashMap::new(),
+            feed: None,
         };
         store.refresh_sites().map_err(|e| match e {
             QueryError::Db(source) => OpenError::Open {
@@ -215,6 +220,7 @@ impl Store {
             path,
             changes: Arc::default(),
             site_ids: HashMap::new(),
+            feed: None,
         })
     }
 

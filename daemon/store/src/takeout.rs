@@ -32,12 +32,15 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt16Array};
+use duckdb::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt8Array, UInt16Array};
 use duckdb::arrow::compute::filter_record_batch;
-use duckdb::arrow::datatypes::{TimestampMicrosecondType, UInt16Type, UInt64Type};
+use duckdb::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt16Type, UInt64Type,
+};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
 
+use crate::feed::{Converter, Feed};
 use crate::goals::{
     DefError, FUNNEL_STEPS, GoalKind, MAX_FUNNELS, MAX_GOALS, Step, check_step, check_text,
 };
@@ -318,6 +321,9 @@ pub struct ImportStats {
 pub struct Importer<'a> {
     conn: &'a Connection,
     changes: &'a crate::Changes,
+    feed: &'a Feed,
+    /// Converts the hits for `feed`, a batch ahead (started by the first).
+    converter: Option<Converter>,
     done: bool,
     /// Site ids of the hostnames in the sites file, once merged.
     site_ids: Option<std::collections::HashMap<String, u16>>,
@@ -359,10 +365,15 @@ CREATE TEMP TABLE _import_imported_values (
 impl Store {
     /// Starts an import: a transaction with empty staging tables.
     pub fn begin_import(&mut self) -> Result<Importer<'_>, TakeoutError> {
+        if self.feed.is_none() {
+            self.feed = Some(Feed::register(&self.conn, hits_schema())?);
+        }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let mut imp = Importer {
             conn: &self.conn,
             changes: &self.changes,
+            feed: self.feed.as_ref().expect("registered above"),
+            converter: None,
             done: false,
             site_ids: None,
             sites_added: 0,
@@ -495,9 +506,31 @@ impl Importer<'_> {
         app.flush()?;
         drop(app);
         if hits.num_rows() > 0 {
-            let mut app = self.conn.appender("hits")?;
-            app.append_record_batch(hits)?;
-            app.flush()?;
+            let converter = match &mut self.converter {
+                Some(c) => c,
+                None => self
+                    .converter
+                    .insert(Converter::start(self.feed).map_err(|e| {
+                        TakeoutError::Invalid(format!("cannot start the chunk converter: {e}"))
+                    })?),
+            };
+            converter.send(hits).map_err(TakeoutError::Invalid)?;
+            // This batch is converted while the one before is inserted.
+            while converter.pending() > 1 {
+                let chunks = converter.take().map_err(TakeoutError::Invalid)?;
+                self.feed.insert(self.conn, "hits", chunks)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the hits still being converted.
+    fn insert_pending(&mut self) -> Result<(), TakeoutError> {
+        if let Some(converter) = &mut self.converter {
+            while converter.pending() > 0 {
+                let chunks = converter.take().map_err(TakeoutError::Invalid)?;
+                self.feed.insert(self.conn, "hits", chunks)?;
+            }
         }
         Ok(())
     }
@@ -568,6 +601,7 @@ impl Importer<'_> {
     /// props; hits whose id is another stored hit's get new ids here.
     pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
         self.merge_sites()?;
+        self.insert_pending()?;
         let checks = [
             "SELECT 'hits: id ' || id || ' appears ' || count(*) || ' times' \
                  FROM _import_ids GROUP BY id HAVING count(*) > 1 LIMIT 1",
@@ -661,9 +695,55 @@ struct Stamp {
 
 /// A batch of Takeout hits converted to the columns of `hits`.
 struct HitsRows {
-    /// The batch's columns in the order of `hits`.
-    cols: Vec<ArrayRef>,
+    /// In [`hits_schema`].
+    all: RecordBatch,
     id_range: (u64, u64),
+}
+
+/// The columns of `hits`, as the import appends them.
+pub(crate) fn hits_schema() -> SchemaRef {
+    static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let text = |name: &str| Field::new(name, DataType::Utf8, true);
+            let mut fields = vec![
+                Field::new("id", DataType::UInt64, false),
+                Field::new("site_id", DataType::UInt16, false),
+                Field::new(
+                    "ts",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Field::new("kind", DataType::UInt8, false),
+            ];
+            fields.extend(
+                [
+                    "name",
+                    "path",
+                    "referrer",
+                    "source",
+                    "utm_source",
+                    "utm_medium",
+                    "utm_campaign",
+                    "utm_term",
+                    "utm_content",
+                    "browser",
+                    "browser_version",
+                    "os",
+                    "os_version",
+                ]
+                .map(text),
+            );
+            fields.extend([
+                Field::new("device", DataType::UInt8, false),
+                text("country"),
+                text("language"),
+                Field::new("screen_width", DataType::UInt16, true),
+                Field::new("visitor", DataType::UInt64, false),
+            ]);
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
 }
 
 /// Converts a batch in the Takeout's hits schema (checked by the reader:
@@ -734,8 +814,9 @@ fn hits_rows(
     cols[1] = Arc::new(UInt16Array::from(site_col));
     cols[3] = Arc::new(kind);
     cols[17] = Arc::new(device);
+    let all = RecordBatch::try_new(hits_schema(), cols).map_err(|e| bad(e.to_string()))?;
     Ok(HitsRows {
-        cols,
+        all,
         id_range: (lo, hi),
     })
 }
@@ -749,17 +830,18 @@ impl HitsRows {
         self,
         present: &std::collections::HashMap<u64, Stamp>,
     ) -> (RecordBatch, RecordBatch, RecordBatch) {
-        let n = self.cols[0].len();
-        let ids = self.cols[0].as_primitive::<UInt64Type>();
+        let all = self.all;
+        let n = all.num_rows();
+        let ids = all.column(0).as_primitive::<UInt64Type>();
         let (added, clash): (BooleanArray, BooleanArray) = if present.is_empty() {
             (
                 BooleanArray::from(vec![true; n]),
                 BooleanArray::from(vec![false; n]),
             )
         } else {
-            let sites = self.cols[1].as_primitive::<UInt16Type>();
-            let ts = self.cols[2].as_primitive::<TimestampMicrosecondType>();
-            let visitors = self.cols[21].as_primitive::<UInt64Type>();
+            let sites = all.column(1).as_primitive::<UInt16Type>();
+            let ts = all.column(2).as_primitive::<TimestampMicrosecondType>();
+            let visitors = all.column(21).as_primitive::<UInt64Type>();
             let (added, clash): (Vec<bool>, Vec<bool>) = (0..n)
                 .map(|r| match present.get(&ids.value(r)) {
                     None => (true, false),
@@ -776,38 +858,12 @@ impl HitsRows {
             (BooleanArray::from(added), BooleanArray::from(clash))
         };
         let keyed = RecordBatch::try_from_iter([
-            ("id", self.cols[0].clone()),
-            ("site_id", self.cols[1].clone()),
-            ("ts", self.cols[2].clone()),
+            ("id", all.column(0).clone()),
+            ("site_id", all.column(1).clone()),
+            ("ts", all.column(2).clone()),
             ("added", Arc::new(added.clone()) as ArrayRef),
         ])
         .expect("same lengths");
-        let names = [
-            "id",
-            "site_id",
-            "ts",
-            "kind",
-            "name",
-            "path",
-            "referrer",
-            "source",
-            "utm_source",
-            "utm_medium",
-            "utm_campaign",
-            "utm_term",
-            "utm_content",
-            "browser",
-            "browser_version",
-            "os",
-            "os_version",
-            "device",
-            "country",
-            "language",
-            "screen_width",
-            "visitor",
-        ];
-        let all =
-            RecordBatch::try_from_iter(names.into_iter().zip(self.cols)).expect("same lengths");
         if present.is_empty() {
             let none = all.slice(0, 0);
             return (all, keyed, none);
