@@ -16,6 +16,7 @@
 //! ([`schema`]); it never opens the database: the binary moves batches between
 //! the store and these writers and readers.
 
+mod json;
 pub mod manifest;
 pub mod parallel;
 pub mod read;

@@ -16,9 +16,9 @@ use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use crate::Format;
 use crate::schema::{DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, Table};
 use crate::write::conform;
+use crate::{Format, json};
 
 /// Rows per batch handed to the sink by the text readers.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -297,6 +297,8 @@ pub fn read_table(
         }
         Format::Ndjson => {
             let mut b = Builders::new(table);
+            let schema = table.schema();
+            let mut cells = Vec::new();
             let mut line = String::new();
             let mut rd = BufReader::with_capacity(1 << 20, file);
             loop {
@@ -315,20 +317,14 @@ pub fn read_table(
                         "the last line is cut short (no newline)",
                     ));
                 }
-                let mut failed = None;
-                let mut de = serde_json::Deserializer::from_str(&line);
-                let parsed = serde::de::DeserializeSeed::deserialize(
-                    RowSeed {
-                        b: &mut b,
-                        failed: &mut failed,
-                    },
-                    &mut de,
-                )
-                .and_then(|()| de.end());
-                if let Some(m) = failed {
-                    return Err(err(path, Some(n), m));
+                let bytes = line.as_bytes();
+                match json::plain_row(bytes, &schema, &mut cells) {
+                    Some(end) if bytes[end..].iter().all(u8::is_ascii_whitespace) => {
+                        b.plain_row(bytes, &cells)
+                            .map_err(|m| err(path, Some(n), m))?;
+                    }
+                    _ => json_row(&mut b, bytes).map_err(|m| err(path, Some(n), m))?,
                 }
-                parsed.map_err(|e| err(path, Some(n), format!("not a JSON object: {e}")))?;
                 if b.rows == BATCH_ROWS {
                     emit(b.take(), &mut rows)?;
                 }
@@ -339,39 +335,30 @@ pub fn read_table(
         }
         Format::Json => {
             let mut b = Builders::new(table);
-            let mut failure: Option<ImportError> = None;
-            {
-                let mut after_row = |b: &mut Builders| -> Result<(), ()> {
-                    if b.rows == BATCH_ROWS {
-                        emit(b.take(), &mut rows).map_err(|e| failure = Some(e))
-                    } else {
-                        Ok(())
-                    }
-                };
-                let mut bad_row: Option<(u64, String)> = None;
-                let mut de =
-                    serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
-                let parsed = serde::Deserializer::deserialize_seq(
-                    &mut de,
-                    ArrayVisitor {
-                        b: &mut b,
-                        done: 0,
-                        bad_row: &mut bad_row,
-                        after_row: &mut after_row,
-                    },
-                )
-                .and_then(|()| de.end());
-                if let Some((n, m)) = bad_row {
+            let schema = table.schema();
+            let mut cells = Vec::new();
+            let mut elements = json::Elements::new(file);
+            loop {
+                let n = rows + b.rows as u64 + 1;
+                let mut bad = None;
+                let got = elements
+                    .next(&mut |bytes| {
+                        let end = json::plain_row(bytes, &schema, &mut cells)?;
+                        bad = b.plain_row(bytes, &cells).err();
+                        Some(end)
+                    })
+                    .map_err(|(row, m)| err(path, row, m))?;
+                match got {
+                    None => break,
+                    Some(json::Element::Plain) => {}
+                    Some(json::Element::Text(text)) => bad = json_row(&mut b, text).err(),
+                }
+                if let Some(m) = bad {
                     return Err(err(path, Some(n), m));
                 }
-                if let Err(e) = parsed {
-                    return Err(failure.take().unwrap_or_else(|| {
-                        err(path, None, format!("not a JSON array of objects: {e}"))
-                    }));
+                if b.rows == BATCH_ROWS {
+                    emit(b.take(), &mut rows)?;
                 }
-            }
-            if let Some(e) = failure {
-                return Err(e);
             }
             if b.rows > 0 {
                 emit(b.take(), &mut rows)?;
@@ -379,6 +366,24 @@ pub fn read_table(
         }
     }
     Ok(rows)
+}
+
+/// Appends the row in `text`, one JSON object, parsed by serde.
+fn json_row(b: &mut Builders, text: &[u8]) -> Result<(), String> {
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(
+        RowSeed {
+            b,
+            failed: &mut failed,
+        },
+        &mut de,
+    )
+    .and_then(|()| de.end());
+    if let Some(m) = failed {
+        return Err(m);
+    }
+    parsed.map_err(|e| format!("not a JSON object: {e}"))
 }
 
 /// Parses `YYYY-MM-DD` (exactly that form) into days since 1970-01-01.
@@ -467,7 +472,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
 
 /// A JSON value of a Takeout column: null, a string or an unsigned integer
 /// (anything else is refused, with its JSON type).
-enum Cell<'a> {
+pub(crate) enum Cell<'a> {
     Null,
     Str(std::borrow::Cow<'a, str>),
     UInt(u64),
@@ -552,52 +557,55 @@ impl<'de> serde::de::Visitor<'de> for KeySeed<'_> {
     }
 }
 
-impl RowSeed<'_> {
-    /// Appends one cell to column `i`.
+impl Builders {
+    /// Appends a JSON value to column `i`: a string to a text, time or date
+    /// column, an unsigned integer to an integer column, null anywhere.
     fn cell(&mut self, i: usize, v: Cell<'_>) -> Result<(), String> {
-        let f = self.b.schema.fields()[i].clone();
-        let num;
-        let v = match v {
-            Cell::Null => None,
-            Cell::Str(s)
-                if matches!(
-                    f.data_type(),
-                    DataType::Utf8 | DataType::Timestamp(..) | DataType::Date32
-                ) =>
-            {
-                return self.b.push(i, Some(&s));
-            }
-            Cell::UInt(n) if matches!(f.data_type(), DataType::UInt64 | DataType::UInt16) => {
-                match &mut self.b.cols[i] {
-                    B::U64(b) => {
-                        b.append_value(n);
-                        return Ok(());
-                    }
-                    B::U16(b) if n <= u64::from(u16::MAX) => {
-                        b.append_value(n as u16);
-                        return Ok(());
-                    }
-                    // Out of range: the text path words the error.
-                    _ => {
-                        num = n.to_string();
-                        Some(num.as_str())
-                    }
+        let name = |b: &Builders| b.schema.field(i).name().clone();
+        match v {
+            Cell::Null => {
+                if matches!(self.cols[i], B::Str(_)) && !self.schema.field(i).is_nullable() {
+                    return Err(format!("{} must not be null", name(self)));
                 }
+                self.push(i, None)
             }
-            Cell::Str(s) => {
-                return Err(format!(
-                    "{}: {} has the wrong JSON type",
-                    f.name(),
-                    Value::from(s.as_ref())
-                ));
+            Cell::Str(s) if matches!(self.cols[i], B::Str(_) | B::Ts(_) | B::Date(_)) => {
+                self.push(i, Some(&s))
             }
-            Cell::UInt(n) => return Err(format!("{}: {n} has the wrong JSON type", f.name())),
-            Cell::Other(o) => return Err(format!("{}: {o} has the wrong JSON type", f.name())),
-        };
-        if v.is_none() && matches!(f.data_type(), DataType::Utf8) && !f.is_nullable() {
-            return Err(format!("{} must not be null", f.name()));
+            Cell::UInt(n) => match &mut self.cols[i] {
+                B::U64(b) => {
+                    b.append_value(n);
+                    Ok(())
+                }
+                B::U16(b) if n <= u64::from(u16::MAX) => {
+                    b.append_value(n as u16);
+                    Ok(())
+                }
+                // Out of range: the text path words the error.
+                B::U16(_) => self.push(i, Some(&n.to_string())),
+                _ => Err(format!("{}: {n} has the wrong JSON type", name(self))),
+            },
+            Cell::Str(s) => Err(format!(
+                "{}: {} has the wrong JSON type",
+                name(self),
+                Value::from(s.as_ref())
+            )),
+            Cell::Other(o) => Err(format!("{}: {o} has the wrong JSON type", name(self))),
         }
-        self.b.push(i, v)
+    }
+
+    /// Appends a row read by [`json::plain_row`] from `bytes`.
+    fn plain_row(&mut self, bytes: &[u8], cells: &[(usize, json::Val)]) -> Result<(), String> {
+        let mut seen = 0u64;
+        for &(i, v) in cells {
+            seen |= 1 << i;
+            self.cell(i, v.cell(bytes))?;
+        }
+        for i in (0..self.cols.len()).filter(|&i| seen & (1 << i) == 0) {
+            self.cell(i, Cell::Null)?;
+        }
+        self.rows += 1;
+        Ok(())
     }
 }
 
@@ -606,7 +614,7 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let schema = self.b.schema.clone();
         let n = schema.fields().len();
         // Columns seen in this row (the schema has fewer than 64).
@@ -626,51 +634,17 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
                 return Err(stop(self.failed, format!("column {name:?} appears twice")));
             }
             seen |= 1 << i;
-            if let Err(m) = self.cell(i, v) {
+            if let Err(m) = self.b.cell(i, v) {
                 return Err(stop(self.failed, m));
             }
         }
         for i in (0..n).filter(|&i| seen & (1 << i) == 0) {
-            if let Err(m) = self.cell(i, Cell::Null) {
+            if let Err(m) = self.b.cell(i, Cell::Null) {
                 return Err(stop(self.failed, m));
             }
         }
         self.b.rows += 1;
         Ok(())
-    }
-}
-
-/// The rows of a JSON array file, each pushed as it is parsed.
-struct ArrayVisitor<'a> {
-    b: &'a mut Builders,
-    /// Rows parsed so far (numbering for errors).
-    done: u64,
-    bad_row: &'a mut Option<(u64, String)>,
-    after_row: &'a mut dyn FnMut(&mut Builders) -> Result<(), ()>,
-}
-
-impl<'de> serde::de::Visitor<'de> for ArrayVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON array of objects")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        loop {
-            let mut failed = None;
-            let got = seq.next_element_seed(RowSeed {
-                b: self.b,
-                failed: &mut failed,
-            });
-            if let Some(m) = failed {
-                *self.bad_row = Some((self.done + 1, m));
-                return Err(serde::de::Error::custom("row refused"));
-            }
-            if got?.is_none() {
-                return Ok(());
-            }
-            self.done += 1;
-            (self.after_row)(self.b).map_err(|()| serde::de::Error::custom("row refused"))?;
-        }
     }
 }
 
@@ -800,5 +774,64 @@ mod tests {
             "{}",
             e.reason
         );
+    }
+
+    #[test]
+    fn plain_rows_give_what_serde_gives() {
+        let hit = r#"{"id":1,"site":"a.test","ts":"2025-12-07T06:08:01.146000Z","kind":"pageview","name":"pageview","path":"/","referrer":null,"source":null,"utm_source":null,"utm_medium":null,"utm_campaign":null,"utm_term":null,"utm_content":null,"browser":"Chrome","browser_version":"126","os":"Windows","os_version":"10","device":"desktop","country":"DE","language":"en-US","screen_width":1280,"visitor":12650979969455661075}"#;
+        for (table, lines) in [
+            (
+                Table::Props,
+                &[
+                    r#"{"id":1,"key":"k","value":"v"}"#,
+                    r#"{"value":"é ✓ 😀","key":"","id":18446744073709551615}"#,
+                    r#"{"id":0,"key":"k","value":""}"#,
+                    " { \"id\" : 2 ,\t\"key\" : \"a b\", \"value\":\"\"}\r\n",
+                ][..],
+            ),
+            (Table::Hits, &[hit][..]),
+        ] {
+            let schema = table.schema();
+            let (mut plain, mut serde) = (Builders::new(table), Builders::new(table));
+            let mut cells = Vec::new();
+            for l in lines {
+                let end = json::plain_row(l.as_bytes(), &schema, &mut cells).expect(l);
+                assert_eq!(l[end..].trim(), "", "{l}");
+                plain.plain_row(l.as_bytes(), &cells).unwrap();
+                json_row(&mut serde, l.as_bytes()).unwrap();
+            }
+            assert_eq!(plain.take(), serde.take());
+        }
+    }
+
+    #[test]
+    fn json_arrays_are_read_whatever_their_layout() {
+        let text = "[\n  {\"id\": 1, \"key\": \"k\", \"value\": \"a\\\"b\"},\n  {\"id\":2,\"key\":\"k\",\"value\":\"\\u00e9\"},{\"id\":3,\"key\":\"k\",\"value\":\"\"}\n]\n";
+        let b = read_one(Table::Props, Format::Json, text).unwrap();
+        let values: Vec<Option<&str>> = b.column(2).as_string::<i32>().iter().collect();
+        assert_eq!(values, [Some("a\"b"), Some("é"), Some("")]);
+        for (text, row, why) in [
+            (
+                r#"[{"id":1,"key":"k","value":""},{"id":"2","key":"k"}]"#,
+                Some(2),
+                "wrong JSON type",
+            ),
+            (
+                r#"[{"id":1,"key":"k","value":""},{"id":2,"key":"k\u0000","x":1}]"#,
+                Some(2),
+                "unknown column \"x\"",
+            ),
+            (
+                r#"[{"id":1,"key":"k","value":""},{"id":2,"key":"k"]"#,
+                Some(2),
+                "not a JSON object",
+            ),
+            (r#"[{"id":1,"key":"k","value":""}"#, Some(1), "cut short"),
+            (r#"{"id":1,"key":"k"}"#, None, "not a JSON array"),
+        ] {
+            let e = read_one(Table::Props, Format::Json, text).unwrap_err();
+            assert_eq!(e.row, row, "{text}: {e}");
+            assert!(e.reason.contains(why), "{text}: {e}");
+        }
     }
 }
