@@ -579,3 +579,57 @@ fn takeout_import_gives_new_ids_to_hits_whose_id_is_taken() {
     );
     assert_eq!(rows(&dst, "SELECT count(*) FROM hits")[0], text(&["5"]));
 }
+
+#[test]
+fn takeout_import_refuses_a_hit_id_twice_in_any_order() {
+    let d1 = tempfile::tempdir().unwrap();
+    let mut src = Store::open(d1.path(), &StoreOptions::default()).unwrap();
+    src.upsert_site(SITE, &[], "config").unwrap();
+    let hits: Vec<(u64, Hit)> = (1..=4)
+        .map(|id| (id, pv(id, "2024-03-02T10:00:00Z", "/")))
+        .collect();
+    src.append(&hits, 4).unwrap();
+    let all = export(&src, &crate::ExportFilter::default());
+    let sites = all.iter().find(|(t, _)| *t == "sites").unwrap().clone();
+    let batch = all.iter().find(|(t, _)| *t == "hits").unwrap().1.clone();
+    let take = |rows: &[usize]| -> (&'static str, crate::RecordBatch) {
+        let idx = duckdb::arrow::array::UInt32Array::from(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+        );
+        (
+            "hits",
+            duckdb::arrow::compute::take_record_batch(&batch, &idx).unwrap(),
+        )
+    };
+    let d2 = tempfile::tempdir().unwrap();
+    let mut dst = Store::open(d2.path(), &StoreOptions::default()).unwrap();
+    let attempt = |dst: &mut Store, batches: &[(&'static str, crate::RecordBatch)]| {
+        let mut imp = dst.begin_import().unwrap();
+        for (t, b) in batches {
+            imp.append(t, b.clone()).unwrap();
+        }
+        imp.commit()
+            .map(|s| s.hits_added)
+            .map_err(|e| e.to_string())
+    };
+    // Ids 1..4 are rows 0..3.
+    for (batches, repeated) in [
+        (vec![take(&[0, 1, 1, 2])], Some(2)),
+        (vec![take(&[0, 1, 2]), take(&[2, 3])], Some(3)),
+        (vec![take(&[2, 3]), take(&[0, 3])], Some(4)),
+        (vec![take(&[3, 0]), take(&[2, 1])], None),
+    ] {
+        let mut all = vec![sites.clone()];
+        all.extend(batches);
+        match (attempt(&mut dst, &all), repeated) {
+            (Err(e), Some(id)) => {
+                assert!(e.contains(&format!("hits: id {id} appears 2 times")), "{e}")
+            }
+            (Ok(added), None) => assert_eq!(added, 4),
+            (got, want) => panic!("{got:?}, expected id {want:?} refused"),
+        }
+        if repeated.is_some() {
+            assert!(dst.query_text("SELECT id FROM hits").unwrap().is_empty());
+        }
+    }
+}

@@ -164,6 +164,11 @@ fn base_config(opts: &StoreOptions, tmp: &Path) -> duckdb::Result<Config> {
         .with("allow_community_extensions", "false")?
         .threads(i64::from(opts.threads.max(1)))?
         .max_memory(&opts.memory_limit)?
+        // A large append (an import, a rollup) compresses and writes each
+        // row group as soon as it is full, instead of five at a time: less
+        // memory, and an import's commit no longer compresses the last
+        // four on its own (a fifth of the wall time of a 1M-hit import).
+        .with("write_buffer_row_group_count", "1")?
         .with("temp_directory", tmp.to_string_lossy())
 }
 

@@ -333,6 +333,9 @@ pub struct Importer<'a> {
     hits_total: u64,
     hits_added: u64,
     max_id: u64,
+    /// Every hit id so far was above the one before (as a Takeout lists
+    /// them): no id can appear twice.
+    ids_ascending: bool,
     /// Hits staged in `_import_clash`: their id is stored as another hit.
     clashed: u64,
     /// New ids for those are taken above this (None: above the largest
@@ -381,6 +384,7 @@ impl Store {
             hits_total: 0,
             hits_added: 0,
             max_id: 0,
+            ids_ascending: true,
             clashed: 0,
             renumber_above: None,
         };
@@ -469,6 +473,10 @@ impl Importer<'_> {
         let site_ids = self.site_ids.as_ref().expect("merged above");
         let rows = hits_rows(batch, site_ids)?;
         let (lo, hi) = rows.id_range;
+        let ids = rows.all.column(0).as_primitive::<UInt64Type>().values();
+        self.ids_ascending = self.ids_ascending
+            && (self.hits_total == 0 || ids[0] > self.max_id)
+            && ids.windows(2).all(|w| w[0] < w[1]);
         self.max_id = self.max_id.max(hi);
         self.hits_total += batch.num_rows() as u64;
         // Only ids in the range stored before can be stored already; a
@@ -602,9 +610,17 @@ impl Importer<'_> {
     pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
         self.merge_sites()?;
         self.insert_pending()?;
-        let checks = [
-            "SELECT 'hits: id ' || id || ' appears ' || count(*) || ' times' \
+        // Ids in ascending order (as a Takeout lists them) cannot repeat;
+        // others are counted.
+        if !self.ids_ascending
+            && let Some(problem) = self.one(
+                "SELECT 'hits: id ' || id || ' appears ' || count(*) || ' times' \
                  FROM _import_ids GROUP BY id HAVING count(*) > 1 LIMIT 1",
+            )?
+        {
+            return Err(TakeoutError::Invalid(problem));
+        }
+        let checks = [
             "SELECT 'props: id ' || p.id || ' has no hit in the hits file' \
                  FROM _import_props p ANTI JOIN _import_ids i ON i.id = p.id LIMIT 1",
             "SELECT 'goals: ' || site || ' has two goals named ' || name FROM _import_goals \
