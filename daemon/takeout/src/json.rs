@@ -30,18 +30,14 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The string that starts after the quote at `i - 1`, if it has no escape
-/// and no control character: its text and the offset past its closing quote.
-fn plain_str(b: &[u8], i: usize) -> Option<(&str, usize)> {
-    let rest = b.get(i..)?;
-    let len = rest
+/// The end of the string that starts after the quote at `i - 1`, if it
+/// has no escape and no control character: the offset of its closing quote.
+fn plain_str(b: &[u8], i: usize) -> Option<usize> {
+    let len = b
+        .get(i..)?
         .iter()
         .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-    if rest[len] != b'"' {
-        return None;
-    }
-    let s = std::str::from_utf8(&rest[..len]).ok()?;
-    Some((s, i + len + 1))
+    (b[i + len] == b'"').then_some(i + len)
 }
 
 /// A value of a plain row: where it is in the row's bytes.
@@ -54,13 +50,13 @@ pub(crate) enum Val {
 }
 
 impl Val {
-    /// The value as a cell, `b` being the bytes given to [`plain_row`].
-    pub(crate) fn cell(self, b: &[u8]) -> Cell<'_> {
+    /// The value as a cell, `text` being the row given to [`plain_row`]
+    /// (its bytes up to the offset returned, at least).
+    pub(crate) fn cell(self, text: &str) -> Cell<'_> {
         match self {
             Val::Null => Cell::Null,
-            Val::Str(from, to) => Cell::Str(Cow::Borrowed(
-                std::str::from_utf8(&b[from..to]).expect("checked by plain_row"),
-            )),
+            // The offsets are next to quotes: character boundaries.
+            Val::Str(from, to) => Cell::Str(Cow::Borrowed(&text[from..to])),
             Val::UInt(n) => Cell::UInt(n),
         }
     }
@@ -69,7 +65,8 @@ impl Val {
 /// Reads the object at the start of `b` (after optional whitespace) if it
 /// is plain: `cells` gets its (column, value) pairs in key order, and the
 /// offset just past its closing brace is returned. None: not plain, or not
-/// complete within `b`.
+/// complete within `b`. The bytes are not checked to be UTF-8: the caller
+/// has a `str`, or checks the row's bytes once.
 pub(crate) fn plain_row(b: &[u8], schema: &Schema, cells: &mut Vec<(usize, Val)>) -> Option<usize> {
     cells.clear();
     let fields = schema.fields();
@@ -87,26 +84,27 @@ pub(crate) fn plain_row(b: &[u8], schema: &Schema, cells: &mut Vec<(usize, Val)>
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (key, after) = plain_str(b, i + 1)?;
+        let end = plain_str(b, i + 1)?;
+        let key = &b[i + 1..end];
         // Keys usually come in the schema's order.
         let col = match fields.get(next_col) {
-            Some(f) if f.name() == key => next_col,
-            _ => fields.iter().position(|f| f.name() == key)?,
+            Some(f) if f.name().as_bytes() == key => next_col,
+            _ => fields.iter().position(|f| f.name().as_bytes() == key)?,
         };
         if col >= 64 || seen & (1 << col) != 0 {
             return None;
         }
         seen |= 1 << col;
         next_col = col + 1;
-        i = skip_ws(b, after);
+        i = skip_ws(b, end + 1);
         if b.get(i) != Some(&b':') {
             return None;
         }
         i = skip_ws(b, i + 1);
         let (cell, after) = match *b.get(i)? {
             b'"' => {
-                let (s, after) = plain_str(b, i + 1)?;
-                (Val::Str(i + 1, i + 1 + s.len()), after)
+                let end = plain_str(b, i + 1)?;
+                (Val::Str(i + 1, end), end + 1)
             }
             b'n' if b[i..].starts_with(b"null") => (Val::Null, i + 4),
             b'0'..=b'9' => {
@@ -338,7 +336,7 @@ mod tests {
         let shown = out
             .into_iter()
             .map(|(i, c)| {
-                let v = match c.cell(text.as_bytes()) {
+                let v = match c.cell(text) {
                     Cell::Null => "null".to_owned(),
                     Cell::Str(s) => format!("s:{s}"),
                     Cell::UInt(n) => format!("u:{n}"),

@@ -320,7 +320,7 @@ pub fn read_table(
                 let bytes = line.as_bytes();
                 match json::plain_row(bytes, &schema, &mut cells) {
                     Some(end) if bytes[end..].iter().all(u8::is_ascii_whitespace) => {
-                        b.plain_row(bytes, &cells)
+                        b.plain_row(&line, &cells)
                             .map_err(|m| err(path, Some(n), m))?;
                     }
                     _ => json_row(&mut b, bytes).map_err(|m| err(path, Some(n), m))?,
@@ -344,7 +344,9 @@ pub fn read_table(
                 let got = elements
                     .next(&mut |bytes| {
                         let end = json::plain_row(bytes, &schema, &mut cells)?;
-                        bad = b.plain_row(bytes, &cells).err();
+                        // Not UTF-8: serde's to read and word.
+                        let text = std::str::from_utf8(&bytes[..end]).ok()?;
+                        bad = b.plain_row(text, &cells).err();
                         Some(end)
                     })
                     .map_err(|(row, m)| err(path, row, m))?;
@@ -594,12 +596,12 @@ impl Builders {
         }
     }
 
-    /// Appends a row read by [`json::plain_row`] from `bytes`.
-    fn plain_row(&mut self, bytes: &[u8], cells: &[(usize, json::Val)]) -> Result<(), String> {
+    /// Appends a row read by [`json::plain_row`] from `text`.
+    fn plain_row(&mut self, text: &str, cells: &[(usize, json::Val)]) -> Result<(), String> {
         let mut seen = 0u64;
         for &(i, v) in cells {
             seen |= 1 << i;
-            self.cell(i, v.cell(bytes))?;
+            self.cell(i, v.cell(text))?;
         }
         for i in (0..self.cols.len()).filter(|&i| seen & (1 << i) == 0) {
             self.cell(i, Cell::Null)?;
@@ -797,7 +799,7 @@ mod tests {
             for l in lines {
                 let end = json::plain_row(l.as_bytes(), &schema, &mut cells).expect(l);
                 assert_eq!(l[end..].trim(), "", "{l}");
-                plain.plain_row(l.as_bytes(), &cells).unwrap();
+                plain.plain_row(l, &cells).unwrap();
                 json_row(&mut serde, l.as_bytes()).unwrap();
             }
             assert_eq!(plain.take(), serde.take());
