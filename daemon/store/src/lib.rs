@@ -229,6 +229,15 @@ impl Store {
         })
     }
 
+    /// DuckDB's worker threads.
+    pub fn threads(&self) -> Result<u16, QueryError> {
+        Ok(self
+            .conn
+            .query_row("SELECT current_setting('threads')::USMALLINT", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// Sets DuckDB's worker threads for the whole database (every connection).
     pub fn set_threads(&self, threads: u16) -> Result<(), QueryError> {
         self.conn
