@@ -541,6 +541,103 @@ fn flipped_byte_missing_file_and_wrong_count_fail_verify_and_import() {
     }
 }
 
+/// Version 4's `hit_ids` lets an import into a running daemon reserve the
+/// ids without reading the hits first; it is checked against the rows by
+/// verify and by both imports. A version-3 Takeout (without it) still
+/// imports through a daemon, which then reads the hits twice.
+#[test]
+fn the_manifests_hit_ids_are_checked_and_version_3_imports_without_them() {
+    for f in ["ndjson", "parquet"] {
+        let (_root, dir) = small_export(f);
+        let m = manifest(&dir);
+        assert_eq!(m["takeout_version"], 4);
+        let (min, max) = (
+            m["hit_ids"]["min"].as_u64().unwrap(),
+            m["hit_ids"]["max"].as_u64().unwrap(),
+        );
+        assert!(min >= 1 && max - min + 1 == 3000, "{m}");
+
+        let write = |m: &serde_json::Value| {
+            std::fs::write(dir.join("MANIFEST"), serde_json::to_vec_pretty(m).unwrap()).unwrap()
+        };
+        let mut lying = m.clone();
+        lying["hit_ids"]["max"] = (max - 1).into();
+        write(&lying);
+        let says = format!("hit ids {min}..{max}, the manifest says {min}..{}", max - 1);
+        verify_fails(&dir, &says);
+        import_refused(&dir, &[&format!("hits.{f}"), &says]);
+        let d = Daemon::start(&[]);
+        let o = hv(&[
+            "--data-dir",
+            d.data_dir.to_str().unwrap(),
+            "import",
+            dir.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("hits.{f}")) && err.contains(&says),
+            "{err}"
+        );
+
+        // Version 3: no hit_ids (and a version-3 manifest with them is refused).
+        let mut v3 = m.clone();
+        v3["takeout_version"] = 3.into();
+        write(&v3);
+        verify_fails(&dir, "hit_ids is new in takeout_version 4");
+        v3.as_object_mut().unwrap().remove("hit_ids");
+        write(&v3);
+        ok(&["takeout", "verify", dir.to_str().unwrap()]);
+        let got = ok(&[
+            "--data-dir",
+            d.data_dir.to_str().unwrap(),
+            "import",
+            dir.to_str().unwrap(),
+        ]);
+        // All 3000 added: the refused import left none behind.
+        assert!(
+            got.contains("through the running daemon: 3000 hits added"),
+            "{got}"
+        );
+        write(&m);
+        let again = ok(&[
+            "--data-dir",
+            d.data_dir.to_str().unwrap(),
+            "import",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(
+            again.contains("0 hits added (0 under new ids), 3000 already present"),
+            "{again}"
+        );
+        assert_eq!(d.stop().count("SELECT count(*) FROM hits"), 3000);
+
+        // Version 4 streams the rows while the files are hashed: a damaged
+        // file still stops the import before the daemon commits.
+        let file = dir.join(format!("hits.{f}"));
+        let orig = std::fs::read(&file).unwrap();
+        let mut bytes = orig.clone();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x01;
+        std::fs::write(&file, &bytes).unwrap();
+        let d = Daemon::start(&[]);
+        let o = hv(&[
+            "--data-dir",
+            d.data_dir.to_str().unwrap(),
+            "import",
+            dir.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("is damaged") && err.contains("SHA-256"),
+            "{err}"
+        );
+        assert_eq!(d.stop().count("SELECT count(*) FROM hits"), 0);
+        std::fs::write(&file, &orig).unwrap();
+    }
+}
+
 fn sha256(path: &Path) -> String {
     let o = Command::new("sha256sum")
         .arg(path)
@@ -643,10 +740,10 @@ fn bad_input_is_refused_naming_file_row_and_reason_and_nothing_is_imported() {
     let m = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
     std::fs::write(
         dir.join("MANIFEST"),
-        m.replace("\"takeout_version\": 3", "\"takeout_version\": 4"),
+        m.replace("\"takeout_version\": 4", "\"takeout_version\": 5"),
     )
     .unwrap();
-    import_refused(&dir, &["takeout_version 4"]);
+    import_refused(&dir, &["takeout_version 5"]);
 
     // A goal of an unknown kind; a funnel whose steps have a gap.
     let (_root, dir) = small_export("ndjson");
@@ -950,7 +1047,7 @@ fn definitions_and_history_import_through_the_daemon_and_versions_1_and_2_still_
         "csv",
     ]);
     d.stop();
-    assert_eq!(manifest(&dir)["takeout_version"], 3);
+    assert_eq!(manifest(&dir)["takeout_version"], 4);
     let goals = std::fs::read_to_string(dir.join("goals.csv")).unwrap();
     assert_eq!(goals.lines().count(), 4, "{goals}");
     let funnels = std::fs::read_to_string(dir.join("funnels.csv")).unwrap();
@@ -1045,6 +1142,7 @@ fn definitions_and_history_import_through_the_daemon_and_versions_1_and_2_still_
         }
         let mut m = manifest(&dir);
         m["takeout_version"] = version.into();
+        m.as_object_mut().unwrap().remove("hit_ids");
         m["files"]
             .as_array_mut()
             .unwrap()
@@ -1075,6 +1173,7 @@ fn definitions_and_history_import_through_the_daemon_and_versions_1_and_2_still_
         // A manifest of that version that lists the newer tables is refused.
         let mut m = manifest(&dir);
         m["takeout_version"] = version.into();
+        m.as_object_mut().unwrap().remove("hit_ids");
         std::fs::write(old.join("MANIFEST"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
         for f in m["files"].as_array().unwrap() {
             let name = f["name"].as_str().unwrap();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use hitvault_server::{AdminError, BodyWriter, ExportQuery, Exporter};
 use hitvault_store::{ExportFilter, ImportStats, Reader, Store, StoreOptions};
-use hitvault_takeout::manifest::Filter;
+use hitvault_takeout::manifest::{Filter, HitIds};
 use hitvault_takeout::stream::{Frame, data_frame, end_frame, error_frame, read_frame};
 use hitvault_takeout::write::TableWriter;
 use hitvault_takeout::{ExportWriter, Format, Table, parse_time};
@@ -296,13 +296,21 @@ fn import_offline(
         let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
         let reader = s.spawn(move || -> Result<u64, CliError> {
             let mut total = 0u64;
+            let mut ids = HitIds::default();
             for &table in m.tables() {
                 let entry = m.file(table).expect("read_manifest checked the tables");
                 let path: PathBuf = dir.join(&entry.name);
                 let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
+                    if table == Table::Hits {
+                        ids.add(&batch);
+                    }
                     tx.send((table, batch)).map_err(|_| "stopped".to_owned())
                 })
                 .map_err(|e| (2, format!("nothing imported: {e}")))?;
+                if table == Table::Hits {
+                    ids.check(m)
+                        .map_err(|p| (2, format!("nothing imported: {}: {p}", path.display())))?;
+                }
                 if rows != entry.rows {
                     return Err((
                         2,
@@ -357,49 +365,97 @@ fn import_through_daemon(
 ) -> Result<(), CliError> {
     let entry = |table: Table| m.file(table).expect("read_manifest checked the tables");
     let hits = entry(Table::Hits);
-    let mut max_id = 0u64;
-    let rows =
-        hitvault_takeout::read_table(&dir.join(&hits.name), m.format, Table::Hits, &mut |b| {
-            max_id = max_id.max(hitvault_takeout::max_hit_id(&b));
-            Ok(())
-        })
-        .map_err(|e| (2, format!("nothing imported: {e}")));
-    undamaged()?;
-    let rows = rows?;
-    if rows != hits.rows {
-        return Err((
-            2,
-            format!(
-                "nothing imported: {}: {rows} rows, the manifest says {}",
-                hits.name, hits.rows
-            ),
-        ));
-    }
+    // The files' check is waited for before the end of the stream, on
+    // which the daemon commits (a stream cut short is rolled back).
+    let mut undamaged = Some(undamaged);
+    let mut undamaged = move || undamaged.take().map_or(Ok(()), |check| check());
+    // The daemon reserves the ids up to the largest before any row arrives.
+    // Since version 4 the manifest says which it is (checked against the
+    // rows as they are sent, and by the daemon); before, the hits are read
+    // once for it, and the files' check waited for before anything is sent.
+    let max_id = if m.takeout_version >= 4 {
+        m.hit_ids.map_or(0, |r| r.max)
+    } else {
+        let mut max_id = 0u64;
+        let rows =
+            hitvault_takeout::read_table(&dir.join(&hits.name), m.format, Table::Hits, &mut |b| {
+                max_id = max_id.max(hitvault_takeout::max_hit_id(&b));
+                Ok(())
+            })
+            .map_err(|e| (2, format!("nothing imported: {e}")));
+        undamaged()?;
+        let rows = rows?;
+        if rows != hits.rows {
+            return Err((
+                2,
+                format!(
+                    "nothing imported: {}: {rows} rows, the manifest says {}",
+                    hits.name, hits.rows
+                ),
+            ));
+        }
+        max_id
+    };
     // The daemon answers after the merge, however long it takes.
     conn.set_read_timeout(None)
         .map_err(|e| (1, e.to_string()))?;
     let mut total = 0u64;
+    let mut damaged = None;
+    // A write that failed: the daemon stopped reading, and its reply says why.
+    let mut cut_off = false;
     let (produced, reply) = client::post_streamed(conn, &format!("/import?max_id={max_id}"), |w| {
-        for &table in m.tables() {
-            let e = entry(table);
-            let path = dir.join(&e.name);
-            let n = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
-                let f = data_frame(table, &batch).map_err(|e| e.to_string())?;
-                w.write_all(&f).map_err(|e| e.to_string())
-            })
-            .map_err(|e| e.to_string())?;
-            if n != e.rows {
-                return Err(format!(
-                    "{}: {n} rows, the manifest says {}",
-                    path.display(),
-                    e.rows
-                ));
+        let mut stream = || -> Result<(), String> {
+            for &table in m.tables() {
+                let e = entry(table);
+                let path = dir.join(&e.name);
+                let mut ids = HitIds::default();
+                let n = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
+                    if table == Table::Hits {
+                        ids.add(&batch);
+                    }
+                    let f = data_frame(table, &batch).map_err(|e| e.to_string())?;
+                    w.write_all(&f).map_err(|e| {
+                        cut_off = true;
+                        e.to_string()
+                    })
+                })
+                .map_err(|e| e.to_string())?;
+                if table == Table::Hits {
+                    ids.check(m)
+                        .map_err(|p| format!("{}: {p}", path.display()))?;
+                }
+                if n != e.rows {
+                    return Err(format!(
+                        "{}: {n} rows, the manifest says {}",
+                        path.display(),
+                        e.rows
+                    ));
+                }
+                total += n;
             }
-            total += n;
+            Ok(())
+        };
+        let streamed = stream();
+        // A damaged file is reported as such, whatever else failed.
+        if let Err(e) = undamaged() {
+            damaged = Some(e);
+            return Err("damaged".into());
         }
-        w.write_all(&end_frame(total)).map_err(|e| e.to_string())
+        streamed?;
+        w.write_all(&end_frame(total)).map_err(|e| {
+            cut_off = true;
+            e.to_string()
+        })
     })
     .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
+    if let Some(e) = damaged {
+        return Err(e);
+    }
+    if let Err(e) = &produced
+        && !cut_off
+    {
+        return Err((2, format!("nothing imported: {e}")));
+    }
     if reply.status != 200 {
         return Err(client::refusal(
             reply.status,

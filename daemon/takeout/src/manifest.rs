@@ -31,6 +31,14 @@ pub struct TimeRange {
     pub last: String,
 }
 
+/// Smallest and largest hit id exported (version 4 on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdRange {
+    pub min: u64,
+    pub max: u64,
+}
+
 /// One data file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +63,11 @@ pub struct Manifest {
     pub filter: Filter,
     /// `None` when no hit was exported.
     pub time_range: Option<TimeRange>,
+    /// `None` when no hit was exported, and before version 4. An import
+    /// into a running daemon reserves the ids up to `max` before the rows
+    /// are read; without it, it reads the hits file once more first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_ids: Option<IdRange>,
     pub files: Vec<FileEntry>,
 }
 
@@ -100,6 +113,13 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
             m.takeout_version
         )));
     };
+    if m.takeout_version < 4 && m.hit_ids.is_some() {
+        return Err(fail(format!(
+            "{}: hit_ids is new in takeout_version 4, this manifest says {}",
+            path.display(),
+            m.takeout_version
+        )));
+    }
     let mut tables: Vec<&str> = m.files.iter().map(|f| f.table.as_str()).collect();
     tables.sort_unstable();
     let mut want: Vec<&str> = layout.iter().map(|t| t.name()).collect();
@@ -122,6 +142,54 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
         }
     }
     Ok(m)
+}
+
+/// The range of hit ids read so far, to check against the manifest's.
+#[derive(Debug, Default)]
+pub struct HitIds(Option<IdRange>);
+
+impl HitIds {
+    /// Adds the ids of a batch of the hits table.
+    pub fn add(&mut self, batch: &arrow_array::RecordBatch) {
+        use arrow_array::cast::AsArray;
+        let Some(ids) = batch
+            .column_by_name("id")
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt64Type>())
+        else {
+            return;
+        };
+        let vals = ids.values();
+        if let (Some(&lo), Some(&hi)) = (vals.iter().min(), vals.iter().max()) {
+            self.0 = Some(match self.0 {
+                Some(r) => IdRange {
+                    min: r.min.min(lo),
+                    max: r.max.max(hi),
+                },
+                None => IdRange { min: lo, max: hi },
+            });
+        }
+    }
+
+    /// The range read so far (None: no hit).
+    pub fn range(&self) -> Option<IdRange> {
+        self.0
+    }
+
+    /// The range read, checked against `m`'s `hit_ids` (from version 4).
+    pub fn check(&self, m: &Manifest) -> Result<Option<IdRange>, String> {
+        let show = |r: Option<IdRange>| match r {
+            Some(r) => format!("{}..{}", r.min, r.max),
+            None => "none".into(),
+        };
+        if m.takeout_version >= 4 && self.0 != m.hit_ids {
+            return Err(format!(
+                "hit ids {}, the manifest says {}",
+                show(self.0),
+                show(m.hit_ids)
+            ));
+        }
+        Ok(self.0)
+    }
 }
 
 /// Size and SHA-256 (hex) of a file, read in 1 MiB pieces.
@@ -182,7 +250,13 @@ pub fn verify(dir: &Path) -> Result<Manifest, VerifyError> {
             continue;
         }
         let table = Table::from_name(&f.table).expect("checked by read_manifest");
-        match read::read_table(&path, m.format, table, &mut |_| Ok(())) {
+        let mut ids = HitIds::default();
+        match read::read_table(&path, m.format, table, &mut |b| {
+            if table == Table::Hits {
+                ids.add(&b);
+            }
+            Ok(())
+        }) {
             Ok(rows) if rows != f.rows => {
                 problems.push(format!(
                     "{}: {rows} rows, the manifest says {}",
@@ -190,7 +264,13 @@ pub fn verify(dir: &Path) -> Result<Manifest, VerifyError> {
                     f.rows
                 ));
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if table == Table::Hits
+                    && let Err(p) = ids.check(&m)
+                {
+                    problems.push(format!("{}: {p}", path.display()));
+                }
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }

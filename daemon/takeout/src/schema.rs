@@ -9,12 +9,12 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 /// Version of the Takeout layout (tables, columns, types, MANIFEST) that
 /// exports write. Independent of the database's migrations. Version 2 added
 /// the `goals` and `funnels` tables, version 3 `imported_days` and
-/// `imported_values`; readers take every version in [`READ_VERSIONS`] and
-/// refuse any other.
-pub const TAKEOUT_VERSION: u32 = 3;
+/// `imported_values`, version 4 the manifest's `hit_ids`; readers take every
+/// version in [`READ_VERSIONS`] and refuse any other.
+pub const TAKEOUT_VERSION: u32 = 4;
 
 /// Layout versions this hitvault reads.
-pub const READ_VERSIONS: [u32; 3] = [1, 2, 3];
+pub const READ_VERSIONS: [u32; 4] = [1, 2, 3, 4];
 
 /// A table of a Takeout, one data file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +55,7 @@ impl Table {
         match version {
             1 => Some(&Table::ALL[..3]),
             2 => Some(&Table::ALL[..5]),
-            3 => Some(&Table::ALL),
+            3 | 4 => Some(&Table::ALL),
             _ => None,
         }
     }

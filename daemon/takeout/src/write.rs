@@ -18,7 +18,7 @@ use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::Format;
-use crate::manifest::{FileEntry, Filter, MANIFEST, Manifest, TimeRange};
+use crate::manifest::{FileEntry, Filter, IdRange, MANIFEST, Manifest, TimeRange};
 use crate::parallel::{ParallelWriter, TextEncoder};
 use crate::schema::{TAKEOUT_VERSION, Table};
 use crate::text::{self, Text};
@@ -129,6 +129,8 @@ pub struct TableWriter<W: Write + Send> {
     rows: u64,
     /// Smallest and largest `ts` seen (hits only).
     range: Option<(i64, i64)>,
+    /// Smallest and largest `id` seen (hits only).
+    ids: crate::manifest::HitIds,
 }
 
 impl<W: Write + Send> TableWriter<W> {
@@ -176,11 +178,17 @@ impl<W: Write + Send> TableWriter<W> {
             inner,
             rows: 0,
             range: None,
+            ids: Default::default(),
         })
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Smallest and largest `id` written (hits only).
+    pub(crate) fn hit_ids(&self) -> Option<IdRange> {
+        self.ids.range()
     }
 
     /// First and last `ts` written (hits only).
@@ -205,6 +213,7 @@ impl<W: Write + Send> TableWriter<W> {
                     None => (lo, hi),
                 });
             }
+            self.ids.add(&batch);
         }
         let rows = batch.num_rows() as u64;
         match &mut self.inner {
@@ -439,13 +448,12 @@ impl ExportWriter {
     pub fn finish(self, filter: Filter) -> Result<Manifest, ExportError> {
         let mut files = Vec::new();
         let mut range = None;
+        let mut hit_ids = None;
         for (table, w) in self.writers {
             let rows = w.rows();
             if table == Table::Hits {
-                range = w.range.map(|(a, b)| TimeRange {
-                    first: crate::format_time(a),
-                    last: crate::format_time(b),
-                });
+                range = w.time_range();
+                hit_ids = w.hit_ids();
             }
             let (bytes, sha256) = w.finish()?.close()?;
             files.push(FileEntry {
@@ -463,6 +471,7 @@ impl ExportWriter {
             created_at: crate::format_time(jiff::Timestamp::now().as_microsecond()),
             filter,
             time_range: range,
+            hit_ids,
             files,
         };
         let tmp = self.dir.join(format!("{MANIFEST}.tmp"));

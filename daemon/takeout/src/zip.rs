@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use sha2::{Digest, Sha256};
 
 use crate::Format;
-use crate::manifest::{FileEntry, Filter, MANIFEST, Manifest, TimeRange};
+use crate::manifest::{FileEntry, Filter, IdRange, MANIFEST, Manifest, TimeRange};
 use crate::schema::{TAKEOUT_VERSION, Table};
 use crate::write::{ExportError, TableWriter, file_name, hex};
 
@@ -213,6 +213,7 @@ pub struct ZipExport<W: Write + Send> {
     cur: Option<(Table, TableWriter<Hashed<W>>)>,
     files: Vec<FileEntry>,
     range: Option<TimeRange>,
+    hit_ids: Option<IdRange>,
 }
 
 impl<W: Write + Send> ZipExport<W> {
@@ -223,6 +224,7 @@ impl<W: Write + Send> ZipExport<W> {
             cur: None,
             files: vec![],
             range: None,
+            hit_ids: None,
         }
     }
 
@@ -231,6 +233,7 @@ impl<W: Write + Send> ZipExport<W> {
             let rows = w.rows();
             if table == Table::Hits {
                 self.range = w.time_range();
+                self.hit_ids = w.hit_ids();
             }
             let Hashed { mut zip, hash } = w.finish()?;
             zip.end_entry()?;
@@ -314,6 +317,7 @@ impl<W: Write + Send> ZipExport<W> {
             created_at: crate::format_time(jiff::Timestamp::now().as_microsecond()),
             filter,
             time_range: self.range,
+            hit_ids: self.hit_ids,
             files,
         };
         let mut zip = self.idle.take().expect("no entry is open");
