@@ -541,6 +541,20 @@ fn flipped_byte_missing_file_and_wrong_count_fail_verify_and_import() {
     }
 }
 
+/// Imports `dir` through the running daemon `d`, expecting a refusal (exit
+/// 2); returns the CLI's stderr.
+fn refused_through(d: &Daemon, dir: &Path) -> String {
+    let o = hv(&[
+        "--data-dir",
+        d.data_dir.to_str().unwrap(),
+        "import",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    err
+}
+
 /// Version 4's `hit_ids` lets an import into a running daemon reserve the
 /// ids without reading the hits first; it is checked against the rows by
 /// verify and by both imports. A version-3 Takeout (without it) still
@@ -567,14 +581,7 @@ fn the_manifests_hit_ids_are_checked_and_version_3_imports_without_them() {
         verify_fails(&dir, &says);
         import_refused(&dir, &[&format!("hits.{f}"), &says]);
         let d = Daemon::start(&[]);
-        let o = hv(&[
-            "--data-dir",
-            d.data_dir.to_str().unwrap(),
-            "import",
-            dir.to_str().unwrap(),
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
+        let err = refused_through(&d, &dir);
         assert!(
             err.contains(&format!("hits.{f}")) && err.contains(&says),
             "{err}"
@@ -621,14 +628,7 @@ fn the_manifests_hit_ids_are_checked_and_version_3_imports_without_them() {
         bytes[last] ^= 0x01;
         std::fs::write(&file, &bytes).unwrap();
         let d = Daemon::start(&[]);
-        let o = hv(&[
-            "--data-dir",
-            d.data_dir.to_str().unwrap(),
-            "import",
-            dir.to_str().unwrap(),
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
+        let err = refused_through(&d, &dir);
         assert!(
             err.contains("is damaged") && err.contains("SHA-256"),
             "{err}"

@@ -38,7 +38,8 @@ pub struct AppendStats {
     pub unknown_site: usize,
 }
 
-fn hits_schema() -> Arc<Schema> {
+/// The columns of `hits`, in order, as appends and imports hand them to DuckDB.
+pub(crate) fn hits_schema() -> Arc<Schema> {
     let s = |n: &str| Field::new(n, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::UInt64, false),

@@ -34,12 +34,11 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt8Array, UInt16Array};
 use duckdb::arrow::compute::filter_record_batch;
-use duckdb::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt16Type, UInt64Type,
-};
+use duckdb::arrow::datatypes::{TimestampMicrosecondType, UInt16Type, UInt64Type};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, OptionalExt};
 
+use crate::append::hits_schema;
 use crate::feed::{Converter, Feed};
 use crate::goals::{
     DefError, FUNNEL_STEPS, GoalKind, MAX_FUNNELS, MAX_GOALS, Step, check_step, check_text,
@@ -711,55 +710,9 @@ struct Stamp {
 
 /// A batch of Takeout hits converted to the columns of `hits`.
 struct HitsRows {
-    /// In [`hits_schema`].
+    /// In the columns of `hits` ([`hits_schema`]).
     all: RecordBatch,
     id_range: (u64, u64),
-}
-
-/// The columns of `hits`, as the import appends them.
-pub(crate) fn hits_schema() -> SchemaRef {
-    static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
-    SCHEMA
-        .get_or_init(|| {
-            let text = |name: &str| Field::new(name, DataType::Utf8, true);
-            let mut fields = vec![
-                Field::new("id", DataType::UInt64, false),
-                Field::new("site_id", DataType::UInt16, false),
-                Field::new(
-                    "ts",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    false,
-                ),
-                Field::new("kind", DataType::UInt8, false),
-            ];
-            fields.extend(
-                [
-                    "name",
-                    "path",
-                    "referrer",
-                    "source",
-                    "utm_source",
-                    "utm_medium",
-                    "utm_campaign",
-                    "utm_term",
-                    "utm_content",
-                    "browser",
-                    "browser_version",
-                    "os",
-                    "os_version",
-                ]
-                .map(text),
-            );
-            fields.extend([
-                Field::new("device", DataType::UInt8, false),
-                text("country"),
-                text("language"),
-                Field::new("screen_width", DataType::UInt16, true),
-                Field::new("visitor", DataType::UInt64, false),
-            ]);
-            Arc::new(Schema::new(fields))
-        })
-        .clone()
 }
 
 /// Converts a batch in the Takeout's hits schema (checked by the reader:
