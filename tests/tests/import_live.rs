@@ -169,6 +169,14 @@ fn import_through_a_running_daemon_under_ingest() {
         acked[at_import..].iter().all(|p| local[p].1 > n(1)),
         "hits acknowledged after the import are numbered above the new ids too"
     );
+    // The ids reserved for new ones were as many as the target had used
+    // (at most every hit acknowledged), not one per imported id.
+    let first_after = acked[at_import..].iter().map(|p| local[p].1).min().unwrap();
+    assert!(
+        first_after <= 20_000 + acked.len() as u64 + 1,
+        "first id after the import {first_after}, {} hits acknowledged in all",
+        acked.len()
+    );
     let props = "SELECT h.site, h.ts, h.visitor, h.path, p.key, p.value \
                  FROM props_v p JOIN hits_v h ON h.id = p.id";
     assert_eq!(

@@ -643,10 +643,14 @@ impl Maintenance for DaemonMaintenance {
         // before is committed before the merge, so an imported id can meet
         // only a stored hit, never a future one. An imported hit whose id is
         // stored as another hit (of this instance) gets a new id from the
-        // reserved range: there cannot be more of them than ids up to
-        // `max_id`.
-        let reserved = max_id.saturating_add(1);
-        let (renumber_above, target) = self.queue.reserve_above(max_id, reserved);
+        // reserved range. Only an id this instance has given out or reserved
+        // can be stored as another hit, so there cannot be more of them than
+        // ids up to the smaller of `max_id` and the highest id in use: a
+        // Takeout of another instance imported into a new one reserves as
+        // many ids as the new one has used, not as many as it imports.
+        let (renumber_above, reserved, target) = self
+            .queue
+            .reserve_above_with(max_id, |in_use| max_id.min(in_use));
         self.wait_committed(target)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let (reply, answer) = std::sync::mpsc::channel();

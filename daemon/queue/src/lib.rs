@@ -435,16 +435,30 @@ impl Queue {
     /// `base` (the reserved seqs are `base + 1 ..= base + count`) and the
     /// durable position at the reservation, as [`Queue::raise_floor`] does.
     pub fn reserve_above(&self, at_least: u64, count: u64) -> (u64, u64) {
+        let (base, _, durable) = self.reserve_above_with(at_least, |_| count);
+        (base, durable)
+    }
+
+    /// [`Queue::reserve_above`] with the count decided, under the numbering
+    /// lock, from the highest seq assigned or reserved so far (or below the
+    /// floor): returns `(base, count, durable)`.
+    pub fn reserve_above_with(
+        &self,
+        at_least: u64,
+        count: impl FnOnce(u64) -> u64,
+    ) -> (u64, u64, u64) {
         let shared = &self.inner.shared;
         let _numbering = lock(&shared.numbering);
         let durable = lock(&shared.state).durable_seq;
         let floor = shared.floor.load(Ordering::SeqCst);
-        let base = at_least.max(durable).max(floor.saturating_sub(1));
+        let in_use = durable.max(floor.saturating_sub(1));
+        let count = count(in_use);
+        let base = at_least.max(in_use);
         shared.floor.fetch_max(
             base.saturating_add(count).saturating_add(1),
             Ordering::SeqCst,
         );
-        (base, durable)
+        (base, count, durable)
     }
 
     /// A snapshot of the counters.

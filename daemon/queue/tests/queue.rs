@@ -687,6 +687,12 @@ fn reserved_seqs_are_never_assigned() {
     assert_eq!(q.reserve_above(0, 2), (21, 21));
     assert_eq!(q.reserve_above(0, 2), (23, 21));
     assert_eq!(q.append(payload(5)).wait().unwrap(), 26);
+    // The count decided from the highest seq in use: 26 (the last
+    // assigned), above 100 asked: 101 ..= 126.
+    assert_eq!(q.reserve_above_with(100, |in_use| in_use), (100, 26, 26));
+    // Reserved seqs count as in use: 127 ..= 126 + 126.
+    assert_eq!(q.reserve_above_with(0, |in_use| in_use), (126, 126, 26));
+    assert_eq!(q.append(payload(6)).wait().unwrap(), 253);
 }
 
 /// A floor raised at run time: later appends get seqs at or above it, the
