@@ -204,6 +204,50 @@ pub fn max_hit_id(batch: &RecordBatch) -> u64 {
         .unwrap_or(0)
 }
 
+/// A reader that fails once a line (the bytes before a `\n`) grows past
+/// [`json::MAX_ROW_BYTES`]: the CSV reader holds a record whole in memory,
+/// so a file without line ends is refused instead. Lines within one read
+/// are shorter than the read.
+struct LineLimit<R> {
+    inner: R,
+    /// Bytes since the last line end.
+    run: usize,
+}
+
+impl<R> LineLimit<R> {
+    fn new(inner: R) -> Self {
+        LineLimit { inner, run: 0 }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let block = &buf[..n];
+        // The line running in from before ends at the first line end; the
+        // lines after it end within this block, or run on.
+        let longest = match block.iter().position(|&b| b == b'\n') {
+            None => {
+                self.run += n;
+                self.run
+            }
+            Some(first) => {
+                let last = block.iter().rposition(|&b| b == b'\n').unwrap_or(first);
+                let crossing = self.run + first;
+                self.run = n - last - 1;
+                crossing.max(self.run)
+            }
+        };
+        if longest > json::MAX_ROW_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {} MiB", json::MAX_ROW_BYTES >> 20),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// Reads `path` as `table` in `format` and hands every batch to `sink`.
 /// Returns the number of rows. The sink's error aborts the read.
 pub fn read_table(
@@ -246,7 +290,7 @@ pub fn read_table(
         Format::Csv => {
             let mut rdr = csv::ReaderBuilder::new()
                 .has_headers(true)
-                .from_reader(BufReader::with_capacity(1 << 20, file));
+                .from_reader(BufReader::with_capacity(1 << 20, LineLimit::new(file)));
             let header: Vec<String> = rdr
                 .headers()
                 .map_err(|e| err(path, None, e.to_string()))?
@@ -304,11 +348,20 @@ pub fn read_table(
             loop {
                 line.clear();
                 let n = rows + b.rows as u64 + 1;
-                let got = rd
+                // At most one byte past the longest row, so that a file
+                // without line ends is refused, not read into memory whole.
+                let got = std::io::Read::take(&mut rd, json::MAX_ROW_BYTES as u64 + 1)
                     .read_line(&mut line)
                     .map_err(|e| err(path, Some(n), e.to_string()))?;
                 if got == 0 {
                     break;
+                }
+                if got > json::MAX_ROW_BYTES {
+                    return Err(err(
+                        path,
+                        Some(n),
+                        format!("longer than {} MiB", json::MAX_ROW_BYTES >> 20),
+                    ));
                 }
                 if !line.ends_with('\n') {
                     return Err(err(
@@ -692,6 +745,30 @@ mod tests {
             Ok(())
         })?;
         Ok(got.expect("one batch"))
+    }
+
+    #[test]
+    fn rows_longer_than_16_mib_are_refused_without_being_read_whole() {
+        let row = |len: usize| format!(r#"{{"id":1,"key":"k","value":"{}"}}"#, "x".repeat(len));
+        let fits = json::MAX_ROW_BYTES - 64;
+        assert_eq!(ndjson(&row(fits)).unwrap().num_rows(), 1);
+        let array = |r: String| read_one(Table::Props, Format::Json, &format!("[{r}]"));
+        assert_eq!(array(row(fits)).unwrap().num_rows(), 1);
+        let long = row(json::MAX_ROW_BYTES);
+        let csv = |v: &str| {
+            read_one(
+                Table::Props,
+                Format::Csv,
+                &format!("id,key,value\r\n1,k,{v}\r\n"),
+            )
+        };
+        assert_eq!(csv(&"x".repeat(fits)).unwrap().num_rows(), 1);
+        let e = csv(&"x".repeat(json::MAX_ROW_BYTES + 1)).unwrap_err();
+        assert!(e.reason.contains("a line longer than 16 MiB"), "{e}");
+        for e in [ndjson(&long).unwrap_err(), array(long).unwrap_err()] {
+            assert_eq!(e.row, Some(1), "{e}");
+            assert!(e.reason.contains("longer than 16 MiB"), "{e}");
+        }
     }
 
     #[test]
