@@ -541,6 +541,53 @@ fn flipped_byte_missing_file_and_wrong_count_fail_verify_and_import() {
     }
 }
 
+/// A daemon started on a store that already holds hits (seeded here; a
+/// restore or an offline import is the same) counts their ids as in use:
+/// an import of another instance's Takeout through it gives the clashing
+/// rows new ids that no later hit takes.
+#[test]
+fn ids_stored_before_the_daemon_started_are_not_given_again() {
+    let root = tempfile::tempdir().unwrap();
+    let other = root.path().join("other");
+    hitvault_tests::seed(&other, 2000, 3, 30);
+    let dir = root.path().join("out");
+    ok(&[
+        "--data-dir",
+        other.to_str().unwrap(),
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ]);
+    let mine = tempfile::tempdir().unwrap();
+    let data = mine.path().join("data");
+    seed(&data, 1000);
+    let d = Daemon::start_wrapped(data, mine, &[], &[]);
+    let got = ok(&[
+        "--data-dir",
+        d.data_dir.to_str().unwrap(),
+        "import",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(got.contains("through the running daemon"), "{got}");
+    let r = d.beacon(
+        "/api/collect",
+        r#"{"n":"pageview","u":"https://site01.test/after-import"}"#,
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let s = d.stop();
+    assert_eq!(
+        s.count("SELECT count(*) - count(DISTINCT id) FROM hits"),
+        0,
+        "an id given twice, after {got}"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM hits_v WHERE path = '/after-import'"),
+        1
+    );
+}
+
 /// Imports `dir` through the running daemon `d`, expecting a refusal (exit
 /// 2); returns the CLI's stderr.
 fn refused_through(d: &Daemon, dir: &Path) -> String {
@@ -586,6 +633,12 @@ fn the_manifests_hit_ids_are_checked_and_version_3_imports_without_them() {
             err.contains(&format!("hits.{f}")) && err.contains(&says),
             "{err}"
         );
+
+        // A hit id above 2^53 is refused before the daemon reserves anything.
+        lying["hit_ids"]["max"] = ((1u64 << 53) + 1).into();
+        write(&lying);
+        let err = refused_through(&d, &dir);
+        assert!(err.contains("the largest hit id"), "{err}");
 
         // Version 3: no hit_ids (and a version-3 manifest with them is refused).
         let mut v3 = m.clone();

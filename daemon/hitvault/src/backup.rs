@@ -643,8 +643,9 @@ impl Maintenance for DaemonMaintenance {
         // before is committed before the merge, so an imported id can meet
         // only a stored hit, never a future one. An imported hit whose id is
         // stored as another hit (of this instance) gets a new id from the
-        // reserved range. Only an id this instance has given out or reserved
-        // can be stored as another hit, so there cannot be more of them than
+        // reserved range. Only an id in use (stored before this run, which
+        // the queue opened above, or given out or reserved since) can be
+        // stored as another hit, so there cannot be more of them than
         // ids up to the smaller of `max_id` and the highest id in use: a
         // Takeout of another instance imported into a new one reserves as
         // many ids as the new one has used, not as many as it imports.

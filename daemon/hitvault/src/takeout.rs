@@ -374,7 +374,18 @@ fn import_through_daemon(
     // rows as they are sent, and by the daemon); before, the hits are read
     // once for it, and the files' check waited for before anything is sent.
     let max_id = if m.takeout_version >= 4 {
-        m.hit_ids.map_or(0, |r| r.max)
+        let max = m.hit_ids.map_or(0, |r| r.max);
+        if max > hitvault_store::MAX_HIT_ID {
+            return Err((
+                2,
+                format!(
+                    "nothing imported: {}: hit_ids ends at {max}, above {}, the largest hit id",
+                    dir.join(hitvault_takeout::manifest::MANIFEST).display(),
+                    hitvault_store::MAX_HIT_ID
+                ),
+            ));
+        }
+        max
     } else {
         let mut max_id = 0u64;
         let rows =

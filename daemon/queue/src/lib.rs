@@ -286,7 +286,9 @@ impl Queue {
             durable: Condvar::new(),
             spare: Mutex::new(None),
             poisoned: AtomicBool::new(false),
-            floor: AtomicU64::new(0),
+            // The seqs below the first one this run assigns (the store's
+            // stored ids among them) count as in use for a reservation.
+            floor: AtomicU64::new(next_seq),
             numbering: Mutex::new(()),
             #[cfg(test)]
             fail_next_write: Mutex::new(None),

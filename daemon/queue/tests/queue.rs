@@ -695,6 +695,20 @@ fn reserved_seqs_are_never_assigned() {
     assert_eq!(q.append(payload(6)).wait().unwrap(), 253);
 }
 
+/// Seqs below the floor the queue was opened with (a store's ids from an
+/// earlier run, a restore or an offline import) count as in use.
+#[test]
+fn a_reservation_counts_the_seqs_below_the_opening_floor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Queue::open(cfg(tmp.path()), 0, 1001, None).unwrap();
+    assert_eq!(q.reserve_above_with(2000, |in_use| in_use), (2000, 1000, 0));
+    assert_eq!(q.append(payload(1)).wait().unwrap(), 3001);
+    assert_eq!(
+        q.reserve_above_with(10, |in_use| in_use),
+        (3001, 3001, 3001)
+    );
+}
+
 /// A floor raised at run time: later appends get seqs at or above it, the
 /// returned position covers every record numbered before, and the raised
 /// seqs are read back in order after the earlier ones.

@@ -137,8 +137,14 @@ async fn import(
         .strip_prefix("max_id=")
         .and_then(|v| v.parse::<u64>().ok())
     {
-        Some(v) if v < u64::MAX => v,
-        _ => {
+        Some(v) if v <= hitvault_store::MAX_HIT_ID => v,
+        Some(v) => {
+            return error(AdminError::Invalid(format!(
+                "max_id={v} is above {}, the largest hit id",
+                hitvault_store::MAX_HIT_ID
+            )));
+        }
+        None => {
             return error(AdminError::Invalid(
                 "max_id=N (the largest hit id sent) is required".into(),
             ));

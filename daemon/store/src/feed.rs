@@ -8,8 +8,12 @@
 //! it was the slowest stage of the pipeline. Here a [`Converter`] thread
 //! turns Arrow batches into DuckDB data chunks, and a table function
 //! ([`FEED`]) lends those chunks' vectors to
-//! `INSERT INTO hits SELECT * FROM hv_feed()` on the connection's own
-//! thread, in the connection's transaction, without copying them.
+//! `INSERT INTO hits SELECT * FROM hv_feed()`, in the importing
+//! connection's transaction, without copying them (DuckDB may call the
+//! function on one of its worker threads: the queue is behind a lock).
+//! The function is in the database's catalog, so every connection sees
+//! it; its queue holds chunks only while the importer's statement runs,
+//! and no connection runs SQL from outside.
 
 use std::collections::VecDeque;
 use std::error::Error;
@@ -29,8 +33,11 @@ use duckdb::vtab::{
 /// The table function's name.
 pub(crate) const FEED: &str = "hv_feed";
 
-/// Rows per DuckDB data chunk (DuckDB's vector size).
-const CHUNK_ROWS: usize = 2048;
+/// Rows per DuckDB data chunk: DuckDB's vector size.
+fn chunk_rows() -> usize {
+    // SAFETY: no preconditions; a constant of the library.
+    unsafe { ffi::duckdb_vector_size() as usize }
+}
 
 /// Batches converted ahead of the connection.
 const AHEAD: usize = 2;
@@ -65,13 +72,14 @@ impl Feed {
     }
 
     /// Inserts `chunks` into `table` (same columns as the feed, in order).
-    /// Returns the number of rows.
+    /// Fails unless every row of the chunks was inserted.
     pub(crate) fn insert(
         &self,
         conn: &Connection,
         table: &str,
         chunks: Chunks,
-    ) -> duckdb::Result<usize> {
+    ) -> Result<(), String> {
+        let rows: usize = chunks.iter().map(|c| c.0.len()).sum();
         {
             let mut q = self
                 .queue
@@ -81,14 +89,18 @@ impl Feed {
             q.extend(chunks);
         }
         let n = conn
-            .prepare_cached(&format!("INSERT INTO {table} SELECT * FROM {FEED}()"))?
-            .execute([]);
+            .prepare_cached(&format!("INSERT INTO {table} SELECT * FROM {FEED}()"))
+            .and_then(|mut s| s.execute([]));
         // A failed statement may have left chunks behind.
         self.queue
             .lock()
             .expect("the feed's lock is never poisoned")
             .clear();
-        n
+        match n {
+            Ok(n) if n == rows => Ok(()),
+            Ok(n) => Err(format!("{n} of {rows} rows reached {table}")),
+            Err(e) => Err(format!("DuckDB: {e}")),
+        }
     }
 }
 
@@ -244,12 +256,13 @@ impl Drop for Converter {
     }
 }
 
-/// Converts `batch` into chunks of at most [`CHUNK_ROWS`] rows.
+/// Converts `batch` into chunks of at most [`chunk_rows`] rows.
 fn to_chunks(batch: &RecordBatch, types: &[LogicalTypeHandle]) -> Result<Chunks, String> {
-    let mut out = Vec::with_capacity(batch.num_rows().div_ceil(CHUNK_ROWS));
+    let size = chunk_rows();
+    let mut out = Vec::with_capacity(batch.num_rows().div_ceil(size));
     let mut at = 0;
     while at < batch.num_rows() {
-        let len = CHUNK_ROWS.min(batch.num_rows() - at);
+        let len = size.min(batch.num_rows() - at);
         let mut chunk = DataChunkHandle::new(types);
         record_batch_to_duckdb_data_chunk(&batch.slice(at, len), &mut chunk)
             .map_err(|e| format!("cannot convert a batch for DuckDB: {e}"))?;

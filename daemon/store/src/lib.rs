@@ -40,6 +40,12 @@ pub use duckdb::arrow::record_batch::RecordBatch;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "hitvault.duckdb";
 
+/// The largest hit id an import takes: 2^53, exact in every JSON reader.
+/// A hit id is a queue seq, one per hit ever taken, so a real one is far
+/// below; the bound keeps a corrupt or edited Takeout from moving a running
+/// daemon's numbering towards the end of the id space.
+pub const MAX_HIT_ID: u64 = 1 << 53;
+
 /// Tuning knobs for the embedded database.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

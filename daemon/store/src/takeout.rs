@@ -472,6 +472,12 @@ impl Importer<'_> {
         let site_ids = self.site_ids.as_ref().expect("merged above");
         let rows = hits_rows(batch, site_ids)?;
         let (lo, hi) = rows.id_range;
+        if hi > crate::MAX_HIT_ID {
+            return Err(TakeoutError::Invalid(format!(
+                "hits: id {hi} is above {}, the largest hit id",
+                crate::MAX_HIT_ID
+            )));
+        }
         let ids = rows.all.column(0).as_primitive::<UInt64Type>().values();
         self.ids_ascending = self.ids_ascending
             && (self.hits_total == 0 || ids[0] > self.max_id)
@@ -525,7 +531,9 @@ impl Importer<'_> {
             // This batch is converted while the one before is inserted.
             while converter.pending() > 1 {
                 let chunks = converter.take().map_err(TakeoutError::Invalid)?;
-                self.feed.insert(self.conn, "hits", chunks)?;
+                self.feed
+                    .insert(self.conn, "hits", chunks)
+                    .map_err(TakeoutError::Invalid)?;
             }
         }
         Ok(())
@@ -536,7 +544,9 @@ impl Importer<'_> {
         if let Some(converter) = &mut self.converter {
             while converter.pending() > 0 {
                 let chunks = converter.take().map_err(TakeoutError::Invalid)?;
-                self.feed.insert(self.conn, "hits", chunks)?;
+                self.feed
+                    .insert(self.conn, "hits", chunks)
+                    .map_err(TakeoutError::Invalid)?;
             }
         }
         Ok(())

@@ -19,7 +19,8 @@ use crate::read::Cell;
 /// The longest row of a JSON array, in bytes.
 pub const MAX_ROW_BYTES: usize = 16 << 20;
 
-fn is_ws(c: u8) -> bool {
+/// JSON's whitespace.
+pub(crate) fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 

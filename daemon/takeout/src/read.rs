@@ -343,37 +343,40 @@ pub fn read_table(
             let mut b = Builders::new(table);
             let schema = table.schema();
             let mut cells = Vec::new();
-            let mut line = String::new();
+            let mut raw = Vec::new();
             let mut rd = BufReader::with_capacity(1 << 20, file);
             loop {
-                line.clear();
+                raw.clear();
                 let n = rows + b.rows as u64 + 1;
-                // At most one byte past the longest row, so that a file
-                // without line ends is refused, not read into memory whole.
-                let got = std::io::Read::take(&mut rd, json::MAX_ROW_BYTES as u64 + 1)
-                    .read_line(&mut line)
+                // The longest row and its line end, and one byte more: a
+                // file without line ends is refused, not read whole.
+                let got = std::io::Read::take(&mut rd, json::MAX_ROW_BYTES as u64 + 2)
+                    .read_until(b'\n', &mut raw)
                     .map_err(|e| err(path, Some(n), e.to_string()))?;
                 if got == 0 {
                     break;
                 }
-                if got > json::MAX_ROW_BYTES {
+                let ended = raw.last() == Some(&b'\n');
+                if got - usize::from(ended) > json::MAX_ROW_BYTES {
                     return Err(err(
                         path,
                         Some(n),
                         format!("longer than {} MiB", json::MAX_ROW_BYTES >> 20),
                     ));
                 }
-                if !line.ends_with('\n') {
+                if !ended {
                     return Err(err(
                         path,
                         Some(n),
                         "the last line is cut short (no newline)",
                     ));
                 }
+                let line = std::str::from_utf8(&raw)
+                    .map_err(|e| err(path, Some(n), format!("not UTF-8: {e}")))?;
                 let bytes = line.as_bytes();
                 match json::plain_row(bytes, &schema, &mut cells) {
-                    Some(end) if bytes[end..].iter().all(u8::is_ascii_whitespace) => {
-                        b.plain_row(&line, &cells)
+                    Some(end) if bytes[end..].iter().all(|&c| json::is_ws(c)) => {
+                        b.plain_row(line, &cells)
                             .map_err(|m| err(path, Some(n), m))?;
                     }
                     _ => json_row(&mut b, bytes).map_err(|m| err(path, Some(n), m))?,
