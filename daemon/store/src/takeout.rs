@@ -529,20 +529,15 @@ impl Importer<'_> {
             };
             converter.send(hits).map_err(TakeoutError::Invalid)?;
             // This batch is converted while the one before is inserted.
-            while converter.pending() > 1 {
-                let chunks = converter.take().map_err(TakeoutError::Invalid)?;
-                self.feed
-                    .insert(self.conn, "hits", chunks)
-                    .map_err(TakeoutError::Invalid)?;
-            }
+            self.insert_converted(1)?;
         }
         Ok(())
     }
 
-    /// Inserts the hits still being converted.
-    fn insert_pending(&mut self) -> Result<(), TakeoutError> {
+    /// Inserts converted hits until at most `keep` batches are pending.
+    fn insert_converted(&mut self, keep: usize) -> Result<(), TakeoutError> {
         if let Some(converter) = &mut self.converter {
-            while converter.pending() > 0 {
+            while converter.pending() > keep {
                 let chunks = converter.take().map_err(TakeoutError::Invalid)?;
                 self.feed
                     .insert(self.conn, "hits", chunks)
@@ -618,7 +613,7 @@ impl Importer<'_> {
     /// props; hits whose id is another stored hit's get new ids here.
     pub fn commit(mut self) -> Result<ImportStats, TakeoutError> {
         self.merge_sites()?;
-        self.insert_pending()?;
+        self.insert_converted(0)?;
         // Ids in ascending order (as a Takeout lists them) cannot repeat;
         // others are counted.
         if !self.ids_ascending
