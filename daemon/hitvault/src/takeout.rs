@@ -21,12 +21,12 @@
 //! the next start numbers above the largest id.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hitvault_server::{AdminError, BodyWriter, ExportQuery, Exporter};
 use hitvault_store::{ExportFilter, ImportStats, Reader, Store, StoreOptions};
-use hitvault_takeout::manifest::{Filter, HitIds};
+use hitvault_takeout::manifest::{Filter, read_listed};
 use hitvault_takeout::stream::{Frame, data_frame, end_frame, error_frame, read_frame};
 use hitvault_takeout::write::TableWriter;
 use hitvault_takeout::{ExportWriter, Format, Table, parse_time};
@@ -296,31 +296,11 @@ fn import_offline(
         let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
         let reader = s.spawn(move || -> Result<u64, CliError> {
             let mut total = 0u64;
-            let mut ids = HitIds::default();
             for &table in m.tables() {
-                let entry = m.file(table).expect("read_manifest checked the tables");
-                let path: PathBuf = dir.join(&entry.name);
-                let rows = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
-                    if table == Table::Hits {
-                        ids.add(&batch);
-                    }
+                let (rows, _) = read_listed(dir, m, table, &mut |batch| {
                     tx.send((table, batch)).map_err(|_| "stopped".to_owned())
                 })
                 .map_err(|e| (2, format!("nothing imported: {e}")))?;
-                if table == Table::Hits {
-                    ids.check(m)
-                        .map_err(|p| (2, format!("nothing imported: {}: {p}", path.display())))?;
-                }
-                if rows != entry.rows {
-                    return Err((
-                        2,
-                        format!(
-                            "nothing imported: {}: {rows} rows, the manifest says {}",
-                            path.display(),
-                            entry.rows
-                        ),
-                    ));
-                }
                 total += rows;
             }
             Ok(total)
@@ -363,8 +343,6 @@ fn import_through_daemon(
     started: Instant,
     undamaged: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    let entry = |table: Table| m.file(table).expect("read_manifest checked the tables");
-    let hits = entry(Table::Hits);
     // The files' check is waited for before the end of the stream, on
     // which the daemon commits (a stream cut short is rolled back).
     let mut undamaged = Some(undamaged);
@@ -387,25 +365,10 @@ fn import_through_daemon(
         }
         max
     } else {
-        let mut max_id = 0u64;
-        let rows =
-            hitvault_takeout::read_table(&dir.join(&hits.name), m.format, Table::Hits, &mut |b| {
-                max_id = max_id.max(hitvault_takeout::max_hit_id(&b));
-                Ok(())
-            })
-            .map_err(|e| (2, format!("nothing imported: {e}")));
+        let read = read_listed(dir, m, Table::Hits, &mut |_| Ok(()));
         undamaged()?;
-        let rows = rows?;
-        if rows != hits.rows {
-            return Err((
-                2,
-                format!(
-                    "nothing imported: {}: {rows} rows, the manifest says {}",
-                    hits.name, hits.rows
-                ),
-            ));
-        }
-        max_id
+        let (_, ids) = read.map_err(|e| (2, format!("nothing imported: {e}")))?;
+        ids.map_or(0, |r| r.max)
     };
     // The daemon answers after the merge, however long it takes.
     conn.set_read_timeout(None)
@@ -417,31 +380,13 @@ fn import_through_daemon(
     let (produced, reply) = client::post_streamed(conn, &format!("/import?max_id={max_id}"), |w| {
         let mut stream = || -> Result<(), String> {
             for &table in m.tables() {
-                let e = entry(table);
-                let path = dir.join(&e.name);
-                let mut ids = HitIds::default();
-                let n = hitvault_takeout::read_table(&path, m.format, table, &mut |batch| {
-                    if table == Table::Hits {
-                        ids.add(&batch);
-                    }
+                let (n, _) = read_listed(dir, m, table, &mut |batch| {
                     let f = data_frame(table, &batch).map_err(|e| e.to_string())?;
                     w.write_all(&f).map_err(|e| {
                         cut_off = true;
                         e.to_string()
                     })
-                })
-                .map_err(|e| e.to_string())?;
-                if table == Table::Hits {
-                    ids.check(m)
-                        .map_err(|p| format!("{}: {p}", path.display()))?;
-                }
-                if n != e.rows {
-                    return Err(format!(
-                        "{}: {n} rows, the manifest says {}",
-                        path.display(),
-                        e.rows
-                    ));
-                }
+                })?;
                 total += n;
             }
             Ok(())

@@ -27,7 +27,7 @@ pub mod write;
 pub mod zip;
 
 pub use manifest::{FileEntry, Filter, Manifest, VerifyError, read_manifest, verify};
-pub use read::{ImportError, max_hit_id, read_table};
+pub use read::{ImportError, read_table};
 pub use schema::{READ_VERSIONS, TAKEOUT_VERSION, Table};
 pub use write::{ExportError, ExportWriter};
 

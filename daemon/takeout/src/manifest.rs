@@ -146,11 +146,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
 
 /// The range of hit ids read so far, to check against the manifest's.
 #[derive(Debug, Default)]
-pub struct HitIds(Option<IdRange>);
+pub(crate) struct HitIds(Option<IdRange>);
 
 impl HitIds {
     /// Adds the ids of a batch of the hits table.
-    pub fn add(&mut self, batch: &arrow_array::RecordBatch) {
+    pub(crate) fn add(&mut self, batch: &arrow_array::RecordBatch) {
         use arrow_array::cast::AsArray;
         let Some(ids) = batch
             .column_by_name("id")
@@ -171,12 +171,12 @@ impl HitIds {
     }
 
     /// The range read so far (None: no hit).
-    pub fn range(&self) -> Option<IdRange> {
+    pub(crate) fn range(&self) -> Option<IdRange> {
         self.0
     }
 
     /// The range read, checked against `m`'s `hit_ids` (from version 4).
-    pub fn check(&self, m: &Manifest) -> Result<Option<IdRange>, String> {
+    fn check(&self, m: &Manifest) -> Result<(), String> {
         let show = |r: Option<IdRange>| match r {
             Some(r) => format!("{}..{}", r.min, r.max),
             None => "none".into(),
@@ -188,8 +188,43 @@ impl HitIds {
                 show(m.hit_ids)
             ));
         }
-        Ok(self.0)
+        Ok(())
     }
+}
+
+/// Reads the file of `table` listed in `m` from `dir`, every row checked
+/// (see [`read::read_table`]), handing each batch to `sink`, and checks
+/// it against the manifest: its row count and, for the hits, their id
+/// range (version 4). Returns the rows and the hits' id range; an error
+/// names the file.
+pub fn read_listed(
+    dir: &Path,
+    m: &Manifest,
+    table: Table,
+    sink: &mut dyn FnMut(arrow_array::RecordBatch) -> Result<(), String>,
+) -> Result<(u64, Option<IdRange>), String> {
+    let entry = m.file(table).expect("read_manifest checked the tables");
+    let path = dir.join(&entry.name);
+    let mut ids = HitIds::default();
+    let rows = read::read_table(&path, m.format, table, &mut |batch| {
+        if table == Table::Hits {
+            ids.add(&batch);
+        }
+        sink(batch)
+    })
+    .map_err(|e| e.to_string())?;
+    if rows != entry.rows {
+        return Err(format!(
+            "{}: {rows} rows, the manifest says {}",
+            path.display(),
+            entry.rows
+        ));
+    }
+    if table == Table::Hits {
+        ids.check(m)
+            .map_err(|p| format!("{}: {p}", path.display()))?;
+    }
+    Ok((rows, ids.range()))
 }
 
 /// Size and SHA-256 (hex) of a file, read in 1 MiB pieces.
@@ -250,28 +285,8 @@ pub fn verify(dir: &Path) -> Result<Manifest, VerifyError> {
             continue;
         }
         let table = Table::from_name(&f.table).expect("checked by read_manifest");
-        let mut ids = HitIds::default();
-        match read::read_table(&path, m.format, table, &mut |b| {
-            if table == Table::Hits {
-                ids.add(&b);
-            }
-            Ok(())
-        }) {
-            Ok(rows) if rows != f.rows => {
-                problems.push(format!(
-                    "{}: {rows} rows, the manifest says {}",
-                    path.display(),
-                    f.rows
-                ));
-            }
-            Ok(_) => {
-                if table == Table::Hits
-                    && let Err(p) = ids.check(&m)
-                {
-                    problems.push(format!("{}: {p}", path.display()));
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+        if let Err(p) = read_listed(dir, &m, table, &mut |_| Ok(())) {
+            problems.push(p);
         }
     }
     if let Ok(entries) = std::fs::read_dir(dir) {

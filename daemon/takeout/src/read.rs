@@ -194,16 +194,6 @@ fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, 
     Ok(())
 }
 
-/// The largest `id` in a batch of the hits table (0 when empty), as checked
-/// by [`read_table`].
-pub fn max_hit_id(batch: &RecordBatch) -> u64 {
-    batch
-        .column_by_name("id")
-        .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt64Type>())
-        .and_then(|a| a.iter().flatten().max())
-        .unwrap_or(0)
-}
-
 /// A reader that fails once a line (the bytes before a `\n`) grows past
 /// [`json::MAX_ROW_BYTES`]: the CSV reader holds a record whole in memory,
 /// so a file without line ends is refused instead. Lines within one read
