@@ -166,20 +166,7 @@ fn serve_ops(
                 renumber_above,
                 reply,
             } => {
-                // One DuckDB thread while importing: each statement of an
-                // import is one pipeline, and with a second thread running
-                // it this one spun waiting (a tenth of the import's CPU).
-                // Dashboard queries run on one thread meanwhile.
-                let threads = store.threads();
-                if threads.is_ok() {
-                    let _ = store.set_threads(1);
-                }
                 let r = import(store, &batches, max_id, renumber_above, heartbeat);
-                if let Ok(n) = threads
-                    && let Err(e) = store.set_threads(n)
-                {
-                    tracing::error!(error = %e, "cannot restore the DuckDB threads after an import");
-                }
                 if let Err(e) = &r {
                     tracing::warn!(error = %e, "import refused");
                 }

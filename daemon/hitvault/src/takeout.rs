@@ -280,15 +280,10 @@ fn import_offline(
     undamaged: impl FnOnce() -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
-    // One DuckDB thread: the appends compress each full row group, and with
-    // a second DuckDB thread doing that this one spun waiting for it (a
-    // quarter of its CPU under `perf`); the files are parsed on a thread of
-    // our own meanwhile.
-    let opts = StoreOptions {
-        threads: 1,
-        ..StoreOptions::default()
-    };
-    let mut store = Store::open(&cfg.data_dir, &opts).map_err(|e| (3, e.to_string()))?;
+    // The import runs DuckDB on one thread (see `Store::begin_import`); the
+    // files are parsed on a thread of our own meanwhile.
+    let mut store =
+        Store::open(&cfg.data_dir, &StoreOptions::default()).map_err(|e| (3, e.to_string()))?;
     let mut imp = store.begin_import().map_err(|e| (1, e.to_string()))?;
     // Files are parsed on one thread while DuckDB stages on this one.
     let mut staged: Result<(), String> = Ok(());

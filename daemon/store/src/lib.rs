@@ -236,12 +236,11 @@ impl Store {
     }
 
     /// DuckDB's worker threads.
-    pub fn threads(&self) -> Result<u16, QueryError> {
-        Ok(self
-            .conn
+    pub fn threads(&self) -> duckdb::Result<u16> {
+        self.conn
             .query_row("SELECT current_setting('threads')::USMALLINT", [], |r| {
                 r.get(0)
-            })?)
+            })
     }
 
     /// Sets DuckDB's worker threads for the whole database (every connection).

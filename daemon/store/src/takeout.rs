@@ -340,6 +340,8 @@ pub struct Importer<'a> {
     /// New ids for those are taken above this (None: above the largest
     /// stored id at commit).
     renumber_above: Option<u64>,
+    /// DuckDB's worker threads before the import, restored when it ends.
+    threads: u16,
 }
 
 impl std::fmt::Debug for Importer<'_> {
@@ -370,7 +372,14 @@ impl Store {
         if self.feed.is_none() {
             self.feed = Some(Feed::register(&self.conn, hits_schema())?);
         }
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        // One DuckDB thread while importing: each statement of an import is
+        // one pipeline, and with a second thread running it (compressing
+        // the full row groups) this one spun waiting, a quarter of its CPU
+        // under `perf`. Other connections' queries run on one thread until
+        // the import ends.
+        let threads = self.threads()?;
+        self.conn
+            .execute_batch("SET threads = 1; BEGIN TRANSACTION")?;
         let mut imp = Importer {
             conn: &self.conn,
             changes: &self.changes,
@@ -386,6 +395,7 @@ impl Store {
             ids_ascending: true,
             clashed: 0,
             renumber_above: None,
+            threads,
         };
         imp.conn.execute_batch(STAGING)?;
         imp.stored = imp
@@ -1092,6 +1102,10 @@ impl Drop for Importer<'_> {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let threads = self.threads;
+        if let Err(e) = self.conn.execute_batch(&format!("SET threads = {threads}")) {
+            tracing::error!(error = %e, threads, "cannot restore DuckDB's threads after an import");
         }
     }
 }
