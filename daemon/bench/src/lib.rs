@@ -89,6 +89,64 @@ pub fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, u64> {
     out
 }
 
+/// CPU time (user + system) `pid` has used so far, ended threads included
+/// (`/proc/<pid>/stat`).
+pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_secs_f64(
+        ticks as f64 / clock_ticks() as f64,
+    ))
+}
+
+/// Starts `bin serve` on 127.0.0.1 (a port of its choosing) with `data_dir`
+/// and `env`, its stderr in `log`, and waits until it runs (its `run.json`).
+/// Started as root, the daemon switches to `nobody` (unless `HITVAULT_USER`
+/// says otherwise) and must reach its data dir as that user: the data dir's
+/// parent is made traversable. Returns the child and its address.
+pub fn start_daemon(
+    bin: &std::path::Path,
+    data_dir: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
+    use anyhow::{Context, bail};
+    let mut cmd = std::process::Command::new(bin);
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self")?) == 0;
+    if root && std::env::var_os("HITVAULT_USER").is_none() {
+        cmd.env("HITVAULT_USER", "nobody");
+        std::fs::set_permissions(
+            data_dir.parent().context("the data dir's parent")?,
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )?;
+    }
+    let mut child = cmd
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .env("HITVAULT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            let addr = v["listen"].as_str().context("listen")?.parse()?;
+            return Ok((child, addr));
+        }
+        if let Some(s) = child.try_wait()? {
+            bail!("the daemon exited ({s}); see {}", log.display());
+        }
+        if t.elapsed() > std::time::Duration::from_secs(60) {
+            bail!("the daemon did not start; see {}", log.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// CPU time (user + system) this process has used so far.
 pub fn own_cpu() -> std::time::Duration {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use hitvault_bench::traffic::{Visit, site};
-use hitvault_bench::{Rng, clock_ticks, cpu_by_thread, own_cpu, percentile, rss_kib};
+use hitvault_bench::{Rng, clock_ticks, cpu_by_thread, own_cpu, percentile, rss_kib, start_daemon};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
@@ -197,43 +196,18 @@ fn main() -> anyhow::Result<()> {
                     .context("exe dir")?
                     .join("hitvault"),
             };
-            let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
-            let mut cmd = Command::new(&bin);
-            // Started as root, the daemon switches to `user` (required then)
-            // and must be able to reach its data dir as that user.
-            let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self")?) == 0;
-            if root && std::env::var_os("HITVAULT_USER").is_none() {
-                cmd.env("HITVAULT_USER", "nobody");
-                std::fs::set_permissions(
-                    tmp.path(),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o711),
-                )?;
-            }
-            let c = cmd
-                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(&data_dir)
-                .env("HITVAULT_SITES", sites.join(","))
-                .env("HITVAULT_TRUSTED_PROXIES", "127.0.0.1")
-                .env("HITVAULT_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("start {}", bin.display()))?;
+            let sites = sites.join(",");
+            let (c, addr) = start_daemon(
+                &bin,
+                &data_dir,
+                &tmp.path().join("daemon.log"),
+                &[
+                    ("HITVAULT_SITES", sites.as_str()),
+                    ("HITVAULT_TRUSTED_PROXIES", "127.0.0.1"),
+                ],
+            )?;
             child = Some(c);
-            let t = Instant::now();
-            loop {
-                if let Ok(text) = std::fs::read_to_string(data_dir.join("run.json")) {
-                    let v: serde_json::Value = serde_json::from_str(&text)?;
-                    break v["listen"].as_str().context("listen")?.parse()?;
-                }
-                if t.elapsed() > Duration::from_secs(60) {
-                    bail!(
-                        "the daemon did not start; see {}",
-                        tmp.path().join("daemon.log").display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            addr
         }
     };
     let pid = child.as_ref().map(|c| c.id());

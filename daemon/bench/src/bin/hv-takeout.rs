@@ -66,64 +66,6 @@ fn run(cmd: &mut Command) -> anyhow::Result<(f64, f64)> {
     Ok((secs, children_cpu() - cpu))
 }
 
-/// CPU seconds (user + system) `pid` has used so far.
-fn process_cpu(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').context("stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((f[11].parse::<f64>()? + f[12].parse::<f64>()?) / hz)
-}
-
-/// Starts `hitvault serve` on an empty `data` dir (as `nobody` when run as
-/// root) and waits until it runs.
-fn serve(hv: &Path, data: &Path, log: &Path) -> anyhow::Result<std::process::Child> {
-    std::fs::create_dir_all(data)?;
-    let mut cmd = Command::new(hv);
-    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self")?) == 0;
-    if root && std::env::var_os("HITVAULT_USER").is_none() {
-        cmd.env("HITVAULT_USER", "nobody");
-        let parent = data.parent().context("parent")?;
-        std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-        let c = std::ffi::CString::new(data.as_os_str().as_encoded_bytes())?;
-        // SAFETY: a valid C string; nobody's ids from the password database.
-        let rc = unsafe {
-            let pw = libc::getpwnam(c"nobody".as_ptr());
-            if pw.is_null() {
-                bail!("no user nobody");
-            }
-            libc::chown(c.as_ptr(), (*pw).pw_uid, (*pw).pw_gid)
-        };
-        if rc != 0 {
-            bail!(
-                "chown {}: {}",
-                data.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("HITVAULT_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?;
-    let t = Instant::now();
-    while !data.join("run.json").exists() {
-        if let Some(s) = child.try_wait()? {
-            bail!("the daemon exited ({s}); see {}", log.display());
-        }
-        if t.elapsed().as_secs() > 60 {
-            bail!("the daemon did not start; see {}", log.display());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(child)
-}
-
 fn report(step: &str, rows: u64, (secs, cpu): (f64, f64)) {
     println!(
         "{step:<25} {rows:>10} {secs:>9.2} {:>12.0} {:>9.2} {:>14.0}",
@@ -186,19 +128,25 @@ fn main() -> anyhow::Result<()> {
         ]))?;
         report(&format!("import {format}"), n, t);
         if a.daemon {
-            let dst = tmp.path().join(format!("daemon-{format}")).join("data");
+            let dst = tmp.path().join(format!("daemon-{format}"));
             let log = tmp.path().join(format!("daemon-{format}.log"));
-            let mut d = serve(&hv, &dst, &log)?;
-            let before = process_cpu(d.id())?;
+            let (mut d, _) = hitvault_bench::start_daemon(&hv, &dst, &log, &[])?;
+            let pid = d.id();
+            let cpu = || {
+                hitvault_bench::process_cpu(pid)
+                    .context("the daemon's CPU")
+                    .map(|c| c.as_secs_f64())
+            };
+            let before = cpu()?;
             let (secs, cli) = run(Command::new(&hv).args([
                 "--data-dir",
                 dst.to_str().unwrap(),
                 "import",
                 out.to_str().unwrap(),
             ]))?;
-            let daemon = process_cpu(d.id())? - before;
+            let daemon = cpu()? - before;
             // SAFETY: signalling our own child.
-            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             d.wait()?;
             report(
                 &format!("import {format} (daemon)"),
