@@ -10,9 +10,10 @@
 //! anything if the rows are no longer exactly those counted. A failure at any
 //! step before the delete leaves every row in place.
 //!
-//! It runs on the store's one writer: the batcher, between batches (at start
-//! and every [`INTERVAL`], or when `hitvault prune` asks through the control
-//! socket), or `hitvault prune` itself when no daemon runs.
+//! It runs on the store's one writer: the daemon's writer thread, between
+//! batches (at start and every [`INTERVAL`], or when `hitvault prune` asks
+//! through the control socket), or `hitvault prune` itself when no daemon
+//! runs. So this module is a leaf both rooms use.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

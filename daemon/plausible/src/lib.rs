@@ -1,34 +1,31 @@
-//! `hitvault import-plausible --site HOST PATH`: Plausible's CSV export (a
-//! directory of `imported_*_YYYYMMDD_YYYYMMDD.csv` files, or the zip that
-//! holds them) into the imported aggregates of one site
-//! (`hitvault_store::imported`).
+//! Plausible's CSV export (a directory of `imported_*_YYYYMMDD_YYYYMMDD.csv`
+//! files, or the zip that holds them) read into hitvault's imported history
+//! of one site ([`hitvault_store::imported::ImportedSet`]).
 //!
-//! Every file is read and checked before anything is written: its name (a
+//! Every file is read and checked before anything is returned: its name (a
 //! known table and a date range), its header (exactly the table's columns,
 //! in any order), and every row (field count, dates inside the file's
-//! range, numbers). The first problem is reported with the file, the
-//! 1-based data row and the reason, and nothing is imported. The rows are
-//! then mapped to hitvault's dimensions (README: "Importing from
-//! Plausible") and stored, replacing the site's imported rows of the whole
-//! date range: through the running daemon's batcher when there is one,
-//! else on the store directly.
+//! range, numbers). The first problem is a [`Bad`] with the file, the
+//! 1-based data row and the reason. The rows are mapped to hitvault's
+//! dimensions (docs: "Importing from Plausible"). [`ImportBody`] is the set
+//! as the CLI sends it to a running daemon.
+//!
+//! Limits: [`MAX_FILES`] files, [`MAX_FILE_BYTES`] per file (or zip entry,
+//! uncompressed), [`MAX_VALUES`] distinct (day, dimension, value) rows.
+//! The zip reader is in [`zip`].
+
+pub mod zip;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hitvault_store::imported::{ImportedDay, ImportedSet, ImportedValue};
 use hitvault_store::stats::Dim;
-use hitvault_store::{Store, StoreOptions};
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
-
-use crate::client;
-use crate::config::Config;
-use crate::daemon::CONTROL_SOCKET;
-use crate::takeout::CliError;
 
 /// Largest uncompressed CSV file (or zip entry) read.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
@@ -205,11 +202,13 @@ enum Col {
 
 /// A problem with the input: the file, the 1-based data row, the reason.
 #[derive(Debug)]
-struct Bad {
-    file: String,
-    row: Option<u64>,
-    reason: String,
+pub struct Bad {
+    pub file: String,
+    pub row: Option<u64>,
+    pub reason: String,
 }
+
+impl std::error::Error for Bad {}
 
 impl std::fmt::Display for Bad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -553,121 +552,14 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-/// One file of the export: its name and where to read it.
+/// One file of the export: where to read it.
 enum Source {
     File(PathBuf),
-    /// A zip entry: method (0 stored, 8 deflated), offset of its local
-    /// header, compressed size, CRC-32.
-    Zip {
-        method: u16,
-        offset: u64,
-        size: u64,
-        crc: u32,
-    },
-}
-
-/// The entries of a zip file, from its central directory.
-fn zip_entries(path: &Path, f: &mut File) -> Result<Vec<(String, Source)>, Bad> {
-    let shown = path.display().to_string();
-    let fail = |m: String| bad(&shown, None, m);
-    let len = f.metadata().map_err(|e| fail(e.to_string()))?.len();
-    let tail_len = len.min(65_557);
-    let mut tail = vec![0u8; tail_len as usize];
-    f.seek(SeekFrom::Start(len - tail_len))
-        .and_then(|_| f.read_exact(&mut tail))
-        .map_err(|e| fail(e.to_string()))?;
-    let eocd = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
-        .ok_or_else(|| {
-            fail("not a zip file, or a truncated one (no end of central directory)".into())
-        })?;
-    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-    let e = &tail[eocd..];
-    let count = u16_at(e, 10) as usize;
-    let (cd_size, cd_off) = (u32_at(e, 12) as u64, u32_at(e, 16) as u64);
-    if cd_off == 0xffff_ffff || count == 0xffff {
-        return Err(fail(
-            "ZIP64 archives are not read: unzip it and import the directory".into(),
-        ));
-    }
-    if cd_off + cd_size > len {
-        return Err(fail(
-            "the central directory lies past the end: a truncated zip".into(),
-        ));
-    }
-    let mut cd = vec![0u8; cd_size as usize];
-    f.seek(SeekFrom::Start(cd_off))
-        .and_then(|_| f.read_exact(&mut cd))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut out = Vec::new();
-    let mut i = 0;
-    for _ in 0..count {
-        if i + 46 > cd.len() || u32_at(&cd, i) != 0x0201_4b50 {
-            return Err(fail("a damaged central directory".into()));
-        }
-        let method = u16_at(&cd, i + 10);
-        let crc = u32_at(&cd, i + 16);
-        let size = u32_at(&cd, i + 20) as u64;
-        let (n, x, c) = (
-            u16_at(&cd, i + 28) as usize,
-            u16_at(&cd, i + 30) as usize,
-            u16_at(&cd, i + 32) as usize,
-        );
-        let offset = u32_at(&cd, i + 42) as u64;
-        let name =
-            String::from_utf8_lossy(cd.get(i + 46..i + 46 + n).unwrap_or_default()).into_owned();
-        i += 46 + n + x + c;
-        if name.ends_with('/') {
-            continue;
-        }
-        if size == 0xffff_ffff || offset == 0xffff_ffff {
-            return Err(fail(format!("{name}: ZIP64 entries are not read")));
-        }
-        if method != 0 && method != 8 {
-            return Err(fail(format!(
-                "{name}: compression method {method} (only stored and deflated)"
-            )));
-        }
-        out.push((
-            name,
-            Source::Zip {
-                method,
-                offset,
-                size,
-                crc,
-            },
-        ));
-    }
-    Ok(out)
-}
-
-/// Checks a CRC-32 at the end of the stream.
-struct Crc<R: Read> {
-    inner: R,
-    hash: crc32fast::Hasher,
-    want: u32,
-}
-
-impl<R: Read> Read for Crc<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            if self.hash.clone().finalize() != self.want {
-                return Err(std::io::Error::other(
-                    "the zip entry's CRC-32 does not match",
-                ));
-            }
-        } else {
-            self.hash.update(&buf[..n]);
-        }
-        Ok(n)
-    }
+    Zip(zip::Entry),
 }
 
 /// Reads and checks every file of the export at `path` (a directory or a zip).
-fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
+pub fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| bad(&shown, None, e.to_string()))?;
     let mut zip = None;
@@ -683,9 +575,12 @@ fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
         v
     } else {
         let mut f = File::open(path).map_err(|e| bad(&shown, None, e.to_string()))?;
-        let entries = zip_entries(path, &mut f)?;
+        let entries = zip::entries(&mut f).map_err(|e| bad(&shown, None, e))?;
         zip = Some(f);
         entries
+            .into_iter()
+            .map(|e| (e.name.clone(), Source::Zip(e)))
+            .collect()
     };
     sources.sort_by(|a, b| a.0.cmp(&b.0));
     if sources.len() > MAX_FILES {
@@ -739,35 +634,10 @@ fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
                 let f = File::open(&p).map_err(|e| bad(&name, None, e.to_string()))?;
                 read_csv(&name, table, range, Capped { inner: f, n: 0 }, &mut acc)?
             }
-            Source::Zip {
-                method,
-                offset,
-                size,
-                crc,
-            } => {
+            Source::Zip(entry) => {
                 let f = zip.as_mut().expect("a zip");
-                let mut head = [0u8; 30];
-                f.seek(SeekFrom::Start(offset))
-                    .and_then(|_| f.read_exact(&mut head))
-                    .map_err(|e| bad(&name, None, e.to_string()))?;
-                if head[..4] != [0x50, 0x4b, 0x03, 0x04] {
-                    return Err(bad(&name, None, "a damaged zip entry (no local header)"));
-                }
-                let skip = u16::from_le_bytes([head[26], head[27]]) as i64
-                    + u16::from_le_bytes([head[28], head[29]]) as i64;
-                f.seek(SeekFrom::Current(skip))
-                    .map_err(|e| bad(&name, None, e.to_string()))?;
-                let raw = Read::by_ref(f).take(size);
-                let inner: Box<dyn Read> = if method == 8 {
-                    Box::new(flate2::read::DeflateDecoder::new(raw))
-                } else {
-                    Box::new(raw)
-                };
-                let r = Crc {
-                    inner: Capped { inner, n: 0 },
-                    hash: crc32fast::Hasher::new(),
-                    want: crc,
-                };
+                let inner = zip::open(f, &entry).map_err(|e| bad(&name, None, e))?;
+                let r = Capped { inner, n: 0 };
                 read_csv(&name, table, range, r, &mut acc)?
             }
         };
@@ -802,7 +672,7 @@ fn read_export(path: &Path) -> Result<(ImportedSet, Vec<(String, u64)>), Bad> {
 
 /// The import as sent to a running daemon (`POST /import-plausible`).
 #[derive(Serialize, Deserialize)]
-pub struct Wire {
+pub struct ImportBody {
     pub site: String,
     pub first_day: String,
     pub last_day: String,
@@ -812,9 +682,10 @@ pub struct Wire {
     pub values: Vec<(String, String, Option<String>, u64, u64)>,
 }
 
-impl Wire {
-    fn of(site: &str, s: &ImportedSet) -> Wire {
-        Wire {
+impl ImportBody {
+    /// The body that carries `s` for `site`.
+    pub fn of(site: &str, s: &ImportedSet) -> ImportBody {
+        ImportBody {
             site: site.to_owned(),
             first_day: s.first_day.to_string(),
             last_day: s.last_day.to_string(),
@@ -886,59 +757,11 @@ impl Wire {
     }
 }
 
-/// `hitvault import-plausible --site HOST PATH`.
-pub fn import(cfg: &Config, site: &str, path: &Path) -> Result<(), CliError> {
-    let started = Instant::now();
-    let (set, counts) = read_export(path).map_err(|e| (2, format!("nothing imported: {e}")))?;
-    let rows: u64 = counts.iter().map(|c| c.1).sum();
-    let socket = cfg.data_dir.join(CONTROL_SOCKET);
-    let (how, replaced) = if let Some(conn) = client::connect(&socket) {
-        conn.set_read_timeout(None)
-            .map_err(|e| (1, e.to_string()))?;
-        let body = serde_json::to_vec(&Wire::of(site, &set)).expect("serialises");
-        let reply = client::request(conn, "POST", "/import-plausible", Some(&body))
-            .map_err(|e| (1, format!("the daemon's control socket: {e}")))?;
-        if reply.status != 200 {
-            let (code, msg) =
-                client::refusal(reply.status, &reply.body, "the daemon refused the import");
-            return Err((code, format!("nothing imported: {msg}")));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-        (
-            " through the running daemon",
-            v["rows_replaced"].as_u64().unwrap_or(0),
-        )
-    } else {
-        crate::daemon::prepare_data_dir(&cfg.data_dir).map_err(|e| (3, e.to_string()))?;
-        let mut store =
-            Store::open(&cfg.data_dir, &StoreOptions::default()).map_err(|e| (3, e.to_string()))?;
-        let r = store.replace_imported(site, &set).map_err(|e| match e {
-            hitvault_store::imported::ImportedError::Invalid(m) => {
-                (2, format!("nothing imported: {m}"))
-            }
-            e => (1, format!("nothing imported: {e}")),
-        })?;
-        store.checkpoint().map_err(|e| (1, e.to_string()))?;
-        ("", r.rows_replaced)
-    };
-    println!(
-        "imported Plausible export {} for {site}{how}: {} to {}, {} days, {} values \
-         from {rows} rows in {} files; {replaced} earlier rows of that range replaced ({:.2} s)",
-        path.display(),
-        set.first_day,
-        set.last_day,
-        set.days.len(),
-        set.values.len(),
-        counts.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use hitvault_store::stats::{Interval, Row, Window};
+    use hitvault_store::{Store, StoreOptions};
 
     /// The hand-written export in `tests/fixtures/plausible` (its numbers
     /// are summed by hand below).

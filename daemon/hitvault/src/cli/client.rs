@@ -6,6 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::exit::{Exit, Failure};
+
 /// A reply from the control socket.
 #[derive(Debug)]
 pub struct Reply {
@@ -14,12 +16,17 @@ pub struct Reply {
 }
 
 /// The daemon's refusal (a reply other than the one expected) as a CLI
-/// failure: the `message` of its JSON body, or `fallback`; exit status 2 when
-/// the daemon blamed the request (4xx), 1 otherwise.
-pub fn refusal(status: u16, body: &[u8], fallback: &str) -> (i32, String) {
+/// failure: the `message` of its JSON body, or `fallback`; [`Exit::Usage`]
+/// when the daemon blamed the request (4xx), [`Exit::Runtime`] otherwise.
+pub fn refusal(status: u16, body: &[u8], fallback: &str) -> Failure {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let msg = v["message"].as_str().unwrap_or(fallback).to_owned();
-    (if (400..500).contains(&status) { 2 } else { 1 }, msg)
+    let exit = if (400..500).contains(&status) {
+        Exit::Usage
+    } else {
+        Exit::Runtime
+    };
+    Failure::new(exit, msg)
 }
 
 /// Connects to a running daemon's control socket; `None` if no daemon listens.
@@ -155,7 +162,7 @@ pub struct Streamed {
 
 impl Streamed {
     /// Reads the rest of the body and makes it a [`refusal`].
-    pub fn refusal(mut self, fallback: &str) -> (i32, String) {
+    pub fn refusal(mut self, fallback: &str) -> Failure {
         let mut body = Vec::new();
         let _ = self.body.read_to_end(&mut body);
         refusal(self.status, &body, fallback)

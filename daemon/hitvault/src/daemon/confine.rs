@@ -30,7 +30,8 @@ use hitvault_sandbox::privileges::{self, User};
 use hitvault_sandbox::{ConfineError, ConfineReport, Spec, seccomp};
 
 use crate::config::{Config, ConfigError, LandlockSetting, SeccompSetting, bad};
-use crate::daemon::{Fatal, prepare_data_dir};
+use crate::datadir;
+use crate::exit::Failure;
 
 /// The sandbox rules of this configuration.
 pub fn spec(cfg: &Config) -> Spec {
@@ -133,20 +134,20 @@ pub fn hand_over(dir: &Path, user: &User) -> io::Result<usize> {
 }
 
 /// Creates the data dir and, when started as root, hands it to `owner`.
-pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Fatal> {
-    prepare_data_dir(&cfg.data_dir)?;
+pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Failure> {
+    datadir::prepare(&cfg.data_dir)?;
     // Landlock grants only paths that exist: make the archive dir now.
     let archive = cfg.archive_dir();
     if !archive.starts_with(&cfg.data_dir) {
         std::fs::create_dir_all(&archive).map_err(|e| {
-            Fatal::Startup(format!(
+            Failure::startup(format!(
                 "invalid setting `retention.archive_dir`: cannot create {}: {e}",
                 archive.display()
             ))
         })?;
         if let Some(u) = owner {
             hand_over(&archive, u).map_err(|e| {
-                Fatal::Startup(format!(
+                Failure::startup(format!(
                     "cannot hand retention.archive_dir {} over to user {:?}: {e}",
                     archive.display(),
                     u.name
@@ -156,7 +157,7 @@ pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Fatal> {
     }
     if let Some(u) = owner {
         let n = hand_over(&cfg.data_dir, u).map_err(|e| {
-            Fatal::Startup(format!(
+            Failure::startup(format!(
                 "cannot hand data_dir {} over to user {:?}: {e}",
                 cfg.data_dir.display(),
                 u.name
@@ -169,7 +170,7 @@ pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn explain(e: ConfineError, cfg: &Config) -> Fatal {
+fn explain(e: ConfineError, cfg: &Config) -> Failure {
     let hint = match (&e, &cfg.user) {
         (ConfineError::Landlock(LandlockError::Path { source, .. }), Some(u))
             if source.raw_os_error() == Some(libc::EACCES) =>
@@ -181,14 +182,14 @@ fn explain(e: ConfineError, cfg: &Config) -> Fatal {
         }
         _ => String::new(),
     };
-    Fatal::Startup(format!("sandbox: {e}{hint}"))
+    Failure::startup(format!("sandbox: {e}{hint}"))
 }
 
 /// Confines the process as configured: switch to `user` (when root), drop
 /// every capability, Landlock, seccomp. Call it while the process has one
 /// thread, after binding the listeners and before DuckDB, the queue threads
 /// and the runtime start. Logs what each layer reached.
-pub fn confine(cfg: &Config) -> Result<ConfineReport, Fatal> {
+pub fn confine(cfg: &Config) -> Result<ConfineReport, Failure> {
     let report =
         hitvault_sandbox::confine(&spec(cfg), cfg.seccomp.mode()).map_err(|e| explain(e, cfg))?;
     let p = &report.privileges;
@@ -212,7 +213,7 @@ pub fn confine(cfg: &Config) -> Result<ConfineReport, Fatal> {
     if cfg.landlock == LandlockSetting::Required
         && (l.degraded.is_some() || !l.filesystem || !l.network)
     {
-        return Err(Fatal::Startup(format!(
+        return Err(Failure::startup(format!(
             "sandbox: `landlock` is `required` but the kernel does not enforce the file and TCP \
              rules ({l}); Landlock ABI 4 or later is needed"
         )));
@@ -261,7 +262,7 @@ pub fn show(cfg: &Config) -> Result<Vec<String>, String> {
 /// `hitvault sandbox check`: confines a child process per probe exactly as
 /// `serve` confines itself, tries what must be refused and what must work,
 /// prints each result. Exit status 0 only if every probe passed.
-pub fn check(cfg: &Config, owner: Option<&User>) -> Result<i32, Fatal> {
+pub fn check(cfg: &Config, owner: Option<&User>) -> Result<u8, Failure> {
     prepare(cfg, owner)?;
     let spec = spec(cfg);
     let results = check::run_with(&spec, cfg.seccomp.mode());

@@ -1,0 +1,17 @@
+//! The commands other than `serve` and `sandbox`: each asks a running
+//! daemon through its control socket ([`client`]) when one answers, and
+//! otherwise does the work on the data dir itself, holding its lock.
+//!
+//! One file per command. Nothing here reaches into `crate::daemon` (a test
+//! in the tests crate checks it): what the two sides share lives in the
+//! leaves (`datadir`, `exit`, `config`, `control`, `sites`, `retention`,
+//! `replay`).
+
+pub mod args;
+pub mod backup;
+pub mod client;
+pub mod import;
+pub mod import_plausible;
+pub mod prune;
+pub mod site;
+pub mod takeout;
