@@ -9,13 +9,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::control::AdminError;
+use crate::error::{AdminError, refuse};
 
 /// What to export, as the caller wrote it (times and sites are checked by the daemon).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -320,6 +323,26 @@ pub async fn stream_prepared(
         }
     }
     r
+}
+
+/// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
+/// public listener: one table (hits by default) as one streamed file, behind
+/// the access layer ([`crate::access`]): loopback only until accounts exist.
+pub fn takeout_router(exporter: Arc<dyn Exporter>) -> Router {
+    Router::new()
+        .route("/api/v1/takeout", get(public_takeout))
+        .layer(axum::middleware::from_fn(crate::access::api_gate))
+        .with_state(exporter)
+}
+
+async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+    match ExportQuery::parse(uri.query()) {
+        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
+        Ok(_) => refuse(AdminError::Invalid(
+            "format= is required: parquet, csv, json or ndjson".into(),
+        )),
+        Err(m) => refuse(AdminError::Invalid(m)),
+    }
 }
 
 #[cfg(test)]

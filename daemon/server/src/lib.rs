@@ -24,6 +24,7 @@ pub mod tracker;
 pub mod wire;
 
 mod control;
+mod error;
 pub mod export;
 mod routes;
 
@@ -32,9 +33,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use control::{AdminError, Maintenance, SiteAdmin, SiteInfo, control_router, takeout_router};
+pub use control::{Maintenance, SiteAdmin, SiteInfo, control_router};
 pub use dashboard::{DashboardState, dashboard_router};
-pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
+pub use error::AdminError;
+pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared, takeout_router};
 pub use goals_api::{DefAdmin, goals_router};
 pub use realtime::{Commits, RealtimeState};
 pub use routes::router;
