@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AdminError, refuse};
+use crate::error::{AdminError, ApiError};
 use crate::export::{ExportQuery, Exporter, Prepared};
 
 /// A site as the control API shows it.
@@ -132,15 +132,15 @@ async fn import(
     {
         Some(v) if v <= hitvault_store::MAX_HIT_ID => v,
         Some(v) => {
-            return refuse(AdminError::Invalid(format!(
+            return ApiError::invalid(format!(
                 "max_id={v} is above {}, the largest hit id",
                 hitvault_store::MAX_HIT_ID
-            )));
+            ))
+            .into_response();
         }
         None => {
-            return refuse(AdminError::Invalid(
-                "max_id=N (the largest hit id sent) is required".into(),
-            ));
+            return ApiError::invalid("max_id=N (the largest hit id sent) is required")
+                .into_response();
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(IMPORT_DEPTH);
@@ -174,7 +174,7 @@ async fn import(
     match run.await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => refuse(AdminError::Internal(e.to_string())),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -185,7 +185,7 @@ async fn import_plausible(
     match tokio::task::spawn_blocking(move || m.import_plausible(&body)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => refuse(AdminError::Internal(e.to_string())),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -194,22 +194,21 @@ async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
         "" => false,
         "dry_run=1" | "dry_run=true" => true,
         other => {
-            return refuse(AdminError::Invalid(format!(
-                "unknown parameters {other:?} (only dry_run=1)"
-            )));
+            return ApiError::invalid(format!("unknown parameters {other:?} (only dry_run=1)"))
+                .into_response();
         }
     };
     match tokio::task::spawn_blocking(move || m.prune(dry_run)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => refuse(AdminError::Internal(e.to_string())),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
 async fn takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
     match ExportQuery::parse(uri.query()) {
         Ok(q) => crate::export::stream(exporter, q).await,
-        Err(m) => refuse(AdminError::Invalid(m)),
+        Err(m) => ApiError::invalid(m).into_response(),
     }
 }
 
@@ -217,7 +216,7 @@ async fn list(State(admin): State<Admin>) -> Response {
     match tokio::task::spawn_blocking(move || admin.list()).await {
         Ok(Ok(sites)) => axum::Json(sites).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => refuse(AdminError::Internal(e.to_string())),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -225,14 +224,15 @@ async fn add(State(admin): State<Admin>, body: axum::body::Bytes) -> Response {
     let site: SiteInfo = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
-            return refuse(AdminError::Invalid(format!(
+            return ApiError::invalid(format!(
                 "body must be {{\"hostname\":..,\"aliases\":[..]}}: {e}"
-            )));
+            ))
+            .into_response();
         }
     };
     match tokio::task::spawn_blocking(move || admin.add(site)).await {
         Ok(Ok(s)) => (StatusCode::CREATED, axum::Json(s)).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => refuse(AdminError::Internal(e.to_string())),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }

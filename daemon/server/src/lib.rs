@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use control::{Maintenance, SiteAdmin, SiteInfo, control_router};
 pub use dashboard::{DashboardState, dashboard_router};
-pub use error::AdminError;
+pub use error::{AdminError, ApiError, Code};
 pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared, takeout_router};
 pub use goals_api::{DefAdmin, goals_router};
 pub use realtime::{Commits, RealtimeState};
