@@ -520,7 +520,7 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
         };
         let control_task = tokio::spawn({
             let shutdown = wait(rx.clone());
-            let app = hitvault_server::control_router(admin, exporter.clone(), maintenance);
+            let app = hitvault_server::control_app(admin, exporter.clone(), maintenance);
             async move {
                 axum::serve(control, app)
                     .with_graceful_shutdown(shutdown)
@@ -552,11 +552,11 @@ pub fn serve(cfg: Config, owner: Option<User>, notifier: Notifier) -> Result<(),
             listen: local,
             defs: defs.clone(),
         };
-        let app = hitvault_server::router(state)
-            .merge(hitvault_server::stats_router(stats.clone()))
-            .merge(hitvault_server::goals_router(stats, defs))
-            .merge(hitvault_server::dashboard_router(dashboard))
-            .merge(hitvault_server::takeout_router(exporter));
+        let app = hitvault_server::app(hitvault_server::Services {
+            public: state,
+            dashboard,
+            exporter,
+        });
         let served = hitvault_server::serve(listener, app, wait(rx)).await;
         ready.store(false, Ordering::Release);
         let _ = control_task.await;

@@ -60,8 +60,9 @@ pub const PLAUSIBLE_BODY_MAX: usize = 1 << 30;
 
 /// Routes of the control socket: sites, `GET /takeout` (an export as
 /// Arrow frames, or one file when `format=` is given), `POST /backup` (a
-/// snapshot of the database) and `POST /prune[?dry_run=1]`.
-pub fn control_router(
+/// snapshot of the database), `POST /prune[?dry_run=1]`, `POST /import` and
+/// `POST /import-plausible`; [`crate::control_app`] serves them.
+pub(crate) fn routes(
     admin: Admin,
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,

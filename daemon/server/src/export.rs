@@ -316,11 +316,11 @@ pub async fn stream_prepared(
 
 /// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
 /// public listener: one table (hits by default) as one streamed file, behind
-/// the access layer ([`crate::access`]): loopback only until accounts exist.
-pub fn takeout_router(exporter: Arc<dyn Exporter>) -> Router {
+/// the access layer ([`crate::access`]), which [`crate::app`] applies:
+/// loopback only until accounts exist.
+pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Router {
     Router::new()
         .route("/api/v1/takeout", get(public_takeout))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(exporter)
 }
 

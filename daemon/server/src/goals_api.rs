@@ -55,8 +55,9 @@ struct GoalsState {
     admin: Arc<dyn DefAdmin>,
 }
 
-/// The routes above, on the stats readers and a definitions writer.
-pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
+/// The routes above, on the stats readers and a definitions writer;
+/// [`crate::app`] puts them behind the access layer.
+pub(crate) fn routes(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
     Router::new()
         .route("/api/v1/stats/goals", get(goal_stats))
         .route("/api/v1/stats/funnel", get(funnel_stats))
@@ -69,7 +70,6 @@ pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
         )
         .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
         .route("/api/v1/openapi.json", get(openapi))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(GoalsState { stats, admin })
 }
 

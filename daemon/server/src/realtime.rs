@@ -132,10 +132,11 @@ impl RealtimeState {
     }
 }
 
-pub fn realtime_router(state: RealtimeState) -> Router {
+/// The realtime stream's route; [`crate::app`] puts it behind the access
+/// layer.
+pub(crate) fn routes(state: RealtimeState) -> Router {
     Router::new()
         .route("/api/v1/stats/realtime", get(stream))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
 }
 

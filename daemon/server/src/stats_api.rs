@@ -59,10 +59,10 @@ impl StatsState {
     }
 }
 
-pub fn stats_router(state: StatsState) -> Router {
+/// The stats API's routes; [`crate::app`] puts them behind the access layer.
+pub(crate) fn routes(state: StatsState) -> Router {
     Router::new()
         .route("/api/v1/stats/overview", get(overview))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
 }
 
