@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -21,9 +19,10 @@ use crate::Format;
 use crate::manifest::{FileEntry, Filter, IdRange, MANIFEST, Manifest, TimeRange};
 use crate::parallel::{ParallelWriter, TextEncoder};
 use crate::schema::{SchemaMismatch, TAKEOUT_VERSION, Table, conform};
+use crate::text::{self, Text};
+
 /// Where they were first defined; the names are [`crate::schema`]'s.
 pub use crate::schema::{file_name, hex};
-use crate::text::{self, Text};
 
 /// Writing an export failed.
 #[derive(Debug, thiserror::Error)]
