@@ -39,24 +39,24 @@ pub struct Services {
 pub fn app(s: Services) -> Router {
     let Services {
         public,
-        dashboard,
+        dashboard: state,
         exporter,
     } = s;
     // Anyone.
     let open = routes::router(public);
     // What the access layer admits (loopback only until accounts exist).
     let api = Router::new()
-        .merge(stats_api::routes(dashboard.stats.clone()))
+        .merge(stats_api::routes(state.stats.clone()))
         .merge(goals_api::routes(
-            dashboard.stats.clone(),
-            dashboard.defs.clone(),
+            state.stats.clone(),
+            state.defs.clone(),
         ))
-        .merge(realtime::routes(dashboard.realtime.clone()))
+        .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
         .layer(axum::middleware::from_fn(access::api_gate));
     // What the dashboard's gate admits (nobody when listening beyond loopback).
-    let listen = dashboard.listen;
-    let pages = dashboard::routes(dashboard).layer(axum::middleware::from_fn_with_state(
+    let listen = state.listen;
+    let pages = dashboard::routes(state).layer(axum::middleware::from_fn_with_state(
         listen,
         dashboard::gate,
     ));
