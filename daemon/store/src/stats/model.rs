@@ -249,7 +249,7 @@ pub struct Row {
     pub share: f64,
 }
 
-/// One dashboard page: see [`Stats::overview`].
+/// One dashboard page: see [`super::Stats::overview`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Overview {
     pub kpis: Kpis,
