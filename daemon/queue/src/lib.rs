@@ -60,6 +60,7 @@ use tokio::sync::oneshot;
 
 mod error;
 mod frame;
+mod message;
 mod recover;
 mod segment;
 mod shared;
@@ -68,8 +69,9 @@ mod writer;
 pub use error::{AppendError, OpenError, ReadError};
 
 use frame::{Next, RecordReader};
+use message::{Reply, Request};
 use shared::{ReadCursor, Shared, State, lock, read, write};
-use writer::{Reply, Request, Writer};
+use writer::Writer;
 
 /// Default size of one segment file: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;

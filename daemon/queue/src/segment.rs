@@ -6,10 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use crate::message::Spare;
 use crate::shared::{Shared, lock};
 
 /// Suffix of segment files; the stem is the first seq, zero-padded to 20 digits.
@@ -115,13 +116,6 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
             _ => return Err(e),
         }
     }
-}
-
-/// A prepared segment waiting to be renamed into place.
-pub(crate) struct Spare {
-    pub(crate) file: File,
-    pub(crate) path: PathBuf,
-    pub(crate) len: u64,
 }
 
 /// Body of the "hv-queue-prealloc" thread: each message on `wake` asks for a

@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::segment::Spare;
-use crate::writer::Request;
+use crate::message::{Request, Spare};
 
 /// Locks a mutex, ignoring poisoning: every critical section leaves the data
 /// consistent, so a panic elsewhere is no reason to stop the queue.

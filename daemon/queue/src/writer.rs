@@ -6,7 +6,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -14,10 +13,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use crate::error::AppendError;
 use crate::frame;
+use crate::message::Request;
 use crate::segment::{TMP_SUFFIX, prepare_file, segment_name, sync_dir};
 use crate::shared::{SegMeta, Shared, State, lock};
 use crate::{GroupCommit, GroupObserver};
@@ -27,46 +25,6 @@ use crate::{GroupCommit, GroupObserver};
 /// write + fdatasync can take (4 MiB is a few ms to tens of ms on a disk), so
 /// requests that arrive meanwhile wait for at most one group ahead of them.
 pub(crate) const GROUP_MAX_BYTES: u64 = 4 << 20;
-
-/// Where the answer to a request goes. A oneshot needs no runtime on either
-/// side, so async handlers await it and sync callers block on it.
-pub(crate) enum Reply {
-    One(oneshot::Sender<Result<u64, AppendError>>),
-    Many(oneshot::Sender<Result<RangeInclusive<u64>, AppendError>>),
-}
-
-/// One `append` or `append_all`: all its records go into one group.
-pub(crate) struct Request {
-    pub(crate) payloads: Vec<Vec<u8>>,
-    /// Frame bytes of all payloads, reserved in `Shared::inflight` and `Shared::reserved`.
-    pub(crate) frame_bytes: u64,
-    pub(crate) reply: Reply,
-}
-
-impl Request {
-    fn succeed(self, first: u64, last: u64) {
-        // A dropped receiver (caller gave up waiting) is fine: the record is durable.
-        match self.reply {
-            Reply::One(tx) => {
-                let _ = tx.send(Ok(first));
-            }
-            Reply::Many(tx) => {
-                let _ = tx.send(Ok(first..=last));
-            }
-        }
-    }
-
-    fn fail(self, e: AppendError) {
-        match self.reply {
-            Reply::One(tx) => {
-                let _ = tx.send(Err(e));
-            }
-            Reply::Many(tx) => {
-                let _ = tx.send(Err(e));
-            }
-        }
-    }
-}
 
 /// The segment being written.
 struct Current {

@@ -24,10 +24,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::error::ApiError;
 
 /// Why a request was not admitted.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,11 +59,7 @@ impl Denied {
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({ "error": "forbidden", "message": self.message() })),
-        )
-            .into_response()
+        ApiError::forbidden(self.message()).into_response()
     }
 }
 
@@ -137,6 +134,7 @@ pub async fn api_gate(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn only_loopback_clients_are_authorized_until_accounts_exist() {

@@ -1,6 +1,7 @@
 //! The control service, served only on the Unix socket `<data dir>/control.sock`
 //! (mode 0600, inside the 0700 data dir): how `hitvault site add|list` reach a
 //! running daemon. Whoever can open the socket owns the data dir anyway.
+//! The public `GET /api/v1/takeout` is [`crate::export`]'s.
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use crate::error::{AdminError, ApiError};
 use crate::export::{ExportQuery, Exporter, Prepared};
 
 /// A site as the control API shows it.
@@ -23,14 +24,6 @@ pub struct SiteInfo {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub origin: String,
-}
-
-/// Why a site operation failed: the caller's mistake, or ours.
-#[derive(Debug)]
-pub enum AdminError {
-    Invalid(String),
-    Conflict(String),
-    Internal(String),
 }
 
 /// Site management, implemented by the daemon (it owns the store and the registry).
@@ -67,8 +60,9 @@ pub const PLAUSIBLE_BODY_MAX: usize = 1 << 30;
 
 /// Routes of the control socket: sites, `GET /takeout` (an export as
 /// Arrow frames, or one file when `format=` is given), `POST /backup` (a
-/// snapshot of the database) and `POST /prune[?dry_run=1]`.
-pub fn control_router(
+/// snapshot of the database), `POST /prune[?dry_run=1]`, `POST /import` and
+/// `POST /import-plausible`; [`crate::control_app`] serves them.
+pub(crate) fn routes(
     admin: Admin,
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,
@@ -139,15 +133,15 @@ async fn import(
     {
         Some(v) if v <= hitvault_store::MAX_HIT_ID => v,
         Some(v) => {
-            return error(AdminError::Invalid(format!(
+            return ApiError::invalid(format!(
                 "max_id={v} is above {}, the largest hit id",
                 hitvault_store::MAX_HIT_ID
-            )));
+            ))
+            .into_response();
         }
         None => {
-            return error(AdminError::Invalid(
-                "max_id=N (the largest hit id sent) is required".into(),
-            ));
+            return ApiError::invalid("max_id=N (the largest hit id sent) is required")
+                .into_response();
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(IMPORT_DEPTH);
@@ -180,8 +174,8 @@ async fn import(
     });
     match run.await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => error(e),
-        Err(e) => error(AdminError::Internal(e.to_string())),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -191,8 +185,8 @@ async fn import_plausible(
 ) -> Response {
     match tokio::task::spawn_blocking(move || m.import_plausible(&body)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => error(e),
-        Err(e) => error(AdminError::Internal(e.to_string())),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -201,59 +195,29 @@ async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
         "" => false,
         "dry_run=1" | "dry_run=true" => true,
         other => {
-            return error(AdminError::Invalid(format!(
-                "unknown parameters {other:?} (only dry_run=1)"
-            )));
+            return ApiError::invalid(format!("unknown parameters {other:?} (only dry_run=1)"))
+                .into_response();
         }
     };
     match tokio::task::spawn_blocking(move || m.prune(dry_run)).await {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(e)) => error(e),
-        Err(e) => error(AdminError::Internal(e.to_string())),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
-}
-
-/// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
-/// public listener: one table (hits by default) as one streamed file, behind
-/// the access layer ([`crate::access`]): loopback only until accounts exist.
-pub fn takeout_router(exporter: Arc<dyn Exporter>) -> Router {
-    Router::new()
-        .route("/api/v1/takeout", get(public_takeout))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
-        .with_state(exporter)
 }
 
 async fn takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
     match ExportQuery::parse(uri.query()) {
         Ok(q) => crate::export::stream(exporter, q).await,
-        Err(m) => error(AdminError::Invalid(m)),
+        Err(m) => ApiError::invalid(m).into_response(),
     }
-}
-
-async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
-    match ExportQuery::parse(uri.query()) {
-        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
-        Ok(_) => error(AdminError::Invalid(
-            "format= is required: parquet, csv, json or ndjson".into(),
-        )),
-        Err(m) => error(AdminError::Invalid(m)),
-    }
-}
-
-fn error(e: AdminError) -> Response {
-    let (code, kind, msg) = match e {
-        AdminError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid", m),
-        AdminError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
-        AdminError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
-    };
-    (code, axum::Json(json!({ "error": kind, "message": msg }))).into_response()
 }
 
 async fn list(State(admin): State<Admin>) -> Response {
     match tokio::task::spawn_blocking(move || admin.list()).await {
         Ok(Ok(sites)) => axum::Json(sites).into_response(),
-        Ok(Err(e)) => error(e),
-        Err(e) => error(AdminError::Internal(e.to_string())),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
@@ -261,14 +225,15 @@ async fn add(State(admin): State<Admin>, body: axum::body::Bytes) -> Response {
     let site: SiteInfo = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
-            return error(AdminError::Invalid(format!(
+            return ApiError::invalid(format!(
                 "body must be {{\"hostname\":..,\"aliases\":[..]}}: {e}"
-            )));
+            ))
+            .into_response();
         }
     };
     match tokio::task::spawn_blocking(move || admin.add(site)).await {
         Ok(Ok(s)) => (StatusCode::CREATED, axum::Json(s)).into_response(),
-        Ok(Err(e)) => error(e),
-        Err(e) => error(AdminError::Internal(e.to_string())),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }

@@ -9,13 +9,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use bytes::Bytes;
-use serde_json::json;
 
-use crate::control::AdminError;
+use crate::error::{AdminError, ApiError};
 
 /// What to export, as the caller wrote it (times and sites are checked by the daemon).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -246,9 +248,12 @@ fn spawn_body(
         let out = BodyWriter::new(tx.clone());
         let msg = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(out))) {
             Ok(Ok(())) => return,
-            Ok(Err(AdminError::Invalid(m) | AdminError::Conflict(m) | AdminError::Internal(m))) => {
-                m
-            }
+            Ok(Err(
+                AdminError::Invalid(m)
+                | AdminError::Conflict(m)
+                | AdminError::Unavailable(m)
+                | AdminError::Internal(m),
+            )) => m,
             Err(_) => "the export thread panicked".to_owned(),
         };
         tracing::warn!(error = %msg, "{what} failed after the response began");
@@ -259,25 +264,14 @@ fn spawn_body(
     Body::new(ChannelBody { rx, failed: None })
 }
 
-fn error(code: StatusCode, msg: String) -> Response {
-    (
-        code,
-        axum::Json(json!({ "error": "export", "message": msg })),
-    )
-        .into_response()
-}
-
 /// Runs an export on a blocking thread and streams it as the response body.
 pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
     let (rows, media) = {
         let (e, q) = (exporter.clone(), q.clone());
         match tokio::task::spawn_blocking(move || e.prepare(&q)).await {
             Ok(Ok(v)) => v,
-            Ok(Err(AdminError::Invalid(m))) => return error(StatusCode::BAD_REQUEST, m),
-            Ok(Err(AdminError::Conflict(m) | AdminError::Internal(m))) => {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, m);
-            }
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            Ok(Err(e)) => return e.into_response(),
+            Err(e) => return ApiError::internal("an export task", e).into_response(),
         }
     };
     let body = spawn_body("export", move |out| exporter.export(q, out));
@@ -305,10 +299,8 @@ pub async fn stream_prepared(
 ) -> Response {
     let p = match tokio::task::spawn_blocking(prepare).await {
         Ok(Ok(p)) => p,
-        Ok(Err(AdminError::Invalid(m))) => return error(StatusCode::BAD_REQUEST, m),
-        Ok(Err(AdminError::Conflict(m))) => return error(StatusCode::CONFLICT, m),
-        Ok(Err(AdminError::Internal(m))) => return error(StatusCode::INTERNAL_SERVER_ERROR, m),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return ApiError::internal("a streamed reply's task", e).into_response(),
     };
     let body = spawn_body("streamed reply", p.write);
     let mut r = Response::new(body);
@@ -320,6 +312,26 @@ pub async fn stream_prepared(
         }
     }
     r
+}
+
+/// `GET /api/v1/takeout?format=..&site=..&from=..&until=..[&table=..]` for the
+/// public listener: one table (hits by default) as one streamed file, behind
+/// the access layer ([`crate::access`]), which [`crate::app`] applies:
+/// loopback only until accounts exist.
+pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Router {
+    Router::new()
+        .route("/api/v1/takeout", get(public_takeout))
+        .with_state(exporter)
+}
+
+async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+    match ExportQuery::parse(uri.query()) {
+        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
+        Ok(_) => {
+            ApiError::invalid("format= is required: parquet, csv, json or ndjson").into_response()
+        }
+        Err(m) => ApiError::invalid(m).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
 use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
-use crate::stats_api::{ApiError, StatsState, admit, bad, blocking, site_id, stats_error};
+use crate::error::{ApiError, RETRY_AFTER_UNAVAILABLE};
+use crate::stats_api::{StatsState, admit, bad, blocking, site_id, stats_error};
 
 /// Writes definitions; the daemon runs them on DuckDB's one writer.
 pub trait DefAdmin: Send + Sync + 'static {
@@ -54,8 +55,9 @@ struct GoalsState {
     admin: Arc<dyn DefAdmin>,
 }
 
-/// The routes above, on the stats readers and a definitions writer.
-pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
+/// The routes above, on the stats readers and a definitions writer;
+/// [`crate::app`] puts them behind the access layer.
+pub(crate) fn routes(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
     Router::new()
         .route("/api/v1/stats/goals", get(goal_stats))
         .route("/api/v1/stats/funnel", get(funnel_stats))
@@ -68,7 +70,6 @@ pub fn goals_router(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
         )
         .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
         .route("/api/v1/openapi.json", get(openapi))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(GoalsState { stats, admin })
 }
 
@@ -95,26 +96,15 @@ fn funnel_json(f: &Funnel) -> Value {
     json!({ "id": f.id, "name": f.name, "steps": f.steps.iter().map(step_json).collect::<Vec<_>>() })
 }
 
+/// A definition the store refused, as the API answers it.
 fn def_error(e: DefError) -> Response {
-    let (status, error) = match &e {
-        DefError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        DefError::Exists(_) => (StatusCode::CONFLICT, "exists"),
-        DefError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        DefError::Query(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    };
-    (
-        status,
-        axum::Json(json!({ "error": error, "message": e.to_string() })),
-    )
-        .into_response()
-}
-
-fn not_found(what: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "error": "not_found", "message": what })),
-    )
-        .into_response()
+    match &e {
+        DefError::Invalid(_) => ApiError::invalid(e.to_string()),
+        DefError::Exists(_) => ApiError::exists(e.to_string()),
+        DefError::Unavailable(_) => ApiError::unavailable(e.to_string(), RETRY_AFTER_UNAVAILABLE),
+        DefError::Query(q) => ApiError::internal("a definition query", q),
+    }
+    .into_response()
 }
 
 async fn goal_stats(State(st): State<GoalsState>, RawQuery(query): RawQuery) -> Response {
@@ -127,7 +117,7 @@ async fn goal_stats(State(st): State<GoalsState>, RawQuery(query): RawQuery) -> 
         let w = p.window(site_id(&r, &p.site)?);
         let goals = r
             .goals_of(w.site_id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| ApiError::internal("a goals query", e))?;
         let rows = r.goal_stats(&w, &p.filters, &goals).map_err(stats_error)?;
         Ok(axum::Json(json!({
             "site": p.site,
@@ -184,7 +174,7 @@ async fn funnel_stats(State(st): State<GoalsState>, RawQuery(query): RawQuery) -
                     .map_err(|_| bad("funnel", format!("{id:?} is not a funnel id")))?;
                 let f = r
                     .funnels_of(w.site_id)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|e| ApiError::internal("a goals query", e))?
                     .into_iter()
                     .find(|f| f.id == id)
                     .ok_or_else(|| bad("funnel", format!("the site has no funnel {id}")))?;
@@ -259,7 +249,7 @@ async fn list_defs(
     blocking(move || {
         let r = st.stats.reader()?;
         let id = site_id(&r, &site)?;
-        let items = list(&r, id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let items = list(&r, id).map_err(|e| ApiError::internal("a goals query", e))?;
         Ok(axum::Json(json!({ key: items })).into_response())
     })
     .await
@@ -372,7 +362,9 @@ async fn delete_def(
         let sid = site_id(&*st.stats.reader()?, &site)?;
         Ok(match remove(&*st.admin, sid, id) {
             Ok(true) => StatusCode::NO_CONTENT.into_response(),
-            Ok(false) => not_found(&format!("the site has no {what} {id}")),
+            Ok(false) => {
+                ApiError::not_found(format!("the site has no {what} {id}")).into_response()
+            }
             Err(e) => def_error(e),
         })
     })

@@ -1,10 +1,11 @@
-//! The HTTP edge of hitvault: every route, in one place, on axum/hyper.
+//! The HTTP edge of hitvault: every route, on axum/hyper.
 //!
-//! [`router`] builds the public service (tracker script, ingest endpoints,
-//! health and metrics) from an [`AppState`]; [`stats_router`] the JSON stats
-//! API; [`dashboard_router`] the dashboard pages and the realtime stream;
-//! [`control_router`] builds the local control service served on
-//! `<data dir>/control.sock` for the CLI.
+//! [`app`] assembles every route of the public listener (tracker, ingest,
+//! health and metrics; the JSON API; the dashboard), each kind behind its
+//! access rule, and [`control_app`] the local control service served on
+//! `<data dir>/control.sock` for the CLI (`assembly.rs` has the table of
+//! kinds). [`router`] is the public kind alone, as tests serve it.
+//! Every JSON refusal is an [`ApiError`].
 //! [`serve`] runs a router on a listener until a shutdown future resolves,
 //! then stops accepting and lets in-flight requests finish.
 //!
@@ -23,7 +24,9 @@ pub mod stats_api;
 pub mod tracker;
 pub mod wire;
 
+mod assembly;
 mod control;
+mod error;
 pub mod export;
 mod routes;
 
@@ -32,13 +35,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use control::{AdminError, Maintenance, SiteAdmin, SiteInfo, control_router, takeout_router};
-pub use dashboard::{DashboardState, dashboard_router};
+pub use assembly::{Services, app, control_app};
+pub use control::{Maintenance, SiteAdmin, SiteInfo};
+pub use dashboard::DashboardState;
+pub use error::{AdminError, ApiError, Code};
 pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
-pub use goals_api::{DefAdmin, goals_router};
+pub use goals_api::DefAdmin;
 pub use realtime::{Commits, RealtimeState};
 pub use routes::router;
-pub use stats_api::{StatsState, stats_router};
+pub use stats_api::StatsState;
 
 use crate::ingest::Ingest;
 use crate::metrics::{Gauges, Metrics};

@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::error::ApiError;
 use crate::stats_api::{BadParam, bad, form_urlencoded};
 
 /// Most realtime streams served at once; more get a 503.
@@ -131,10 +132,11 @@ impl RealtimeState {
     }
 }
 
-pub fn realtime_router(state: RealtimeState) -> Router {
+/// The realtime stream's route; [`crate::app`] puts it behind the access
+/// layer.
+pub(crate) fn routes(state: RealtimeState) -> Router {
     Router::new()
         .route("/api/v1/stats/realtime", get(stream))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
 }
 
@@ -161,15 +163,6 @@ pub fn event_json(site: &str, at: Timestamp, r: &Realtime) -> Value {
     })
 }
 
-fn internal(message: &str) -> Response {
-    tracing::error!(message, "realtime query failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({ "error": "internal", "message": message })),
-    )
-        .into_response()
-}
-
 fn parse_site(query: Option<&str>) -> Result<String, BadParam> {
     let mut site = None;
     for (k, v) in form_urlencoded(query.unwrap_or("")) {
@@ -185,26 +178,22 @@ fn parse_site(query: Option<&str>) -> Result<String, BadParam> {
 async fn stream(State(state): State<RealtimeState>, RawQuery(query): RawQuery) -> Response {
     let name = match parse_site(query.as_deref()) {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let lookup = name.clone();
     let site = match state.read(move |l| l.site(&lookup)).await {
         Ok(Some(s)) => s,
-        Ok(None) => return bad("site", format!("no site named {name:?}")).into_response(),
-        Err(e) => return internal(&e),
+        Ok(None) => {
+            return ApiError::from(bad("site", format!("no site named {name:?}"))).into_response();
+        }
+        Err(e) => return ApiError::internal("a realtime query", e).into_response(),
     };
     let Ok(permit) = state.streams.clone().try_acquire_owned() else {
-        let mut r = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "error": "too_many_streams",
-                "message": format!("at most {MAX_STREAMS} realtime streams are served at once"),
-            })),
+        return ApiError::too_many_streams(
+            format!("at most {MAX_STREAMS} realtime streams are served at once"),
+            Duration::from_secs(10),
         )
-            .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-        return r;
+        .into_response();
     };
     // Subscribed before the first read, so no commit after it is missed.
     let commits = state.commits.tx.subscribe();

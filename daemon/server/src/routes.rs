@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::AppState;
+use crate::error::ApiError;
 use crate::ingest::{IngestError, Outcome, client_ip, now_ms};
 use crate::metrics::{Endpoint, Refusal};
 use crate::tracker;
@@ -50,21 +51,9 @@ fn cors(mut r: Response) -> Response {
     r
 }
 
-fn status_of(reason: Refusal) -> StatusCode {
-    match reason {
-        Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-        Refusal::QueueFull | Refusal::DiskFull | Refusal::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::BAD_REQUEST,
-    }
-}
-
 fn refuse(state: &AppState, e: WireError) -> Response {
     state.metrics.refused(e.reason);
-    let body = json!({ "error": e.reason.code(), "message": e.message, "field": e.field });
-    cors((status_of(e.reason), axum::Json(body)).into_response())
+    cors(ApiError::from(e).into_response())
 }
 
 fn ingest_error(state: &AppState, e: IngestError) -> Response {
@@ -76,14 +65,7 @@ fn ingest_error(state: &AppState, e: IngestError) -> Response {
             message,
         } => {
             state.metrics.refused(reason);
-            let body = json!({ "error": reason.code(), "message": message });
-            let mut r = cors((StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response());
-            let secs = retry_after.as_secs().max(1).to_string();
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&secs).expect("digits"),
-            );
-            r
+            cors(ApiError::hit_unavailable(reason, message, retry_after).into_response())
         }
     }
 }
@@ -384,9 +366,5 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "error": "not_found", "message": "no such route" })),
-    )
-        .into_response()
+    ApiError::not_found("no such route").into_response()
 }

@@ -17,7 +17,8 @@
 //! | `filter` | `dimension:op:value`, op `is`, `is_not` or `contains`; repeatable, all must hold; an empty value means "has no value" (`is`) or "has one" (`is_not`); `prop:key:op:value` filters by a custom property (`hitvault_store::stats` has the rules) | none |
 //! | `limit` | rows per panel, 1 to 1000 | 10 |
 //!
-//! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`.
+//! Any bad parameter is a 400 `{"error":"bad_parameter","parameter":…,"message":…}`
+//! ([`crate::error::ApiError`], like every refusal of the JSON routes).
 //!
 //! Access: every route here is behind the one authorization layer
 //! ([`crate::access`]); until accounts exist it admits requests from and to
@@ -27,7 +28,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hitvault_store::imported::ImportedInfo;
@@ -39,6 +39,8 @@ use hitvault_store::stats::{
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
+
+use crate::error::ApiError;
 
 /// The stats readers the API runs queries on (each its own DuckDB connection).
 #[derive(Clone)]
@@ -57,32 +59,11 @@ impl StatsState {
     }
 }
 
-pub fn stats_router(state: StatsState) -> Router {
+/// The stats API's routes; [`crate::app`] puts them behind the access layer.
+pub(crate) fn routes(state: StatsState) -> Router {
     Router::new()
         .route("/api/v1/stats/overview", get(overview))
-        .layer(axum::middleware::from_fn(crate::access::api_gate))
         .with_state(state)
-}
-
-/// Why an overview was not answered.
-pub(crate) enum ApiError {
-    Bad(BadParam),
-    Internal(String),
-}
-
-impl From<BadParam> for ApiError {
-    fn from(e: BadParam) -> Self {
-        ApiError::Bad(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            ApiError::Bad(b) => b.into_response(),
-            ApiError::Internal(m) => internal(&m),
-        }
-    }
 }
 
 /// A parameter the API cannot use: answered 400, naming it.
@@ -92,17 +73,9 @@ pub(crate) struct BadParam {
     pub(crate) message: String,
 }
 
-impl IntoResponse for BadParam {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
-                "error": "bad_parameter",
-                "parameter": self.parameter,
-                "message": self.message,
-            })),
-        )
-            .into_response()
+impl From<BadParam> for ApiError {
+    fn from(e: BadParam) -> Self {
+        ApiError::bad_parameter(&e.parameter, e.message)
     }
 }
 
@@ -409,7 +382,7 @@ impl StatsState {
                     .first()
                     .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
             })
-            .ok_or_else(|| ApiError::Internal("no stats reader is configured".into()))
+            .ok_or_else(|| ApiError::internal("a stats query", "no stats reader is configured"))
     }
 }
 
@@ -417,7 +390,7 @@ impl StatsState {
 pub(crate) fn site_id(reader: &Stats, site: &str) -> Result<u16, ApiError> {
     reader
         .site_id(site)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::internal("looking up a site", e))?
         .ok_or_else(|| bad("site", format!("no site named {site:?}")).into())
 }
 
@@ -428,7 +401,7 @@ pub(crate) async fn blocking(
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => e.into_response(),
-        Err(_) => internal("the stats query failed"),
+        Err(e) => ApiError::internal("a stats query task", e).into_response(),
     }
 }
 
@@ -436,14 +409,14 @@ pub(crate) async fn blocking(
 pub(crate) fn stats_error(e: StatsError) -> ApiError {
     match e {
         e @ (StatsError::TooLong | StatsError::Inverted) => bad("from", e.to_string()).into(),
-        e => ApiError::Internal(e.to_string()),
+        e => ApiError::internal("a stats query", e),
     }
 }
 
 /// The common parameters and `extra` ones: what every stats route reads
 /// first (the access layer has admitted the request).
 pub(crate) fn admit(query: Option<&str>, extra: &[&str]) -> Result<Params, Box<Response>> {
-    parse_params_with(query, extra).map_err(|e| Box::new(e.into_response()))
+    parse_params_with(query, extra).map_err(|e| Box::new(ApiError::from(e).into_response()))
 }
 
 async fn overview(State(state): State<StatsState>, RawQuery(query): RawQuery) -> Response {
@@ -467,22 +440,13 @@ async fn overview(State(state): State<StatsState>, RawQuery(query): RawQuery) ->
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .live_visitors(w.site_id, Timestamp::now())
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| ApiError::internal("reading live visitors", e))?;
         let (o, imported) = guard
             .overview_with_imported(&w, &prev, &p.filters, p.interval, &PANELS, p.limit)
             .map_err(stats_error)?;
         Ok(axum::Json(overview_json(&p, prev_from, &o, &imported, live)).into_response())
     })
     .await
-}
-
-pub(crate) fn internal(message: &str) -> Response {
-    tracing::error!(message, "stats query failed");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(json!({ "error": "internal", "message": message })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 
 use duckdb::{OptionalExt, params_from_iter};
 
-use crate::stats::{Filter, Sql, Stats, StatsError, Window, base, base_hits};
+use crate::stats::Stats;
+use crate::stats::model::{Filter, StatsError, Window};
+use crate::stats::sql::{Sql, base, base_hits};
 use crate::{QueryError, Store};
 
 /// Most goals one site may have.

@@ -37,9 +37,11 @@ use std::collections::HashMap;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
-use crate::stats::{
-    Dim, Filter, Interval, Kpis, LABEL, Overview, Row, Stats, StatsError, Window, trunc_local,
+use crate::stats::Stats;
+use crate::stats::model::{
+    Dim, Filter, Interval, Kpis, Overview, Row, StatsError, Window, check_window,
 };
+use crate::stats::sql::{LABEL, trunc_local};
 use crate::{QueryError, Store};
 
 /// One imported day's totals.
@@ -343,7 +345,7 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<(Overview, ImportedInfo), StatsError> {
-        crate::stats::check_window(w)?;
+        check_window(w)?;
         let (cur, before) = if filters.is_empty() {
             (days_in(w), days_in(prev))
         } else {

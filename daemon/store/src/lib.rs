@@ -17,7 +17,6 @@ pub mod imported;
 pub mod live;
 mod migrate;
 mod prune;
-pub mod rollup;
 pub mod stats;
 pub mod takeout;
 
@@ -32,6 +31,8 @@ pub use append::{AppendError, AppendStats};
 pub use backup::{SnapshotError, SnapshotInfo};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use prune::{Expired, PruneError};
+/// The per-day rollups, where they have always been found.
+pub use stats::rollup;
 pub use takeout::{ExportFilter, ImportStats, Importer, Reader, TakeoutError};
 
 /// The Arrow record batch type the store reads and writes (DuckDB's arrow).
@@ -130,8 +131,8 @@ impl Changes {
     pub(crate) fn added(&self, min_ts_us: i64) {
         let today = jiff::Timestamp::now()
             .as_microsecond()
-            .div_euclid(stats::DAY_US);
-        if min_ts_us.div_euclid(stats::DAY_US) < today {
+            .div_euclid(stats::model::DAY_US);
+        if min_ts_us.div_euclid(stats::model::DAY_US) < today {
             self.past.fetch_add(1, Ordering::AcqRel);
         }
         self.hits.fetch_add(1, Ordering::AcqRel);

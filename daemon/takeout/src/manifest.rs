@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::schema::{READ_VERSIONS, TAKEOUT_VERSION, Table};
-use crate::write::hex;
+use crate::schema::{READ_VERSIONS, TAKEOUT_VERSION, Table, file_name, hex};
 use crate::{Format, read};
 
 /// File name of the manifest inside a Takeout directory.
@@ -131,8 +130,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, VerifyError> {
         )));
     }
     for f in &m.files {
-        let expected =
-            crate::write::file_name(Table::from_name(&f.table).expect("checked"), m.format);
+        let expected = file_name(Table::from_name(&f.table).expect("checked"), m.format);
         if f.name != expected {
             return Err(fail(format!(
                 "{}: file {:?} should be named {expected:?}",

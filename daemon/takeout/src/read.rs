@@ -16,8 +16,8 @@ use arrow_schema::{DataType, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use crate::schema::{DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, Table};
-use crate::write::conform;
+use crate::json::{Cell, CellVisitor};
+use crate::schema::{DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, Table, conform};
 use crate::{Format, json};
 
 /// Rows per batch handed to the sink by the text readers.
@@ -515,68 +515,6 @@ impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
-    }
-}
-
-/// A JSON value of a Takeout column: null, a string or an unsigned integer
-/// (anything else is refused, with its JSON type).
-pub(crate) enum Cell<'a> {
-    Null,
-    Str(std::borrow::Cow<'a, str>),
-    UInt(u64),
-    Other(String),
-}
-
-struct CellVisitor;
-
-impl<'de> serde::de::Visitor<'de> for CellVisitor {
-    type Value = Cell<'de>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
-        Ok(Cell::Null)
-    }
-    fn visit_none<E>(self) -> Result<Cell<'de>, E> {
-        Ok(Cell::Null)
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(v.into()))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(v.to_owned().into()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
-        Ok(Cell::Str(v.into()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
-        Ok(Cell::UInt(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
-        Ok(Cell::Other(v.to_string()))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
-        Ok(Cell::Other(Value::from(v).to_string()))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
-        Ok(Cell::Other(v.to_string()))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Cell<'de>, A::Error> {
-        let v: Value =
-            serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Cell::Other(v.to_string()))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Cell<'de>, A::Error> {
-        let v: Value =
-            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Cell::Other(v.to_string()))
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for CellVisitor {
-    type Value = Cell<'de>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Cell<'de>, D::Error> {
-        d.deserialize_any(self)
     }
 }
 

@@ -1,10 +1,19 @@
 //! The Takeout schema: seven tables (three in version 1, five in version 2),
 //! their columns and Arrow types. The README documents each column; this is the one definition
 //! the writers, the readers and the store's export queries are checked against.
+//!
+//! It also holds the rest of the layout that both sides share: the name of
+//! a table's data file ([`file_name`]), how the MANIFEST spells a checksum
+//! ([`hex`]), and [`conform`], which fits a batch to its table's schema.
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::Format;
 
 /// Version of the Takeout layout (tables, columns, types, MANIFEST) that
 /// exports write. Independent of the database's migrations. Version 2 added
@@ -224,3 +233,71 @@ pub const GOAL_KINDS: [&str; 2] = ["event", "page"];
 pub const KINDS: [&str; 2] = ["pageview", "event"];
 /// Allowed values of `hits.device` (NULL: unknown).
 pub const DEVICES: [&str; 3] = ["desktop", "mobile", "tablet"];
+
+/// The data file name of a table: `hits.parquet`, `props.ndjson`, ...
+pub fn file_name(table: Table, format: Format) -> String {
+    format!("{}.{}", table.name(), format.ext())
+}
+
+/// Lower-case hexadecimal of `b` (SHA-256 sums in manifests).
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+/// A batch that does not fit its table's schema.
+#[derive(Debug, thiserror::Error)]
+#[error("{table}: column {column} has type {found}, the Takeout schema says {expected}")]
+pub struct SchemaMismatch {
+    pub table: &'static str,
+    pub column: String,
+    pub found: String,
+    pub expected: String,
+}
+
+/// Conforms a batch from the store to the table's schema: same columns in the
+/// same order and types; timestamps are relabelled UTC (they are UTC instants).
+pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, SchemaMismatch> {
+    let schema = table.schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (field, col) in schema.fields().iter().zip(batch.columns()) {
+        let col = match (field.data_type(), col.data_type()) {
+            (a, b) if a == b => col.clone(),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, _),
+                DataType::Timestamp(TimeUnit::Microsecond, _),
+            ) => Arc::new(
+                col.as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone("UTC"),
+            ),
+            (expected, found) => {
+                return Err(SchemaMismatch {
+                    table: table.name(),
+                    column: field.name().clone(),
+                    found: found.to_string(),
+                    expected: expected.to_string(),
+                });
+            }
+        };
+        cols.push(col);
+    }
+    if batch.num_columns() != schema.fields().len() {
+        return Err(SchemaMismatch {
+            table: table.name(),
+            column: format!("count {}", batch.num_columns()),
+            found: batch.num_columns().to_string(),
+            expected: schema.fields().len().to_string(),
+        });
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| SchemaMismatch {
+        table: table.name(),
+        column: "*".into(),
+        found: e.to_string(),
+        expected: "the Takeout schema".into(),
+    })
+}

@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -20,8 +18,11 @@ use sha2::{Digest, Sha256};
 use crate::Format;
 use crate::manifest::{FileEntry, Filter, IdRange, MANIFEST, Manifest, TimeRange};
 use crate::parallel::{ParallelWriter, TextEncoder};
-use crate::schema::{TAKEOUT_VERSION, Table};
+use crate::schema::{SchemaMismatch, TAKEOUT_VERSION, Table, conform};
 use crate::text::{self, Text};
+
+/// Where they were first defined; the names are [`crate::schema`]'s.
+pub use crate::schema::{file_name, hex};
 
 /// Writing an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +33,8 @@ pub enum ExportError {
     Io2(#[from] io::Error),
     #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("{table}: column {column} has type {found}, the Takeout schema says {expected}")]
-    Schema {
-        table: &'static str,
-        column: String,
-        found: String,
-        expected: String,
-    },
+    #[error(transparent)]
+    Schema(#[from] SchemaMismatch),
     #[error("{0} is not empty: a Takeout is written into a new or empty directory")]
     NotEmpty(PathBuf),
 }
@@ -66,49 +62,6 @@ pub fn parquet_properties() -> WriterProperties {
 
 /// zstd level of Parquet pages.
 pub const ZSTD_LEVEL: i32 = 1;
-
-/// Conforms a batch from the store to the table's schema: same columns in the
-/// same order and types; timestamps are relabelled UTC (they are UTC instants).
-pub fn conform(table: Table, batch: &RecordBatch) -> Result<RecordBatch, ExportError> {
-    let schema = table.schema();
-    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (field, col) in schema.fields().iter().zip(batch.columns()) {
-        let col = match (field.data_type(), col.data_type()) {
-            (a, b) if a == b => col.clone(),
-            (
-                DataType::Timestamp(TimeUnit::Microsecond, _),
-                DataType::Timestamp(TimeUnit::Microsecond, _),
-            ) => Arc::new(
-                col.as_primitive::<TimestampMicrosecondType>()
-                    .clone()
-                    .with_timezone("UTC"),
-            ),
-            (expected, found) => {
-                return Err(ExportError::Schema {
-                    table: table.name(),
-                    column: field.name().clone(),
-                    found: found.to_string(),
-                    expected: expected.to_string(),
-                });
-            }
-        };
-        cols.push(col);
-    }
-    if batch.num_columns() != schema.fields().len() {
-        return Err(ExportError::Schema {
-            table: table.name(),
-            column: format!("count {}", batch.num_columns()),
-            found: batch.num_columns().to_string(),
-            expected: schema.fields().len().to_string(),
-        });
-    }
-    RecordBatch::try_new(schema, cols).map_err(|e| ExportError::Schema {
-        table: table.name(),
-        column: "*".into(),
-        found: e.to_string(),
-        expected: "the Takeout schema".into(),
-    })
-}
 
 enum Inner<W: Write + Send> {
     Parquet(Box<ArrowWriter<W>>),
@@ -360,16 +313,6 @@ impl Drop for HashingFile {
     }
 }
 
-/// Lower-case hexadecimal of `b` (SHA-256 sums in manifests).
-pub fn hex(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-}
-
 /// Fsyncs a directory, so that the names of the files in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -494,9 +437,4 @@ impl ExportWriter {
         sync_dir(&self.dir).map_err(io)?;
         Ok(manifest)
     }
-}
-
-/// The data file name of a table: `hits.parquet`, `props.ndjson`, ...
-pub fn file_name(table: Table, format: Format) -> String {
-    format!("{}.{}", table.name(), format.ext())
 }

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::Format;
 use crate::manifest::{FileEntry, Filter, IdRange, MANIFEST, Manifest, TimeRange};
-use crate::schema::{TAKEOUT_VERSION, Table};
-use crate::write::{ExportError, TableWriter, file_name, hex};
+use crate::schema::{TAKEOUT_VERSION, Table, file_name, hex};
+use crate::write::{ExportError, TableWriter};
 
 const LOCAL: u32 = 0x0403_4b50;
 const DESCRIPTOR: u32 = 0x0807_4b50;

@@ -41,9 +41,9 @@ use crate::control::{SnapshotHeader, filter_of, stats_json};
 use crate::datadir::SNAPSHOT_PREFIX;
 use crate::retention::{self, Policy};
 
-/// A writer that could not serve a control request.
+/// A writer that could not serve a control request: the client may retry.
 fn unavailable(e: Unavailable) -> AdminError {
-    AdminError::Internal(e.to_string())
+    AdminError::Unavailable(e.to_string())
 }
 
 /// Adds the runtime sites `rows` has and `registry` lacks; replaces the

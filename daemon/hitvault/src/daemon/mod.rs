@@ -448,22 +448,22 @@ impl Routes {
             commits,
             adapters,
         } = self;
-        let control = hitvault_server::control_router(
+        let control = hitvault_server::control_app(
             adapters.sites,
             adapters.exporter.clone(),
             adapters.maintenance,
         );
         let dashboard = hitvault_server::DashboardState {
-            stats: stats.clone(),
+            stats,
             realtime: hitvault_server::RealtimeState::new(commits, live, shutdown),
             listen,
-            defs: adapters.defs.clone(),
+            defs: adapters.defs,
         };
-        let public = hitvault_server::router(state)
-            .merge(hitvault_server::stats_router(stats.clone()))
-            .merge(hitvault_server::goals_router(stats, adapters.defs))
-            .merge(hitvault_server::dashboard_router(dashboard))
-            .merge(hitvault_server::takeout_router(adapters.exporter));
+        let public = hitvault_server::app(hitvault_server::Services {
+            public: state,
+            dashboard,
+            exporter: adapters.exporter,
+        });
         (public, control)
     }
 }

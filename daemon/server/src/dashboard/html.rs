@@ -67,7 +67,7 @@ pub(crate) struct NavEntry {
 }
 
 /// The site navigation, in order. A new site page adds its entry here and
-/// a route in `dashboard::dashboard_router`.
+/// a route in `dashboard::routes`.
 pub(crate) const SITE_NAV: &[NavEntry] = &[
     NavEntry {
         label: "Overview",

@@ -1,7 +1,7 @@
 //! The dashboard: server-rendered HTML pages with SVG charts, served by the
 //! daemon itself, every asset embedded in the binary.
 //!
-//! Routes (all behind [`gate`]):
+//! Routes (all behind [`gate`], which [`crate::app`] applies):
 //!
 //! | path | page |
 //! | --- | --- |
@@ -60,7 +60,7 @@ use std::sync::Arc;
 
 use crate::DefAdmin;
 use crate::access::{Denied, authorize, request_host};
-use crate::realtime::{RealtimeState, TOP_ROWS, realtime_router};
+use crate::realtime::{RealtimeState, TOP_ROWS};
 use crate::stats_api::{BadParam, StatsState};
 use view::View;
 
@@ -92,10 +92,10 @@ pub fn served_on(listen: &SocketAddr) -> bool {
     listen.ip().to_canonical().is_loopback()
 }
 
-/// The dashboard's routes, plus the realtime stream it uses.
-pub fn dashboard_router(state: DashboardState) -> Router {
-    let listen = state.listen;
-    let pages = Router::new()
+/// The dashboard's pages; [`crate::app`] puts them behind [`gate`] (the
+/// realtime stream they read is a JSON API route).
+pub(crate) fn routes(state: DashboardState) -> Router {
+    Router::new()
         .route("/", get(sites))
         .route("/sites", get(sites))
         .route("/sites/{site}", get(overview))
@@ -116,14 +116,12 @@ pub fn dashboard_router(state: DashboardState) -> Router {
         )
         .route("/sites/{site}/export.csv", get(export))
         .route("/assets/{name}", get(asset))
-        .with_state(state.clone())
-        .layer(axum::middleware::from_fn_with_state(listen, gate));
-    pages.merge(realtime_router(state.realtime))
+        .with_state(state)
 }
 
 /// The one access check of the dashboard (see the module doc), and the
 /// security headers of every answer.
-async fn gate(
+pub(crate) async fn gate(
     State(listen): State<SocketAddr>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,

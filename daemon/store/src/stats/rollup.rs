@@ -3,7 +3,7 @@
 //!
 //! # Why it is exact
 //!
-//! The stats engine counts a visitor per UTC day (see `stats::hits_in`), and
+//! The stats engine counts a visitor per UTC day (see `sql::hits_in`), and
 //! sessions never cross a UTC midnight. So every number of the overview is a
 //! sum over UTC days: visitors (of the window, of a panel row, of a chart
 //! bucket), hits, sessions, bounces and durations. The rollups keep, per site
@@ -34,33 +34,25 @@
 //!
 //! # The readers' cache
 //!
-//! Each stats reader keeps, on its own connection, its last plans (which
-//! whole days have a valid rollup) and the tables it derived for the raw
-//! part of its last windows, so that a page reloaded or opened by a second
-//! person does not scan and derive the same hits again. The store counts
-//! its commits ([`crate::Changes`]): every write to `hits` (append, import,
-//! retention) and every rollup rebuild goes through the store, which bumps
-//! `past` when it touched a day before the current UTC day and `hits`
-//! always. A plan is reused while `past` is unchanged; a derived part that
-//! had ended before its UTC day began likewise, and one that reaches into
-//! the current day (today's hits) only while `hits` is unchanged, so live
-//! ingest re-derives it on the next request. The counters are read before
-//! the work they guard, so a commit in between only makes the entry stale.
+//! Each stats reader keeps its last plans and the tables it derived for the
+//! raw part of its last windows (`cache`), so that a page reloaded or opened
+//! by a second person does not scan and derive the same hits again.
 //!
 //! Quarter hours are the resolution: a time zone whose offset is not a whole
 //! number of quarter hours (none in use today) makes the overview use the raw
 //! hits.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use duckdb::{Connection, params_from_iter};
 use jiff::Timestamp;
 
-use crate::stats::{
-    DAY_US, Dim, Interval, Kpis, Overview, Point, Row, Sql, Stats, StatsError, Window,
-    bucket_bounds, buckets, check_window, hits_in, session_numbers,
+use crate::stats::cache::Cache;
+use crate::stats::model::{
+    DAY_US, Dim, Interval, Kpis, Overview, Point, Row, StatsError, Window, check_window,
 };
+use crate::stats::sql::{Sql, bucket_bounds, buckets, hits_in, session_numbers};
 use crate::{Changes, QueryError};
 
 /// How rollups are derived. Raise it with any change to what [`derive`]
@@ -185,7 +177,7 @@ fn derive(
 }
 
 /// Drops the helpers of a derivation and its results under `out`.
-fn drop_derived(conn: &Connection, out: Option<&str>) {
+pub(crate) fn drop_derived(conn: &Connection, out: Option<&str>) {
     for t in HELPERS {
         let _ = conn.execute_batch(&format!("DROP TABLE IF EXISTS {t}"));
     }
@@ -383,138 +375,51 @@ impl Plan {
     }
 }
 
+/// A stats reader as the rollup path sees it: its connection, the store's
+/// change counters, and its cache.
+pub(crate) struct ReaderRef<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) changes: &'a Changes,
+    pub(crate) cache: &'a RefCell<Cache>,
+}
+
 /// Plans `w`, reusing this reader's last plan of the same days while no
 /// past day has changed since.
-fn plan(st: &Stats, w: &Window) -> Result<Plan, duckdb::Error> {
+fn plan(r: &ReaderRef, w: &Window) -> Result<Plan, duckdb::Error> {
     let (first_full, end_full) = full_days(w);
     let key = (w.site_id, first_full, end_full);
-    let seen = st.changes.past.load(Ordering::Acquire);
-    let mut cache = st.cache.borrow_mut();
-    let rolled = match cache.plans.get(&key) {
-        Some((at, rolled)) if *at == seen => rolled.clone(),
-        _ => {
-            let rolled = rolled_days(&st.conn, w.site_id, first_full, end_full)?;
-            if cache.plans.len() >= MAX_PLANS {
-                cache.plans.clear();
-            }
-            cache.plans.insert(key, (seen, rolled.clone()));
-            rolled
-        }
-    };
+    let seen = r.changes.past.load(Ordering::Acquire);
+    let rolled = r.cache.borrow_mut().plan(key, seen, || {
+        rolled_days(r.conn, w.site_id, first_full, end_full)
+    })?;
     Ok(Plan::new(w, rolled))
-}
-
-/// A stats reader's cache: plans of whole days, and ranges derived from
-/// raw hits (as temporary tables on its connection). See the module docs.
-#[derive(Debug, Default)]
-pub(crate) struct Cache {
-    /// (site, first day, end day) -> (`Changes::past` then, rolled days).
-    plans: HashMap<(u16, i64, i64), (u64, Vec<i32>)>,
-    /// Least recently used first.
-    ranges: Vec<Derived>,
-    /// Numbers the derived ranges' tables.
-    next: u64,
-}
-
-/// The raw ranges of one window, derived from raw hits together and kept.
-#[derive(Debug)]
-struct Derived {
-    site_id: u16,
-    ranges: Vec<(i64, i64)>,
-    values: bool,
-    /// The ranges ended before the UTC day they were derived on began: only
-    /// history can change them (`Changes::past`), not live hits.
-    closed: bool,
-    /// The guarding counter's value before it was derived.
-    seen: u64,
-    /// Prefix of its tables; `None` if the ranges held no hits.
-    tables: Option<String>,
-}
-
-/// Plans kept per reader (each a few days' numbers).
-const MAX_PLANS: usize = 64;
-/// Derived windows kept per reader (each a partial day or two of rollup rows).
-const MAX_RANGES: usize = 16;
-
-impl Cache {
-    pub(crate) fn clear(&mut self, conn: &Connection) {
-        self.plans.clear();
-        for d in self.ranges.drain(..) {
-            drop_derived(conn, d.tables.as_deref());
-        }
-    }
-}
-
-impl Derived {
-    fn valid(&self, changes: &Changes) -> bool {
-        let counter = if self.closed {
-            &changes.past
-        } else {
-            &changes.hits
-        };
-        counter.load(Ordering::Acquire) == self.seen
-    }
 }
 
 /// The tables of `ranges` derived from `site_id`'s raw hits (with the panel
 /// values if `values`), from this reader's cache while nothing that could
 /// change them was committed since; `None` if the ranges hold no hits.
 fn derived(
-    st: &Stats,
+    r: &ReaderRef,
     site_id: u16,
     ranges: &[(i64, i64)],
     values: bool,
 ) -> Result<Option<String>, duckdb::Error> {
-    if ranges.is_empty() {
-        return Ok(None);
-    }
-    let mut cache = st.cache.borrow_mut();
-    if let Some(i) = cache
-        .ranges
-        .iter()
-        .position(|d| d.site_id == site_id && d.ranges == ranges && (d.values || !values))
-    {
-        let d = cache.ranges.remove(i);
-        if d.valid(&st.changes) {
-            let tables = d.tables.clone();
-            cache.ranges.push(d);
-            return Ok(tables);
-        }
-        drop_derived(&st.conn, d.tables.as_deref());
-    }
-    let today = Timestamp::now().as_microsecond().div_euclid(DAY_US) * DAY_US;
-    let closed = ranges.iter().all(|r| r.1 <= today);
-    // Read before deriving: a commit during the derivation makes it stale.
-    let seen = if closed {
-        st.changes.past.load(Ordering::Acquire)
-    } else {
-        st.changes.hits.load(Ordering::Acquire)
-    };
-    let out = format!("hv_c{}", cache.next);
-    cache.next += 1;
-    let found = derive(&st.conn, site_id, ranges, values, &out);
-    drop_derived(&st.conn, None);
-    let tables = match found {
-        Ok(true) => Some(out),
-        Ok(false) => None,
-        Err(e) => {
-            drop_derived(&st.conn, Some(&out));
-            return Err(e);
-        }
-    };
-    cache.ranges.push(Derived {
+    let conn = r.conn;
+    r.cache.borrow_mut().derived(
+        r.changes,
         site_id,
-        ranges: ranges.to_vec(),
+        ranges,
         values,
-        closed,
-        seen,
-        tables: tables.clone(),
-    });
-    while cache.ranges.len() > MAX_RANGES {
-        let old = cache.ranges.remove(0);
-        drop_derived(&st.conn, old.tables.as_deref());
-    }
-    Ok(tables)
+        |out| {
+            let found = derive(conn, site_id, ranges, values, out);
+            drop_derived(conn, None);
+            if found.is_err() {
+                drop_derived(conn, Some(out));
+            }
+            found
+        },
+        |tables| drop_derived(conn, tables),
+    )
 }
 
 /// The relations of a planned window as CTEs `av`, `aq`, `aval` over the
@@ -600,27 +505,27 @@ fn kpis(conn: &Connection, u: &Sql) -> Result<Kpis, duckdb::Error> {
 
 /// Plans `w`, derives its raw part, and runs `f` with the union CTEs.
 fn with_window<T>(
-    st: &Stats,
+    r: &ReaderRef,
     w: &Window,
     values: bool,
     f: impl FnOnce(&Sql) -> Result<T, StatsError>,
 ) -> Result<T, StatsError> {
     check_window(w)?;
-    let p = plan(st, w)?;
+    let p = plan(r, w)?;
     tracing::debug!(rolled = p.rolled.len(), raw = ?p.raw, "stats window planned");
-    let tables = derived(st, w.site_id, &p.raw, values)?;
+    let tables = derived(r, w.site_id, &p.raw, values)?;
     f(&union_ctes(w.site_id, &p, tables.as_slice()))
 }
 
 /// The KPIs of an unfiltered window, from rollups where they are valid.
-pub(crate) fn kpis_unfiltered(st: &Stats, w: &Window) -> Result<Kpis, StatsError> {
-    with_window(st, w, false, |u| Ok(kpis(&st.conn, u)?))
+fn kpis_unfiltered(r: &ReaderRef, w: &Window) -> Result<Kpis, StatsError> {
+    with_window(r, w, false, |u| Ok(kpis(r.conn, u)?))
 }
 
 /// [`crate::stats::Stats::overview`] without filters, from rollups where they
 /// are valid. `None` if the zone's bucket edges are not on quarter hours.
 pub(crate) fn overview_unfiltered(
-    st: &Stats,
+    r: &ReaderRef,
     w: &Window,
     prev: &Window,
     interval: Interval,
@@ -636,9 +541,9 @@ pub(crate) fn overview_unfiltered(
     }) {
         return Ok(None);
     }
-    let conn = &st.conn;
-    let previous = kpis_unfiltered(st, prev)?;
-    let current = with_window(st, w, true, |u| {
+    let conn = r.conn;
+    let previous = kpis_unfiltered(r, prev)?;
+    let current = with_window(r, w, true, |u| {
         let kpis = kpis(conn, u)?;
         let series = series(conn, u, &labels, &bounds)?;
         let breakdowns = breakdowns(conn, u, panels, limit, kpis.visitors)?;

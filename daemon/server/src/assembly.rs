@@ -1,0 +1,71 @@
+//! Every route the daemon serves, assembled here and only here, each under
+//! the access rule of its kind:
+//!
+//! | kind | routes | who may call |
+//! | --- | --- | --- |
+//! | public | tracker, ingest, health, metrics ([`crate::routes`]) | anyone |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | what [`access::api_gate`] admits |
+//! | dashboard | the pages ([`crate::dashboard`]) | what the dashboard's gate admits |
+//! | control | sites, Takeout, backup, prune, imports ([`crate::control`]) | whoever can open the control socket |
+//!
+//! [`app`] is the public listener (the first three kinds); [`control_app`]
+//! the control socket. The modules only list their routes; the layer of a
+//! kind is applied once, here. A new route goes into the module of its
+//! surface and into the list of its kind below: there is no way to serve
+//! it without saying who may call it.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::dashboard::{self, DashboardState};
+use crate::{
+    AppState, Exporter, Maintenance, SiteAdmin, access, control, export, goals_api, realtime,
+    routes, stats_api,
+};
+
+/// What the public listener serves from.
+pub struct Services {
+    /// Ingest, the tracker, health and metrics.
+    pub public: AppState,
+    /// The dashboard's state: the stats readers, the realtime feed and the
+    /// definitions writer, which the JSON API reads and writes too.
+    pub dashboard: DashboardState,
+    /// Runs Takeout exports (`GET /api/v1/takeout`).
+    pub exporter: Arc<dyn Exporter>,
+}
+
+/// The public listener's routes: every kind but control.
+pub fn app(s: Services) -> Router {
+    let Services {
+        public,
+        dashboard: state,
+        exporter,
+    } = s;
+    // Anyone.
+    let open = routes::router(public);
+    // What the access layer admits (loopback only until accounts exist).
+    let api = Router::new()
+        .merge(stats_api::routes(state.stats.clone()))
+        .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
+        .merge(realtime::routes(state.realtime.clone()))
+        .merge(export::routes(exporter))
+        .layer(axum::middleware::from_fn(access::api_gate));
+    // What the dashboard's gate admits (nobody when listening beyond loopback).
+    let listen = state.listen;
+    let pages = dashboard::routes(state).layer(axum::middleware::from_fn_with_state(
+        listen,
+        dashboard::gate,
+    ));
+    open.merge(api).merge(pages)
+}
+
+/// The control socket's routes. The socket is the gate: mode 0600 inside
+/// the 0700 data dir, so whoever can open it owns the data anyway.
+pub fn control_app(
+    admin: Arc<dyn SiteAdmin>,
+    exporter: Arc<dyn Exporter>,
+    maintenance: Arc<dyn Maintenance>,
+) -> Router {
+    control::routes(admin, exporter, maintenance)
+}

@@ -1,0 +1,207 @@
+//! The raw path: every number computed from the window's raw hits, with
+//! the SQL of `sql`. Filtered queries always take it; the unfiltered
+//! overview takes it where rollups cannot answer (see `rollup`).
+
+use duckdb::{Connection, params_from_iter};
+
+use crate::stats::model::{Dim, Filter, Interval, Kpis, Overview, Point, Row, StatsError, Window};
+use crate::stats::sql::{
+    Sql, base, base_hits, buckets, conds, hits_cte, local_expr, selection_cte,
+};
+
+/// The KPIs of the selection `base` makes (`sel`, `sess_sel`).
+pub(crate) fn kpis(conn: &Connection, base: &Sql) -> Result<Kpis, StatsError> {
+    let text = format!(
+        "{}
+        SELECT
+          (SELECT count(DISTINCT visitor) FROM sel),
+          (SELECT count(*) FILTER (WHERE kind = 0) FROM sel),
+          (SELECT count(*) FILTER (WHERE kind = 1) FROM sel),
+          (SELECT count(*) FROM sess_sel),
+          (SELECT count(*) FILTER (WHERE pv = 1 AND ev = 0) FROM sess_sel),
+          (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM sess_sel),
+          (SELECT coalesce(sum(pv), 0) FROM sess_sel)",
+        base.text
+    );
+    let mut stmt = conn.prepare(&text)?;
+    let k = stmt.query_row(params_from_iter(base.params.iter()), |r| {
+        let sessions: u64 = r.get(3)?;
+        let bounces: u64 = r.get(4)?;
+        let session_pv: u64 = r.get::<_, i64>(6)? as u64;
+        let ratio = |n: u64| {
+            if sessions == 0 {
+                0.0
+            } else {
+                n as f64 / sessions as f64
+            }
+        };
+        Ok(Kpis {
+            visitors: r.get(0)?,
+            pageviews: r.get(1)?,
+            events: r.get(2)?,
+            sessions,
+            bounces,
+            bounce_rate: ratio(bounces),
+            avg_duration_s: if sessions == 0 { 0.0 } else { r.get(5)? },
+            views_per_visit: ratio(session_pv),
+        })
+    })?;
+    Ok(k)
+}
+
+/// The series of the selection `base` makes, in `w`'s buckets.
+pub(crate) fn timeseries(
+    conn: &Connection,
+    base: &Sql,
+    w: &Window,
+    interval: Interval,
+) -> Result<Vec<Point>, StatsError> {
+    let (local_hit, local_sess) = (local_expr(w, "ts"), local_expr(w, "t0"));
+    let unit = interval.unit();
+    let text = format!(
+        "{b}
+        , hb AS (
+          SELECT strftime(date_trunc('{unit}', {local_hit}), '%Y-%m-%dT%H:%M:%S') AS b,
+                 count(DISTINCT visitor) AS visitors,
+                 count(*) FILTER (WHERE kind = 0) AS pageviews
+          FROM sel GROUP BY b
+        ), sb AS (
+          SELECT strftime(date_trunc('{unit}', {local_sess}), '%Y-%m-%dT%H:%M:%S') AS b,
+                 count(*) AS sessions
+          FROM sess_sel GROUP BY b
+        )
+        SELECT coalesce(hb.b, sb.b), coalesce(visitors, 0), coalesce(pageviews, 0),
+               coalesce(sessions, 0)
+        FROM hb FULL OUTER JOIN sb ON hb.b = sb.b",
+        b = base.text
+    );
+    let mut stmt = conn.prepare(&text)?;
+    let found: std::collections::HashMap<String, (u64, u64, u64)> = stmt
+        .query_map(params_from_iter(base.params.iter()), |r| {
+            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(buckets(w, interval)
+        .into_iter()
+        .map(|start| {
+            let (visitors, pageviews, sessions) = found.get(&start).copied().unwrap_or((0, 0, 0));
+            Point {
+                start,
+                visitors,
+                pageviews,
+                sessions,
+            }
+        })
+        .collect())
+}
+
+/// The top `limit` values of `dim` in the selection `base` makes.
+pub(crate) fn breakdown(
+    conn: &Connection,
+    base: &Sql,
+    dim: Dim,
+    limit: usize,
+) -> Result<Vec<Row>, StatsError> {
+    let (from, value, count, extra) = if dim.is_session() {
+        ("sess_sel", dim.expr(), "count(*)", "")
+    } else if dim == Dim::Event {
+        ("sel", dim.expr(), "count(*)", "WHERE kind = 1")
+    } else {
+        ("sel", dim.expr(), "count(*) FILTER (WHERE kind = 0)", "")
+    };
+    let text = format!(
+        "{b}
+        , total AS (SELECT count(DISTINCT visitor) AS n FROM sel)
+        , per AS (
+          SELECT {value} AS v, visitor, {count} AS c FROM {from} {extra} GROUP BY v, visitor
+        )
+        SELECT v, count(*) AS visitors, sum(c)::UBIGINT AS c,
+               CASE WHEN (SELECT n FROM total) = 0 THEN 0
+                    ELSE count(*) / (SELECT n FROM total) END
+        FROM per
+        GROUP BY v
+        ORDER BY visitors DESC, c DESC, v NULLS LAST
+        LIMIT {limit}",
+        b = base.text
+    );
+    let mut stmt = conn.prepare(&text)?;
+    let rows = stmt
+        .query_map(params_from_iter(base.params.iter()), |r| {
+            Ok(Row {
+                value: r.get(0)?,
+                visitors: r.get(1)?,
+                count: r.get(2)?,
+                share: r.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The custom events the filters select (the `events` of [`super::Stats::kpis`],
+/// without deriving sessions where no filter needs them).
+pub(crate) fn event_count(
+    conn: &Connection,
+    w: &Window,
+    filters: &[Filter],
+) -> Result<u64, StatsError> {
+    let b = base_hits(w, filters)?;
+    let text = format!("{} SELECT count(*) FROM sel WHERE kind = 1", b.text);
+    let mut stmt = conn.prepare(&text)?;
+    Ok(stmt.query_row(params_from_iter(b.params.iter()), |r| r.get(0))?)
+}
+
+/// [`super::Stats::overview`] from the raw hits only, whatever the filters.
+pub(crate) fn overview(
+    conn: &Connection,
+    w: &Window,
+    prev: &Window,
+    filters: &[Filter],
+    interval: Interval,
+    panels: &[Dim],
+    limit: usize,
+) -> Result<Overview, StatsError> {
+    let c = conds(w, filters);
+    let h = hits_cte(w, &c)?;
+    conn.execute(
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
+            h.text
+        ),
+        params_from_iter(h.params.iter()),
+    )?;
+    let sel = selection_cte(&c);
+    for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
+        conn.execute(
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE {table} AS
+                 WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
+                sel.text
+            ),
+            params_from_iter(sel.params.iter()),
+        )?;
+    }
+    let cached = Sql {
+        text: "WITH sel AS (SELECT * FROM hv_sel), sess_sel AS (SELECT * FROM hv_sess)".into(),
+        params: Vec::new(),
+    };
+    let result = (|| {
+        let current = kpis(conn, &cached)?;
+        let previous = kpis(conn, &base(prev, filters)?)?;
+        let series = timeseries(conn, &cached, w, interval)?;
+        let breakdowns = panels
+            .iter()
+            .map(|d| Ok((*d, breakdown(conn, &cached, *d, limit)?)))
+            .collect::<Result<Vec<_>, StatsError>>()?;
+        Ok(Overview {
+            kpis: current,
+            previous,
+            series,
+            breakdowns,
+        })
+    })();
+    let _ = conn.execute_batch(
+        "DROP TABLE IF EXISTS hv_h; DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess",
+    );
+    result
+}
