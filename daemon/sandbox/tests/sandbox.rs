@@ -8,11 +8,9 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 
 use hitvault_sandbox::check::{self, CheckResult, Expect, Outcome};
 use hitvault_sandbox::landlock::{self as ll, Enforcement};
-use hitvault_sandbox::notify::Notifier;
 use hitvault_sandbox::seccomp::{self, Mode};
 use hitvault_sandbox::{Spec, confine, privileges};
 
@@ -543,66 +541,6 @@ fn root_without_a_user_keeps_uid_0_but_no_capabilities() {
         0
     });
     assert_eq!(exit_code(status), Some(0), "status {status:#x}");
-}
-
-/// Helper run in a re-executed copy of this test binary: notifies through
-/// the environment the parent set, as the daemon would under systemd.
-#[test]
-fn notify_child_helper() {
-    if std::env::var_os("HV_SANDBOX_NOTIFY_CHILD").is_none() {
-        return;
-    }
-    let n = Notifier::from_process_env().unwrap();
-    assert_eq!(
-        n.watchdog_interval(),
-        Some(std::time::Duration::from_secs(15))
-    );
-    n.ready().unwrap();
-    n.status("child ready").unwrap();
-    n.watchdog().unwrap();
-    n.stopping().unwrap();
-}
-
-#[test]
-fn notify_through_notify_socket_in_a_child_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "notify_child_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HV_SANDBOX_NOTIFY_CHILD", "1")
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "30000000")
-        .env_remove("WATCHDOG_PID")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    for _ in 0..4 {
-        let n = sock.recv(&mut buf).unwrap();
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
-    assert_eq!(
-        got,
-        [
-            "READY=1\n",
-            "STATUS=child ready\n",
-            "WATCHDOG=1\n",
-            "STOPPING=1\n"
-        ]
-    );
 }
 
 #[test]
