@@ -2,8 +2,9 @@
 //! refused and every needed one works, each in a child process confined like
 //! the daemon (`check` forks one per probe; the other tests fork their own).
 //!
-//! Tests that switch users need root and say so when skipped; everything
-//! else runs as any user.
+//! Tests that switch users or watch root lose its capabilities need root and
+//! fail without it (CI runs as root, see README); everything else runs as
+//! any user.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,14 @@ use hitvault_sandbox::{Spec, confine, privileges};
 fn is_root() -> bool {
     // SAFETY: a plain query.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Fails the test, saying why, unless it runs as root.
+fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root: {why} (CI runs as root, see README)"
+    );
 }
 
 fn free_port() -> u16 {
@@ -161,10 +170,7 @@ fn check_blocks_every_forbidden_action_and_allows_every_needed_one() {
 
 #[test]
 fn check_as_root_switches_to_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    require_root("it switches to another user");
     let fx = fixture(Some("nobody"));
     let results = check::run(&fx.spec);
     print(&results);
@@ -442,10 +448,7 @@ fn seccomp_filter_reaches_threads_started_before_it_and_lets_new_threads_start()
 
 #[test]
 fn privileges_drop_to_nobody_clears_every_capability() {
-    if !is_root() {
-        eprintln!("skipped: switching users needs root");
-        return;
-    }
+    require_root("it switches to another user");
     let nobody = privileges::lookup("nobody").unwrap();
     let status = in_child(|| {
         let r = privileges::drop_to(Some("nobody")).unwrap();
@@ -514,10 +517,7 @@ fn an_unprivileged_process_cannot_switch_and_says_to_whom() {
 
 #[test]
 fn root_without_a_user_keeps_uid_0_but_no_capabilities() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root("it checks what root keeps once its capabilities are dropped");
     let status = in_child(|| {
         let r = privileges::drop_to(None).unwrap();
         let s = std::fs::read_to_string("/proc/self/status").unwrap();
