@@ -518,6 +518,17 @@ fn an_unprivileged_process_cannot_switch_and_says_to_whom() {
 #[test]
 fn root_without_a_user_keeps_uid_0_but_no_capabilities() {
     require_root("it checks what root keeps once its capabilities are dropped");
+    // A file root does not own, with no permission bits for anyone.
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::write(&locked, "secret").unwrap();
+    let nobody = privileges::lookup("nobody").unwrap();
+    std::os::unix::fs::chown(&locked, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    assert!(
+        std::fs::read(&locked).is_ok(),
+        "root with its capabilities reads it"
+    );
     let status = in_child(|| {
         let r = privileges::drop_to(None).unwrap();
         let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -538,6 +549,9 @@ fn root_without_a_user_keeps_uid_0_but_no_capabilities() {
         }
         // Without CAP_DAC_OVERRIDE, root cannot read a file it does not own
         // and that has no permission bits for it.
+        if std::fs::read(&locked).map_err(|e| e.raw_os_error()) != Err(Some(libc::EACCES)) {
+            return 2;
+        }
         0
     });
     assert_eq!(exit_code(status), Some(0), "status {status:#x}");
