@@ -8,7 +8,6 @@
 //! root, see README).
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -395,51 +394,10 @@ fn files_root_left_in_the_data_dir_are_handed_to_the_user() {
     );
 }
 
-/// Helper, run as a wrapper by the Landlock tests: installs a seccomp filter
-/// that answers EPERM to the three Landlock calls (as systemd-nspawn's
-/// default filter does), then executes the command after `--`.
-#[test]
-fn landlock_blocker_helper() {
-    if std::env::var_os("HV_LANDLOCK_BLOCKER").is_none() {
-        return;
-    }
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == "--").expect("-- COMMAND");
-    let rules = [
-        libc::SYS_landlock_create_ruleset,
-        libc::SYS_landlock_add_rule,
-        libc::SYS_landlock_restrict_self,
-    ]
-    .into_iter()
-    .map(|nr| (nr, vec![]))
-    .collect();
-    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
-        rules,
-        seccompiler::SeccompAction::Allow,
-        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
-        std::env::consts::ARCH.try_into().unwrap(),
-    )
-    .unwrap()
-    .try_into()
-    .unwrap();
-    // SAFETY: a plain prctl; needed to install a filter without CAP_SYS_ADMIN.
-    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    seccompiler::apply_filter(&filter).unwrap();
-    let e = Command::new(&args[at + 1]).args(&args[at + 2..]).exec();
-    panic!("exec {}: {e}", args[at + 1]);
-}
-
-fn blocker() -> Vec<String> {
-    let me = std::env::current_exe().unwrap();
-    vec![
-        me.to_string_lossy().into_owned(),
-        "landlock_blocker_helper".into(),
-        "--exact".into(),
-        "--nocapture".into(),
-        "--test-threads=1".into(),
-        "--".into(),
-    ]
-}
+/// The wrapper the Landlock tests run the daemon under: it refuses the three
+/// Landlock calls with EPERM (as systemd-nspawn's default filter does), then
+/// executes the command after `--`.
+const BLOCKER: [&str; 2] = [env!("CARGO_BIN_EXE_hv-landlock-blocker"), "--"];
 
 #[test]
 fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
@@ -447,9 +405,7 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     // seccomp still applies, ingest works.
     let root = scratch();
     let data = root.path().join("data");
-    let wrapper = blocker();
-    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let d = Daemon::start_wrapped(data, root, &[SITES, ("HV_LANDLOCK_BLOCKER", "1")], &wrapper);
+    let d = Daemon::start_wrapped(data, root, &[SITES], &BLOCKER);
     let log = d.log_text();
     assert!(
         log.contains("landlock is not enforced") && log.contains("Operation not permitted"),
@@ -469,8 +425,8 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     // Required: the same situation stops the daemon at startup (exit 3).
     let dir = scratch();
     let data = dir.path().join("data");
-    let mut c = Command::new(wrapper[0]);
-    c.args(&wrapper[1..])
+    let mut c = Command::new(BLOCKER[0]);
+    c.args(&BLOCKER[1..])
         .arg(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data);
@@ -480,8 +436,7 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     if let Some(u) = test_user() {
         c.env("HITVAULT_USER", u);
     }
-    c.env("HV_LANDLOCK_BLOCKER", "1")
-        .env("HITVAULT_LANDLOCK", "required");
+    c.env("HITVAULT_LANDLOCK", "required");
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
