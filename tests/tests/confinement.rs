@@ -14,16 +14,9 @@ use std::process::{Command, Output};
 use hitvault_sandbox::landlock as ll;
 use hitvault_sandbox::privileges;
 use hitvault_sandbox::seccomp;
-use hitvault_tests::{Daemon, TEST_USER, binary, is_root, test_user};
+use hitvault_tests::{Daemon, TEST_USER, binary, require_root, test_user};
 
 const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test");
-
-fn as_root() {
-    assert!(
-        is_root(),
-        "this test starts the daemon as root to see it switch users (CI runs as root)"
-    );
-}
 
 /// `hitvault ARGS` with a clean environment (no HITVAULT_* from the caller).
 fn hitvault(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -71,6 +64,7 @@ fn status_field(status: &str, field: &str) -> String {
 
 #[test]
 fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
+    require_root("it starts the daemon as root to see every thread switch users");
     let d = Daemon::start(&[SITES]);
     // Make DuckDB, the queue and the runtime do some work first.
     let r = d.beacon(
@@ -87,7 +81,7 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         "expected the runtime's, the queue's and DuckDB's threads, found {}",
         tasks.len()
     );
-    let want_uid = test_user().map(|u| privileges::lookup(u).unwrap().uid);
+    let uid = privileges::lookup(TEST_USER).unwrap().uid;
     for t in &tasks {
         let Ok(s) = std::fs::read_to_string(t.join("status")) else {
             continue; // a thread that just ended
@@ -103,15 +97,13 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
             assert_eq!(status_field(&s, cap), "0000000000000000", "{name}: {cap}");
         }
-        if let Some(uid) = want_uid {
-            assert_eq!(
-                status_field(&s, "Uid"),
-                format!("{uid}\t{uid}\t{uid}\t{uid}"),
-                "{name}"
-            );
-            assert_eq!(status_field(&s, "Groups"), "", "{name}");
-            assert_eq!(status_field(&s, "CapBnd"), "0000000000000000", "{name}");
-        }
+        assert_eq!(
+            status_field(&s, "Uid"),
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{name}"
+        );
+        assert_eq!(status_field(&s, "Groups"), "", "{name}");
+        assert_eq!(status_field(&s, "CapBnd"), "0000000000000000", "{name}");
     }
     let log = d.log_text();
     let abi = ll::abi().expect("this kernel has Landlock");
@@ -129,37 +121,34 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         "other calls kill the process"
     };
     assert!(log.contains(mode), "{log}");
-    if let Some(u) = test_user() {
-        assert!(
-            log.contains(&format!("switched from root to {u:?}")),
-            "{log}"
-        );
-    }
+    assert!(
+        log.contains(&format!("switched from root to {TEST_USER:?}")),
+        "{log}"
+    );
     let s = d.stop();
     assert_eq!(s.count("SELECT count(*) FROM hits"), 1);
 }
 
 #[test]
 fn root_is_refused_without_a_user_and_root_is_no_user() {
+    require_root("it starts the daemon as root to see it refused without `user`");
     let dir = scratch();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    if is_root() {
-        let out = hitvault(
-            &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
-            &[],
-        );
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(
-            text(&out).contains("`user`") && text(&out).contains("started as root"),
-            "{}",
-            text(&out)
-        );
-        assert!(
-            !Path::new(data).exists(),
-            "refused before touching anything"
-        );
-    }
+    let out = hitvault(
+        &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`user`") && text(&out).contains("started as root"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !Path::new(data).exists(),
+        "refused before touching anything"
+    );
     let out = hitvault(&["serve", "--data-dir", data, "--user", "root"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -336,7 +325,7 @@ fn a_second_daemon_on_the_same_data_dir_leaves_the_first_one_alone() {
 
 #[test]
 fn files_root_left_in_the_data_dir_are_handed_to_the_user() {
-    as_root();
+    require_root("it starts the daemon as root to see it switch users");
     // Before the first start, the operator declares a site with the offline
     // CLI, as root: the store and its directories are created by root.
     let root = scratch();
