@@ -41,6 +41,15 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Fails the calling test, saying why it needs root, unless it runs as root:
+/// the tests fail rather than skip (see README).
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root: {why} (CI runs as root, see README)"
+    );
+}
+
 /// `Some(TEST_USER)` when running as root: what `HITVAULT_USER` must be for
 /// `hitvault serve` to start at all.
 pub fn test_user() -> Option<&'static str> {

@@ -8,23 +8,15 @@
 //! root, see README).
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use hitvault_sandbox::landlock as ll;
 use hitvault_sandbox::privileges;
 use hitvault_sandbox::seccomp;
-use hitvault_tests::{Daemon, TEST_USER, binary, is_root, test_user};
+use hitvault_tests::{Daemon, TEST_USER, binary, require_root, test_user};
 
 const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test");
-
-fn as_root() {
-    assert!(
-        is_root(),
-        "this test starts the daemon as root to see it switch users (CI runs as root)"
-    );
-}
 
 /// `hitvault ARGS` with a clean environment (no HITVAULT_* from the caller).
 fn hitvault(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -72,6 +64,7 @@ fn status_field(status: &str, field: &str) -> String {
 
 #[test]
 fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
+    require_root("it starts the daemon as root to see every thread switch users");
     let d = Daemon::start(&[SITES]);
     // Make DuckDB, the queue and the runtime do some work first.
     let r = d.beacon(
@@ -88,7 +81,7 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         "expected the runtime's, the queue's and DuckDB's threads, found {}",
         tasks.len()
     );
-    let want_uid = test_user().map(|u| privileges::lookup(u).unwrap().uid);
+    let uid = privileges::lookup(TEST_USER).unwrap().uid;
     for t in &tasks {
         let Ok(s) = std::fs::read_to_string(t.join("status")) else {
             continue; // a thread that just ended
@@ -104,15 +97,13 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
             assert_eq!(status_field(&s, cap), "0000000000000000", "{name}: {cap}");
         }
-        if let Some(uid) = want_uid {
-            assert_eq!(
-                status_field(&s, "Uid"),
-                format!("{uid}\t{uid}\t{uid}\t{uid}"),
-                "{name}"
-            );
-            assert_eq!(status_field(&s, "Groups"), "", "{name}");
-            assert_eq!(status_field(&s, "CapBnd"), "0000000000000000", "{name}");
-        }
+        assert_eq!(
+            status_field(&s, "Uid"),
+            format!("{uid}\t{uid}\t{uid}\t{uid}"),
+            "{name}"
+        );
+        assert_eq!(status_field(&s, "Groups"), "", "{name}");
+        assert_eq!(status_field(&s, "CapBnd"), "0000000000000000", "{name}");
     }
     let log = d.log_text();
     let abi = ll::abi().expect("this kernel has Landlock");
@@ -130,37 +121,34 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         "other calls kill the process"
     };
     assert!(log.contains(mode), "{log}");
-    if let Some(u) = test_user() {
-        assert!(
-            log.contains(&format!("switched from root to {u:?}")),
-            "{log}"
-        );
-    }
+    assert!(
+        log.contains(&format!("switched from root to {TEST_USER:?}")),
+        "{log}"
+    );
     let s = d.stop();
     assert_eq!(s.count("SELECT count(*) FROM hits"), 1);
 }
 
 #[test]
 fn root_is_refused_without_a_user_and_root_is_no_user() {
+    require_root("it starts the daemon as root to see it refused without `user`");
     let dir = scratch();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    if is_root() {
-        let out = hitvault(
-            &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
-            &[],
-        );
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(
-            text(&out).contains("`user`") && text(&out).contains("started as root"),
-            "{}",
-            text(&out)
-        );
-        assert!(
-            !Path::new(data).exists(),
-            "refused before touching anything"
-        );
-    }
+    let out = hitvault(
+        &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("`user`") && text(&out).contains("started as root"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !Path::new(data).exists(),
+        "refused before touching anything"
+    );
     let out = hitvault(&["serve", "--data-dir", data, "--user", "root"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -337,7 +325,7 @@ fn a_second_daemon_on_the_same_data_dir_leaves_the_first_one_alone() {
 
 #[test]
 fn files_root_left_in_the_data_dir_are_handed_to_the_user() {
-    as_root();
+    require_root("it starts the daemon as root to see it switch users");
     // Before the first start, the operator declares a site with the offline
     // CLI, as root: the store and its directories are created by root.
     let root = scratch();
@@ -395,51 +383,10 @@ fn files_root_left_in_the_data_dir_are_handed_to_the_user() {
     );
 }
 
-/// Helper, run as a wrapper by the Landlock tests: installs a seccomp filter
-/// that answers EPERM to the three Landlock calls (as systemd-nspawn's
-/// default filter does), then executes the command after `--`.
-#[test]
-fn landlock_blocker_helper() {
-    if std::env::var_os("HV_LANDLOCK_BLOCKER").is_none() {
-        return;
-    }
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == "--").expect("-- COMMAND");
-    let rules = [
-        libc::SYS_landlock_create_ruleset,
-        libc::SYS_landlock_add_rule,
-        libc::SYS_landlock_restrict_self,
-    ]
-    .into_iter()
-    .map(|nr| (nr, vec![]))
-    .collect();
-    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
-        rules,
-        seccompiler::SeccompAction::Allow,
-        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
-        std::env::consts::ARCH.try_into().unwrap(),
-    )
-    .unwrap()
-    .try_into()
-    .unwrap();
-    // SAFETY: a plain prctl; needed to install a filter without CAP_SYS_ADMIN.
-    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    seccompiler::apply_filter(&filter).unwrap();
-    let e = Command::new(&args[at + 1]).args(&args[at + 2..]).exec();
-    panic!("exec {}: {e}", args[at + 1]);
-}
-
-fn blocker() -> Vec<String> {
-    let me = std::env::current_exe().unwrap();
-    vec![
-        me.to_string_lossy().into_owned(),
-        "landlock_blocker_helper".into(),
-        "--exact".into(),
-        "--nocapture".into(),
-        "--test-threads=1".into(),
-        "--".into(),
-    ]
-}
+/// The wrapper the Landlock tests run the daemon under: it refuses the three
+/// Landlock calls with EPERM (as systemd-nspawn's default filter does), then
+/// executes the command after `--`.
+const BLOCKER: [&str; 2] = [env!("CARGO_BIN_EXE_hv-landlock-blocker"), "--"];
 
 #[test]
 fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
@@ -447,9 +394,7 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     // seccomp still applies, ingest works.
     let root = scratch();
     let data = root.path().join("data");
-    let wrapper = blocker();
-    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let d = Daemon::start_wrapped(data, root, &[SITES, ("HV_LANDLOCK_BLOCKER", "1")], &wrapper);
+    let d = Daemon::start_wrapped(data, root, &[SITES], &BLOCKER);
     let log = d.log_text();
     assert!(
         log.contains("landlock is not enforced") && log.contains("Operation not permitted"),
@@ -469,8 +414,8 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     // Required: the same situation stops the daemon at startup (exit 3).
     let dir = scratch();
     let data = dir.path().join("data");
-    let mut c = Command::new(wrapper[0]);
-    c.args(&wrapper[1..])
+    let mut c = Command::new(BLOCKER[0]);
+    c.args(&BLOCKER[1..])
         .arg(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data);
@@ -480,8 +425,7 @@ fn blocked_landlock_is_a_warning_by_default_and_fatal_when_required() {
     if let Some(u) = test_user() {
         c.env("HITVAULT_USER", u);
     }
-    c.env("HV_LANDLOCK_BLOCKER", "1")
-        .env("HITVAULT_LANDLOCK", "required");
+    c.env("HITVAULT_LANDLOCK", "required");
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(

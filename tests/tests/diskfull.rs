@@ -6,15 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hitvault_tests::Daemon;
-
-fn as_root() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test mounts a tmpfs and needs root (CI runs as root)"
-    );
-}
+use hitvault_tests::{Daemon, require_root};
 
 /// Unmounts the test's tmpfs even when the test fails.
 struct Mount(std::path::PathBuf);
@@ -27,7 +19,7 @@ impl Drop for Mount {
 
 #[test]
 fn disk_full_answers_503_and_ingest_resumes_when_space_returns() {
-    as_root();
+    require_root("it mounts a tmpfs");
     let root = tempfile::Builder::new()
         .prefix("hitvault-diskfull")
         .tempdir()

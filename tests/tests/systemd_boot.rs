@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hitvault_tests::{CHROME_UA, binary, free_port, output_text as text, run_tool as run};
+use hitvault_tests::{
+    CHROME_UA, binary, free_port, output_text as text, require_root, run_tool as run,
+};
 
 /// How the root filesystem is made. Its hash names the cache entry: change
 /// anything here and the next run builds a new one.
@@ -46,15 +48,6 @@ const LANDLOCK_CALLS: &str = "landlock_create_ruleset landlock_add_rule landlock
 const WATCHDOG_SEC: u64 = 3;
 const BATCH_WAIT_MS: u64 = 2000;
 const BURST: usize = 50;
-
-fn as_root() {
-    // SAFETY: a plain query.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "booting a container needs root (CI runs as root)"
-    );
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -381,7 +374,7 @@ fn send(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn under_systemd_the_daemon_is_confined_and_the_watchdog_restarts_it_losing_nothing() {
-    as_root();
+    require_root("it boots a container");
     let t0 = Instant::now();
     let lower = rootfs();
     eprintln!("root filesystem ready after {:.1?}", t0.elapsed());

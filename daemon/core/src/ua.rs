@@ -235,6 +235,12 @@ pub struct UaParser {
     shard_capacity: usize,
 }
 
+// Checked by the compiler: `UaParser` is shared between threads.
+const _: () = {
+    fn assert_send_sync<T: Send + Sync>() {}
+    let _ = assert_send_sync::<UaParser>;
+};
+
 impl fmt::Debug for UaParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UaParser")
@@ -660,11 +666,5 @@ mod tests {
         // A cut inside a multi-byte character does not panic.
         let c = format!("{}{}", "a".repeat(MAX_UA_LEN - 1), "é".repeat(10));
         parser.parse(&c);
-    }
-
-    #[test]
-    fn parser_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<UaParser>();
     }
 }
