@@ -493,6 +493,7 @@ mod tests {
             ),
             ("PR_SET_VMA", libc::PR_SET_VMA as u64, None),
             ("new_limit == NULL", 0, None),
+            ("MREMAP_MAYMOVE", libc::MREMAP_MAYMOVE as u64, None),
             ("signal 0", 0, None),
         ];
         let v: Value = serde_json::from_str(POLICY_JSON).unwrap();
@@ -522,6 +523,25 @@ mod tests {
             }
         }
         assert!(checked >= 7, "{checked}");
+    }
+
+    /// glibc's realloc moves large blocks with `mremap(..., MREMAP_MAYMOVE)`
+    /// and nothing else: the rule allows exactly that.
+    #[test]
+    fn mremap_is_allowed_with_glibcs_flags_only() {
+        let v: Value = serde_json::from_str(POLICY_JSON).unwrap();
+        let rules: Vec<&Value> = v["allow"]["filter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["syscall"] == "mremap")
+            .collect();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        let args = rules[0]["args"].as_array().unwrap();
+        assert_eq!(args.len(), 1, "{args:?}");
+        assert_eq!(args[0]["index"], 3);
+        assert_eq!(args[0]["op"], "eq");
+        assert_eq!(args[0]["val"].as_u64(), Some(libc::MREMAP_MAYMOVE as u64));
     }
 
     #[test]

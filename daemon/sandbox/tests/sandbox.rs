@@ -625,3 +625,43 @@ fn landlock_refused_by_a_seccomp_filter_degrades_instead_of_failing() {
         );
     }
 }
+
+/// `mremap` is allowed with exactly glibc's flags: moving a mapping to an
+/// address of the caller's choosing (`MREMAP_FIXED`) is refused.
+#[test]
+fn mremap_is_allowed_only_as_glibc_calls_it() {
+    for (flags, killed) in [
+        (libc::MREMAP_MAYMOVE, false),
+        (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, true),
+    ] {
+        let status = in_child(|| {
+            // SAFETY: mappings of this child only.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    8192,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                let target = libc::mmap(
+                    std::ptr::null_mut(),
+                    1 << 20,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                seccomp::apply(Mode::Enforce).unwrap();
+                let q = libc::mremap(p, 8192, 1 << 20, flags, target);
+                if q == libc::MAP_FAILED { 1 } else { 0 }
+            }
+        });
+        if killed {
+            assert_eq!(signal(status), Some(libc::SIGSYS), "status {status:#x}");
+        } else {
+            assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+        }
+    }
+}
