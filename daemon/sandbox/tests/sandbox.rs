@@ -626,6 +626,96 @@ fn landlock_refused_by_a_seccomp_filter_degrades_instead_of_failing() {
     }
 }
 
+/// Runs `f` in a forked child whose stderr goes to a file; the raw wait
+/// status and what the child wrote there.
+fn in_child_capturing_stderr(f: impl FnOnce() -> i32) -> (i32, String) {
+    let mut err = tempfile::tempfile().unwrap();
+    let status = in_child(|| {
+        // SAFETY: fd 2 becomes the temporary file; nothing else changes.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&err), 2) };
+        f()
+    });
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    err.rewind().unwrap();
+    err.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+/// What glibc's allocator, thread exit, DuckDB and std do on paths the
+/// traced runs never took, under the enforced policy in a confined child:
+/// realloc of a block glibc mapped on its own (`mremap`), `malloc_trim`,
+/// huge and returned pages (`madvise`), many threads starting and ending,
+/// and `remove_dir_all` (retention's clean-up after a failed export). Each
+/// step must leave the child alive.
+#[test]
+fn the_allocator_threads_and_std_paths_no_trace_saw_are_allowed() {
+    let fx = fixture(None);
+    let dir = fx.spec.read_write[0].join("half-written-archive");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("hits.parquet"), b"x").unwrap();
+    std::fs::write(dir.join("sub/props.parquet"), b"y").unwrap();
+    let (status, err) = in_child_capturing_stderr(|| {
+        confine(&fx.spec, Mode::Enforce).unwrap();
+        // 1 MiB is above glibc's mmap threshold in a fresh process: the
+        // block is mapped on its own, and growing it moves the mapping.
+        let mut v: Vec<u8> = vec![1; 1 << 20];
+        for _ in 0..6 {
+            v.resize(v.len() * 2, 2);
+        }
+        v.truncate(1 << 20);
+        v.shrink_to_fit();
+        if v.iter().map(|b| u64::from(*b)).sum::<u64>() != 1 << 20 {
+            return 1;
+        }
+        drop(v);
+        // SAFETY: malloc_trim only returns free memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        // DuckDB's advice on large blocks, and returning pages.
+        let len = 16 << 20;
+        // SAFETY: an anonymous mapping, advised and unmapped here only.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return 2;
+            }
+            libc::madvise(p, len, libc::MADV_HUGEPAGE);
+            libc::madvise(p, len, libc::MADV_DONTNEED);
+            libc::munmap(p, len);
+        }
+        // Threads start, allocate in their own arenas, and end.
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut v = Vec::with_capacity(300_000);
+                    v.resize(300_000 + i, 0u8);
+                    v.len()
+                })
+            })
+            .collect();
+        if threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum::<usize>()
+            != 32 * 300_000 + 496
+        {
+            return 3;
+        }
+        if std::fs::remove_dir_all(&dir).is_err() || dir.exists() {
+            return 4;
+        }
+        0
+    });
+    assert_eq!(exit_code(status), Some(0), "status {status:#x}\n{err}");
+}
+
 /// `mremap` is allowed with exactly glibc's flags: moving a mapping to an
 /// address of the caller's choosing (`MREMAP_FIXED`) is refused.
 #[test]
