@@ -72,7 +72,8 @@ pub fn describe_exit(status: ExitStatus) -> String {
     match status.signal() {
         Some(libc::SIGSYS) => format!(
             "{status}: killed by SIGSYS, a system call the seccomp policy does not list \
-             (find it with `dmesg | grep type=1326`, see policy/README.md)"
+             (the log's line `seccomp: system call N (name)` names it; \
+             docs/operations/troubleshooting.md, policy/README.md)"
         ),
         _ => status.to_string(),
     }

@@ -130,7 +130,7 @@ pub enum LogFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SeccompSetting {
-    /// Kill the process (production).
+    /// Name the call on stderr, then die of SIGSYS (production).
     Enforce,
     /// Log the call (kernel audit record type=1326) and let it through: for
     /// finding a missing syscall, never for production.

@@ -28,6 +28,7 @@ pub mod landlock;
 pub mod notify;
 pub mod privileges;
 pub mod seccomp;
+pub mod syscall_names;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -108,7 +109,9 @@ impl Spec {
         out.push("landlock: no signals to, and no abstract unix sockets of, processes outside the sandbox (ABI >= 6)".to_owned());
         let allowed = seccomp::allowed().map(|v| v.len()).unwrap_or(0);
         let other = match mode {
-            seccomp::Mode::Enforce => "any other syscall kills the process",
+            seccomp::Mode::Enforce => {
+                "any other syscall kills the process (SIGSYS, after a line on stderr naming it)"
+            }
             seccomp::Mode::Audit => {
                 "any other syscall is logged and let through (audit mode: diagnosis only)"
             }

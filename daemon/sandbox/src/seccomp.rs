@@ -9,6 +9,18 @@
 //! the call through and logs it (kernel audit record `type=1326`, see
 //! `policy/README.md`).
 //!
+//! In enforce mode an unlisted call is trapped (`SECCOMP_RET_TRAP`), never
+//! run: the kernel sends SIGSYS to the thread that made it, and the handler
+//! installed here ([`report_sigsys`]) writes one line to stderr naming the
+//! call (number and name), its arguments and the thread, then ends the
+//! process with SIGSYS, so that a service manager or a test still sees a
+//! death by SIGSYS (core dump included, as with `SECCOMP_RET_KILL_PROCESS`).
+//! The handler makes only async-signal-safe calls that the allow-list holds
+//! (`openat`, `read`, `close`, `write`, `getpid`, `gettid`, `tgkill`). The
+//! filter is installed with `SECCOMP_FILTER_FLAG_LOG`, so the kernel also
+//! writes its audit record (`type=1326`, `code=0x30000`) for every trapped
+//! call.
+//!
 //! Two filters are installed, the `enosys` one first: it answers ENOSYS to
 //! `clone3`, whose flags sit behind a pointer seccomp cannot read, so glibc
 //! falls back to `clone`, which the allow-list accepts only with
@@ -53,7 +65,7 @@ impl Mode {
 
     fn action(self) -> &'static str {
         match self {
-            Mode::Enforce => "kill_process",
+            Mode::Enforce => "trap",
             Mode::Audit => "log",
         }
     }
@@ -116,7 +128,7 @@ pub struct SeccompReport {
 impl fmt::Display for SeccompReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let action = match self.mode {
-            Mode::Enforce => "kill the process",
+            Mode::Enforce => "kill the process (SIGSYS, after a line on stderr naming the call)",
             Mode::Audit => "are logged (audit mode)",
         };
         write!(
@@ -141,9 +153,9 @@ fn policy() -> Result<Value, SeccompError> {
             "expected the filters `allow` and `enosys`, found {names:?}"
         )));
     }
-    if v["allow"]["mismatch_action"] != "kill_process" || v["allow"]["match_action"] != "allow" {
+    if v["allow"]["mismatch_action"] != "trap" || v["allow"]["match_action"] != "allow" {
         return Err(SeccompError::Policy(
-            "`allow` must allow what it lists and kill the process otherwise".into(),
+            "`allow` must allow what it lists and trap the rest (SIGSYS: reported, then the process dies)".into(),
         ));
     }
     if v["enosys"]["mismatch_action"] != "allow"
@@ -263,19 +275,25 @@ impl Filters {
     }
 
     /// Installs both filters on every thread of the process (TSYNC), the
-    /// `enosys` one first. Sets `no_new_privs`. Irreversible.
+    /// `enosys` one first; in enforce mode, first the SIGSYS handler that
+    /// reports a trapped call ([`report_sigsys`]). Sets `no_new_privs`.
+    /// Irreversible.
     pub fn apply(&self) -> Result<SeccompReport, SeccompError> {
-        seccompiler::apply_filter_all_threads(&self.enosys).map_err(|source| {
-            SeccompError::Install {
-                filter: "enosys",
-                source,
-            }
-        })?;
-        seccompiler::apply_filter_all_threads(&self.allow).map_err(|source| {
-            SeccompError::Install {
+        if self.mode == Mode::Enforce {
+            report_sigsys().map_err(|e| SeccompError::Install {
                 filter: "allow",
-                source,
-            }
+                source: seccompiler::Error::Seccomp(e),
+            })?;
+        }
+        install(&self.enosys, false).map_err(|source| SeccompError::Install {
+            filter: "enosys",
+            source,
+        })?;
+        // FLAG_LOG: the kernel logs the calls this filter traps (type=1326);
+        // without it only killed and `log` calls would be logged.
+        install(&self.allow, true).map_err(|source| SeccompError::Install {
+            filter: "allow",
+            source,
         })?;
         Ok(SeccompReport {
             mode: self.mode,
@@ -294,6 +312,234 @@ impl Filters {
 pub fn apply(mode: Mode) -> Result<SeccompReport, SeccompError> {
     Filters::compile(mode)?.apply()
 }
+
+/// Installs one filter on every thread of the process (`SECCOMP_FILTER_FLAG_TSYNC`),
+/// with `SECCOMP_FILTER_FLAG_LOG` when `log`, after setting `no_new_privs`.
+/// seccompiler's `apply_filter_all_threads` passes TSYNC only.
+fn install(filter: &BpfProgram, log: bool) -> Result<(), seccompiler::Error> {
+    if filter.is_empty() {
+        return Err(seccompiler::Error::EmptyFilter);
+    }
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(seccompiler::Error::Prctl(std::io::Error::last_os_error()));
+    }
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        // seccompiler's sock_filter is the kernel's struct, as libc's is.
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let mut flags = libc::SECCOMP_FILTER_FLAG_TSYNC;
+    if log {
+        flags |= libc::SECCOMP_FILTER_FLAG_LOG;
+    }
+    // SAFETY: `prog` points to `filter`, which outlives the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        n if n < 0 => Err(seccompiler::Error::Seccomp(std::io::Error::last_os_error())),
+        // TSYNC: the id of a thread that could not be synchronised.
+        tid => Err(seccompiler::Error::ThreadSync(tid)),
+    }
+}
+
+/// Installs the process-wide SIGSYS handler that reports a call the filter
+/// trapped: one line on stderr with the call's number and name, its six
+/// arguments (a rule with argument conditions refuses by value: `socket`
+/// with `AF_INET`, `mmap` with `PROT_EXEC`) and the thread's name, then the
+/// process dies of SIGSYS. `SA_RESETHAND` puts the default action back on
+/// entry and `SA_NODEFER` leaves SIGSYS unblocked, so the handler's own
+/// `tgkill` ends the process at once (and a second trapped call while the
+/// first is reported ends it too, without a line). Enforce mode installs it;
+/// a SIGSYS not sent by seccomp is reported as such and is fatal, as its
+/// default action is.
+pub fn report_sigsys() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
+    // signature.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_NODEFER | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The `_sigsys` member of the kernel's `siginfo_t` on 64-bit Linux (libc
+/// does not expose it): after `si_signo`, `si_errno`, `si_code` and padding
+/// to 8 bytes, the address of the call, its number and the audit arch.
+#[repr(C)]
+struct SigsysInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _pad: libc::c_int,
+    call_addr: *mut libc::c_void,
+    syscall: libc::c_int,
+    arch: libc::c_uint,
+}
+
+/// `si_code` of a SIGSYS sent by seccomp.
+const SYS_SECCOMP: libc::c_int = 1;
+
+/// A fixed buffer the handler formats into: no allocation in a signal
+/// handler.
+struct Line {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Line {
+    fn push(&mut self, s: &[u8]) {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+    }
+
+    fn dec(&mut self, v: u64) {
+        let mut d = [0u8; 20];
+        let mut i = d.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&d[i..]);
+    }
+
+    fn hex(&mut self, v: u64) {
+        let mut d = [0u8; 16];
+        let mut i = d.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            d[i] = b"0123456789abcdef"[(v & 0xf) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(b"0x");
+        self.push(&d[i..]);
+    }
+}
+
+/// The SIGSYS handler: async-signal-safe calls only, all on the allow-list.
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
+    // SAFETY: plain system calls.
+    let (pid, tid) = unsafe {
+        (
+            libc::syscall(libc::SYS_getpid),
+            libc::syscall(libc::SYS_gettid),
+        )
+    };
+    line.push(b"hitvault[");
+    line.dec(pid as u64);
+    line.push(b"]: seccomp: ");
+    // SAFETY: the kernel passes a valid siginfo_t (SA_SIGINFO), whose SIGSYS
+    // layout SigsysInfo describes.
+    let si = unsafe { &*(info as *const SigsysInfo) };
+    if si.code == SYS_SECCOMP {
+        let nr = i64::from(si.syscall);
+        line.push(b"system call ");
+        line.dec(si.syscall as u64);
+        line.push(b" (");
+        line.push(
+            crate::syscall_names::name(nr)
+                .unwrap_or("unknown")
+                .as_bytes(),
+        );
+        line.push(b") refused by the allow-list");
+        if !ctx.is_null() {
+            // SAFETY: with SA_SIGINFO the third argument is the ucontext_t
+            // of the interrupted thread; its registers hold the arguments.
+            let regs = unsafe { &(*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs };
+            line.push(b", arguments (");
+            for (i, r) in [
+                libc::REG_RDI,
+                libc::REG_RSI,
+                libc::REG_RDX,
+                libc::REG_R10,
+                libc::REG_R8,
+                libc::REG_R9,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if i > 0 {
+                    line.push(b", ");
+                }
+                line.hex(regs[r as usize] as u64);
+            }
+            line.push(b")");
+        }
+        if si.arch != AUDIT_ARCH_X86_64 {
+            line.push(b", arch ");
+            line.hex(u64::from(si.arch));
+        }
+    } else {
+        line.push(b"SIGSYS not sent by seccomp (si_code ");
+        line.dec(si.code as u64);
+        line.push(b")");
+    }
+    line.push(b", thread ");
+    line.dec(tid as u64);
+    let mut name = [0u8; 16];
+    // SAFETY: open, read and close of the thread's own name; async-signal-safe.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/thread-self/comm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            0
+        } else {
+            let n = libc::read(fd, name.as_mut_ptr().cast(), name.len());
+            libc::close(fd);
+            n.max(0) as usize
+        }
+    };
+    let name = name[..n].strip_suffix(b"\n").unwrap_or(&name[..n]);
+    if !name.is_empty() {
+        line.push(b" \"");
+        line.push(name);
+        line.push(b"\"");
+    }
+    line.push(b"; the process dies of SIGSYS (see \"The daemon died of SIGSYS\" in docs/operations/troubleshooting.md)\n");
+    // SAFETY: write to stderr, then SIGSYS to this thread: SA_RESETHAND has
+    // restored its default action (terminate with a core dump) and
+    // SA_NODEFER left it unblocked, so the process ends here.
+    unsafe {
+        libc::write(2, line.buf.as_ptr().cast(), line.len);
+        libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGSYS);
+        // Not reached; should it be, leave with the shell's status for SIGSYS.
+        libc::syscall(libc::SYS_exit_group, 128 + libc::SIGSYS);
+    }
+}
+
+/// `AUDIT_ARCH_X86_64`: the arch seccomp reports for x86_64 system calls.
+const AUDIT_ARCH_X86_64: libc::c_uint = 0xc000_003e;
 
 #[cfg(test)]
 mod tests {
@@ -542,6 +788,16 @@ mod tests {
         assert_eq!(args[0]["index"], 3);
         assert_eq!(args[0]["op"], "eq");
         assert_eq!(args[0]["val"].as_u64(), Some(libc::MREMAP_MAYMOVE as u64));
+    }
+
+    /// Unlisted calls are trapped in enforce mode (reported, then SIGSYS)
+    /// and logged in audit mode; the file says so itself.
+    #[test]
+    fn unlisted_calls_are_trapped_in_enforce_mode() {
+        let v: Value = serde_json::from_str(POLICY_JSON).unwrap();
+        assert_eq!(v["allow"]["mismatch_action"], "trap");
+        assert_eq!(Mode::Enforce.action(), "trap");
+        assert_eq!(Mode::Audit.action(), "log");
     }
 
     #[test]

@@ -642,6 +642,62 @@ fn in_child_capturing_stderr(f: impl FnOnce() -> i32) -> (i32, String) {
     (status, text)
 }
 
+/// The operator learns which call killed the process: its number and name,
+/// its arguments and the thread, on stderr (the journal under systemd), and
+/// the process still dies of SIGSYS, as a kill by the filter would.
+#[test]
+fn seccomp_enforce_mode_names_the_refused_call_on_stderr_then_dies_of_sigsys() {
+    let (status, err) = in_child_capturing_stderr(|| {
+        seccomp::apply(Mode::Enforce).unwrap();
+        unlisted_syscall();
+        0
+    });
+    eprintln!("{err}");
+    assert_eq!(signal(status), Some(libc::SIGSYS), "status {status:#x}");
+    let nr = libc::SYS_getpriority;
+    assert!(
+        err.contains(&format!(
+            "seccomp: system call {nr} (getpriority) refused by the allow-list"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("dies of SIGSYS"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // From another thread, a call refused by its argument: the line names
+    // the thread and shows the value that decided (AF_INET = 2).
+    let (status, err) = in_child_capturing_stderr(|| {
+        seccomp::apply(Mode::Enforce).unwrap();
+        let t = std::thread::Builder::new()
+            .name("hv-tcp-probe".into())
+            .spawn(|| {
+                // SAFETY: a plain socket call.
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            })
+            .unwrap();
+        let _ = t.join();
+        0
+    });
+    eprintln!("{err}");
+    assert_eq!(signal(status), Some(libc::SIGSYS), "status {status:#x}");
+    assert!(
+        err.contains(&format!(
+            "system call {} (socket) refused by the allow-list, arguments (0x2, 0x1, 0x0,",
+            libc::SYS_socket
+        )),
+        "{err}"
+    );
+    assert!(err.contains("\"hv-tcp-probe\""), "{err}");
+
+    // Audit mode installs no reporter: the call goes through, nothing is written.
+    let (status, err) = in_child_capturing_stderr(|| {
+        seccomp::apply(Mode::Audit).unwrap();
+        if unlisted_syscall() < 0 { 1 } else { 0 }
+    });
+    assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    assert!(!err.contains("seccomp:"), "{err}");
+}
+
 /// What glibc's allocator, thread exit, DuckDB and std do on paths the
 /// traced runs never took, under the enforced policy in a confined child:
 /// realloc of a block glibc mapped on its own (`mremap`), `malloc_trim`,
