@@ -23,6 +23,7 @@ const SITES: (&str, &str) = ("HITVAULT_SITES", "shop.test,blog.test");
 /// The documented limits (docs/reference/http-api.md).
 const BATCH_HITS: usize = 10_000;
 const BATCH_BODY: usize = 8 * 1024 * 1024;
+const BODY: usize = 8 * 1024;
 
 const UAS: [&str; 5] = [
     CHROME_UA,
@@ -200,7 +201,11 @@ fn parse(raw: &[u8]) -> Option<Reply> {
 /// The daemon is alive and answers: its process has not exited, `/readyz`
 /// says 200 and the overview of shop.test answers 200.
 fn assert_alive(d: &mut Daemon, after: &str) {
-    let site = "shop.test";
+    assert_alive_with(d, "shop.test", after)
+}
+
+/// [`assert_alive`] with the overview of `site`.
+fn assert_alive_with(d: &mut Daemon, site: &str, after: &str) {
     if let Some(status) = d.child.try_wait().unwrap() {
         panic!(
             "the daemon died after {after}: {}\n{}",
@@ -261,4 +266,636 @@ fn the_largest_batch_is_accepted_and_one_hit_more_is_refused() {
 
     let s = d.stop();
     assert_eq!(s.count("SELECT count(*) FROM hits"), 2 * BATCH_HITS as u64);
+}
+
+/// A body of exactly `len` bytes: `json` (one object) followed by spaces,
+/// which JSON allows.
+fn padded(json: &str, len: usize) -> Vec<u8> {
+    assert!(json.len() <= len, "{} > {len}", json.len());
+    let mut b = json.as_bytes().to_vec();
+    b.resize(len, b' ');
+    b
+}
+
+#[test]
+fn the_largest_bodies_are_accepted_and_one_byte_more_is_413() {
+    let tok = IngestToken::new(TOKEN);
+    let mut d = Daemon::start(&[SITES, tok.env()]);
+    let now = now_ms();
+
+    // /api/ingest/batch: 10,000 hits filling exactly 8 MiB (a note of about
+    // 380 bytes in each, the rest as spaces after the last one).
+    let note = "n".repeat(380);
+    let mut body = ndjson((0..BATCH_HITS).map(|i| {
+        let mut h = hit(i, now);
+        h["props"] = serde_json::json!({ "note": note, "i": i });
+        h
+    }))
+    .into_bytes();
+    assert!(body.len() <= BATCH_BODY, "{}", body.len());
+    body.resize(BATCH_BODY, b' ');
+    let r = post_batch(&mut d, &body, false);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["accepted"], BATCH_HITS);
+    assert_alive(&mut d, "a batch body of exactly 8 MiB");
+
+    // One byte more: 413, whether announced by Content-Length or streamed.
+    body.push(b' ');
+    for chunked in [false, true] {
+        let r = post_batch(&mut d, &body, chunked);
+        assert_eq!(r.status, 413, "chunked {chunked}: {:?}", r);
+        assert_eq!(refusal(&r), "body_too_large");
+        assert_alive(&mut d, "a batch body of 8 MiB + 1 byte");
+    }
+
+    // The browser endpoints: 8 KiB exactly, then one byte more.
+    let props: serde_json::Map<String, serde_json::Value> = (0..12)
+        .map(|i| (format!("{i:02}{}", "k".repeat(62)), "v".repeat(500).into()))
+        .collect();
+    for (path, json) in [
+        (
+            "/api/collect",
+            serde_json::json!({ "n": "Signup", "u": "https://shop.test/pricing", "p": props }),
+        ),
+        (
+            "/api/event",
+            serde_json::json!({ "name": "Signup", "url": "https://shop.test/pricing", "domain": "shop.test", "props": props }),
+        ),
+    ] {
+        let body = padded(&json.to_string(), BODY);
+        let headers = [("User-Agent", CHROME_UA), ("Content-Type", "text/plain")];
+        let r = send(&mut d, path, &headers, &body, false);
+        assert_eq!(
+            r.status,
+            202,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let r = send(
+            &mut d,
+            path,
+            &headers,
+            &padded(&json.to_string(), BODY + 1),
+            false,
+        );
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        assert_eq!(refusal(&r), "body_too_large");
+        assert_alive(&mut d, path);
+    }
+
+    let s = d.stop();
+    assert_eq!(s.count("SELECT count(*) FROM hits"), BATCH_HITS as u64 + 2);
+}
+
+/// A 253-byte hostname (four labels, none over 63 bytes).
+fn long_host(len: usize) -> String {
+    let mut h = format!("{}.{}.{}.", "a".repeat(63), "b".repeat(63), "c".repeat(63));
+    h.push_str(&"d".repeat(len - h.len() - 5));
+    h.push_str(".test");
+    assert_eq!(h.len(), len);
+    h
+}
+
+/// Every field at its limit: name 120, url 2,048, referrer 2,048,
+/// user_agent 1,024, language 35, ten domains (one of 253 bytes),
+/// screen_width 16,384, 30 properties with 64-byte names and 512-byte values.
+fn widest_hit(i: usize, now: i64, domains: &str) -> serde_json::Value {
+    let fill = |prefix: String, len: usize| {
+        let mut s = prefix;
+        assert!(s.len() <= len);
+        while s.len() < len {
+            s.push(char::from(b'a' + (s.len() % 26) as u8));
+        }
+        s
+    };
+    let props: serde_json::Map<String, serde_json::Value> = (0..30)
+        .map(|p| {
+            (
+                fill(format!("k{p:02}_"), 64),
+                fill(format!("v{i}_{p}_"), 512).into(),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "name": fill(format!("Event {} ", i % 3), 120),
+        "url": fill(format!("https://shop.test/p/{i}?utm_source=mail&utm_medium=email&utm_campaign=c{}&utm_term=t&utm_content=x&q=", i % 4), 2048),
+        "referrer": fill(format!("https://ref{}.example/path/", i % 5), 2048),
+        "user_agent": fill(format!("{} ", UAS[i % UAS.len()]), 1024),
+        "language": fill("en-US-x-".to_owned(), 35),
+        "domain": domains,
+        "screen_width": 16_384,
+        "ip": format!("2001:db8::{:x}", i),
+        "timestamp": now - 120_000 - (i as i64) * 1000,
+        "props": props,
+    })
+}
+
+/// A change that takes a hit one past a limit.
+type Change = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn the_most_props_and_longest_fields_are_stored_and_one_more_is_refused() {
+    let long = long_host(253);
+    let others: Vec<String> = (0..9).map(|i| format!("d{i}.test")).collect();
+    let sites = format!("shop.test,{long},{}", others[1..].join(","));
+    let domains = format!("shop.test,{long},{}", others[1..].join(","));
+    assert_eq!(domains.split(',').count(), 10);
+    let tok = IngestToken::new(TOKEN);
+    let mut d = Daemon::start(&[("HITVAULT_SITES", &sites), tok.env()]);
+    let now = now_ms();
+
+    const N: usize = 300;
+    let body = ndjson((0..N).map(|i| widest_hit(i, now, &domains)));
+    assert!(body.len() < BATCH_BODY, "{}", body.len());
+    let r = post_batch(&mut d, body.as_bytes(), false);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_alive(&mut d, "a batch of hits with every field at its limit");
+
+    // One past each limit, in an otherwise valid hit: a 400 naming why.
+    let over: Vec<(&str, Change, &str)> = vec![
+        (
+            "name",
+            Box::new(|h| h["name"] = "n".repeat(121).into()),
+            "field_too_long",
+        ),
+        (
+            "url",
+            Box::new(|h| {
+                let u = h["url"].as_str().unwrap().to_owned() + "x";
+                h["url"] = u.into();
+            }),
+            "field_too_long",
+        ),
+        (
+            "referrer",
+            Box::new(|h| {
+                let r = h["referrer"].as_str().unwrap().to_owned() + "x";
+                h["referrer"] = r.into();
+            }),
+            "field_too_long",
+        ),
+        (
+            "user_agent",
+            Box::new(|h| {
+                let u = h["user_agent"].as_str().unwrap().to_owned() + "x";
+                h["user_agent"] = u.into();
+            }),
+            "field_too_long",
+        ),
+        (
+            "language",
+            Box::new(|h| h["language"] = "l".repeat(36).into()),
+            "field_too_long",
+        ),
+        (
+            "a 254-byte domain",
+            Box::new(|h| h["domain"] = long_host(254).into()),
+            "field_too_long",
+        ),
+        (
+            "11 domains",
+            Box::new(|h| {
+                let d = h["domain"].as_str().unwrap().to_owned() + ",d0.test";
+                h["domain"] = d.into();
+            }),
+            "invalid_field",
+        ),
+        (
+            "31 props",
+            Box::new(|h| h["props"]["one_more"] = "x".into()),
+            "too_many_props",
+        ),
+        (
+            "a 65-byte prop name",
+            Box::new(|h| {
+                let p = h["props"].as_object_mut().unwrap();
+                let (k, v) = p
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .unwrap();
+                p.remove(&k);
+                p.insert(format!("{k}x"), v);
+            }),
+            "field_too_long",
+        ),
+        (
+            "a 513-byte prop value",
+            Box::new(|h| {
+                let p = h["props"].as_object_mut().unwrap();
+                let (k, v) = p
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .unwrap();
+                p.insert(k, (v.as_str().unwrap().to_owned() + "x").into());
+            }),
+            "field_too_long",
+        ),
+        (
+            "screen_width",
+            Box::new(|h| h["screen_width"] = 16_385.into()),
+            "invalid_field",
+        ),
+    ];
+    for (what, change, reason) in &over {
+        let mut h = widest_hit(0, now, &domains);
+        change(&mut h);
+        let r = post_batch(&mut d, h.to_string().as_bytes(), false);
+        assert_eq!(
+            r.status,
+            400,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(refusal(&r), *reason, "{what}");
+    }
+    assert_alive(&mut d, "hits one past each field limit");
+
+    // The browser endpoint, 30 props and 31.
+    let props = |n: usize| -> serde_json::Map<String, serde_json::Value> {
+        (0..n).map(|i| (format!("p{i}"), i.into())).collect()
+    };
+    let headers = [("User-Agent", CHROME_UA), ("Content-Type", "text/plain")];
+    let ok = serde_json::json!({ "n": "Signup", "u": "https://shop.test/a", "p": props(30) });
+    let r = send(
+        &mut d,
+        "/api/collect",
+        &headers,
+        ok.to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let bad = serde_json::json!({ "n": "Signup", "u": "https://shop.test/a", "p": props(31) });
+    let r = send(
+        &mut d,
+        "/api/collect",
+        &headers,
+        bad.to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(refusal(&r), "too_many_props");
+    assert_alive(&mut d, "the browser endpoint at and past the props limit");
+
+    // The widest hits are readable: a stats query filtering on the longest
+    // property value of them all.
+    let first = widest_hit(0, now, &domains);
+    let (k, v) = first["props"].as_object().unwrap().iter().next().unwrap();
+    let q = format!(
+        "/api/v1/stats/overview?site=shop.test&filter=prop:{k}:is:{}&limit=1000",
+        v.as_str().unwrap()
+    );
+    let r = d.get(&q).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    let s = d.stop();
+    assert_eq!(
+        s.count("SELECT count(*) FROM hits_v WHERE site = 'shop.test'"),
+        N as u64 + 1
+    );
+    assert_eq!(
+        s.count(&format!(
+            "SELECT count(*) FROM hits_v WHERE site = '{long}'"
+        )),
+        N as u64
+    );
+    assert_eq!(
+        s.count(
+            "SELECT count(*) FROM props_v p JOIN hits_v h USING (id) WHERE h.site = 'shop.test'"
+        ),
+        30 * N as u64 + 30
+    );
+    assert_eq!(s.count("SELECT max(length(key)) FROM props_v"), 64);
+    assert_eq!(s.count("SELECT max(length(value)) FROM props_v"), 512);
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01 (proleptic Gregorian).
+fn date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn get(d: &Daemon, path: &str) -> Reply {
+    let t = Instant::now();
+    let r = d.get(path).unwrap();
+    eprintln!("{} in {:?}: {path:.160}", r.status, t.elapsed());
+    r
+}
+
+fn post(d: &Daemon, path: &str, json: serde_json::Value) -> Reply {
+    d.post_json(path, &json.to_string())
+}
+
+/// The widest stats questions over three years of a seeded site, the most
+/// goals and funnels, and a Takeout of a few hundred thousand hits exported
+/// through the running daemon (CLI and HTTP) and imported into another
+/// running daemon.
+#[test]
+fn a_large_instance_answers_the_widest_queries_and_moves_its_takeout() {
+    const HITS: u64 = 300_000;
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-test")
+        .tempdir()
+        .unwrap();
+    let data = root.path().join("data");
+    let t = Instant::now();
+    hitvault_tests::seed(&data, HITS, 3, 1098);
+    eprintln!("seeded {HITS} hits in {:?}", t.elapsed());
+    let mut d = Daemon::start_wrapped(data, root, &[], &[]);
+    let site = "site01.test";
+
+    // Every dimension filtered at once, and a property, over the longest
+    // range (1,098 days), with the biggest panels (limit=1000).
+    let today = now_ms().div_euclid(86_400_000);
+    let to = date(today + 1);
+    let from = date(today + 1 - 1098);
+    let mut filters = String::new();
+    for dim in [
+        "page",
+        "entry_page",
+        "exit_page",
+        "source",
+        "referrer",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "country",
+        "browser",
+        "os",
+        "device",
+        "language",
+        "screen",
+        "event",
+    ] {
+        filters.push_str(&format!("&filter={dim}:is_not:{}", "z".repeat(40)));
+    }
+    filters.push_str(&format!("&filter=prop:plan:is_not:{}", "z".repeat(512)));
+    let window = format!("site={site}&from={from}&to={to}&tz=UTC");
+    for interval in ["day", "week", "month"] {
+        let r = get(
+            &d,
+            &format!("/api/v1/stats/overview?{window}&interval={interval}&limit=1000"),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.json().is_object());
+        let r = get(
+            &d,
+            &format!("/api/v1/stats/overview?{window}&interval={interval}&limit=1000{filters}"),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    // The longest hourly series (31 days), every filter, another zone.
+    let hourly = format!(
+        "site={site}&from={}&to={to}&tz=Europe/Berlin&interval=hour&limit=1000",
+        date(today + 1 - 31)
+    );
+    let r = get(&d, &format!("/api/v1/stats/overview?{hourly}{filters}"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // One past each: 1,099 days, 32 days by the hour, 1,001 rows.
+    for (past, param) in [
+        (
+            format!("site={site}&from={}&to={to}&tz=UTC", date(today - 1098)),
+            "from",
+        ),
+        (
+            format!(
+                "site={site}&from={}&to={to}&tz=UTC&interval=hour",
+                date(today - 31)
+            ),
+            "interval",
+        ),
+        (format!("{window}&limit=1001"), "limit"),
+    ] {
+        let r = get(&d, &format!("/api/v1/stats/overview?{past}"));
+        assert_eq!(
+            r.status,
+            400,
+            "{past}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["error"], "bad_parameter", "{past}");
+        let _ = param;
+    }
+    assert_alive_with(&mut d, site, "the widest overview queries");
+
+    // The most goals (100) and funnels (50, of 8 steps), then one more of each.
+    let defs = format!("/api/v1/sites/{site}");
+    for i in 0..100 {
+        let g = if i % 2 == 0 {
+            serde_json::json!({ "kind": "page", "value": format!("/*{i}*"), "name": format!("goal {i}") })
+        } else {
+            serde_json::json!({ "kind": "event", "value": format!("Event {i}"), "name": format!("goal {i}") })
+        };
+        let r = post(&d, &format!("{defs}/goals"), g);
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = post(
+        &d,
+        &format!("{defs}/goals"),
+        serde_json::json!({ "kind": "page", "value": "/", "name": "goal 101" }),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let steps = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|s| {
+                if s % 3 == 2 {
+                    serde_json::json!({ "kind": "event", "value": format!("Event {s}") })
+                } else {
+                    serde_json::json!({ "kind": "page", "value": format!("/*{s}*") })
+                }
+            })
+            .collect()
+    };
+    let mut funnel = 0;
+    for i in 0..50 {
+        let r = post(
+            &d,
+            &format!("{defs}/funnels"),
+            serde_json::json!({ "name": format!("funnel {i}"), "steps": steps(8) }),
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        funnel = r.json()["id"].as_u64().unwrap();
+    }
+    for (name, n) in [("funnel 51", 8), ("nine steps", 9)] {
+        let r = post(
+            &d,
+            &format!("{defs}/funnels"),
+            serde_json::json!({ "name": name, "steps": steps(n) }),
+        );
+        assert_eq!(
+            r.status,
+            400,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    for path in [
+        format!("/api/v1/stats/goals?{window}{filters}"),
+        format!("/api/v1/stats/funnel?{window}&funnel={funnel}{filters}"),
+        format!(
+            "/api/v1/stats/funnel?{window}{}{filters}",
+            (1..=8)
+                .map(|s| format!("&step=page:/*{s}*"))
+                .collect::<String>()
+        ),
+        format!("/api/v1/stats/props?{window}&limit=1000{filters}"),
+        format!("/api/v1/stats/props?{window}&key=plan&limit=1000{filters}"),
+    ] {
+        let r = get(&d, &path);
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert_alive_with(
+        &mut d,
+        site,
+        "goals, funnels and properties at their limits",
+    );
+
+    // Takeout over HTTP: the whole bundle, streamed.
+    let t = Instant::now();
+    let r = get(&d, "/api/v1/takeout?format=csv&bundle=zip");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.windows(4).any(|w| w == b"PK\x05\x06"),
+        "the zip has no end of central directory"
+    );
+    eprintln!(
+        "HTTP Takeout zip (csv): {} bytes in {:?}",
+        r.body.len(),
+        t.elapsed()
+    );
+    assert_alive_with(&mut d, site, "a Takeout over HTTP");
+
+    // Takeout through the running daemon with the CLI, then import it into
+    // another running daemon.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("takeout");
+    let data = d.data_dir.to_str().unwrap().to_owned();
+    let t = Instant::now();
+    hitvault_tests::hitvault_ok(&[
+        "--data-dir",
+        &data,
+        "takeout",
+        "--to",
+        dir.to_str().unwrap(),
+    ]);
+    eprintln!("CLI Takeout through the daemon: {:?}", t.elapsed());
+    assert_alive_with(&mut d, site, "a Takeout through the control socket");
+    hitvault_tests::hitvault_ok(&["takeout", "verify", dir.to_str().unwrap()]);
+
+    let mut d2 = Daemon::start(&[]);
+    let t = Instant::now();
+    let data2 = d2.data_dir.to_str().unwrap().to_owned();
+    hitvault_tests::hitvault_ok(&["--data-dir", &data2, "import", dir.to_str().unwrap()]);
+    eprintln!("import through the daemon: {:?}", t.elapsed());
+    assert_alive_with(&mut d2, site, "an import of a large Takeout");
+    let r = get(
+        &d2,
+        &format!("/api/v1/stats/overview?{window}&limit=1000{filters}"),
+    );
+    assert_eq!(r.status, 200);
+
+    let s = d.stop();
+    let s2 = d2.stop();
+    assert_eq!(s.count("SELECT count(*) FROM hits"), HITS);
+    assert_eq!(s2.count("SELECT count(*) FROM hits"), HITS);
+}
+
+/// A Plausible export of three years with thousands of pages and sources,
+/// imported through the running daemon.
+#[test]
+fn a_large_plausible_import_goes_through_the_running_daemon() {
+    const DAYS: i64 = 1098;
+    const PAGES: usize = 150;
+    const SOURCES: usize = 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plausible");
+    std::fs::create_dir(&dir).unwrap();
+    let today = now_ms().div_euclid(86_400_000);
+    let first = today - DAYS;
+    let last = today - 1;
+    let span = format!(
+        "{}_{}",
+        date(first).replace('-', ""),
+        date(last).replace('-', "")
+    );
+    let mut visitors = String::from("date,visitors,pageviews,bounces,visits,visit_duration\n");
+    let mut pages = String::from(
+        "date,hostname,page,visits,visitors,pageviews,scroll_depth,pageleave_visitors\n",
+    );
+    let mut sources = String::from(
+        "date,source,referrer,utm_source,utm_medium,utm_campaign,utm_content,utm_term,pageviews,visitors,visits,visit_duration,bounces\n",
+    );
+    for day in first..=last {
+        let dt = date(day);
+        visitors.push_str(&format!("{dt},500,1500,200,600,90000\n"));
+        for p in 0..PAGES {
+            pages.push_str(&format!(
+                "{dt},shop.test,/page/{p}/{},8,7,20,,0\n",
+                "x".repeat(p % 40)
+            ));
+        }
+        for s in 0..SOURCES {
+            sources.push_str(&format!(
+                "{dt},Source {s},https://ref{s}.example/,src{s},medium{},campaign{},content{},term{},12,4,5,300,1\n",
+                s % 5,
+                s % 7,
+                s % 3,
+                s % 11
+            ));
+        }
+    }
+    let rows = (DAYS + 1) as usize * (1 + PAGES + SOURCES);
+    std::fs::write(dir.join(format!("imported_visitors_{span}.csv")), visitors).unwrap();
+    std::fs::write(dir.join(format!("imported_pages_{span}.csv")), pages).unwrap();
+    std::fs::write(dir.join(format!("imported_sources_{span}.csv")), sources).unwrap();
+
+    let mut d = Daemon::start(&[SITES]);
+    let data = d.data_dir.to_str().unwrap().to_owned();
+    let t = Instant::now();
+    hitvault_tests::hitvault_ok(&[
+        "--data-dir",
+        &data,
+        "import-plausible",
+        "--site",
+        "shop.test",
+        dir.to_str().unwrap(),
+    ]);
+    eprintln!(
+        "Plausible import of {rows} CSV rows through the daemon: {:?}",
+        t.elapsed()
+    );
+    assert_alive(&mut d, "a large Plausible import");
+    let r = get(
+        &d,
+        &format!(
+            "/api/v1/stats/overview?site=shop.test&from={}&to={}&tz=UTC&limit=1000",
+            date(today - 1097),
+            date(today)
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["imported"]["included"],
+        true,
+        "{}",
+        r.json()["imported"]
+    );
+    let s = d.stop();
+    assert_eq!(s.count("SELECT count(*) FROM imported_days"), DAYS as u64);
 }
