@@ -596,9 +596,9 @@ fn post(d: &Daemon, path: &str, json: serde_json::Value) -> Reply {
 }
 
 /// The widest stats questions over three years of a seeded site, the most
-/// goals and funnels, and a Takeout of a few hundred thousand hits exported
+/// goals and funnels, a Takeout of a few hundred thousand hits exported
 /// through the running daemon (CLI and HTTP) and imported into another
-/// running daemon.
+/// running daemon, and a backup of it all through the daemon, restored.
 #[test]
 fn a_large_instance_answers_the_widest_queries_and_moves_its_takeout() {
     const HITS: u64 = 300_000;
@@ -797,6 +797,26 @@ fn a_large_instance_answers_the_widest_queries_and_moves_its_takeout() {
     eprintln!("CLI Takeout through the daemon: {:?}", t.elapsed());
     assert_alive_with(&mut d, site, "a Takeout through the control socket");
     hitvault_tests::hitvault_ok(&["takeout", "verify", dir.to_str().unwrap()]);
+
+    // A backup of the whole instance through the running daemon, restored.
+    let backup = out.path().join("backup");
+    let t = Instant::now();
+    let said =
+        hitvault_tests::hitvault_ok(&["--data-dir", &data, "backup", backup.to_str().unwrap()]);
+    eprintln!("backup through the daemon: {:?}", t.elapsed());
+    assert!(said.contains("through the running daemon"), "{said}");
+    assert_alive_with(&mut d, site, "a backup through the control socket");
+    let restored = out.path().join("restored");
+    hitvault_tests::hitvault_ok(&[
+        "--data-dir",
+        restored.to_str().unwrap(),
+        "restore",
+        backup.to_str().unwrap(),
+    ]);
+    let store = hitvault_store::Store::open_read_only(&restored).unwrap();
+    let rows = store.query_text("SELECT count(*) FROM hits").unwrap();
+    assert_eq!(rows[0][0].as_deref(), Some(HITS.to_string().as_str()));
+    drop(store);
 
     let mut d2 = Daemon::start(&[]);
     let t = Instant::now();
