@@ -47,10 +47,7 @@ pub fn app(s: Services) -> Router {
     // What the access layer admits (loopback only until accounts exist).
     let api = Router::new()
         .merge(stats_api::routes(state.stats.clone()))
-        .merge(goals_api::routes(
-            state.stats.clone(),
-            state.defs.clone(),
-        ))
+        .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
         .layer(axum::middleware::from_fn(access::api_gate));
