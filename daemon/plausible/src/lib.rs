@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use hitvault_store::imported::{ImportedDay, ImportedSet, ImportedValue};
 use hitvault_store::stats::Dim;

@@ -175,7 +175,7 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
 }
 
 /// Batches in flight between the thread that reads and the one that writes.
-const PIPELINE_DEPTH: usize = 8;
+pub const PIPELINE_DEPTH: usize = 8;
 
 type BatchSink<'a> = dyn FnMut(Table, hitvault_store::RecordBatch) -> Result<(), String> + 'a;
 

@@ -13,7 +13,7 @@
 //! the days of its range: the import brought last wins, and a day's rows
 //! always come from one source, never a mix.
 
-use duckdb::Connection;
+use duckdb::{Connection, OptionalExt};
 
 use crate::goals::{
     DefError, FUNNEL_STEPS, GoalKind, MAX_FUNNELS, MAX_GOALS, Step, check_step, check_text,
