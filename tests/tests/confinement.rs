@@ -5,7 +5,7 @@
 //! Landlock is a warning or, with `landlock = required`, a refusal.
 //!
 //! Tests that only make sense as root say so and fail otherwise (CI runs as
-//! root, see README).
+//! root, see docs/development.md).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Configuration: one typed struct, loaded from a file (TOML or JSON), then the
 //! environment (`HITVAULT_*`), then command-line flags, each layer overriding
-//! the one before. Every setting has one name, documented in the README.
+//! the one before. Every setting has one name, documented in `docs/reference/configuration.md`.
 //!
 //! Loading takes the environment as an argument, so tests never touch the real
 //! one. Unknown keys, unknown `HITVAULT_*` variables and bad values fail with

@@ -3,8 +3,8 @@
 //! the daemon (`check` forks one per probe; the other tests fork their own).
 //!
 //! Tests that switch users or watch root lose its capabilities need root and
-//! fail without it (CI runs as root, see README); everything else runs as
-//! any user.
+//! fail without it (CI runs as root, see docs/development.md); everything
+//! else runs as any user.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +24,7 @@ fn is_root() -> bool {
 fn require_root(why: &str) {
     assert!(
         is_root(),
-        "this test needs root: {why} (CI runs as root, see README)"
+        "this test needs root: {why} (CI runs as root, see docs/development.md)"
     );
 }
 
