@@ -5,7 +5,7 @@
 //!
 //! The binary is the release build next to the test executable
 //! (`target/release/hitvault`), or `HITVAULT_BIN` if set. Build it first:
-//! `cargo build --release --workspace --all-targets` (the README's test command does).
+//! `cargo build --release --workspace --all-targets` (the README's test command, tests/run, does).
 //!
 //! Every daemon runs confined as in production: seccomp in enforce (kill)
 //! mode, so a code path that needs a system call the policy does not list
@@ -42,11 +42,11 @@ pub fn is_root() -> bool {
 }
 
 /// Fails the calling test, saying why it needs root, unless it runs as root:
-/// the tests fail rather than skip (see README).
+/// the tests fail rather than skip (see docs/development.md).
 pub fn require_root(why: &str) {
     assert!(
         is_root(),
-        "this test needs root: {why} (CI runs as root, see README)"
+        "this test needs root: {why} (CI runs as root, see docs/development.md)"
     );
 }
 

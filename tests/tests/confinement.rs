@@ -5,7 +5,7 @@
 //! Landlock is a warning or, with `landlock = required`, a refusal.
 //!
 //! Tests that only make sense as root say so and fail otherwise (CI runs as
-//! root, see README).
+//! root, see docs/development.md).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -82,10 +82,12 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         tasks.len()
     );
     let uid = privileges::lookup(TEST_USER).unwrap().uid;
+    let mut checked = 0;
     for t in &tasks {
         let Ok(s) = std::fs::read_to_string(t.join("status")) else {
             continue; // a thread that just ended
         };
+        checked += 1;
         let name = status_field(&s, "Name");
         assert_eq!(status_field(&s, "Seccomp"), "2", "{name}: seccomp filter");
         assert_eq!(
@@ -105,6 +107,11 @@ fn every_thread_of_the_daemon_is_unprivileged_and_under_seccomp_kill_mode() {
         assert_eq!(status_field(&s, "Groups"), "", "{name}");
         assert_eq!(status_field(&s, "CapBnd"), "0000000000000000", "{name}");
     }
+    assert!(
+        checked >= 4,
+        "only {checked} of {} threads were still there to check",
+        tasks.len()
+    );
     let log = d.log_text();
     let abi = ll::abi().expect("this kernel has Landlock");
     let level = if abi >= 6 { "fully" } else { "partly" };

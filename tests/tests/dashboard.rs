@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 const SITE: &str = "stats.test";
 const TOKEN: &str = "dashboard-token-0123456789";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
-/// The realtime stream limit the README documents.
+/// The realtime stream limit docs/reference/http-api.md documents.
 const MAX_STREAMS: usize = 32;
 
 type TestResult = Result<(), Box<dyn Error>>;

@@ -1,5 +1,5 @@
 //! `hitvault import` into a running daemon while it takes hits: the import
-//! goes through the daemon's batcher; every acknowledged hit is stored once;
+//! goes through the daemon's writer; every acknowledged hit is stored once;
 //! imported rows arrive with every column; those whose id the instance had
 //! already given to its own hits arrive under new ids, the others keep
 //! theirs; hits acknowledged after the import get ids above every imported

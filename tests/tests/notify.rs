@@ -40,7 +40,7 @@ fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
     ]);
     let got = messages(&sock, |m| m.iter().any(|l| l == "READY=1"));
     assert!(got.contains(&"READY=1".to_string()));
-    // The batcher loop pings every half interval (0.3 s), also while idle.
+    // The writer loop pings every half interval (0.3 s), also while idle.
     let got = messages(&sock, |m| {
         m.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3
     });

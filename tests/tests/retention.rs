@@ -267,7 +267,15 @@ fn the_daemon_prunes_at_start_and_on_request() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(d.log_text().contains("expired hits archived and deleted"));
-    for l in parse(&ok(&["prune", "--dry-run"], &data, None)) {
+    let later = parse(&ok(&["prune", "--dry-run"], &data, None));
+    let mut sites: Vec<&str> = later.iter().map(|l| l.site.as_str()).collect();
+    sites.sort_unstable();
+    assert_eq!(
+        sites,
+        ["old.test", "site01.test", "site02.test", "site03.test"],
+        "a line for every site, each checked below"
+    );
+    for l in later {
         if l.site == "old.test" {
             assert_eq!(l.hits, 0, "{l:?}");
             continue;

@@ -174,7 +174,7 @@ fn round_trip_in_every_format_through_the_running_daemon() {
     import_history(&data);
     wait_for_rows(&data, &d, 2);
     // Exports while the daemon runs go through it: they are read beside the
-    // batcher, and ingest keeps answering meanwhile.
+    // writer, and ingest keeps answering meanwhile.
     for f in FORMATS {
         let dir = out.path().join(f);
         let o = hv(&[
@@ -1036,7 +1036,7 @@ fn http_export_of_five_million_hits_keeps_the_daemon_under_200_mb() {
     let data = root.path().join("data");
     hitvault_tests::seed(&data, 5_000_000, 20, 365);
     let d = Daemon::start_wrapped(data, root, &[("HITVAULT_STORE_MEMORY_LIMIT", "64MB")], &[]);
-    // The peak is the exports': reset it after start, where the batcher
+    // The peak is the exports': reset it after start, where the writer
     // begins building the stats rollups of the 5M hits (background work
     // that pauses while an export runs).
     std::fs::write(format!("/proc/{}/clear_refs", d.pid()), "5").unwrap();

@@ -121,7 +121,7 @@ pub struct UtmRef<'a> {
 }
 
 /// A [`Hit`] whose texts borrow from a queue record (or from a `Hit`): what
-/// the batcher hands to the store, so that decoding a batch allocates no
+/// the writer hands to the store, so that decoding a batch allocates no
 /// string per field. Same fields, same order, same encoding as `Hit`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct HitRef<'a> {

@@ -1,6 +1,6 @@
 //! Configuration: one typed struct, loaded from a file (TOML or JSON), then the
 //! environment (`HITVAULT_*`), then command-line flags, each layer overriding
-//! the one before. Every setting has one name, documented in the README.
+//! the one before. Every setting has one name, documented in `docs/reference/configuration.md`.
 //!
 //! Loading takes the environment as an argument, so tests never touch the real
 //! one. Unknown keys, unknown `HITVAULT_*` variables and bad values fail with
@@ -21,6 +21,15 @@ use serde::{Deserialize, Serialize};
 
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default data directory when started as root: a system path every
+/// service account can reach (and the systemd unit's `StateDirectory=`),
+/// where `./data` may lie under a home only root can enter.
+pub const ROOT_DATA_DIR: &str = "/var/lib/hitvault";
+/// The value of `user` that picks the account: as root the first of
+/// [`AUTO_ACCOUNTS`] that exists; otherwise the current account.
+pub const AUTO_USER: &str = "auto";
+/// The accounts `user = "auto"` tries as root, in this order.
+pub const AUTO_ACCOUNTS: [&str; 2] = ["hitvault", "nobody"];
 /// Default HTTP address: loopback only until the operator chooses otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -203,12 +212,17 @@ pub struct Config {
     /// Where expired hits are archived (Takeout Parquet) before they are
     /// deleted; unset: `<data_dir>/archive`.
     pub archive_dir: Option<PathBuf>,
-    /// The unprivileged account to switch to when started as root (required then).
+    /// The unprivileged account to switch to when started as root (required
+    /// then); `auto` picks one (see [`Config::started_as`]).
     pub user: Option<String>,
     /// What seccomp does with unlisted system calls.
     pub seccomp: SeccompSetting,
     /// Whether the daemon may run when Landlock is not (fully) available.
     pub landlock: LandlockSetting,
+    /// `data_dir` was set by the file, the environment or a flag (so the
+    /// default for root does not replace it).
+    #[serde(skip)]
+    data_dir_set: bool,
 }
 
 impl Default for Config {
@@ -236,6 +250,7 @@ impl Default for Config {
             user: None,
             seccomp: SeccompSetting::Enforce,
             landlock: LandlockSetting::BestEffort,
+            data_dir_set: false,
         }
     }
 }
@@ -421,6 +436,7 @@ impl Config {
         c.apply_env(env)?;
         if let Some(d) = &flags.data_dir {
             c.data_dir = d.clone();
+            c.data_dir_set = true;
         }
         if let Some(l) = &flags.listen {
             c.listen = parse_listen("listen", "--listen", l)?;
@@ -441,6 +457,7 @@ impl Config {
     pub fn apply_file(&mut self, f: FileConfig, origin: &str) -> Result<(), ConfigError> {
         if let Some(v) = f.data_dir {
             self.data_dir = v;
+            self.data_dir_set = true;
         }
         if let Some(v) = f.listen {
             self.listen = parse_listen("listen", origin, &v)?;
@@ -522,7 +539,10 @@ impl Config {
             let o = origin(k);
             match k.as_str() {
                 "HITVAULT_CONFIG" => {}
-                "HITVAULT_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "HITVAULT_DATA_DIR" => {
+                    self.data_dir = PathBuf::from(v);
+                    self.data_dir_set = true;
+                }
                 "HITVAULT_LISTEN" => self.listen = parse_listen("listen", &o, v)?,
                 "HITVAULT_SITES" => {
                     // Declarative: the variable replaces the file's list.
@@ -643,6 +663,58 @@ impl Config {
         Ok(())
     }
 
+    /// Settles the defaults that depend on how the process was started
+    /// (`euid`; `exists` says whether an account exists): as root, an unset
+    /// `data_dir` is [`ROOT_DATA_DIR`] and `user = "auto"` becomes the first
+    /// of [`AUTO_ACCOUNTS`] that exists; not as root, `user = "auto"` means
+    /// the current account (unset). Returns what it chose, one line each,
+    /// for the log. Touches nothing on disk.
+    pub fn started_as(
+        &mut self,
+        euid: u32,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut chose = Vec::new();
+        if euid == 0 && !self.data_dir_set {
+            self.data_dir = PathBuf::from(ROOT_DATA_DIR);
+            chose.push(format!(
+                "started as root: data_dir is {ROOT_DATA_DIR} (the default as root; set \
+                 `data_dir` to choose)"
+            ));
+        }
+        if self.user.as_deref() == Some(AUTO_USER) {
+            if euid == 0 {
+                let name = AUTO_ACCOUNTS
+                    .into_iter()
+                    .find(|n| exists(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "user",
+                            "the configuration",
+                            format!(
+                                "`auto` found neither of the accounts {AUTO_ACCOUNTS:?}: create \
+                                 one (useradd --system --no-create-home --shell \
+                                 /usr/sbin/nologin hitvault) or name an unprivileged account"
+                            ),
+                        )
+                    })?;
+                chose.push(format!(
+                    "started as root: `user = auto` switches to the account {name:?}"
+                ));
+                self.user = Some(name.to_owned());
+            } else {
+                self.user = None;
+            }
+        }
+        Ok(chose)
+    }
+
+    /// `data_dir` was set by no layer: it is the default (`./data`, or
+    /// [`ROOT_DATA_DIR`] once [`Config::started_as`] saw root).
+    pub fn data_dir_is_default(&self) -> bool {
+        !self.data_dir_set
+    }
+
     /// Where expired hits are archived.
     pub fn archive_dir(&self) -> PathBuf {
         self.archive_dir
@@ -718,8 +790,10 @@ pub fn require_user_when_root(cfg: &Config, euid: u32) -> Result<(), ConfigError
         return Err(bad(
             "user",
             "the configuration",
-            "hitvault was started as root: set `user` (HITVAULT_USER, --user) to the \
-             unprivileged account it should switch to, or start it as that account",
+            "hitvault was started as root, and it never keeps uid 0: set `user` \
+             (--user, HITVAULT_USER) to the unprivileged account it should switch to, \
+             e.g. `--user auto` (the account `hitvault` if it exists, else `nobody`), or \
+             start it as that account",
         ));
     }
     Ok(())
@@ -989,5 +1063,76 @@ mod tests {
         assert!(require_user_when_root(&c, 1000).is_ok());
         let c = Config::load(&env(&[("HITVAULT_USER", "nobody")]), &Overrides::default()).unwrap();
         assert!(require_user_when_root(&c, 0).is_ok());
+    }
+
+    #[test]
+    fn root_defaults_a_system_data_dir_and_auto_picks_an_account() {
+        let auto = Overrides {
+            user: Some("auto".into()),
+            ..Overrides::default()
+        };
+        // Root, nothing set: /var/lib/hitvault; `auto` prefers `hitvault`.
+        let mut c = Config::load(&env(&[]), &auto).unwrap();
+        let chose = c.started_as(0, |_| true).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from(ROOT_DATA_DIR));
+        assert_eq!(c.archive_dir(), PathBuf::from("/var/lib/hitvault/archive"));
+        assert_eq!(c.user.as_deref(), Some("hitvault"));
+        assert_eq!(chose.len(), 2, "{chose:?}");
+        assert!(require_user_when_root(&c, 0).is_ok());
+        // No `hitvault` account: `nobody`.
+        let mut c = Config::load(&env(&[]), &auto).unwrap();
+        c.started_as(0, |n| n == "nobody").unwrap();
+        assert_eq!(c.user.as_deref(), Some("nobody"));
+        // Neither: refused, naming `user` and the fix.
+        let mut c = Config::load(&env(&[]), &auto).unwrap();
+        let e = c.started_as(0, |_| false).unwrap_err();
+        assert_eq!(e.key, "user");
+        assert!(e.to_string().contains("useradd"), "{e}");
+        // Not root: `auto` is the current account, data stays in ./data.
+        let mut c = Config::load(&env(&[]), &auto).unwrap();
+        assert!(c.started_as(1000, |_| true).unwrap().is_empty());
+        assert_eq!(
+            (c.user.as_deref(), c.data_dir.as_path()),
+            (None, Path::new(DEFAULT_DATA_DIR))
+        );
+        // A data dir set anywhere is kept as root, and a named user too.
+        for (e, flags) in [
+            (
+                env(&[("HITVAULT_DATA_DIR", "./data")]),
+                Overrides::default(),
+            ),
+            (
+                env(&[]),
+                Overrides {
+                    data_dir: Some("./mine".into()),
+                    ..Overrides::default()
+                },
+            ),
+        ] {
+            let mut c = Config::load(&e, &flags).unwrap();
+            let before = c.data_dir.clone();
+            c.started_as(0, |_| true).unwrap();
+            assert_eq!(c.data_dir, before);
+            assert_eq!(c.user, None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(&f, "data_dir = \"/srv/hv\"\nuser = \"web\"\n").unwrap();
+        let mut c = Config::load(
+            &env(&[]),
+            &Overrides {
+                config: Some(f),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        c.started_as(0, |_| true).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/hv"));
+        assert_eq!(c.user.as_deref(), Some("web"));
+        // Root without `user` is still refused, and told the exact fix.
+        let mut c = Config::load(&env(&[]), &Overrides::default()).unwrap();
+        c.started_as(0, |_| true).unwrap();
+        let e = require_user_when_root(&c, 0).unwrap_err();
+        assert!(e.to_string().contains("--user auto"), "{e}");
     }
 }

@@ -71,7 +71,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::CheckConfig { ref file } => flags.config = Some(file.clone()),
         _ => {}
     }
-    let cfg = Config::load(&env, &flags).or_exit(Exit::Usage)?;
+    let mut cfg = Config::load(&env, &flags).or_exit(Exit::Usage)?;
+    let chose = cfg
+        .started_as(euid(), |name| {
+            hitvault_sandbox::privileges::lookup(name).is_ok()
+        })
+        .or_exit(Exit::Usage)?;
     match cli.command {
         Command::CheckConfig { .. } => {
             println!(
@@ -80,7 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(cfg, &env),
+        Command::Serve => serve(cfg, &chose, &env),
         Command::Takeout(args) => {
             let dir = args.to.ok_or_else(|| {
                 Failure::usage("takeout needs --to DIR (or the `verify DIR` command)")
@@ -121,14 +126,37 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
+fn euid() -> u32 {
+    // SAFETY: a plain query.
+    unsafe { libc::geteuid() }
+}
+
 fn done(r: Result<(), Failure>) -> Result<ExitCode, Failure> {
     r.map(|()| ExitCode::SUCCESS)
 }
 
-/// `hitvault serve`: logging, the account to become, systemd's notify
-/// socket, then the daemon until it stops.
-fn serve(cfg: Config, env: &BTreeMap<String, String>) -> Result<ExitCode, Failure> {
+/// `hitvault serve`: logging (first what [`Config::started_as`] chose), the
+/// account to become, systemd's notify socket, then the daemon until it
+/// stops.
+fn serve(
+    cfg: Config,
+    chose: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<ExitCode, Failure> {
     init_logging(&cfg);
+    for line in chose {
+        tracing::info!("{line}");
+    }
+    let earlier = std::path::Path::new(config::DEFAULT_DATA_DIR).join(hitvault_store::DB_FILE);
+    if cfg.data_dir_is_default() && earlier.exists() && euid() == 0 {
+        tracing::warn!(
+            "{} holds a database from an earlier run, but started as root the data dir is {}: \
+             pass `--data-dir {}` to keep using it",
+            earlier.display(),
+            config::ROOT_DATA_DIR,
+            config::DEFAULT_DATA_DIR
+        );
+    }
     let owner = daemon::confine::resolve_user(&cfg).or_exit(Exit::Usage)?;
     let notifier = hitvault_sandbox::notify::Notifier::from_env(|k| env.get(k).cloned())
         .or_exit_with(Exit::Startup, |e| format!("NOTIFY_SOCKET: {e}"))?;

@@ -291,7 +291,7 @@ fn country(s: &str) -> Option<String> {
 fn read_csv(
     name: &str,
     table: Table,
-    (start, end): (Date, Date),
+    range: (Date, Date),
     input: impl Read,
     acc: &mut Acc,
 ) -> Result<u64, Bad> {
@@ -305,46 +305,10 @@ fn read_csv(
             inner: &mut input,
             last: &mut last,
         });
-    let header: Vec<String> = rdr
+    let header = rdr
         .headers()
-        .map_err(|e| bad(name, None, format!("no readable header: {e}")))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let cols = table.columns();
-    let missing: Vec<&str> = cols
-        .iter()
-        .map(|c| c.0)
-        .filter(|c| !header.iter().any(|h| h == c))
-        .collect();
-    let extra: Vec<&str> = header
-        .iter()
-        .map(String::as_str)
-        .filter(|h| !cols.iter().any(|c| c.0 == *h))
-        .collect();
-    if header.is_empty() || !missing.is_empty() || !extra.is_empty() {
-        return Err(bad(
-            name,
-            None,
-            format!(
-                "the header does not match {}: missing {missing:?}, unknown {extra:?} (expected {:?})",
-                table.name(),
-                cols.iter().map(|c| c.0).collect::<Vec<_>>()
-            ),
-        ));
-    }
-    if let Some(dup) = (0..header.len()).find(|&i| header[..i].contains(&header[i])) {
-        return Err(bad(
-            name,
-            None,
-            format!("column {:?} appears twice", header[dup]),
-        ));
-    }
-    // Column index in the file of each of the table's columns.
-    let at: Vec<usize> = cols
-        .iter()
-        .map(|c| header.iter().position(|h| h == c.0).expect("checked"))
-        .collect();
+        .map_err(|e| bad(name, None, format!("no readable header: {e}")))?;
+    let at = check_header(name, table, header)?;
     let mut rows = 0u64;
     let mut rec = csv::StringRecord::new();
     loop {
@@ -365,145 +329,8 @@ fn read_csv(
             }
         }
         rows = row;
-        let mut day = start;
-        let mut nums: [u64; 16] = [0; 16];
-        for (i, (col, kind)) in cols.iter().enumerate() {
-            let v = &rec[at[i]];
-            let fail = |what: &str| bad(name, Some(row), format!("{col}: {v:?} is not {what}"));
-            match kind {
-                Col::Day => {
-                    day = v
-                        .parse::<Date>()
-                        .ok()
-                        .filter(|_| v.len() == 10)
-                        .ok_or_else(|| fail("a date (YYYY-MM-DD)"))?;
-                    if day < start || day > end {
-                        return Err(bad(
-                            name,
-                            Some(row),
-                            format!("date {day} is outside the file's range {start} to {end}"),
-                        ));
-                    }
-                }
-                Col::Text => {}
-                Col::Num => nums[i] = v.parse().map_err(|_| fail("an unsigned integer"))?,
-                Col::Num32 => {
-                    nums[i] = u64::from(
-                        v.parse::<u32>()
-                            .map_err(|_| fail("an unsigned 32-bit integer"))?,
-                    )
-                }
-                Col::NumOrNull => {
-                    if !(v.is_empty() || v == "\\N") {
-                        nums[i] = v
-                            .parse()
-                            .map_err(|_| fail("an unsigned integer or empty"))?;
-                    }
-                }
-            }
-        }
-        let num = |c: &str| nums[cols.iter().position(|x| x.0 == c).expect("a column")];
-        let text = |c: &str| &rec[at[cols.iter().position(|x| x.0 == c).expect("a column")]];
-        acc.first = Some(acc.first.map_or(start, |f| f.min(start)));
-        acc.last = Some(acc.last.map_or(end, |l| l.max(end)));
-        let visitors = num("visitors");
-        match table {
-            Table::Visitors => {
-                if !acc.seen_days.insert(day) {
-                    return Err(bad(name, Some(row), format!("date {day} appears twice")));
-                }
-                let d = acc.days.entry(day).or_insert_with(|| ImportedDay {
-                    day,
-                    ..Default::default()
-                });
-                d.visitors = visitors;
-                d.pageviews = num("pageviews");
-                d.bounces = num("bounces");
-                d.visits = num("visits");
-                d.visit_duration_s = num("visit_duration");
-            }
-            Table::Sources => {
-                let pv = num("pageviews");
-                for (dim, col) in [
-                    (Dim::Source, "source"),
-                    (Dim::Referrer, "referrer"),
-                    (Dim::UtmSource, "utm_source"),
-                    (Dim::UtmMedium, "utm_medium"),
-                    (Dim::UtmCampaign, "utm_campaign"),
-                    (Dim::UtmContent, "utm_content"),
-                    (Dim::UtmTerm, "utm_term"),
-                ] {
-                    acc.value(day, dim, opt(text(col)), visitors, pv);
-                }
-            }
-            Table::Pages => acc.value(
-                day,
-                Dim::Page,
-                opt(text("page")),
-                visitors,
-                num("pageviews"),
-            ),
-            Table::EntryPages => acc.value(
-                day,
-                Dim::EntryPage,
-                opt(text("entry_page")),
-                visitors,
-                num("entrances"),
-            ),
-            Table::ExitPages => acc.value(
-                day,
-                Dim::ExitPage,
-                opt(text("exit_page")),
-                visitors,
-                num("exits"),
-            ),
-            Table::Locations => acc.value(
-                day,
-                Dim::Country,
-                country(text("country")),
-                visitors,
-                num("pageviews"),
-            ),
-            Table::Devices => acc.value(
-                day,
-                Dim::Screen,
-                screen(text("device")),
-                visitors,
-                num("pageviews"),
-            ),
-            Table::Browsers => acc.value(
-                day,
-                Dim::Browser,
-                opt(text("browser")),
-                visitors,
-                num("pageviews"),
-            ),
-            Table::OperatingSystems => acc.value(
-                day,
-                Dim::Os,
-                opt(text("operating_system")),
-                visitors,
-                num("pageviews"),
-            ),
-            Table::CustomEvents => {
-                let events = num("events");
-                acc.value(day, Dim::Event, opt(text("name")), visitors, events);
-                acc.days
-                    .entry(day)
-                    .or_insert_with(|| ImportedDay {
-                        day,
-                        ..Default::default()
-                    })
-                    .events += events;
-            }
-        }
-        if acc.values.len() > MAX_VALUES {
-            return Err(bad(
-                name,
-                Some(row),
-                format!("more than {MAX_VALUES} distinct (day, dimension, value) rows"),
-            ));
-        }
+        let parsed = parse_row(name, row, table, &at, &rec, range)?;
+        apply_row(table, &parsed, range, acc).map_err(|reason| bad(name, Some(row), reason))?;
     }
     drop(rdr);
     if last.is_some_and(|b| b != b'\n') {
@@ -514,6 +341,202 @@ fn read_csv(
         ));
     }
     Ok(rows)
+}
+
+/// Checks that `header` holds exactly `table`'s columns, each once, in any
+/// order; returns where each of the table's columns is in the file.
+fn check_header(name: &str, table: Table, header: &csv::StringRecord) -> Result<Vec<usize>, Bad> {
+    let header: Vec<&str> = header.iter().collect();
+    let cols = table.columns();
+    let missing: Vec<&str> = cols
+        .iter()
+        .map(|c| c.0)
+        .filter(|c| !header.contains(c))
+        .collect();
+    let extra: Vec<&str> = header
+        .iter()
+        .copied()
+        .filter(|h| !cols.iter().any(|c| c.0 == *h))
+        .collect();
+    if header.is_empty() || !missing.is_empty() || !extra.is_empty() {
+        return Err(bad(
+            name,
+            None,
+            format!(
+                "the header does not match {}: missing {missing:?}, unknown {extra:?} (expected {:?})",
+                table.name(),
+                cols.iter().map(|c| c.0).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    if let Some(dup) = (0..header.len()).find(|&i| header[..i].contains(&header[i])) {
+        return Err(bad(
+            name,
+            None,
+            format!("column {:?} appears twice", header[dup]),
+        ));
+    }
+    Ok(cols
+        .iter()
+        .map(|c| header.iter().position(|h| *h == c.0).expect("checked"))
+        .collect())
+}
+
+/// One data row, checked: its day (the file's start when the table has no
+/// day column), its numbers and its texts, by the table's column names.
+struct CsvRow<'r> {
+    day: Date,
+    columns: &'static [(&'static str, Col)],
+    nums: [u64; 16],
+    texts: Vec<&'r str>,
+}
+
+impl CsvRow<'_> {
+    fn num(&self, c: &str) -> u64 {
+        self.nums[self
+            .columns
+            .iter()
+            .position(|x| x.0 == c)
+            .expect("a column")]
+    }
+
+    fn text(&self, c: &str) -> &str {
+        self.texts[self
+            .columns
+            .iter()
+            .position(|x| x.0 == c)
+            .expect("a column")]
+    }
+}
+
+/// Parses and checks the fields of data row `row` (1-based) of a file of
+/// `table`, whose columns are at `at` in the file.
+fn parse_row<'r>(
+    name: &str,
+    row: u64,
+    table: Table,
+    at: &[usize],
+    rec: &'r csv::StringRecord,
+    (start, end): (Date, Date),
+) -> Result<CsvRow<'r>, Bad> {
+    let columns = table.columns();
+    let mut parsed = CsvRow {
+        day: start,
+        columns,
+        nums: [0; 16],
+        texts: Vec::with_capacity(columns.len()),
+    };
+    for (i, (col, kind)) in columns.iter().enumerate() {
+        let v = &rec[at[i]];
+        parsed.texts.push(v);
+        let fail = |what: &str| bad(name, Some(row), format!("{col}: {v:?} is not {what}"));
+        match kind {
+            Col::Day => {
+                let day = v
+                    .parse::<Date>()
+                    .ok()
+                    .filter(|_| v.len() == 10)
+                    .ok_or_else(|| fail("a date (YYYY-MM-DD)"))?;
+                if day < start || day > end {
+                    return Err(bad(
+                        name,
+                        Some(row),
+                        format!("date {day} is outside the file's range {start} to {end}"),
+                    ));
+                }
+                parsed.day = day;
+            }
+            Col::Text => {}
+            Col::Num => parsed.nums[i] = v.parse().map_err(|_| fail("an unsigned integer"))?,
+            Col::Num32 => {
+                parsed.nums[i] = u64::from(
+                    v.parse::<u32>()
+                        .map_err(|_| fail("an unsigned 32-bit integer"))?,
+                )
+            }
+            Col::NumOrNull => {
+                if !(v.is_empty() || v == "\\N") {
+                    parsed.nums[i] = v
+                        .parse()
+                        .map_err(|_| fail("an unsigned integer or empty"))?;
+                }
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Adds a checked row of `table` (from a file of `range`) to what is read
+/// so far; the error is the reason the row is refused.
+fn apply_row(
+    table: Table,
+    r: &CsvRow<'_>,
+    (start, end): (Date, Date),
+    acc: &mut Acc,
+) -> Result<(), String> {
+    let day = r.day;
+    acc.first = Some(acc.first.map_or(start, |f| f.min(start)));
+    acc.last = Some(acc.last.map_or(end, |l| l.max(end)));
+    let visitors = r.num("visitors");
+    let one = match table {
+        Table::Visitors => {
+            if !acc.seen_days.insert(day) {
+                return Err(format!("date {day} appears twice"));
+            }
+            let d = acc.days.entry(day).or_insert_with(|| ImportedDay {
+                day,
+                ..Default::default()
+            });
+            d.visitors = visitors;
+            d.pageviews = r.num("pageviews");
+            d.bounces = r.num("bounces");
+            d.visits = r.num("visits");
+            d.visit_duration_s = r.num("visit_duration");
+            None
+        }
+        Table::Sources => {
+            let pv = r.num("pageviews");
+            for (dim, col) in [
+                (Dim::Source, "source"),
+                (Dim::Referrer, "referrer"),
+                (Dim::UtmSource, "utm_source"),
+                (Dim::UtmMedium, "utm_medium"),
+                (Dim::UtmCampaign, "utm_campaign"),
+                (Dim::UtmContent, "utm_content"),
+                (Dim::UtmTerm, "utm_term"),
+            ] {
+                acc.value(day, dim, opt(r.text(col)), visitors, pv);
+            }
+            None
+        }
+        Table::Pages => Some((Dim::Page, opt(r.text("page")), "pageviews")),
+        Table::EntryPages => Some((Dim::EntryPage, opt(r.text("entry_page")), "entrances")),
+        Table::ExitPages => Some((Dim::ExitPage, opt(r.text("exit_page")), "exits")),
+        Table::Locations => Some((Dim::Country, country(r.text("country")), "pageviews")),
+        Table::Devices => Some((Dim::Screen, screen(r.text("device")), "pageviews")),
+        Table::Browsers => Some((Dim::Browser, opt(r.text("browser")), "pageviews")),
+        Table::OperatingSystems => Some((Dim::Os, opt(r.text("operating_system")), "pageviews")),
+        Table::CustomEvents => {
+            let events = r.num("events");
+            acc.days
+                .entry(day)
+                .or_insert_with(|| ImportedDay {
+                    day,
+                    ..Default::default()
+                })
+                .events += events;
+            Some((Dim::Event, opt(r.text("name")), "events"))
+        }
+    };
+    if let Some((dim, value, count)) = one {
+        acc.value(day, dim, value, visitors, r.num(count));
+    }
+    if acc.values.len() > MAX_VALUES {
+        return Err(format!(
+            "more than {MAX_VALUES} distinct (day, dimension, value) rows"
+        ));
+    }
+    Ok(())
 }
 
 /// Remembers the last byte read (to tell a file that ends mid-line).

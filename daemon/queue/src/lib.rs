@@ -1,4 +1,4 @@
-//! hitvault's durable on-disk queue between HTTP ingest and the DuckDB batcher.
+//! hitvault's durable on-disk queue between HTTP ingest and the DuckDB writer.
 //!
 //! # What it owns
 //! One directory (`QueueConfig::dir`) and everything in it: segment files
@@ -6,7 +6,7 @@
 //! segments being prepared (`*.seg.tmp`) and a `LOCK` file. It assigns the
 //! sequence numbers (from 1, strictly increasing, no gaps in normal
 //! operation), makes records durable before acknowledging them, hands them to
-//! the batcher in order, and deletes whole segments once the batcher says
+//! the store's writer in order, and deletes whole segments once it says
 //! they are stored elsewhere.
 //!
 //! # What it never does
@@ -87,7 +87,7 @@ pub const MIN_SEGMENT_BYTES: u64 = 4096;
 /// hold for appends in flight. 64 MiB is many groups of 4 MiB, so it is only
 /// reached when the disk stalls; then appends get `Full` (short retry).
 const MAX_INFLIGHT_BYTES: u64 = 64 << 20;
-/// `retry_after` when the backlog is at `max_bytes`: the batcher has to
+/// `retry_after` when the backlog is at `max_bytes`: the store's writer has to
 /// catch up, which takes a while.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `retry_after` when only the in-flight bound is hit: a disk hiccup.
@@ -396,11 +396,11 @@ impl Queue {
         }
     }
 
-    /// Blocking read for the batcher: up to `max_records` durable records with
+    /// Blocking read for the store's writer: up to `max_records` durable records with
     /// seq > `after` (and > the committed position), in order. Waits at most
     /// `max_wait` for the first one; returns an empty Vec on timeout, or at
     /// once when the queue is closed and nothing more is durable. After
-    /// `close` it still returns what was durable, so the batcher can drain.
+    /// `close` it still returns what was durable, so the store's writer can drain.
     pub fn read_after(
         &self,
         after: u64,

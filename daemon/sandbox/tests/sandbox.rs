@@ -3,8 +3,8 @@
 //! the daemon (`check` forks one per probe; the other tests fork their own).
 //!
 //! Tests that switch users or watch root lose its capabilities need root and
-//! fail without it (CI runs as root, see README); everything else runs as
-//! any user.
+//! fail without it (CI runs as root, see docs/development.md); everything
+//! else runs as any user.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +24,7 @@ fn is_root() -> bool {
 fn require_root(why: &str) {
     assert!(
         is_root(),
-        "this test needs root: {why} (CI runs as root, see README)"
+        "this test needs root: {why} (CI runs as root, see docs/development.md)"
     );
 }
 
@@ -217,16 +217,19 @@ fn audit_mode_shows_what_landlock_and_dropped_capabilities_refuse_on_their_own()
     );
     // Landlock's TCP rules (ABI >= 4): a port that is not a peer cannot be
     // reached, one that is not configured cannot be bound.
-    if ll::abi().unwrap_or(0) >= 4 {
-        assert_eq!(
-            find(&results, "connect to 127.0.0.1:").outcome,
-            Outcome::Failed(libc::EACCES)
-        );
-        assert_eq!(
-            find(&results, "bind TCP port").outcome,
-            Outcome::Failed(libc::EACCES)
-        );
-    }
+    let abi = ll::abi().expect("this kernel has Landlock");
+    assert!(
+        abi >= 4,
+        "these tests expect a kernel with Landlock ABI >= 4, found {abi}"
+    );
+    assert_eq!(
+        find(&results, "connect to 127.0.0.1:").outcome,
+        Outcome::Failed(libc::EACCES)
+    );
+    assert_eq!(
+        find(&results, "bind TCP port").outcome,
+        Outcome::Failed(libc::EACCES)
+    );
     // ...while these are refused by seccomp alone (documented in policy/README.md).
     assert!(matches!(
         find(&results, "start a process").outcome,

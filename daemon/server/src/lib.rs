@@ -53,7 +53,7 @@ use crate::metrics::{Gauges, Metrics};
 pub struct AppState {
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
-    /// Set when the store is open and the batcher runs; cleared on shutdown.
+    /// Set when the store is open and the writer runs; cleared on shutdown.
     pub ready: Arc<AtomicBool>,
     /// Reads the gauges (queue depth, committed position) for `/metrics`.
     pub gauges: Arc<dyn Fn() -> Gauges + Send + Sync>,

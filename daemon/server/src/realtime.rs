@@ -1,7 +1,7 @@
 //! `GET /api/v1/stats/realtime?site=…`: a Server-Sent Events stream of a
 //! site's last minutes, pushed as batches commit.
 //!
-//! The batcher publishes the sites of every committed batch ([`Commits`]);
+//! The writer publishes the sites of every committed batch ([`Commits`]);
 //! each stream listens, and when its site was touched it reads the numbers
 //! again ([`LiveStats::realtime`]) and sends them as one `data:` line of JSON:
 //!
@@ -60,10 +60,10 @@ pub struct Commit {
     pub sites: Arc<[String]>,
 }
 
-/// The batcher's side of the realtime streams: it publishes each commit.
+/// The writer's side of the realtime streams: it publishes each commit.
 #[derive(Clone, Debug)]
 pub struct Commits {
-    /// Bounded by [`COMMIT_BACKLOG`]; a publish never blocks the batcher.
+    /// Bounded by [`COMMIT_BACKLOG`]; a publish never blocks the writer.
     tx: broadcast::Sender<Commit>,
 }
 
@@ -76,7 +76,7 @@ impl Default for Commits {
 }
 
 impl Commits {
-    /// True while any stream listens (the batcher skips the work otherwise).
+    /// True while any stream listens (the writer skips the work otherwise).
     pub fn has_listeners(&self) -> bool {
         self.tx.receiver_count() > 0
     }

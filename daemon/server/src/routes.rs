@@ -334,7 +334,7 @@ async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
-/// `GET /readyz`: the store is open, the batcher runs, and the queue has room.
+/// `GET /readyz`: the store is open, the writer runs, and the queue has room.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let g = (state.gauges)();
     let ready = state.ready.load(Ordering::Acquire);

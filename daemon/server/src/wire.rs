@@ -3,7 +3,7 @@
 //! Every body is parsed into a JSON object first and each field is read by
 //! name, so an error can say which field is wrong and why. Unknown keys are
 //! ignored (trackers newer than the server keep working). Every limit lives in
-//! [`Limits`] and is documented in the README.
+//! [`Limits`] and is documented in `docs/reference/http-api.md` (Limits).
 
 use std::net::IpAddr;
 

@@ -1,4 +1,4 @@
-//! The router without a socket: real queue on disk, real enrichment, no batcher.
+//! The router without a socket: real queue on disk, real enrichment, no writer.
 //! With nobody committing, the queue fills up; ingest must then answer 503 with
 //! Retry-After, and accept again once the queue has room.
 
@@ -110,7 +110,7 @@ async fn full_queue_answers_503_with_retry_after_then_recovers() {
         .read_after(0, 100_000, std::time::Duration::from_millis(10))
         .unwrap();
     assert_eq!(recs.len() as u64, acked);
-    // Once the batcher (here: the test) commits, ingest resumes by itself.
+    // Once the writer (here: the test) commits, ingest resumes by itself.
     queue.mark_committed(recs.last().unwrap().0).unwrap();
     let r = app.clone().oneshot(hit(99_999)).await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);

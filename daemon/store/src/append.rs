@@ -107,7 +107,7 @@ impl Store {
         self.append_refs(&refs, committed_seq)
     }
 
-    /// [`Store::append`] for hits that borrow their texts (the batcher decodes
+    /// [`Store::append`] for hits that borrow their texts (the writer decodes
     /// queue records into these without copying).
     pub fn append_refs(
         &mut self,

@@ -4,7 +4,7 @@
 //! `COPY FROM DATABASE` into it from a reader connection. The statement is one
 //! transaction, so the copy holds the state of one commit: the hits, their
 //! props, the sites and `ingest_state.committed_seq` together, which is the
-//! queue position a restored instance resumes after. The batcher goes on
+//! queue position a restored instance resumes after. The writer goes on
 //! committing meanwhile (DuckDB's MVCC). The copy is then checkpointed and
 //! detached, so the file alone (no WAL) is the backup, and it is compact.
 //!

@@ -1,5 +1,5 @@
 //! Goals, funnels and event properties: their definitions (written by the
-//! batcher, DuckDB's only writer) and their numbers (read by [`Stats`]).
+//! writer thread, DuckDB's only writer) and their numbers (read by [`Stats`]).
 //!
 //! - A **goal** is reached by a custom event of a name, or by a pageview whose
 //!   path matches a pattern (`*` matches any run of characters: `/blog/*`).

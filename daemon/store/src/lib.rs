@@ -145,7 +145,7 @@ impl Changes {
     }
 }
 
-/// One connection to the database. Not `Sync`: the daemon's batcher thread owns it.
+/// One connection to the database. Not `Sync`: the daemon's writer thread owns it.
 pub struct Store {
     conn: Connection,
     path: PathBuf,

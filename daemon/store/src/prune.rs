@@ -5,7 +5,7 @@
 //! Takeout from a [`crate::Reader`] export with the same site and cutoff);
 //! [`Store::delete_expired`] then removes the rows only if they are still
 //! exactly what was counted before the archive was written, so nothing that
-//! is not in the archive is ever deleted. The batcher runs both steps with no
+//! is not in the archive is ever deleted. The writer runs both steps with no
 //! append in between (it is the one writer).
 
 use crate::{QueryError, Reader, Store};

@@ -1,6 +1,7 @@
 //! The Takeout schema: seven tables (three in version 1, five in version 2),
-//! their columns and Arrow types. The README documents each column; this is the one definition
-//! the writers, the readers and the store's export queries are checked against.
+//! their columns and Arrow types. `docs/reference/takeout-format.md`
+//! documents each column; this is the one definition the writers, the
+//! readers and the store's export queries are checked against.
 //!
 //! It also holds the rest of the layout that both sides share: the name of
 //! a table's data file ([`file_name`]), how the MANIFEST spells a checksum

@@ -8,6 +8,11 @@
 //!
 //!     hv-load --connections 64 --seconds 20
 //!
+//! With `--bare` it first measures `hv-bare`, a bare HTTP server, with the
+//! same requests, and prints hitvault's hits/s as a share of that ceiling:
+//!
+//!     hv-load --connections 64 --seconds 20 --bare
+//!
 //! It prints figures; it never decides pass or fail on timings.
 
 use std::net::SocketAddr;
@@ -57,6 +62,11 @@ struct Args {
     /// checked to be a 202.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pipeline: u32,
+    /// First drive `hv-bare` (next to this program: a bare hyper server that
+    /// reads the body and answers 202) with the same requests and settings,
+    /// then the daemon, and print the daemon's share of that ceiling.
+    #[arg(long)]
+    bare: bool,
 }
 
 struct Shared {
@@ -177,8 +187,196 @@ async fn worker(
     lat
 }
 
+/// What one measured run saw.
+struct Run {
+    /// Latencies of the measured requests, in microseconds, sorted.
+    lat: Vec<u32>,
+    measured_ok: u64,
+    /// Responses of any status in the measured window.
+    measured_all: u64,
+    elapsed: Duration,
+    /// The server's RSS sampled during the run (KiB).
+    peak_during: u64,
+    /// The server's CPU by thread, and the generator's, before and after.
+    cpu: (CpuSample, CpuSample),
+    shared: Arc<Shared>,
+}
+
+type CpuSample = (std::collections::BTreeMap<String, u64>, Duration);
+
+impl Run {
+    fn hits_per_s(&self) -> f64 {
+        self.measured_ok as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Drives the server at `addr` (process `pid`, when known) for the warm-up,
+/// then measures for `a.seconds`.
+fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args) -> anyhow::Result<Run> {
+    let reqs = Arc::new(requests(50_000, a.sites, &a.path));
+    let shared = Arc::new(Shared {
+        ok: AtomicU64::new(0),
+        non2xx: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    // One runtime thread for the generator, so the server keeps most of the CPU.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let run = rt.block_on(async {
+        let handles: Vec<_> = (0..a.connections)
+            .map(|c| {
+                tokio::spawn(worker(
+                    addr,
+                    reqs.clone(),
+                    c * 997,
+                    a.pipeline as usize,
+                    shared.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(a.warmup)).await;
+        let ok0 = shared.ok.load(Ordering::Relaxed);
+        let all0 = ok0 + shared.non2xx.load(Ordering::Relaxed);
+        let cpu0 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
+        shared.measuring.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        let mut peak = 0;
+        while t.elapsed() < Duration::from_secs(a.seconds) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some((_, rss)) = pid.and_then(rss_kib) {
+                peak = peak.max(rss);
+            }
+        }
+        shared.measuring.store(false, Ordering::Relaxed);
+        let elapsed = t.elapsed();
+        let measured_ok = shared.ok.load(Ordering::Relaxed) - ok0;
+        let measured_all =
+            shared.ok.load(Ordering::Relaxed) + shared.non2xx.load(Ordering::Relaxed) - all0;
+        let cpu1 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
+        shared.stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(h.await.unwrap_or_default());
+        }
+        lat.sort_unstable();
+        Run {
+            lat,
+            measured_ok,
+            measured_all,
+            elapsed,
+            peak_during: peak,
+            cpu: (cpu0, cpu1),
+            shared: shared.clone(),
+        }
+    });
+    Ok(run)
+}
+
+/// Prints what a run measured; `what` names the server.
+fn report(what: &str, r: &Run, a: &Args) {
+    let lat = &r.lat;
+    println!("server               {what}");
+    println!(
+        "connections          {} ({} request{} in flight on each)",
+        a.connections,
+        a.pipeline,
+        if a.pipeline == 1 { "" } else { "s" }
+    );
+    println!(
+        "measured             {:.1} s after {} s warm-up",
+        r.elapsed.as_secs_f64(),
+        a.warmup
+    );
+    println!("sustained            {:.0} hits/s (202)", r.hits_per_s());
+    println!(
+        "latency              p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        f64::from(percentile(lat, 50.0)) / 1000.0,
+        f64::from(percentile(lat, 90.0)) / 1000.0,
+        f64::from(percentile(lat, 99.0)) / 1000.0,
+        f64::from(*lat.last().unwrap_or(&0)) / 1000.0
+    );
+    println!(
+        "202 total            {}",
+        r.shared.ok.load(Ordering::Relaxed)
+    );
+    println!(
+        "other statuses       {}",
+        r.shared.non2xx.load(Ordering::Relaxed)
+    );
+    println!(
+        "connection errors    {}",
+        r.shared.errors.load(Ordering::Relaxed)
+    );
+    // CPU per hit: what the figures above cost, less sensitive than hits/s to
+    // other work on a shared machine.
+    // Per response, so that a run against a route that refuses still counts.
+    let ((d0, g0), (d1, g1)) = &r.cpu;
+    let measured_all = r.measured_all;
+    println!(
+        "responses            {:.0}/s (all statuses)",
+        measured_all as f64 / r.elapsed.as_secs_f64()
+    );
+    let per_hit =
+        |ticks: u64| ticks as f64 / clock_ticks() as f64 * 1e6 / measured_all.max(1) as f64;
+    if !d1.is_empty() {
+        let total: u64 = d1.values().sum::<u64>() - d0.values().sum::<u64>();
+        let mut parts: Vec<String> = d1
+            .iter()
+            .map(|(k, v)| (k, v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {:.1}", per_hit(v)))
+            .collect();
+        parts.sort();
+        println!(
+            "server CPU           {:.1} us/response ({})",
+            per_hit(total),
+            parts.join(", ")
+        );
+    }
+    println!(
+        "generator CPU        {:.1} us/response",
+        (*g1 - *g0).as_secs_f64() * 1e6 / measured_all.max(1) as f64
+    );
+}
+
+/// Starts `hv-bare` next to this program; returns it and its address.
+fn start_bare() -> anyhow::Result<(std::process::Child, SocketAddr)> {
+    use std::io::BufRead;
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("hv-bare");
+    let mut child = std::process::Command::new(&bin)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .with_context(|| format!("hv-bare said {line:?}"))?
+        .parse()?;
+    Ok((child, addr))
+}
+
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    let bare = if a.bare {
+        let (mut c, addr) = start_bare()?;
+        let r = drive(addr, Some(c.id()), &a);
+        let _ = c.kill();
+        let _ = c.wait();
+        let r = r?;
+        report("hv-bare (reads the body, answers 202)", &r, &a);
+        println!();
+        Some(r.hits_per_s())
+    } else {
+        None
+    };
     let sites: Vec<String> = (0..a.sites).map(site).collect();
     let tmp = tempfile::Builder::new().prefix("hv-load").tempdir()?;
     let data_dir = a
@@ -210,154 +408,62 @@ fn main() -> anyhow::Result<()> {
             addr
         }
     };
-    let pid = child.as_ref().map(|c| c.id());
-    let reqs = Arc::new(requests(50_000, a.sites, &a.path));
-    let shared = Arc::new(Shared {
-        ok: AtomicU64::new(0),
-        non2xx: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-    });
-    // One runtime thread for the generator, so the daemon keeps most of the CPU.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (lat, measured_ok, elapsed, peak_during, cpu) = rt.block_on(async {
-        let handles: Vec<_> = (0..a.connections)
-            .map(|c| {
-                tokio::spawn(worker(
-                    addr,
-                    reqs.clone(),
-                    c * 997,
-                    a.pipeline as usize,
-                    shared.clone(),
-                ))
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_secs(a.warmup)).await;
-        let ok0 = shared.ok.load(Ordering::Relaxed);
-        let all0 = ok0 + shared.non2xx.load(Ordering::Relaxed);
-        let cpu0 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
-        shared.measuring.store(true, Ordering::Relaxed);
-        let t = Instant::now();
-        let mut peak = 0;
-        while t.elapsed() < Duration::from_secs(a.seconds) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Some((_, rss)) = pid.and_then(rss_kib) {
-                peak = peak.max(rss);
-            }
-        }
-        shared.measuring.store(false, Ordering::Relaxed);
-        let elapsed = t.elapsed();
-        let measured_ok = shared.ok.load(Ordering::Relaxed) - ok0;
-        let measured_all =
-            shared.ok.load(Ordering::Relaxed) + shared.non2xx.load(Ordering::Relaxed) - all0;
-        let cpu1 = (pid.map(cpu_by_thread).unwrap_or_default(), own_cpu());
-        let cpu = (cpu0, cpu1, measured_all);
-        shared.stop.store(true, Ordering::Relaxed);
-        let mut lat = Vec::new();
-        for h in handles {
-            lat.extend(h.await.unwrap_or_default());
-        }
-        (lat, measured_ok, elapsed, peak, cpu)
-    });
-    let mut lat = lat;
-    lat.sort_unstable();
-    let ok = shared.ok.load(Ordering::Relaxed);
-    println!(
-        "connections          {} ({} request{} in flight on each)",
-        a.connections,
-        a.pipeline,
-        if a.pipeline == 1 { "" } else { "s" }
-    );
-    println!(
-        "measured             {:.1} s after {} s warm-up",
-        elapsed.as_secs_f64(),
-        a.warmup
-    );
-    println!(
-        "sustained            {:.0} hits/s (202 stored)",
-        measured_ok as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "latency              p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        f64::from(percentile(&lat, 50.0)) / 1000.0,
-        f64::from(percentile(&lat, 90.0)) / 1000.0,
-        f64::from(percentile(&lat, 99.0)) / 1000.0,
-        f64::from(*lat.last().unwrap_or(&0)) / 1000.0
-    );
-    println!("202 total            {ok}");
-    println!(
-        "other statuses       {}",
-        shared.non2xx.load(Ordering::Relaxed)
-    );
-    println!(
-        "connection errors    {}",
-        shared.errors.load(Ordering::Relaxed)
-    );
-    // CPU per hit: what the figures above cost, less sensitive than hits/s to
-    // other work on a shared machine.
-    // Per response, so that a run against a route that refuses still counts.
-    let ((d0, g0), (d1, g1), measured_all) = cpu;
-    println!(
-        "responses            {:.0}/s (all statuses)",
-        measured_all as f64 / elapsed.as_secs_f64()
-    );
-    let per_hit =
-        |ticks: u64| ticks as f64 / clock_ticks() as f64 * 1e6 / measured_all.max(1) as f64;
-    if !d1.is_empty() {
-        let total: u64 = d1.values().sum::<u64>() - d0.values().sum::<u64>();
-        let mut parts: Vec<String> = d1
-            .iter()
-            .map(|(k, v)| (k, v.saturating_sub(d0.get(k).copied().unwrap_or(0))))
-            .filter(|(_, v)| *v > 0)
-            .map(|(k, v)| format!("{k} {:.1}", per_hit(v)))
-            .collect();
-        parts.sort();
+    let r = drive(addr, child.as_ref().map(|c| c.id()), &a)?;
+    report("hitvault (stored: 202 after fdatasync)", &r, &a);
+    if let Some(ceiling) = bare {
         println!(
-            "daemon CPU           {:.1} us/response ({})",
-            per_hit(total),
-            parts.join(", ")
+            "share of hv-bare     {:.0}% ({:.0} of {ceiling:.0} hits/s)",
+            100.0 * r.hits_per_s() / ceiling.max(1.0),
+            r.hits_per_s()
         );
     }
+    let ok = r.shared.ok.load(Ordering::Relaxed);
+    if let Some(c) = child {
+        stop_and_count(c, &data_dir, ok, r.peak_during)?;
+    }
+    Ok(())
+}
+
+/// Stops the daemon it started and checks that DuckDB holds every hit
+/// answered 202; prints its RSS and the bytes per stored hit.
+fn stop_and_count(
+    mut c: std::process::Child,
+    data_dir: &std::path::Path,
+    ok: u64,
+    peak_during: u64,
+) -> anyhow::Result<()> {
+    let hwm = rss_kib(c.id()).map(|r| r.0).unwrap_or(0);
     println!(
-        "generator CPU        {:.1} us/response",
-        (g1 - g0).as_secs_f64() * 1e6 / measured_all.max(1) as f64
+        "daemon RSS           peak {:.1} MiB (sampled {:.1} MiB)",
+        hwm as f64 / 1024.0,
+        peak_during as f64 / 1024.0
     );
-    if let Some(mut c) = child {
-        let hwm = rss_kib(c.id()).map(|r| r.0).unwrap_or(0);
-        println!(
-            "daemon RSS           peak {:.1} MiB (sampled {:.1} MiB)",
-            hwm as f64 / 1024.0,
-            peak_during as f64 / 1024.0
-        );
-        let t = Instant::now();
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let status = c.wait()?;
-        println!(
-            "drain + stop         {:.1} s, exit {status}",
-            t.elapsed().as_secs_f64()
-        );
-        let store = hitvault_store::Store::open_read_only(&data_dir)?;
-        let rows = store.hit_count()?;
-        let bytes = store.disk_bytes();
-        println!(
-            "rows in DuckDB       {rows} ({})",
-            if rows == ok {
-                "equals the 202 count"
-            } else {
-                "DIFFERS from the 202 count"
-            }
-        );
-        println!("database bytes       {bytes}");
-        println!(
-            "bytes per hit        {:.1}",
-            bytes as f64 / rows.max(1) as f64
-        );
-        if rows != ok {
-            bail!("rows in DuckDB ({rows}) != 202 responses ({ok})");
+    let t = Instant::now();
+    // SAFETY: a signal to the child this process started.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let status = c.wait()?;
+    println!(
+        "drain + stop         {:.1} s, exit {status}",
+        t.elapsed().as_secs_f64()
+    );
+    let store = hitvault_store::Store::open_read_only(data_dir)?;
+    let rows = store.hit_count()?;
+    let bytes = store.disk_bytes();
+    println!(
+        "rows in DuckDB       {rows} ({})",
+        if rows == ok {
+            "equals the 202 count"
+        } else {
+            "DIFFERS from the 202 count"
         }
+    );
+    println!("database bytes       {bytes}");
+    println!(
+        "bytes per hit        {:.1}",
+        bytes as f64 / rows.max(1) as f64
+    );
+    if rows != ok {
+        bail!("rows in DuckDB ({rows}) != 202 responses ({ok})");
     }
     Ok(())
 }

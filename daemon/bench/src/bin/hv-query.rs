@@ -20,7 +20,7 @@
 //! the cases whose label holds TEXT. It prints latency
 //! percentiles, CPU time per overview, the process's peak RSS and the
 //! store's size. First it builds the rollups the store lacks (as the
-//! daemon's batcher does in the background) and prints how long that took.
+//! daemon's writer does in the background) and prints how long that took.
 //!
 //!     hv-seed --data-dir /tmp/seeded --hits 10000000 --sites 20
 //!     hv-query --data-dir /tmp/seeded --runs 20
@@ -163,7 +163,7 @@ fn main() -> anyhow::Result<()> {
         .find(|s| s.id == site_id)
         .context("the largest site is not in sites")?
         .hostname;
-    // A pageview just before the last hit, as the batcher appends it.
+    // A pageview just before the last hit, as the writer appends it.
     let mut live_hit = {
         let mut seq = store.committed_seq()?.max(store.max_hit_id()?);
         let mut rng = hitvault_bench::Rng::new(11);

@@ -2,7 +2,7 @@
 //!
 //! Sites `site01.test` .. `siteNN.test` (Zipf: the first is the largest), a
 //! year of traffic ending now, one day at a time in time order, through the
-//! same `Store::append` the batcher uses. Prints rows/s, bytes on disk and
+//! same `Store::append` the writer uses. Prints rows/s, bytes on disk and
 //! bytes per hit after a checkpoint.
 //!
 //!     hv-seed --data-dir /tmp/seeded --hits 10000000 --sites 20 --days 365

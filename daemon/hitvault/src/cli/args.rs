@@ -16,13 +16,13 @@ pub struct Cli {
     /// Configuration file (TOML, or JSON when it ends in .json). Also HITVAULT_CONFIG.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory. Also HITVAULT_DATA_DIR. Default ./data.
+    /// Data directory. Also HITVAULT_DATA_DIR. Default ./data, or /var/lib/hitvault as root.
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// HTTP listen address host:port. Also HITVAULT_LISTEN. Default 127.0.0.1:8080.
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Account to switch to when started as root (then required). Also HITVAULT_USER.
+    /// Account to switch to when started as root (then required); `auto`: `hitvault`, else `nobody`. Also HITVAULT_USER.
     #[arg(long, global = true, value_name = "NAME")]
     pub user: Option<String>,
     /// seccomp: `enforce` (unlisted calls kill the process) or `audit` (logged). Also HITVAULT_SECCOMP.

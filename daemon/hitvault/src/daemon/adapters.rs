@@ -304,6 +304,16 @@ const IMPORT_IDLE: Duration = Duration::from_secs(60);
 /// Record batches an import has in flight to the writer.
 const IMPORT_DEPTH: usize = 8;
 
+/// An import's failure as the control socket answers it: the request's
+/// fault (ours to explain, sent as `invalid`) or the store's (logged, never
+/// sent: DuckDB's text stays in the daemon's log).
+fn import_error(e: hitvault_store::TakeoutError) -> AdminError {
+    match e {
+        hitvault_store::TakeoutError::Invalid(m) => AdminError::Invalid(m),
+        other => AdminError::Internal(format!("import: {other}")),
+    }
+}
+
 /// On the writer: stages what `feed` brings, then merges it in one transaction.
 fn stage_and_merge(
     store: &mut Store,
@@ -311,38 +321,40 @@ fn stage_and_merge(
     max_id: u64,
     renumber_above: u64,
     heartbeat: &mut dyn FnMut(),
-) -> Result<ImportStats, String> {
-    let mut imp = store.begin_import().map_err(|e| e.to_string())?;
+) -> Result<ImportStats, AdminError> {
+    let mut imp = store.begin_import().map_err(import_error)?;
     imp.renumber_above(renumber_above);
     let mut idle = Instant::now();
     loop {
         heartbeat();
         match feed.recv_timeout(HEARTBEAT_EVERY) {
             Ok(ImportMsg::Batch(table, batch)) => {
-                imp.append(table, batch).map_err(|e| e.to_string())?;
+                imp.append(table, batch).map_err(import_error)?;
                 idle = Instant::now();
             }
             Ok(ImportMsg::End) => break,
-            Ok(ImportMsg::Abort(m)) => return Err(m),
+            Ok(ImportMsg::Abort(m)) => return Err(AdminError::Invalid(m)),
             Err(RecvTimeoutError::Timeout) if idle.elapsed() < IMPORT_IDLE => {}
             Err(RecvTimeoutError::Timeout) => {
-                return Err(format!(
+                return Err(AdminError::Invalid(format!(
                     "no data for {} s; nothing imported",
                     IMPORT_IDLE.as_secs()
-                ));
+                )));
             }
             Err(RecvTimeoutError::Disconnected) => {
-                return Err("the import stream ended early; nothing imported".into());
+                return Err(AdminError::Invalid(
+                    "the import stream ended early; nothing imported".into(),
+                ));
             }
         }
     }
-    let staged = imp.staged_max_id().map_err(|e| e.to_string())?;
+    let staged = imp.staged_max_id().map_err(import_error)?;
     if staged > max_id {
-        return Err(format!(
+        return Err(AdminError::Invalid(format!(
             "the import holds hit id {staged}, above the announced max_id {max_id}; nothing imported"
-        ));
+        )));
     }
-    imp.commit().map_err(|e| e.to_string())
+    imp.commit().map_err(import_error)
 }
 
 /// How long a backup waits for the writer to commit what was acknowledged
@@ -483,9 +495,8 @@ impl Maintenance for DaemonMaintenance {
             feeder.send(ImportMsg::Abort(format!("nothing imported: {m}")));
         }
         drop(feeder);
-        let stats = pending.wait().map_err(unavailable)?.map_err(|e| {
+        let stats = pending.wait().map_err(unavailable)?.inspect_err(|e| {
             tracing::warn!(error = %e, "import refused");
-            AdminError::Invalid(e)
         })?;
         if stats.sites_added > 0 {
             self.refresh_sites()?;

@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hitvault_sandbox::check;
 use hitvault_sandbox::landlock::LandlockError;
@@ -133,12 +133,120 @@ pub fn hand_over(dir: &Path, user: &User) -> io::Result<usize> {
     Ok(changed)
 }
 
-/// Creates the data dir and, when started as root, hands it to `owner`.
+/// A directory on the way to a path that an account may not search.
+#[derive(Debug)]
+pub struct Blocked {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its owner, group and mode.
+    pub meta: std::fs::Metadata,
+    /// The class of the mode the account falls in: `u`, `g` or `o`.
+    pub class: char,
+}
+
+/// The first directory on the way to `target` that `user` may not search
+/// once switched to it (its uid and primary gid, no supplementary groups,
+/// no capabilities): the directories of the path as written (made absolute)
+/// and, through any symbolic link, of the path it resolves to. `target`
+/// itself is not judged (it is handed over to `user`), nor parts that do not
+/// exist yet, nor a directory with an access ACL (the kernel decides those).
+pub fn blocking_dir(target: &Path, user: &User) -> Option<Blocked> {
+    let abs = std::path::absolute(target).ok()?;
+    let mut dirs: Vec<PathBuf> = abs.ancestors().skip(1).map(Path::to_owned).collect();
+    dirs.reverse();
+    if let Some(existing) = abs.ancestors().find(|a| a.exists())
+        && let Ok(real) = existing.canonicalize()
+    {
+        let skip = usize::from(existing == abs);
+        let mut through: Vec<PathBuf> = real.ancestors().skip(skip).map(Path::to_owned).collect();
+        through.reverse();
+        dirs.extend(through);
+    }
+    dirs.into_iter().find_map(|dir| {
+        let meta = std::fs::metadata(&dir).ok().filter(|m| m.is_dir())?;
+        let (class, bit) = if meta.uid() == user.uid {
+            ('u', 0o100)
+        } else if meta.gid() == user.gid {
+            ('g', 0o010)
+        } else {
+            ('o', 0o001)
+        };
+        (meta.mode() & bit == 0 && !has_acl(&dir)).then_some(Blocked { dir, meta, class })
+    })
+}
+
+/// The directory carries an access ACL, which may grant what its mode does not.
+fn has_acl(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: both strings are NUL-terminated; a size of 0 only asks for the length.
+    unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        ) >= 0
+    }
+}
+
+/// Fails, naming the directory that blocks it and the fix, when `user`
+/// could not reach `dir` (the setting `key`) after the switch: otherwise
+/// DuckDB, which opens its file by absolute path, would stop with a bare
+/// "Permission denied" once the daemon is confined.
+fn require_reachable(key: &str, dir: &Path, user: &User) -> Result<(), Failure> {
+    let Some(b) = blocking_dir(dir, user) else {
+        return Ok(());
+    };
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let shown = if abs == dir {
+        dir.display().to_string()
+    } else {
+        format!("{} ({})", dir.display(), abs.display())
+    };
+    let instead = if key == "data_dir" {
+        format!(
+            "use a data dir it can reach, e.g. `--data-dir {}` (the default as root)",
+            crate::config::ROOT_DATA_DIR
+        )
+    } else {
+        format!("use a `{key}` it can reach")
+    };
+    Err(Failure::startup(format!(
+        "invalid setting `{key}`: user {:?} cannot reach {shown}: {} (owner uid {}, group gid {}, \
+         mode {:04o}) does not let it through (no search permission). Fix: {instead}, or let \
+         it through with `chmod {}+x {}`",
+        user.name,
+        b.dir.display(),
+        b.meta.uid(),
+        b.meta.gid(),
+        b.meta.mode() & 0o7777,
+        b.class,
+        b.dir.display()
+    )))
+}
+
+/// Creates the data dir and, when started as root, hands it to `owner`,
+/// after checking that `owner` can reach it (and the archive dir).
 pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Failure> {
+    let archive = cfg.archive_dir();
+    let outside = !archive.starts_with(&cfg.data_dir);
+    let reachable = |u: &User| {
+        require_reachable("data_dir", &cfg.data_dir, u)?;
+        if outside {
+            require_reachable("retention.archive_dir", &archive, u)?;
+        }
+        Ok::<(), Failure>(())
+    };
+    // Before creating anything where the account could not go.
+    if let Some(u) = owner {
+        reachable(u)?;
+    }
     datadir::prepare(&cfg.data_dir)?;
     // Landlock grants only paths that exist: make the archive dir now.
-    let archive = cfg.archive_dir();
-    if !archive.starts_with(&cfg.data_dir) {
+    if outside {
         std::fs::create_dir_all(&archive).map_err(|e| {
             Failure::startup(format!(
                 "invalid setting `retention.archive_dir`: cannot create {}: {e}",
@@ -156,6 +264,8 @@ pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Failure> {
         }
     }
     if let Some(u) = owner {
+        // Again: the directories just created obey the umask.
+        reachable(u)?;
         let n = hand_over(&cfg.data_dir, u).map_err(|e| {
             Failure::startup(format!(
                 "cannot hand data_dir {} over to user {:?}: {e}",
@@ -287,5 +397,64 @@ pub fn check(cfg: &Config, owner: Option<&User>) -> Result<u8, Failure> {
     } else {
         println!("{failed} of {} probes FAILED", results.len());
         Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn me() -> (u32, u32) {
+        // SAFETY: plain queries.
+        unsafe { (libc::geteuid(), libc::getegid()) }
+    }
+
+    fn user(uid: u32, gid: u32) -> User {
+        User {
+            name: "someone".into(),
+            uid,
+            gid,
+        }
+    }
+
+    #[test]
+    fn the_directory_that_blocks_the_account_is_found() {
+        let (uid, gid) = me();
+        let top = tempfile::tempdir().unwrap();
+        chmod(top.path(), 0o711);
+        let home = top.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        chmod(&home, 0o700);
+        let data = home.join("clone/data");
+        let other = user(uid + 4242, gid + 4242);
+        // A stranger cannot pass a 0700 directory, even where `data` does not exist yet.
+        let b = blocking_dir(&data, &other).expect("blocked");
+        assert_eq!((b.dir.as_path(), b.class), (home.as_path(), 'o'));
+        // Its owner can; its group only with g+x.
+        assert!(blocking_dir(&data, &user(uid, gid + 4242)).is_none());
+        chmod(&home, 0o701);
+        let b = blocking_dir(&data, &user(uid + 4242, gid)).expect("group class");
+        assert_eq!(b.class, 'g');
+        chmod(&home, 0o710);
+        assert!(blocking_dir(&data, &user(uid + 4242, gid)).is_none());
+        // o+x lets anyone through; the target itself is never judged.
+        chmod(&home, 0o711);
+        std::fs::create_dir_all(&data).unwrap();
+        chmod(&data, 0o700);
+        assert!(blocking_dir(&data, &other).is_none());
+        // A symbolic link leading through a closed directory is blocked there.
+        let hidden = top.path().join("private");
+        std::fs::create_dir_all(hidden.join("hitvault")).unwrap();
+        chmod(&hidden, 0o700);
+        let link = top.path().join("link");
+        std::os::unix::fs::symlink(hidden.join("hitvault"), &link).unwrap();
+        let b = blocking_dir(&link, &other).expect("through the link");
+        assert_eq!(b.dir, hidden);
     }
 }

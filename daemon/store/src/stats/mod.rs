@@ -76,7 +76,7 @@ use cache::Cache;
 use sql::{base, base_hits};
 
 /// A reader over the store: its own DuckDB connection, so queries run beside
-/// the batcher's appends and see every committed batch.
+/// the writer's appends and see every committed batch.
 pub struct Stats {
     pub(crate) conn: Connection,
     /// The writer's change counters, which say what of `cache` is stale.

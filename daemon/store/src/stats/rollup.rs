@@ -29,7 +29,7 @@
 //! of the ids of the day's hits. A query uses a day's rollup only if the
 //! hits still have that count and sum; anything that adds or removes hits of
 //! a past day (batch ingest of history, an import, retention) makes the
-//! query fall back to the raw hits for that day until the batcher rebuilds
+//! query fall back to the raw hits for that day until the writer rebuilds
 //! it ([`refresh`]). Filtered queries always read the raw hits.
 //!
 //! # The readers' cache
