@@ -834,6 +834,48 @@ fn a_large_instance_answers_the_widest_queries_and_moves_its_takeout() {
     let s2 = d2.stop();
     assert_eq!(s.count("SELECT count(*) FROM hits"), HITS);
     assert_eq!(s2.count("SELECT count(*) FROM hits"), HITS);
+
+    // Retention on the large instance, confined: a start with a year's
+    // retention archives (Parquet Takeout) and deletes the two older years,
+    // and `prune` through the daemon then finds nothing left to do.
+    let t = Instant::now();
+    let mut d = Daemon::restart(s, &[("HITVAULT_RETENTION_DAYS", "365")]);
+    let said = hitvault_tests::hitvault_ok(&["--data-dir", &data, "prune"]);
+    eprintln!(
+        "retention pass and prune through the daemon: {:?}",
+        t.elapsed()
+    );
+    assert_alive_with(&mut d, site, "a retention pass over the large instance");
+    let s = d.stop();
+    let kept = s.count("SELECT count(*) FROM hits");
+    let cutoff_us = (now_ms() - 365 * 86_400_000) * 1000;
+    assert_eq!(
+        s.count(&format!(
+            "SELECT count(*) FROM hits WHERE epoch_us(ts) < {cutoff_us}"
+        )),
+        0,
+        "{said}"
+    );
+    assert!(kept > 0 && kept < HITS / 2, "kept {kept} of {HITS}: {said}");
+    // Every deleted hit is in an archive, each archive a valid Takeout.
+    let mut archived = 0;
+    let archive = s.data_dir.join("archive");
+    for site_dir in std::fs::read_dir(&archive).unwrap() {
+        for run in std::fs::read_dir(site_dir.unwrap().path()).unwrap() {
+            let run = run.unwrap().path();
+            hitvault_tests::hitvault_ok(&["takeout", "verify", run.to_str().unwrap()]);
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(run.join("MANIFEST")).unwrap()).unwrap();
+            archived += m["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["table"] == "hits")
+                .map(|f| f["rows"].as_u64().unwrap())
+                .sum::<u64>();
+        }
+    }
+    assert_eq!(kept + archived, HITS, "kept {kept}, archived {archived}");
 }
 
 /// A Plausible export of three years with thousands of pages and sources,
