@@ -619,25 +619,8 @@ fn a_large_instance_answers_the_widest_queries_and_moves_its_takeout() {
     let to = date(today + 1);
     let from = date(today + 1 - 1098);
     let mut filters = String::new();
-    for dim in [
-        "page",
-        "entry_page",
-        "exit_page",
-        "source",
-        "referrer",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "country",
-        "browser",
-        "os",
-        "device",
-        "language",
-        "screen",
-        "event",
-    ] {
+    // Every dimension the stats API filters by, as the store names them.
+    for (_, dim) in hitvault_store::stats::Dim::ALL {
         filters.push_str(&format!("&filter={dim}:is_not:{}", "z".repeat(40)));
     }
     filters.push_str(&format!("&filter=prop:plan:is_not:{}", "z".repeat(512)));
