@@ -19,8 +19,9 @@ pub const RUN_FILE: &str = "run.json";
 /// Directory of the durable queue's segments.
 pub const QUEUE_DIR: &str = "queue";
 
-/// Directory of scratch files (backup snapshots, DuckDB's spill files).
-pub const TMP_DIR: &str = "tmp";
+/// Directory of scratch files (backup snapshots, DuckDB's spill files): the
+/// store's, which opening the store creates.
+pub use hitvault_store::TMP_DIR;
 
 /// Directory of the daily salts.
 pub const SALTS_DIR: &str = "salts";

@@ -8,7 +8,6 @@
 //! `Store::append_refs`, which records the batch's last position in the same
 //! transaction, so a replay cut short is resumed, never doubled.
 
-use std::path::Path;
 use std::time::Duration;
 
 use hitvault_core::HitRef;
@@ -22,7 +21,7 @@ use crate::datadir::QUEUE_DIR;
 /// returns the position reached, or `None` when there was nothing to replay.
 pub fn drain(cfg: &Config, store: &mut Store) -> Result<Option<u64>, String> {
     let dir = cfg.data_dir.join(QUEUE_DIR);
-    if !Path::new(&dir).exists() {
+    if !dir.exists() {
         return Ok(None);
     }
     let mut after = store.committed_seq().map_err(|e| e.to_string())?;

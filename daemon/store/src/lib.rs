@@ -41,6 +41,10 @@ pub use duckdb::arrow::record_batch::RecordBatch;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "hitvault.duckdb";
 
+/// Directory beside [`DB_FILE`] for DuckDB's spill files (and the daemon's
+/// backup snapshots); [`Store::open`] creates it.
+pub const TMP_DIR: &str = "tmp";
+
 /// The largest hit id an import takes: 2^53, exact in every JSON reader.
 /// A hit id is a queue seq, one per hit ever taken, so a real one is far
 /// below; the bound keeps a corrupt or edited Takeout from moving a running
@@ -183,7 +187,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/hitvault.duckdb` for writing and applies
     /// pending migrations.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, OpenError> {
-        let tmp = dir.join("tmp");
+        let tmp = dir.join(TMP_DIR);
         std::fs::create_dir_all(&tmp).map_err(|source| OpenError::Dir {
             path: tmp.clone(),
             source,
