@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hitvault_core::enrich::{Dropped, Enricher};
 use hitvault_core::page::PageUrl;
 use hitvault_core::sites::Sites;
-use hitvault_core::{Hit, RawHit};
+use hitvault_core::{Engagement, Hit, RawHit};
 use hitvault_queue::{AppendError, Queue};
 use ipnet::IpNet;
 
@@ -82,6 +82,16 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The queue record of an enriched hit: the hit itself, or, for an
+/// `engagement`, the engagement of the page it names (site, path, visitor
+/// and time taken from the hit; never stored as an event).
+fn record(hit: Hit, engaged: Option<crate::wire::Engaged>) -> Vec<u8> {
+    match engaged {
+        None => hit.encode(),
+        Some(e) => Engagement::of(hit, e.engaged_ms, e.scroll_depth).encode(),
+    }
 }
 
 /// The client address: the socket peer, unless the peer is a trusted proxy, in
@@ -262,12 +272,16 @@ impl Ingest {
             }
             .into());
         }
+        let engaged = hit.engagement;
         let hits = match self.prepare(hit, ua, ip, now_ms())? {
             Ok(h) => h,
             Err(d) => return Ok(Outcome::Dropped(d)),
         };
         let n = hits.len();
-        let records = hits.iter().map(Hit::encode).collect::<Vec<_>>();
+        let records = hits
+            .into_iter()
+            .map(|h| record(h, engaged))
+            .collect::<Vec<_>>();
         let res = if n == 1 {
             self.queue
                 .append(records.into_iter().next().expect("one record"))
@@ -293,8 +307,9 @@ impl Ingest {
         let mut dropped = 0;
         for (i, h) in hits.into_iter().enumerate() {
             let ip = h.ip.unwrap_or(caller);
+            let engaged = h.hit.engagement;
             match self.prepare(h.hit, &h.user_agent, ip, h.ts_ms.unwrap_or(now)) {
-                Ok(Ok(hs)) => records.extend(hs.iter().map(Hit::encode)),
+                Ok(Ok(hs)) => records.extend(hs.into_iter().map(|h| record(h, engaged))),
                 Ok(Err(reason)) => {
                     self.metrics.dropped(reason);
                     dropped += 1;

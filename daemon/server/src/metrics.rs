@@ -176,6 +176,10 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub batch_errors: AtomicU64,
     pub undecodable: AtomicU64,
+    /// Engagements stored with their pageview.
+    pub engagements_stored: AtomicU64,
+    /// Engagements whose pageview was not found, not stored.
+    pub engagements_unattributed: AtomicU64,
     pub batch_rows: Histogram,
     pub batch_commit_seconds: Histogram,
     pub fsync_seconds: Histogram,
@@ -191,6 +195,8 @@ impl Default for Metrics {
             stored: AtomicU64::new(0),
             batch_errors: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            engagements_stored: AtomicU64::new(0),
+            engagements_unattributed: AtomicU64::new(0),
             batch_rows: Histogram::new(ROWS),
             batch_commit_seconds: Histogram::new(SECONDS),
             fsync_seconds: Histogram::new(SECONDS),
@@ -266,6 +272,16 @@ impl Metrics {
                 "hitvault_batch_errors_total",
                 "Batches DuckDB refused (retried).",
                 self.batch_errors.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_stored_total",
+                "Engagements (time on page, scroll depth) written to DuckDB with their pageview.",
+                self.engagements_stored.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_unattributed_total",
+                "Engagements not stored: no pageview of the same site, visitor and path before them that day.",
+                self.engagements_unattributed.load(Relaxed),
             ),
             (
                 "hitvault_queue_undecodable_total",
