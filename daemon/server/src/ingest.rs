@@ -6,6 +6,7 @@
 //! never written to the queue, the store or the logs.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -291,7 +292,14 @@ impl Ingest {
             self.queue.append_all(records).await.map(|_| ())
         };
         res.map_err(|e| self.queue_error(e))?;
-        self.metrics.accepted(endpoint, n as u64);
+        match engaged {
+            Some(_) => {
+                self.metrics
+                    .engagements_accepted
+                    .fetch_add(n as u64, Relaxed);
+            }
+            None => self.metrics.accepted(endpoint, n as u64),
+        };
         Ok(Outcome::Stored(n))
     }
 
@@ -304,12 +312,17 @@ impl Ingest {
     ) -> Result<(usize, usize), IngestError> {
         let now = now_ms();
         let mut records = Vec::with_capacity(hits.len());
-        let mut dropped = 0;
+        let (mut dropped, mut engagements) = (0, 0);
         for (i, h) in hits.into_iter().enumerate() {
             let ip = h.ip.unwrap_or(caller);
             let engaged = h.hit.engagement;
             match self.prepare(h.hit, &h.user_agent, ip, h.ts_ms.unwrap_or(now)) {
-                Ok(Ok(hs)) => records.extend(hs.into_iter().map(|h| record(h, engaged))),
+                Ok(Ok(hs)) => {
+                    if engaged.is_some() {
+                        engagements += hs.len() as u64;
+                    }
+                    records.extend(hs.into_iter().map(|h| record(h, engaged)))
+                }
                 Ok(Err(reason)) => {
                     self.metrics.dropped(reason);
                     dropped += 1;
@@ -327,7 +340,11 @@ impl Ingest {
                 .await
                 .map_err(|e| self.queue_error(e))?;
         }
-        self.metrics.accepted(Endpoint::Batch, n as u64);
+        self.metrics
+            .accepted(Endpoint::Batch, n as u64 - engagements);
+        self.metrics
+            .engagements_accepted
+            .fetch_add(engagements, Relaxed);
         Ok((n, dropped))
     }
 }

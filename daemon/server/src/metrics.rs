@@ -176,6 +176,8 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub batch_errors: AtomicU64,
     pub undecodable: AtomicU64,
+    /// Engagements acknowledged with 202 (durable in the queue).
+    pub engagements_accepted: AtomicU64,
     /// Engagements stored with their pageview.
     pub engagements_stored: AtomicU64,
     /// Engagements whose pageview was not found, not stored.
@@ -195,6 +197,7 @@ impl Default for Metrics {
             stored: AtomicU64::new(0),
             batch_errors: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            engagements_accepted: AtomicU64::new(0),
             engagements_stored: AtomicU64::new(0),
             engagements_unattributed: AtomicU64::new(0),
             batch_rows: Histogram::new(ROWS),
@@ -272,6 +275,11 @@ impl Metrics {
                 "hitvault_batch_errors_total",
                 "Batches DuckDB refused (retried).",
                 self.batch_errors.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_accepted_total",
+                "Engagements (time on page, scroll depth) acknowledged with 202 (durable in the queue); not counted as hits.",
+                self.engagements_accepted.load(Relaxed),
             ),
             (
                 "hitvault_engagements_stored_total",
