@@ -633,6 +633,16 @@ async fn export(
                         format!("{:.2}", p.views_per_visit),
                     ),
                     row("events", k.events.to_string(), p.events.to_string()),
+                    row(
+                        "time_on_page_s",
+                        opt1(k.engagement.time_on_page_s()),
+                        opt1(p.engagement.time_on_page_s()),
+                    ),
+                    row(
+                        "scroll_depth",
+                        opt1(k.engagement.scroll_depth()),
+                        opt1(p.engagement.scroll_depth()),
+                    ),
                 ],
             )
         }),
@@ -656,15 +666,25 @@ async fn export(
                 .await
                 .map(|rows| {
                     let count = pages::count_title(dim).to_ascii_lowercase();
+                    let mut header = vec![dim.name(), "visitors", &count, "share"];
+                    if dim == Dim::Page {
+                        header.extend(["time_on_page_s", "scroll_depth"]);
+                    }
                     csv::file(
-                        &[dim.name(), "visitors", &count, "share"],
+                        &header,
                         rows.iter().map(|r| {
-                            vec![
+                            let mut f = vec![
                                 csv::text_field(r.value.as_deref().unwrap_or("")),
                                 r.visitors.to_string(),
                                 r.count.to_string(),
                                 csv::share(r.share),
-                            ]
+                            ];
+                            if dim == Dim::Page {
+                                let e = r.engagement.unwrap_or_default();
+                                f.push(opt1(e.time_on_page_s()));
+                                f.push(opt1(e.scroll_depth()));
+                            }
+                            f
                         }),
                     )
                 })
@@ -845,6 +865,11 @@ async fn asset(Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderM
         h.insert(header::ETAG, v);
     }
     r
+}
+
+/// An optional figure with one decimal; empty when absent.
+fn opt1(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.1}")).unwrap_or_default()
 }
 
 #[cfg(test)]
