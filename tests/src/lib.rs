@@ -20,6 +20,7 @@
 //! - `HV_TEST_STRACE=DIR`: every daemon runs under `strace -f`, one trace
 //!   file per daemon in DIR.
 
+pub mod config;
 pub mod trace;
 pub mod webdriver;
 
