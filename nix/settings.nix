@@ -13,11 +13,14 @@
 #   toTOML     renders that attribute set as the daemon's TOML file
 #   portOf     the port of a `host:port` address (for the firewall)
 #   credential where a file handed over with LoadCredential= is read
+#   takeout    the USB Takeout's label, formats (those of `hitvault
+#              takeout --format`) and default format
 #
 # The tests check: the keys of `defaults` are exactly the keys the binary
 # accepts; `defaults` rendered and loaded by `hitvault check-config` gives
 # what an empty file gives; every `pending` key is still refused; rendered
-# settings of every shape load and read back as written.
+# settings of every shape load and read back as written; the Takeout formats
+# and default are those of the binary.
 let
   inherit
     (builtins)
@@ -176,6 +179,12 @@ in rec {
       key_file = null;
       ack = "majority";
     };
+  };
+
+  takeout.usb = {
+    label = "HV-TAKEOUT";
+    formats = ["parquet" "csv" "json" "ndjson"];
+    format = "parquet";
   };
 
   credential = name: "/run/credentials/hitvault.service/${name}";

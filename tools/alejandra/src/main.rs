@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             }
             (Status::Changed(false), _) => {}
             (Status::Changed(true), _) if check => {
-                println!("{file}: not formatted (run tools/alejandra on it)");
+                println!("{file}: not formatted (format it with `alejandra {file}`)");
                 code = code.max(1);
             }
             (Status::Changed(true), after) => {
