@@ -1,0 +1,411 @@
+//! The accounts' rules, end to end through the journal.
+
+use super::*;
+
+const T0: u64 = 1_900_000_000;
+
+fn open(dir: &Path, policy: Policy) -> Accounts {
+    Accounts::open(dir, policy, Limits::default(), T0).unwrap()
+}
+
+fn addr(s: &str) -> AddressKey {
+    s.parse::<std::net::IpAddr>().unwrap().into()
+}
+
+/// An admin `alice` with a password, set up through the first-run link.
+fn with_admin(dir: &Path, policy: Policy) -> (Accounts, NewSession) {
+    let a = open(dir, policy);
+    let link = a.setup_link(T0).unwrap().expect("no admin yet");
+    let s = a
+        .accept_invite(
+            &link,
+            Some("alice"),
+            Some("correct horse battery"),
+            "test",
+            T0,
+        )
+        .unwrap();
+    (a, s)
+}
+
+#[test]
+fn the_setup_link_makes_the_first_admin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), Policy::default());
+    assert!(!a.has_admin());
+    let link = a.setup_link(T0).unwrap().unwrap();
+    assert!(a.invite_of(&link, T0).is_some());
+    let s = a
+        .accept_invite(
+            &link,
+            Some("alice"),
+            Some("correct horse battery"),
+            "test",
+            T0 + 5,
+        )
+        .unwrap();
+    assert!(a.has_admin());
+    assert!(a.user(s.user).unwrap().admin);
+    assert!(
+        a.setup_link(T0).unwrap().is_none(),
+        "no setup link once an admin exists"
+    );
+    let again = a.accept_invite(
+        &link,
+        Some("mallory"),
+        Some("correct horse battery"),
+        "x",
+        T0 + 6,
+    );
+    assert!(matches!(again, Err(AccountError::NotFound(_))), "{again:?}");
+    assert!(a.user_named("mallory").is_none());
+}
+
+#[test]
+fn a_setup_link_expires_after_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), Policy::default());
+    let link = a.setup_link(T0).unwrap().unwrap();
+    assert!(a.invite_of(&link, T0 + INVITE_SECS - 1).is_some());
+    assert!(a.invite_of(&link, T0 + INVITE_SECS).is_none());
+    let late = a.accept_invite(&link, Some("alice"), None, "x", T0 + INVITE_SECS);
+    assert!(matches!(late, Err(AccountError::NotFound(_))));
+    assert!(!a.has_admin());
+}
+
+#[test]
+fn bad_names_and_passwords_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), Policy::default());
+    let link = a.setup_link(T0).unwrap().unwrap();
+    for (name, pw, says) in [
+        ("", "correct horse battery", "1 to 64"),
+        ("a b", "correct horse battery", "not ' '"),
+        ("alice", "short", "10 characters"),
+    ] {
+        let e = a
+            .accept_invite(&link, Some(name), Some(pw), "x", T0)
+            .unwrap_err();
+        assert!(e.to_string().contains(says), "{name:?}: {e}");
+    }
+    // The refusals used nothing up.
+    assert!(a.invite_of(&link, T0).is_some());
+}
+
+#[test]
+fn everything_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    let codes = a.new_recovery_codes(s.user, T0).unwrap();
+    drop(a);
+    let a = open(dir.path(), Policy::default());
+    let v = a.session(&s.token, T0 + 10).expect("the session survives");
+    assert_eq!(v.user.name, "alice");
+    assert_eq!(v.csrf, s.csrf);
+    assert_eq!(v.user.recovery.len(), codes.len());
+    assert!(matches!(
+        a.sign_in_password(
+            "alice",
+            "correct horse battery",
+            addr("192.0.2.1"),
+            "t",
+            T0 * 1000
+        ),
+        Ok(SignIn::Done(_))
+    ));
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = with_admin(dir.path(), Policy::default());
+    let ip = addr("192.0.2.1");
+    let wrong = a
+        .sign_in_password("alice", "wrong password!", ip, "t", T0 * 1000)
+        .unwrap_err();
+    let unknown = a
+        .sign_in_password("nobody", "wrong password!", ip, "t", T0 * 1000)
+        .unwrap_err();
+    assert_eq!(wrong.to_string(), unknown.to_string());
+    assert!(matches!(wrong, SignInError::Failed));
+    // And about the same time (both run argon2): within a factor of 3.
+    let time = |name: &str| {
+        let t = std::time::Instant::now();
+        let _ = a.sign_in_password(name, "wrong password!", addr("192.0.2.50"), "t", T0 * 1000);
+        t.elapsed().as_secs_f64()
+    };
+    let (k, u) = (time("alice"), time("nobody"));
+    assert!(u > k / 3.0 && u < k * 3.0, "known {k:.3}s, unknown {u:.3}s");
+}
+
+#[test]
+fn a_burst_gets_waits_and_the_owner_still_signs_in_from_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = with_admin(dir.path(), Policy::default());
+    let attacker = addr("198.51.100.7");
+    let mut too_many = 0;
+    for i in 0..12 {
+        match a.sign_in_password("alice", "guess guess guess", attacker, "t", T0 * 1000 + i) {
+            Err(SignInError::TooMany(secs)) => {
+                assert!(secs >= 1);
+                too_many += 1
+            }
+            Err(SignInError::Failed) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(too_many, 7, "5 free failures, then waits");
+    // The right password from the attacker's address must wait too.
+    assert!(matches!(
+        a.sign_in_password(
+            "alice",
+            "correct horse battery",
+            attacker,
+            "t",
+            T0 * 1000 + 20
+        ),
+        Err(SignInError::TooMany(_))
+    ));
+    // From the owner's address it works at once.
+    assert!(matches!(
+        a.sign_in_password(
+            "alice",
+            "correct horse battery",
+            addr("192.0.2.10"),
+            "t",
+            T0 * 1000 + 20
+        ),
+        Ok(SignIn::Done(_))
+    ));
+}
+
+#[test]
+fn totp_is_a_second_step_and_a_code_works_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    let (secret, uri) = a.begin_totp(s.user, "hitvault", T0).unwrap();
+    assert!(uri.contains("alice"));
+    assert!(
+        a.confirm_totp(s.user, "000000", T0).is_err()
+            || totp::code_at(&secret, T0).unwrap() == "000000"
+    );
+    a.confirm_totp(s.user, &totp::code_at(&secret, T0).unwrap(), T0)
+        .unwrap();
+
+    let ip = addr("192.0.2.1");
+    let now = T0 + 60;
+    let step = match a
+        .sign_in_password("alice", "correct horse battery", ip, "t", now * 1000)
+        .unwrap()
+    {
+        SignIn::SecondStep(t) => t,
+        SignIn::Done(_) => panic!("TOTP must be asked for"),
+    };
+    let code = totp::code_at(&secret, now).unwrap();
+    a.sign_in_second(&step, &code, ip, "t", now * 1000).unwrap();
+    // The same code again, on a new sign-in: a replay.
+    let step = match a
+        .sign_in_password("alice", "correct horse battery", ip, "t", now * 1000)
+        .unwrap()
+    {
+        SignIn::SecondStep(t) => t,
+        SignIn::Done(_) => panic!(),
+    };
+    assert!(matches!(
+        a.sign_in_second(&step, &code, ip, "t", now * 1000),
+        Err(SignInError::Failed)
+    ));
+    // The step token itself is single use once it succeeded.
+    let next = totp::code_at(&secret, now + 30).unwrap();
+    a.sign_in_second(&step, &next, ip, "t", (now + 30) * 1000)
+        .unwrap();
+    assert!(matches!(
+        a.sign_in_second(&step, &next, ip, "t", (now + 30) * 1000),
+        Err(SignInError::Expired)
+    ));
+}
+
+#[test]
+fn a_recovery_code_works_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    let (secret, _) = a.begin_totp(s.user, "hitvault", T0).unwrap();
+    a.confirm_totp(s.user, &totp::code_at(&secret, T0).unwrap(), T0)
+        .unwrap();
+    let codes = a.new_recovery_codes(s.user, T0).unwrap();
+    assert_eq!(codes.len(), RECOVERY_CODES);
+    assert!(codes.iter().all(|c| c.len() == 11 && &c[5..6] == "-"));
+    let ip = addr("192.0.2.1");
+    let second = || match a
+        .sign_in_password("alice", "correct horse battery", ip, "t", T0 * 1000)
+        .unwrap()
+    {
+        SignIn::SecondStep(t) => t,
+        SignIn::Done(_) => panic!(),
+    };
+    // Typed in lower case, without the dash: still the code.
+    let typed = codes[3].to_lowercase().replace('-', " ");
+    a.sign_in_second(&second(), &typed, ip, "t", T0 * 1000)
+        .unwrap();
+    assert!(matches!(
+        a.sign_in_second(&second(), &codes[3], ip, "t", T0 * 1000),
+        Err(SignInError::Failed)
+    ));
+    assert_eq!(a.user(s.user).unwrap().recovery.len(), RECOVERY_CODES - 1);
+}
+
+#[test]
+fn sessions_end_when_idle_or_old_and_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Policy {
+        idle_secs: 100,
+        absolute_secs: 1000,
+        ..Policy::default()
+    };
+    let (a, s) = with_admin(dir.path(), p);
+    // Used every 90 s it stays alive until its absolute end.
+    let mut t = T0;
+    while t + 90 < T0 + 1000 {
+        t += 90;
+        assert!(a.session(&s.token, t).is_some(), "at +{}", t - T0);
+    }
+    assert!(
+        a.session(&s.token, T0 + 1000).is_none(),
+        "absolute lifetime"
+    );
+    // Idle.
+    let s2 = a.start_session(s.user, "test", "t", T0).unwrap();
+    assert!(a.session(&s2.token, T0 + 99).is_some());
+    assert!(a.session(&s2.token, T0 + 99 + 100).is_none(), "idle");
+    // Signing out everywhere but here.
+    let keep = a.start_session(s.user, "test", "t", T0).unwrap();
+    let other = a.start_session(s.user, "test", "t", T0).unwrap();
+    let keep_digest = a.session(&keep.token, T0).unwrap().digest;
+    assert_eq!(a.end_sessions_of(s.user, Some(&keep_digest)).unwrap(), 1);
+    assert!(a.session(&other.token, T0 + 1).is_none());
+    assert!(a.session(&keep.token, T0 + 1).is_some());
+    // An ended session stays ended after a restart.
+    drop(a);
+    let a = open(dir.path(), p);
+    assert!(a.session(&other.token, T0 + 2).is_none());
+    assert!(a.session(&keep.token, T0 + 2).is_some());
+}
+
+#[test]
+fn a_user_holds_a_bounded_number_of_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    for i in 0..MAX_SESSIONS_PER_USER as u64 + 5 {
+        a.start_session(s.user, "test", "t", T0 + i).unwrap();
+    }
+    assert_eq!(a.sessions_of(s.user).len(), MAX_SESSIONS_PER_USER);
+    assert!(a.session(&s.token, T0 + 60).is_none(), "the oldest ended");
+}
+
+#[test]
+fn the_policy_can_require_a_second_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Policy {
+        require_second_factor: true,
+        ..Policy::default()
+    };
+    let (a, s) = with_admin(dir.path(), p);
+    assert!(a.session(&s.token, T0).unwrap().must_enrol);
+    let (secret, _) = a.begin_totp(s.user, "hitvault", T0).unwrap();
+    a.confirm_totp(s.user, &totp::code_at(&secret, T0).unwrap(), T0)
+        .unwrap();
+    assert!(!a.session(&s.token, T0).unwrap().must_enrol);
+    assert!(matches!(
+        a.remove_totp(s.user),
+        Err(AccountError::Conflict(_))
+    ));
+}
+
+#[test]
+fn factors_cannot_all_be_removed_by_their_owner_but_an_admin_resets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    assert!(matches!(
+        a.remove_password(s.user),
+        Err(AccountError::Conflict(_))
+    ));
+    let bob = a.add_user("bob", false, T0).unwrap();
+    let enrol = a.invite(Some(bob), false, T0).unwrap();
+    let b = a
+        .accept_invite(&enrol, None, Some("bobs long password"), "t", T0)
+        .unwrap();
+    assert_eq!(b.user, bob);
+    let link = a.reset_factors(bob, T0 + 1).unwrap();
+    assert!(
+        a.session(&b.token, T0 + 2).is_none(),
+        "sessions end with a reset"
+    );
+    assert!(a.user(bob).unwrap().password.is_none());
+    assert_eq!(a.invite_of(&link, T0 + 2).unwrap().user, Some(bob));
+    assert!(matches!(
+        a.sign_in_password(
+            "bob",
+            "bobs long password",
+            addr("192.0.2.3"),
+            "t",
+            T0 * 1000
+        ),
+        Err(SignInError::Failed)
+    ));
+}
+
+#[test]
+fn the_last_admin_stays_and_ids_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    assert!(matches!(
+        a.remove_user(s.user),
+        Err(AccountError::Conflict(_))
+    ));
+    let bob = a.add_user("bob", false, T0).unwrap();
+    assert!(matches!(
+        a.add_user("BOB", false, T0),
+        Err(AccountError::Conflict(_))
+    ));
+    a.remove_user(bob).unwrap();
+    let carol = a.add_user("carol", false, T0).unwrap();
+    assert!(carol > bob);
+}
+
+#[test]
+fn passkeys_are_kept_with_their_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, s) = with_admin(dir.path(), Policy::default());
+    let data = serde_json::json!({"cred": {"counter": 1}});
+    a.add_passkey(s.user, "cred-1", "laptop", data.clone(), T0)
+        .unwrap();
+    assert!(
+        a.add_passkey(s.user, "cred-1", "again", data.clone(), T0)
+            .is_err()
+    );
+    assert!(
+        a.add_passkey(s.user, "cred-2", "", data.clone(), T0)
+            .is_err()
+    );
+    let (owner, pk) = a.passkey_owner("cred-1").unwrap();
+    assert_eq!((owner.id, pk.name.as_str()), (s.user, "laptop"));
+    a.passkey_used(
+        s.user,
+        "cred-1",
+        serde_json::json!({"cred": {"counter": 2}}),
+        T0 + 1,
+    )
+    .unwrap();
+    a.rename_passkey(s.user, "cred-1", "work laptop").unwrap();
+    a.remove_password(s.user).unwrap();
+    assert!(matches!(
+        a.remove_passkey(s.user, "cred-1"),
+        Err(AccountError::Conflict(_))
+    ));
+    drop(a);
+    let a = open(dir.path(), Policy::default());
+    let (_, pk) = a.passkey_owner("cred-1").unwrap();
+    assert_eq!(pk.name, "work laptop");
+    assert_eq!(pk.last_used, Some(T0 + 1));
+    assert_eq!(pk.passkey["cred"]["counter"], 2);
+}
