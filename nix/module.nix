@@ -63,7 +63,6 @@
     '';
 
   dashboardPort = s.portOf cfg.settings.listen;
-  clusterPort = s.portOf cfg.cluster.bind;
 
   # USB Takeout: a stick labelled `takeout.usb.label` gets an export in
   # `takeout.usb.format`, verified against its MANIFEST, synced, unmounted.
@@ -160,10 +159,10 @@ in {
     };
     tls = {
       mode = mkOption {
-        type = types.nullOr types.str;
+        type = types.nullOr (types.enum ["local-ca" "files" "off"]);
         default = s.options.tls.mode;
         example = "local-ca";
-        description = "The daemon's `tls.mode` (`local-ca`: the appliance's own CA, the daemon's default on a non-loopback listener). Null: the daemon decides.";
+        description = "The daemon's `tls.mode`: `local-ca` (the appliance's own CA), `files` (`cert_file` and `key_file`) or `off`. Null: the daemon decides (`files` when they are set, else `off` on loopback and `local-ca` on any other listener).";
       };
       cert_file = mkOption {
         type = types.nullOr types.str;
@@ -280,17 +279,13 @@ in {
     }
 
     (mkIf cfg.openFirewall {
-      networking.firewall =
-        if cfg.lanInterfaces == []
-        then {allowedTCPPorts = [dashboardPort];}
-        else {interfaces = lib.genAttrs cfg.lanInterfaces (_: {allowedTCPPorts = [dashboardPort];});};
-    })
-
-    (mkIf (cfg.openFirewall && cfg.cluster.enable) {
-      # Gossip and Raft share the cluster port, over TCP and UDP.
-      networking.firewall.interfaces.${cfg.cluster.interface} = {
-        allowedTCPPorts = [clusterPort];
-        allowedUDPPorts = [clusterPort];
+      networking.firewall = s.firewall {
+        inherit (cfg.settings) listen;
+        inherit (cfg) lanInterfaces;
+        cluster =
+          if cfg.cluster.enable
+          then {inherit (cfg.cluster) bind interface;}
+          else null;
       };
     })
 

@@ -11,7 +11,9 @@
 #   configOf   the settings the module writes: `settings` with the typed
 #              options merged in, null values and empty tables left out
 #   toTOML     renders that attribute set as the daemon's TOML file
-#   portOf     the port of a `host:port` address (for the firewall)
+#   portOf     the port of a `host:port` address
+#   firewall   what the module sets as networking.firewall: the dashboard's
+#              port on the LAN interfaces, the cluster's only on its own
 #   credential where a file handed over with LoadCredential= is read
 #   takeout    the USB Takeout's label, formats (those of `hitvault
 #              takeout --format`) and default format
@@ -19,7 +21,8 @@
 # The tests check: the keys of `defaults` are exactly the keys the binary
 # accepts; `defaults` rendered and loaded by `hitvault check-config` gives
 # what an empty file gives; every `pending` key is still refused; rendered
-# settings of every shape load and read back as written; the Takeout formats
+# settings of every shape load and read back as written; the typed options
+# merge as described; the firewall opens what it says; the Takeout formats
 # and default are those of the binary.
 let
   inherit
@@ -27,6 +30,7 @@ let
     attrNames
     concatLists
     concatStringsSep
+    elem
     filter
     fromJSON
     genList
@@ -224,4 +228,44 @@ in rec {
     if m == null
     then throw "hitvault settings: ${address} is not host:port"
     else fromJSON (head m);
+
+  # The dashboard's port (TCP) on every LAN interface (all interfaces when
+  # none is named); with the cluster, its port (TCP for Raft, UDP and TCP
+  # for gossip) on the cluster interface only, which must not be a LAN one.
+  firewall = {
+    listen,
+    lanInterfaces ? [],
+    cluster ? null,
+  }: let
+    dashboard = {allowedTCPPorts = [(portOf listen)];};
+    lan =
+      if lanInterfaces == []
+      then dashboard
+      else {
+        interfaces = listToAttrs (map (name: {
+            inherit name;
+            value = dashboard;
+          })
+          lanInterfaces);
+      };
+    port = portOf cluster.bind;
+  in
+    if cluster == null
+    then lan
+    else if cluster.interface == null
+    then throw "hitvault: name the cluster interface (services.hitvault.cluster.interface) to open the cluster port on"
+    else if elem cluster.interface lanInterfaces
+    then throw "hitvault: ${cluster.interface} is both a LAN interface and the cluster interface"
+    else
+      lan
+      // {
+        interfaces =
+          (lan.interfaces or {})
+          // {
+            ${cluster.interface} = {
+              allowedTCPPorts = [port];
+              allowedUDPPorts = [port];
+            };
+          };
+      };
 }

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod trace;
+pub mod unit;
 pub mod webdriver;
 
 use std::io::{Read, Write};

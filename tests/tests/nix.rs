@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use hitvault_tests::config::{check_config, file_keys};
+use hitvault_tests::unit::systemd_verify;
 use hitvault_tests::{hitvault, output_text, run_tool};
 use serde_json::{Value, json};
 
@@ -455,6 +456,48 @@ fn ports_for_the_firewall_come_from_the_addresses() {
     );
 }
 
+#[test]
+fn the_firewall_opens_the_dashboard_on_the_lan_and_the_cluster_port_on_its_interface_only() {
+    let fw = |args: &str| eval(&format!("{SETTINGS}.firewall {args}"));
+    // No LAN interface named: the dashboard's port on every interface.
+    assert_eq!(
+        fw(r#"{ listen = "0.0.0.0:8080"; }"#),
+        json!({"allowedTCPPorts": [8080]})
+    );
+    // Named: there only.
+    assert_eq!(
+        fw(r#"{ listen = "0.0.0.0:8443"; lanInterfaces = [ "enp1s0" "enp3s0" ]; }"#),
+        json!({"interfaces": {
+            "enp1s0": {"allowedTCPPorts": [8443]},
+            "enp3s0": {"allowedTCPPorts": [8443]},
+        }})
+    );
+    // The cluster's port on the cluster interface, and nowhere else.
+    assert_eq!(
+        fw(r#"{
+          listen = "0.0.0.0:8080"; lanInterfaces = [ "enp1s0" ];
+          cluster = { bind = "10.77.0.1:7946"; interface = "enp2s0"; };
+        }"#),
+        json!({"interfaces": {
+            "enp1s0": {"allowedTCPPorts": [8080]},
+            "enp2s0": {"allowedTCPPorts": [7946], "allowedUDPPorts": [7946]},
+        }})
+    );
+    let err = eval_error(&format!(
+        r#"{SETTINGS}.firewall {{ listen = "0.0.0.0:8080"; lanInterfaces = [ "enp1s0" ];
+             cluster = {{ bind = "10.77.0.1:7946"; interface = "enp1s0"; }}; }}"#
+    ));
+    assert!(
+        err.contains("enp1s0 is both a LAN interface and the cluster interface"),
+        "{err}"
+    );
+    let err = eval_error(&format!(
+        r#"{SETTINGS}.firewall {{ listen = "0.0.0.0:8080";
+             cluster = {{ bind = "10.77.0.1:7946"; interface = null; }}; }}"#
+    ));
+    assert!(err.contains("name the cluster interface"), "{err}");
+}
+
 /// The unit file nix/unit-file.nix renders for `execStart` and credentials.
 fn unit(exec_start: &str, credentials: &[&str]) -> String {
     let creds: Vec<String> = credentials.iter().map(|c| format!("{c:?}")).collect();
@@ -497,6 +540,15 @@ fn the_modules_unit_is_the_shipped_unit_with_its_own_command_and_credentials() {
         module_nix.contains("service = import ./service.nix {")
             && module_nix.contains("systemd.services.hitvault = service;"),
         "nix/module.nix no longer sets the service of nix/service.nix"
+    );
+
+    // systemd has nothing to say about it either.
+    let out = systemd_verify(&module, &[exec.split(' ').next().unwrap()]);
+    assert!(
+        out.status.success() && output_text(&out).trim().is_empty(),
+        "systemd-analyze verify of the module's unit ({}):\n{}",
+        out.status,
+        output_text(&out)
     );
 
     // Its exposure stays within the shipped unit's bound.
