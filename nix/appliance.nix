@@ -59,23 +59,12 @@
     SizeMaxBytes = size;
   };
 
-  # Mounts an update stick read-only where sysupdate looks, applies the
-  # update to the other slot, and reboots into it.
+  # An update from a stick (nix/update-usb.sh): sysupdate writes the other
+  # slot, then the appliance reboots into it.
   updateScript = pkgs.writeShellApplication {
     name = "hitvault-update-usb";
     runtimeInputs = [pkgs.util-linux pkgs.systemd];
-    text = ''
-      device="$1"
-      mount -o ro,nosuid,nodev,noexec "$device" /run/hitvault-update
-      trap 'umount /run/hitvault-update' EXIT
-      echo "hitvault: update from $device: available versions:"
-      systemd-sysupdate list
-      systemd-sysupdate update
-      umount /run/hitvault-update
-      trap - EXIT
-      echo "hitvault: update written to the other slot; rebooting into it"
-      systemctl reboot
-    '';
+    text = builtins.readFile ./update-usb.sh;
   };
 in {
   imports = [

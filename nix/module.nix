@@ -65,24 +65,12 @@
   dashboardPort = s.portOf cfg.settings.listen;
 
   # USB Takeout: a stick labelled `takeout.usb.label` gets an export in
-  # `takeout.usb.format`, verified against its MANIFEST, synced, unmounted.
+  # `takeout.usb.format`, verified against its MANIFEST, synced, unmounted
+  # (nix/takeout-usb.sh, which the CI runs for real).
   takeoutScript = pkgs.writeShellApplication {
     name = "hitvault-takeout-usb";
     runtimeInputs = [cfg.package pkgs.coreutils pkgs.util-linux];
-    text = ''
-      device="$1"
-      mnt="$RUNTIME_DIRECTORY"
-      mount -o nosuid,nodev,noexec "$device" "$mnt"
-      trap 'umount "$mnt" 2>/dev/null || true' EXIT
-      dir="$mnt/hitvault-takeout-$(date -u +%Y%m%dT%H%M%SZ)"
-      echo "hitvault: Takeout (${cfg.takeout.usb.format}) onto $device (label ${cfg.takeout.usb.label}) into ''${dir#"$mnt"/}"
-      hitvault --config ${configFile} takeout --to "$dir" --format ${cfg.takeout.usb.format}
-      hitvault takeout verify "$dir"
-      sync --file-system "$mnt"
-      umount "$mnt"
-      trap - EXIT
-      echo "hitvault: Takeout onto $device verified, synced and unmounted: the stick can be removed"
-    '';
+    text = builtins.readFile ./takeout-usb.sh;
   };
 
   site = types.either types.str (types.submodule {
@@ -298,6 +286,12 @@ in {
       systemd.services."hitvault-takeout-usb@" = {
         description = "hitvault Takeout onto the USB stick /dev/%I";
         after = ["hitvault.service"];
+        environment = {
+          TAKEOUT_FORMAT = cfg.takeout.usb.format;
+          TAKEOUT_LABEL = cfg.takeout.usb.label;
+          HITVAULT_CONFIG = "${configFile}";
+          inherit (service.environment) HITVAULT_DATA_DIR;
+        };
         serviceConfig = {
           Type = "oneshot";
           ExecStart = "${lib.getExe takeoutScript} /dev/%I";

@@ -5,12 +5,16 @@
 //! defaults, the TOML the module writes loads and reads back as written,
 //! the keys the module writes ahead of the daemon are still unknown to it,
 //! the module's unit is the shipped unit with its own command line, and the
-//! Takeout formats are the CLI's. What needs nixpkgs (`nix flake check`,
-//! `nix build .#image`) is listed in README.md.
+//! Takeout formats are the CLI's; the USB Takeout script (nix/takeout-usb.sh)
+//! writes a verified Takeout onto a real file system on a loop device from a
+//! running daemon and unmounts it, and passes shellcheck. What needs nixpkgs
+//! (`nix flake check`, `nix build .#image`) is listed in docs/guide/nixos.md.
 //!
-//! Tools: `nix-instantiate` (Debian's `nix-bin`), and `alejandra` and
+//! Tools: `nix-instantiate` (Debian's `nix-bin`), `shellcheck`, `mkfs.ext4`
+//! (`e2fsprogs`) and `losetup` (`util-linux`) from Debian, and `alejandra` and
 //! `deadnix` from crates.io, which tests/run installs with `cargo install
 //! --locked --root ~/.cache/hitvault-tools`. A missing tool fails the test.
+//! The USB test needs root (to mount), as the suite runs.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use std::process::{Command, Output};
 
 use hitvault_tests::config::{check_config, file_keys};
 use hitvault_tests::unit::systemd_verify;
-use hitvault_tests::{hitvault, output_text, run_tool};
+use hitvault_tests::{Daemon, IngestToken, binary, hitvault, output_text, require_root, run_tool};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -683,4 +687,174 @@ fn the_flake_takes_nixpkgs_from_a_release_branch_and_nothing_else() {
         flake["inputs"]
     );
     assert_eq!(flake["args"], json!({"self": false, "nixpkgs": false}));
+}
+
+#[test]
+fn the_shell_scripts_pass_shellcheck() {
+    let scripts = ["nix/takeout-usb.sh", "nix/update-usb.sh"];
+    let out = run_tool(
+        Command::new("shellcheck").current_dir(repo()).args(scripts),
+        "shellcheck",
+    );
+    assert!(out.status.success(), "shellcheck:\n{}", output_text(&out));
+}
+
+/// A file system with `label` in a file, attached to a loop device; the
+/// device is detached on drop.
+struct Stick {
+    image: PathBuf,
+    device: String,
+}
+
+impl Stick {
+    fn new(dir: &Path, label: &str) -> Stick {
+        let image = dir.join(format!("{label}.img"));
+        let out = run_tool(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", label])
+                .arg(&image)
+                .arg("32M"),
+            "e2fsprogs",
+        );
+        assert!(out.status.success(), "mkfs.ext4: {}", output_text(&out));
+        let out = run_tool(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&image),
+            "util-linux",
+        );
+        assert!(out.status.success(), "losetup: {}", output_text(&out));
+        let device = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Stick { image, device }
+    }
+
+    /// Mounts the stick read-only on a new directory, runs `f` on it.
+    fn read<T>(&self, f: impl FnOnce(&Path) -> T) -> T {
+        let mnt = tempfile::tempdir().unwrap();
+        let out = run_tool(
+            Command::new("mount")
+                .args(["-o", "ro"])
+                .arg(&self.device)
+                .arg(mnt.path()),
+            "util-linux",
+        );
+        assert!(out.status.success(), "mount: {}", output_text(&out));
+        let r = f(mnt.path());
+        let out = run_tool(Command::new("umount").arg(mnt.path()), "util-linux");
+        assert!(out.status.success(), "umount: {}", output_text(&out));
+        r
+    }
+}
+
+impl Drop for Stick {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+fn mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.to_str().unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(4) == Some(dir))
+}
+
+/// Runs nix/takeout-usb.sh as the module's unit does: on `device`, with
+/// the daemon's data dir, `mnt` as its runtime directory.
+fn takeout_usb(device: &str, data_dir: &Path, mnt: &Path, format: &str) -> Output {
+    let bin_dir = binary().parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HITVAULT_")) {
+        cmd.env_remove(k);
+    }
+    run_tool(
+        cmd.arg(repo().join("nix/takeout-usb.sh"))
+            .arg(device)
+            .env("PATH", path)
+            .env("RUNTIME_DIRECTORY", mnt)
+            .env("TAKEOUT_FORMAT", format)
+            .env("TAKEOUT_LABEL", "HV-TAKEOUT")
+            .env("HITVAULT_DATA_DIR", data_dir),
+        "bash",
+    )
+}
+
+#[test]
+fn the_usb_takeout_script_writes_a_verified_takeout_and_unmounts() {
+    require_root("it mounts a file system on a loop device, as the module's unit does");
+    let token = IngestToken::new("usb-takeout-token-0123456789");
+    let d = Daemon::start(&[("HITVAULT_SITES", "usb.test"), token.env()]);
+    let hits: String = (0..25)
+        .map(|i| {
+            format!(
+                "{{\"name\":\"pageview\",\"url\":\"https://usb.test/p{i}\",\"user_agent\":\
+                 \"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\"}}\n"
+            )
+        })
+        .collect();
+    d.ingest(&token.token, &hits);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while d.metric("hitvault_hits_stored_total") < 25 {
+        assert!(std::time::Instant::now() < deadline, "25 hits not stored");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let stick = Stick::new(dir.path(), "HV-TAKEOUT");
+    let mnt = tempfile::tempdir().unwrap();
+    let out = takeout_usb(&stick.device, &d.data_dir, mnt.path(), "csv");
+    let said = output_text(&out);
+    assert!(out.status.success(), "takeout-usb.sh failed:\n{said}");
+    assert!(
+        said.contains("verified, synced and unmounted: the stick can be removed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("through the running daemon"),
+        "the export did not go through the daemon:\n{said}"
+    );
+    assert!(!mounted(mnt.path()), "the stick is still mounted");
+    // On the stick, read on its own: one export that verifies, with every hit.
+    let rows = stick.read(|root| {
+        let exports: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("hitvault-takeout-")
+            })
+            .collect();
+        assert_eq!(exports.len(), 1, "{exports:?}");
+        let verify = hitvault(&["takeout", "verify", exports[0].to_str().unwrap()]);
+        assert!(verify.status.success(), "{}", output_text(&verify));
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(exports[0].join("MANIFEST")).unwrap()).unwrap();
+        assert_eq!(manifest["format"], "csv", "{manifest}");
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["table"] == "hits")
+            .map(|f| f["rows"].clone())
+            .unwrap_or_else(|| panic!("no hits file in {manifest}"))
+    });
+    assert_eq!(rows, 25, "every stored hit is on the stick");
+
+    // A failure half-way (a format the CLI refuses) leaves the stick
+    // unmounted, says so, and exits non-zero.
+    let out = takeout_usb(&stick.device, &d.data_dir, mnt.path(), "xlsx");
+    let said = output_text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("FAILED"), "{said}");
+    assert!(
+        !mounted(mnt.path()),
+        "the stick stayed mounted after a failure"
+    );
 }
