@@ -4,8 +4,8 @@
 # compiled from the crate's bundled sources (no prebuilt library, nothing
 # downloaded by a build script).
 #
-# Reproducible: the source is the files below only (a change to docs/ or
-# tests/ data does not rebuild it), Cargo.lock pins every crate, and the
+# Reproducible: the source is the files nix/sources.nix lists (a change to
+# docs/ or tests/tests/ does not rebuild it), Cargo.lock pins every crate, and the
 # build has no network. Check it on a Nix host with
 #   nix build .#default && nix build .#default --rebuild
 # (--rebuild builds again and fails if the output differs).
@@ -20,19 +20,10 @@ in
     pname = "hitvault";
     inherit (cargo.workspace.package) version;
 
-    # What the workspace's crates read: their sources, the seccomp policy
-    # (compiled in), the lock file. tests/ is a workspace member, so its
-    # manifest and library are needed for Cargo to load the workspace.
+    # nix/sources.nix: what the crates read, and nothing else.
     src = lib.fileset.toSource {
       inherit root;
-      fileset = lib.fileset.unions [
-        ../Cargo.toml
-        ../Cargo.lock
-        ../daemon
-        ../tests/Cargo.toml
-        ../tests/src
-        ../policy/seccomp.json
-      ];
+      fileset = lib.fileset.unions (map (path: root + "/${path}") (import ./sources.nix));
     };
     cargoLock.lockFile = ../Cargo.lock;
 

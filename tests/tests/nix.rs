@@ -689,6 +689,97 @@ fn the_flake_takes_nixpkgs_from_a_release_branch_and_nothing_else() {
     assert_eq!(flake["args"], json!({"self": false, "nixpkgs": false}));
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn the_package_source_holds_everything_the_crates_compile_in() {
+    // nix/package.nix builds from these paths only.
+    let sources: Vec<PathBuf> = eval("import ./nix/sources.nix")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| repo().join(p.as_str().unwrap()))
+        .collect();
+    let inside = |p: &Path| sources.iter().any(|s| p.starts_with(s));
+    for s in &sources {
+        assert!(
+            s.exists(),
+            "nix/sources.nix lists {}, which does not exist",
+            s.display()
+        );
+    }
+    // Every workspace member's manifest and crate files.
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let mut crates = Vec::new();
+    for member in manifest["workspace"]["members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        match member.strip_suffix("/*") {
+            Some(parent) => {
+                for e in std::fs::read_dir(repo().join(parent)).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.join("Cargo.toml").exists() {
+                        crates.push(p);
+                    }
+                }
+            }
+            None => crates.push(repo().join(member)),
+        }
+    }
+    assert!(crates.len() > 5, "{crates:?}");
+    let mut files = Vec::new();
+    for c in &crates {
+        assert!(
+            inside(&c.join("Cargo.toml")),
+            "{} is not in nix/sources.nix: Cargo cannot load the workspace",
+            c.display()
+        );
+        if c.join("src").is_dir() {
+            assert!(
+                inside(&c.join("src")),
+                "{}/src is not in nix/sources.nix",
+                c.display()
+            );
+            rust_files(&c.join("src"), &mut files);
+        }
+    }
+    // Every file a crate compiles in.
+    let mut included = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for mac in ["include_str!(\"", "include_bytes!(\""] {
+            for (i, _) in text.match_indices(mac) {
+                let rest = &text[i + mac.len()..];
+                let rel = &rest[..rest.find('"').unwrap()];
+                let target = f
+                    .parent()
+                    .unwrap()
+                    .join(rel)
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {rel}: {e}", f.display()));
+                assert!(
+                    inside(&target),
+                    "{} compiles in {}, which nix/sources.nix leaves out of the Nix build",
+                    f.display(),
+                    target.display()
+                );
+                included += 1;
+            }
+        }
+    }
+    assert!(included >= 10, "only {included} included files found");
+}
+
 #[test]
 fn the_shell_scripts_pass_shellcheck() {
     let scripts = ["nix/takeout-usb.sh", "nix/update-usb.sh"];
