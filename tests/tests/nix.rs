@@ -781,6 +781,46 @@ fn the_package_source_holds_everything_the_crates_compile_in() {
 }
 
 #[test]
+fn the_vm_tests_script_is_python() {
+    // The VM test needs nixpkgs to run; its script is plain Python with
+    // store paths spliced in, so it is parsed here (paths stand in for the
+    // host's packages).
+    let script = eval_string(
+        "((import ./nix/tests/one-node.nix { module = { }; package = \"/nix/store/hitvault\"; }) \
+         { hostPkgs = { dosfstools = \"/nix/store/dosfstools\"; mtools = \"/nix/store/mtools\"; }; }).testScript",
+    );
+    assert!(
+        script.contains("wait_for_unit(\"hitvault.service\")"),
+        "{script}"
+    );
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import ast, sys; ast.parse(sys.stdin.read(), 'testScript')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (Debian's python3, which tests/run installs)");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    let py = child.wait_with_output().unwrap();
+    assert!(
+        py.status.success(),
+        "the VM test's script does not parse:\n{}",
+        output_text(&py)
+    );
+}
+
+#[test]
 fn the_shell_scripts_pass_shellcheck() {
     let scripts = ["nix/takeout-usb.sh", "nix/update-usb.sh"];
     let out = run_tool(
