@@ -20,7 +20,9 @@
 //! - `HV_TEST_STRACE=DIR`: every daemon runs under `strace -f`, one trace
 //!   file per daemon in DIR.
 
+pub mod config;
 pub mod trace;
+pub mod unit;
 pub mod webdriver;
 
 use std::io::{Read, Write};
