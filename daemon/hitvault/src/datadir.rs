@@ -23,6 +23,10 @@ pub const QUEUE_DIR: &str = "queue";
 /// store's, which opening the store creates.
 pub use hitvault_store::TMP_DIR;
 
+/// Directory of the local CA and its server certificate (`tls.mode =
+/// "local-ca"`).
+pub const TLS_DIR: &str = "tls";
+
 /// Directory of the daily salts.
 pub const SALTS_DIR: &str = "salts";
 

@@ -3,9 +3,9 @@
 //!
 //! | kind | routes | who may call |
 //! | --- | --- | --- |
-//! | public | tracker, ingest, health, metrics ([`crate::routes`]) | anyone |
-//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | what [`access::api_gate`] admits |
-//! | dashboard | the pages ([`crate::dashboard`]) | what the dashboard's gate admits |
+//! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits |
+//! | dashboard | the pages ([`crate::dashboard`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits |
 //! | control | sites, Takeout, backup, prune, imports ([`crate::control`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
@@ -18,9 +18,11 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::ca::TlsInfo;
 use crate::dashboard::{self, DashboardState};
+use crate::hosts::{self, Hostnames};
 use crate::{
-    AppState, Exporter, Maintenance, SiteAdmin, access, control, export, goals_api, realtime,
+    AppState, Exporter, Maintenance, SiteAdmin, access, ca, control, export, goals_api, realtime,
     routes, stats_api,
 };
 
@@ -33,6 +35,10 @@ pub struct Services {
     pub dashboard: DashboardState,
     /// Runs Takeout exports (`GET /api/v1/takeout`).
     pub exporter: Arc<dyn Exporter>,
+    /// The names the appliance answers to (setting `hostnames`).
+    pub hostnames: Hostnames,
+    /// The listener's TLS: its mode and the local CA (`/ca.crt`).
+    pub tls: TlsInfo,
 }
 
 /// The public listener's routes: every kind but control.
@@ -41,22 +47,29 @@ pub fn app(s: Services) -> Router {
         public,
         dashboard: state,
         exporter,
+        hostnames,
+        tls,
     } = s;
     // Anyone.
-    let open = routes::router(public);
+    let open = routes::router(public).merge(ca::routes(tls));
+    // Only requests addressed to the appliance's own names (DNS rebinding).
+    let named = axum::middleware::from_fn_with_state(hostnames, hosts::gate);
     // What the access layer admits (loopback only until accounts exist).
     let api = Router::new()
         .merge(stats_api::routes(state.stats.clone()))
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
-        .layer(axum::middleware::from_fn(access::api_gate));
+        .layer(axum::middleware::from_fn(access::api_gate))
+        .layer(named.clone());
     // What the dashboard's gate admits (nobody when listening beyond loopback).
     let listen = state.listen;
-    let pages = dashboard::routes(state).layer(axum::middleware::from_fn_with_state(
-        listen,
-        dashboard::gate,
-    ));
+    let pages = dashboard::routes(state)
+        .layer(axum::middleware::from_fn_with_state(
+            listen,
+            dashboard::gate,
+        ))
+        .layer(named);
     open.merge(api).merge(pages)
 }
 
