@@ -4,11 +4,14 @@
 //   POST /login/passkey/start, navigator.credentials.get(),
 //   POST /login/passkey/finish, then go to the answer's "redirect";
 //   POST /account/passkeys/start, navigator.credentials.create(),
-//   POST /account/passkeys/finish (name from #passkey-name), then reload.
+//   POST /account/passkeys/finish (name from #passkey-name), then go to the
+//   answer's "redirect" (the account page, saying the passkey is saved).
 // The account page's requests carry the session's CSRF token (the data-csrf
 // attribute of the nearest element holding one) in X-CSRF-Token. What went
-// wrong is written next to the button (role="status"). It talks to this
-// daemon only; window.hitvaultPasskey exposes the two ceremonies.
+// wrong is written in #passkey-status (made next to the button if the page
+// has none; role="status"). It talks to this
+// daemon only; window.hitvaultPasskey exposes the ceremonies (and the two
+// halves of a sign-in, which the browser tests use to replay an answer).
 (function () {
   "use strict";
 
@@ -104,13 +107,28 @@
   var UNSUPPORTED = "Passkeys need a secure page: open this appliance by its hostname " +
     "over HTTPS (or as localhost on the appliance itself).";
 
-  // Sign in: resolves with the server's answer ({redirect}).
-  function signIn() {
+  // The first half of a sign-in: a ceremony from the server and the
+  // authenticator's answer to it, {ceremony, credential}.
+  function assertion() {
     if (!supported()) return Promise.reject(new Error(UNSUPPORTED));
     return post("/login/passkey/start", {}).then(function (start) {
       return navigator.credentials.get(requestOptions(start.options)).then(function (cred) {
-        return post("/login/passkey/finish", { ceremony: start.ceremony, credential: credentialJSON(cred) });
+        return { ceremony: start.ceremony, credential: credentialJSON(cred) };
       });
+    });
+  }
+
+  // The second half: the server checks the answer and starts a session.
+  function finishSignIn(answer) {
+    return post("/login/passkey/finish", answer);
+  }
+
+  // Sign in: resolves with the server's answer ({redirect}). `next` is the
+  // page to go to after (the sign-in form's hidden "next" field).
+  function signIn(next) {
+    return assertion().then(function (answer) {
+      if (next) answer.next = next;
+      return finishSignIn(answer);
     });
   }
 
@@ -138,7 +156,7 @@
 
   function statusFor(button) {
     var id = button.id + "-status";
-    var el = document.getElementById(id);
+    var el = document.getElementById("passkey-status") || document.getElementById(id);
     if (!el) {
       el = document.createElement("p");
       el.id = id;
@@ -176,12 +194,15 @@
     else fn();
   }
 
-  window.hitvaultPasskey = { signIn: signIn, add: add };
+  window.hitvaultPasskey = { signIn: signIn, add: add, assertion: assertion, finishSignIn: finishSignIn };
 
   ready(function () {
     var signInButton = document.getElementById("passkey-signin");
     if (signInButton) {
-      wire(signInButton, signIn, function (answer) {
+      wire(signInButton, function () {
+        var next = document.querySelector("input[name=next]");
+        return signIn(next ? next.value : "");
+      }, function (answer) {
         window.location.assign(answer.redirect || "/");
       });
     }
@@ -190,8 +211,8 @@
       wire(addButton, function () {
         var nameInput = document.getElementById("passkey-name");
         return add(nameInput ? nameInput.value : "", csrfOf(addButton));
-      }, function () {
-        window.location.reload();
+      }, function (answer) {
+        window.location.assign(answer.redirect || "/account");
       });
     }
   });
