@@ -1,6 +1,7 @@
 # The systemd hardening of hitvault: one source for the NixOS module
 # (systemd.services.hitvault.{serviceConfig,environment,after,wantedBy}) and
-# for systemd/hitvault.service, which nix/render-unit.nix renders from it.
+# for systemd/hitvault.service, which nix/render-unit.nix renders from it
+# (both through nix/service.nix).
 #
 # Plain data, builtins only (no nixpkgs): booleans render as yes/no, lists as
 # one line per element (systemd merges repeated lines of these keys).
@@ -10,8 +11,8 @@
 # 1.0 or less, and `systemd-analyze verify` prints no warning.
 {
   description = "hitvault web analytics";
-  after = [ "network.target" ];
-  wantedBy = [ "multi-user.target" ];
+  after = ["network.target"];
+  wantedBy = ["multi-user.target"];
 
   environment = {
     HITVAULT_DATA_DIR = "/var/lib/hitvault";
@@ -71,9 +72,9 @@
     # filter, in both directions). A site that numbers its LAN from public
     # ranges adds them with a drop-in (IPAddressAllow=...). The daemon's own
     # Landlock rules narrow this further to the configured ports.
-    RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" ];
+    RestrictAddressFamilies = ["AF_INET" "AF_INET6" "AF_UNIX"];
     IPAddressDeny = "any";
-    IPAddressAllow = [ "localhost" "link-local" "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "fc00::/7" ];
+    IPAddressAllow = ["localhost" "link-local" "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "fc00::/7"];
 
     # The kernel surface.
     RestrictNamespaces = true;

@@ -191,6 +191,99 @@ fn tracker_in_headless_chromium() -> TestResult {
     Ok(())
 }
 
+/// Engagement: a visitor reads a tall page, scrolls part of it, and leaves.
+/// The page turning hidden (the navigation away) makes the tracker send one
+/// `engagement` with the time the page was visible and the deepest point
+/// seen; the daemon stores it with its pageview, never as an event. A SPA
+/// navigation first reports the page it leaves.
+#[test]
+fn tracker_reports_engagement_when_the_page_is_hidden() -> TestResult {
+    let daemon = Daemon::start(&[("HITVAULT_SITES", SITE)]);
+    let tracker = format!(
+        r#"<script defer src="{}" data-domain="{SITE}"></script>"#,
+        daemon.url("/hv.js")
+    );
+    let pages = StaticSite::start(|_| {
+        vec![
+            (
+                "/long.html",
+                page(
+                    "long",
+                    &tracker,
+                    r#"<div style="height:4000px">A long read</div><a id="away" href="/away.html">Away</a>"#,
+                ),
+            ),
+            ("/away.html", page("away", "", "<p>not tracked</p>")),
+        ]
+    })?;
+    let browser = Browser::start(Options {
+        user_agent: Some(CHROME_UA.into()),
+        ..Options::default()
+    })?;
+    let engaged = |n: u64| {
+        wait_until("the engagement to be accepted", || {
+            Ok(daemon.metric("hitvault_engagements_accepted_total") >= n)
+        })
+    };
+
+    browser.navigate(&pages.url("/long.html"))?;
+    wait_for_accepted(&daemon, &browser, 1);
+    // Read for a while, scrolled down 1000 px, then back to the top: the
+    // deepest point counts, not the last.
+    let v = browser.execute(
+        "window.scrollTo(0, 1000); return [window.innerHeight, document.documentElement.scrollHeight]",
+        &[],
+    )?;
+    let (inner, height) = (v[0].as_f64().unwrap(), v[1].as_f64().unwrap());
+    let deepest = ((1000.0 + inner) * 100.0 / height).floor();
+    thread::sleep(Duration::from_millis(1500));
+    browser.execute("window.scrollTo(0, 0)", &[])?;
+    assert_eq!(
+        daemon.metric("hitvault_engagements_accepted_total"),
+        0,
+        "nothing is sent while the page is read"
+    );
+    // An SPA navigation reports the page it leaves before its pageview.
+    browser.execute("history.pushState({}, '', '/next.html')", &[])?;
+    engaged(1)?;
+    wait_for_accepted(&daemon, &browser, 2);
+    thread::sleep(Duration::from_millis(300));
+    // Leaving the page hides it: the second engagement goes out by beacon.
+    browser.navigate(&pages.url("/away.html"))?;
+    engaged(2)?;
+    thread::sleep(SETTLE);
+    assert_eq!(daemon.metric("hitvault_engagements_accepted_total"), 2);
+    assert_eq!(accepted_hits(&daemon), 2, "engagements are not hits");
+    assert_no_tracker_errors(&browser)?;
+    browser.quit()?;
+
+    let stopped = daemon.stop();
+    let rows = stopped.query(
+        "SELECT h.path, e.engaged_ms, e.scroll_depth FROM engagements e \
+         JOIN hits h ON h.id = e.hit_id ORDER BY e.id",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let first: Vec<f64> = rows[0][1..].iter().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(rows[0][0], "/long.html", "{rows:?}");
+    assert!(
+        (1500.0..10_000.0).contains(&first[0]),
+        "engaged time of the first view: {rows:?}"
+    );
+    assert_eq!(first[1], deepest, "deepest scroll of the first view");
+    assert_eq!(rows[1][0], "/next.html", "the SPA view: {rows:?}");
+    let second: u64 = rows[1][1].parse()?;
+    assert!((300..10_000).contains(&second), "{rows:?}");
+    // Two pageviews; nothing stored as an event.
+    assert_eq!(
+        stopped.query("SELECT kind, path FROM hits_v ORDER BY id"),
+        [
+            vec!["pageview".to_string(), "/long.html".into()],
+            vec!["pageview".to_string(), "/next.html".into()],
+        ]
+    );
+    Ok(())
+}
+
 /// Do Not Track and Global Privacy Control are honoured by default; `data-dnt="false"`
 /// opts out of that. The positive control at the end proves that silence before it
 /// was the tracker's doing, not a broken pipeline.

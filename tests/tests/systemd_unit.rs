@@ -9,12 +9,12 @@
 //! What the verify check accepts: nothing. It runs `systemd-analyze verify`
 //! against a scratch root holding the committed unit, a stub
 //! `/usr/bin/hitvault` (so the ExecStart binary exists) and a copy of the
-//! host's `/usr/lib/systemd/system` (so the units it depends on resolve),
-//! and requires exit status 0 and empty output: an unknown key, a bad value
-//! or a missing dependency all print a line.
+//! host's `/usr/lib/systemd/system` (so the units it depends on resolve;
+//! `hitvault_tests::unit`), and requires exit status 0 and empty output: an
+//! unknown key, a bad value or a missing dependency all print a line.
 
+use hitvault_tests::unit::systemd_verify;
 use hitvault_tests::{output_text as text, run_tool as run};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -103,44 +103,8 @@ fn unit_exposure_is_at_most_one() {
 
 #[test]
 fn unit_verifies_without_a_word() {
-    let root = tempfile::Builder::new()
-        .prefix("hitvault-unit-root")
-        .tempdir()
-        .unwrap();
-    let r = root.path();
-    std::fs::create_dir_all(r.join("etc/systemd/system")).unwrap();
-    std::fs::create_dir_all(r.join("usr/bin")).unwrap();
-    std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
-    std::fs::copy(unit_path(), r.join("etc/systemd/system/hitvault.service")).unwrap();
-    let stub = r.join("usr/bin/hitvault");
-    std::fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.join("sysinit.target").exists())
-        .expect("the host's systemd unit directory (apt-get install systemd)");
-    let cp = run(
-        Command::new("cp")
-            .arg("-a")
-            .arg(units)
-            .arg(r.join("usr/lib/systemd/")),
-        "coreutils",
-    );
-    assert!(
-        cp.status.success(),
-        "copying {}: {}",
-        units.display(),
-        text(&cp)
-    );
-
-    let out = run(
-        Command::new("systemd-analyze")
-            .args(["verify", "--man=no", "--generators=no"])
-            .arg(format!("--root={}", r.display()))
-            .arg("hitvault.service"),
-        "systemd",
-    );
+    let unit = std::fs::read_to_string(unit_path()).expect("systemd/hitvault.service");
+    let out = systemd_verify(&unit, &["/usr/bin/hitvault"]);
     let said = text(&out);
     assert!(
         out.status.success() && said.trim().is_empty(),

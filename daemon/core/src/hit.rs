@@ -110,6 +110,101 @@ impl Hit {
 
 const FORMAT_V1: u8 = 1;
 
+/// Format byte of an [`Engagement`] record in the queue.
+const FORMAT_ENGAGEMENT: u8 = 2;
+
+/// How long a visitor read a page and how far down they scrolled, sent by
+/// the tracker while the page was open (Plausible's `engagement` event).
+/// Not a hit of its own: the store attributes it to the pageview it follows
+/// (same site, visitor and path; see `docs/internals/engagement.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engagement {
+    /// When it was received: UTC milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Canonical hostname of the site.
+    pub site: String,
+    /// Path of the page read, normalised as a pageview's.
+    pub path: String,
+    /// The visitor id, computed as for a hit (same day, same id).
+    pub visitor: u64,
+    /// Engaged time since the previous engagement of the same page view:
+    /// milliseconds the page was visible and focused.
+    pub engaged_ms: u32,
+    /// Deepest point seen, in percent of the page's height (0..=100);
+    /// `None` when the tracker did not say.
+    pub scroll_depth: Option<u8>,
+}
+
+impl Engagement {
+    /// The engagement of the page `hit` describes (its site, path, visitor, time).
+    pub fn of(hit: Hit, engaged_ms: u32, scroll_depth: Option<u8>) -> Engagement {
+        Engagement {
+            ts_ms: hit.ts_ms,
+            site: hit.site,
+            path: hit.path,
+            visitor: hit.visitor,
+            engaged_ms,
+            scroll_depth,
+        }
+    }
+
+    /// Encodes the engagement for the durable queue (its own format byte, so
+    /// hit records keep theirs).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(FORMAT_ENGAGEMENT);
+        postcard::to_extend(self, out).expect("engagement encodes")
+    }
+}
+
+/// An [`Engagement`] whose texts borrow from a queue record.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct EngagementRef<'a> {
+    pub ts_ms: i64,
+    pub site: &'a str,
+    pub path: &'a str,
+    pub visitor: u64,
+    pub engaged_ms: u32,
+    pub scroll_depth: Option<u8>,
+}
+
+impl Engagement {
+    /// The engagement as an [`EngagementRef`] borrowing its texts.
+    pub fn as_ref(&self) -> EngagementRef<'_> {
+        EngagementRef {
+            ts_ms: self.ts_ms,
+            site: &self.site,
+            path: &self.path,
+            visitor: self.visitor,
+            engaged_ms: self.engaged_ms,
+            scroll_depth: self.scroll_depth,
+        }
+    }
+}
+
+/// One queue record: a hit, or the engagement of a page view.
+// Decoded one at a time and moved straight into per-kind lists: boxing the
+// hit would cost an allocation per hit on the writer's hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    Hit(HitRef<'a>),
+    Engagement(EngagementRef<'a>),
+}
+
+impl<'a> Record<'a> {
+    /// Decodes a queue record written by [`Hit::encode`] or
+    /// [`Engagement::encode`], borrowing its texts.
+    pub fn decode(bytes: &'a [u8]) -> Result<Record<'a>, DecodeError> {
+        match bytes.split_first() {
+            Some((&FORMAT_ENGAGEMENT, rest)) => postcard::from_bytes(rest)
+                .map(Record::Engagement)
+                .map_err(|e| DecodeError::Malformed(e.to_string())),
+            _ => HitRef::decode(bytes).map(Record::Hit),
+        }
+    }
+}
+
 /// The five UTM fields of a [`HitRef`], borrowed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct UtmRef<'a> {
@@ -281,6 +376,30 @@ mod tests {
             Err(DecodeError::UnknownFormat(9))
         ));
         assert!(HitRef::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn records_tell_hits_from_engagements() {
+        let h = sample();
+        let e = Engagement::of(h.clone(), 12_345, Some(80));
+        assert_eq!((e.path.as_str(), e.visitor), ("/pricing", h.visitor));
+        let (hb, eb) = (h.encode(), e.encode());
+        assert_eq!(Record::decode(&hb).unwrap(), Record::Hit(h.as_ref()));
+        assert_eq!(Record::decode(&eb).unwrap(), Record::Engagement(e.as_ref()));
+        // A hit decoder never mistakes an engagement for a hit.
+        assert!(matches!(
+            HitRef::decode(&eb),
+            Err(DecodeError::UnknownFormat(2))
+        ));
+        assert!(Record::decode(&eb[..eb.len() - 1]).is_err());
+        let none = Engagement {
+            scroll_depth: None,
+            ..e
+        };
+        assert_eq!(
+            Record::decode(&none.encode()).unwrap(),
+            Record::Engagement(none.as_ref())
+        );
     }
 
     #[test]

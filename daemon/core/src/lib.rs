@@ -28,7 +28,7 @@ pub mod visitor;
 pub use bots::{SpamList, is_bot_ua};
 pub use enrich::{Dropped, Enricher, normalize_language};
 pub use geo::{BUNDLED_GEOIP, GeoError, GeoIp};
-pub use hit::{Device, Hit, HitRef, Kind, RawHit, Utm, UtmRef};
+pub use hit::{Device, Engagement, EngagementRef, Hit, HitRef, Kind, RawHit, Record, Utm, UtmRef};
 pub use page::{PageUrl, UrlError};
 pub use referrer::Referrer;
 pub use sites::{SiteEntry, SiteError, Sites, normalize_host};

@@ -23,6 +23,9 @@ pub const QUEUE_DIR: &str = "queue";
 /// store's, which opening the store creates.
 pub use hitvault_store::TMP_DIR;
 
+/// Directory of the accounts' journal (users, factors, sessions).
+pub const ACCOUNTS_DIR: &str = "accounts";
+
 /// Directory of the daily salts.
 pub const SALTS_DIR: &str = "salts";
 

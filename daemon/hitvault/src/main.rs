@@ -14,6 +14,7 @@ mod control;
 mod daemon;
 mod datadir;
 mod exit;
+mod links;
 mod replay;
 mod retention;
 mod sites;
@@ -108,6 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Restore { dir } => done(cli::backup::restore(&cfg, &dir)),
         Command::Prune { dry_run } => done(cli::prune::prune(&cfg, dry_run)),
         Command::Site { command } => done(cli::site::run(&cfg, command)),
+        Command::User { command } => done(cli::user::run(&cfg, command)),
         Command::Sandbox {
             command: SandboxCommand::Show,
         } => {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use hitvault_core::HitRef;
+use hitvault_core::Record;
 use hitvault_queue::{Queue, QueueConfig};
 use hitvault_store::Store;
 
@@ -58,16 +58,18 @@ fn commit_all(
             return Ok(());
         };
         let mut hits = Vec::with_capacity(records.len());
+        let mut engagements = Vec::new();
         for (seq, bytes) in &records {
-            match HitRef::decode(bytes) {
-                Ok(h) => hits.push((*seq, h)),
+            match Record::decode(bytes) {
+                Ok(Record::Hit(h)) => hits.push((*seq, h)),
+                Ok(Record::Engagement(e)) => engagements.push((*seq, e)),
                 Err(e) => {
                     eprintln!("skipping queue record {seq}, which cannot be decoded: {e}")
                 }
             }
         }
         store
-            .append_refs(&hits, last)
+            .append_batch(&hits, &engagements, last)
             .map_err(|e| format!("replaying the queue: {e}"))?;
         *after = last;
         queue.mark_committed(last).map_err(|e| e.to_string())?;

@@ -1,41 +1,50 @@
 //! The one authorization decision in front of the dashboard, the stats and
 //! definitions API, the realtime stream and the Takeout route.
 //!
-//! Until accounts exist, a request is admitted when both hold:
+//! [`admit`] decides, in this order:
 //!
-//! - the client connects from a loopback address (the machine itself, or an
-//!   SSH tunnel ending on it);
-//! - the request is addressed to a loopback name: its `Host` (or HTTP/2
-//!   `:authority`) is `localhost`, a name under `.localhost`, an address in
-//!   127.0.0.0/8 or `::1`, with or without a port.
+//! 1. A request addressed to a name that is neither a configured hostname
+//!    (setting `hostnames`) nor a loopback name is refused
+//!    ([`Denied::ForeignHost`]). This stops DNS rebinding: a page on
+//!    another site whose name its DNS server later resolves to this
+//!    machine runs in a user's browser and could otherwise talk to the
+//!    dashboard as if it were its own page; its requests still carry its
+//!    own name in `Host`. (Its requests carry no session cookie either:
+//!    the browser keeps that for this appliance's own names.)
+//! 2. A client on this machine (a loopback address) addressing a loopback
+//!    name (`localhost`, a name under `.localhost`, 127.0.0.0/8, `::1`)
+//!    is the machine's operator ([`Caller::Local`]), as whoever can open
+//!    the control socket is: the SSH tunnel of the docs, and the tests.
+//! 3. Anyone else needs a live session ([`Caller::Session`]): its cookie
+//!    names a server-side session record (see [`crate::account`]).
 //!
-//! The second rule stops DNS rebinding: a page on another site whose name
-//! its DNS server later resolves to 127.0.0.1 runs in the operator's browser,
-//! connects from loopback, and could otherwise read the dashboard and the
-//! API as if it were this machine's own page. Its requests still carry its
-//! own name in `Host`, so they are refused. A request without any host (no
-//! browser sends one) is judged by its address alone.
-//!
-//! [`api_gate`] is the layer of the JSON routes (403 with a JSON reason);
-//! the dashboard's own gate calls [`authorize`] and answers with a page.
+//! A request without any host (no browser sends one) is judged by its
+//! address and cookie alone. [`api_gate`] is the layer of the JSON routes
+//! (401 or 403 with a JSON reason); the dashboard's own gate calls
+//! [`admit`] and answers with a page or a redirect to the sign-in page.
 //! Ingest, the tracker script, health and metrics are not behind it: they
 //! are served to any client.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hitvault_accounts::SessionView;
 
+pub use crate::account::Caller;
+use crate::account::{self, AccountState};
 use crate::error::ApiError;
 
 /// Why a request was not admitted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
-    /// The client is not on this machine.
+    /// The client is not on this machine and has no live session.
     NotLoopback,
-    /// The request names a host that is not a loopback name (the value).
+    /// The request names a host that is neither a configured hostname nor
+    /// a loopback name (the value).
     ForeignHost(String),
 }
 
@@ -43,15 +52,13 @@ impl Denied {
     /// The reason, for the 403's message.
     pub fn message(&self) -> String {
         match self {
-            Denied::NotLoopback => {
-                "served to loopback clients only until accounts are configured; \
-                 reach it through an SSH tunnel (ssh -L 8080:127.0.0.1:8080 <server>)"
-                    .to_owned()
-            }
+            Denied::NotLoopback => "sign in first: open /login in a browser (the session \
+                 cookie admits the request), or call from this machine itself"
+                .to_owned(),
             Denied::ForeignHost(host) => format!(
-                "the request is addressed to {host:?}, not to this machine: until accounts are \
-                 configured only requests to localhost, 127.0.0.1 or [::1] are served (this \
-                 refuses pages of other sites that resolve their name to this machine)"
+                "the request is addressed to {host:?}, which is not one of this appliance's \
+                 names (setting `hostnames`) nor localhost, 127.0.0.1 or [::1] (this refuses \
+                 pages of other sites that resolve their name to this machine)"
             ),
         }
     }
@@ -59,8 +66,46 @@ impl Denied {
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        ApiError::forbidden(self.message()).into_response()
+        match self {
+            Denied::NotLoopback => ApiError::sign_in_required(self.message()),
+            Denied::ForeignHost(_) => ApiError::forbidden(self.message()),
+        }
+        .into_response()
     }
+}
+
+/// The decision of the module doc for a client at `peer` whose request
+/// names `host`; `session` looks a session cookie up (called only when
+/// the request is not [`Caller::Local`]).
+pub fn admit(
+    peer: &SocketAddr,
+    host: Option<&str>,
+    hostnames: &[String],
+    session: impl FnOnce() -> Option<SessionView>,
+) -> Result<Caller, Denied> {
+    if let Some(h) = host
+        && !loopback_host(h)
+        && !configured_host(h, hostnames)
+    {
+        return Err(Denied::ForeignHost(h.to_owned()));
+    }
+    if authorize(peer, host).is_ok() {
+        return Ok(Caller::Local);
+    }
+    session()
+        .map(|s| Caller::Session(Arc::new(s)))
+        .ok_or(Denied::NotLoopback)
+}
+
+/// Whether `host` (`name` or `name:port`) is one of `hostnames`.
+pub fn configured_host(host: &str, hostnames: &[String]) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if port(&format!(":{p}")) => name,
+        Some(_) if !host.starts_with('[') => return false,
+        _ => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    hostnames.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// The authorization decision for a client at `peer` whose request names
@@ -114,27 +159,92 @@ fn port(s: &str) -> bool {
         .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The layer of the JSON routes: [`authorize`], or a 403 saying why.
-pub async fn api_gate(req: Request, next: Next) -> Response {
+/// The layer of the JSON routes: [`admit`], or a 401/403 saying why. A
+/// request that changes something with a session must carry the session's
+/// CSRF token in `X-CSRF-Token`; a session that must enrol a second factor
+/// reaches no API route.
+pub async fn api_gate(State(state): State<AccountState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let verdict = match peer {
-        Some(peer) => authorize(&peer, request_host(&req)),
+        Some(peer) => admit(&peer, request_host(&req), &state.hostnames, || {
+            state.session_of(req.headers())
+        }),
         // Served without connection info: nothing to judge the client by.
         None => Err(Denied::NotLoopback),
     };
-    match verdict {
-        Ok(()) => next.run(req).await,
-        Err(d) => d.into_response(),
+    let caller = match verdict {
+        Ok(c) => c,
+        Err(d) => return d.into_response(),
+    };
+    if let Caller::Session(s) = &caller {
+        if s.must_enrol {
+            return ApiError::forbidden(
+                "this instance requires a second factor: add a passkey or TOTP at /account first",
+            )
+            .into_response();
+        }
+        let reading = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if !reading && !account::csrf_header_ok(req.headers(), &s.csrf) {
+            return ApiError::forbidden(
+                "a signed-in change needs the session's CSRF token in the X-CSRF-Token header",
+            )
+            .into_response();
+        }
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+
+    #[test]
+    fn configured_hostnames_pass_with_any_port_and_others_are_foreign() {
+        let names = vec!["stats.clinic.lan".to_owned()];
+        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        for ok in [
+            "stats.clinic.lan",
+            "STATS.clinic.lan:8443",
+            "stats.clinic.lan.",
+        ] {
+            assert!(configured_host(ok, &names), "{ok}");
+            // A configured name from the LAN still needs a session.
+            assert_eq!(
+                admit(&peer, Some(ok), &names, || None).unwrap_err(),
+                Denied::NotLoopback
+            );
+        }
+        for no in [
+            "evil.test",
+            "stats.clinic.lan.evil.test",
+            "x.stats.clinic.lan:1",
+        ] {
+            assert!(!configured_host(no, &names), "{no}");
+            assert_eq!(
+                admit(&peer, Some(no), &names, || panic!("not asked")).unwrap_err(),
+                Denied::ForeignHost(no.to_owned())
+            );
+        }
+        // Loopback clients addressing loopback names need no session.
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert!(matches!(
+            admit(&local, Some("localhost:8080"), &names, || panic!(
+                "not asked"
+            )),
+            Ok(Caller::Local)
+        ));
+        // A loopback client addressing the configured name (a browser on a
+        // name mapped to 127.0.0.1) is treated as the LAN: it needs a session.
+        assert_eq!(
+            admit(&local, Some("stats.clinic.lan"), &names, || None).unwrap_err(),
+            Denied::NotLoopback
+        );
+    }
 
     #[test]
     fn only_loopback_clients_are_authorized_until_accounts_exist() {
@@ -144,7 +254,7 @@ mod tests {
         for no in ["192.168.1.20:1", "10.0.0.1:1", "[fe80::1]:1"] {
             let d = authorize(&no.parse().unwrap(), Some("127.0.0.1")).expect_err(no);
             assert_eq!(d, Denied::NotLoopback);
-            assert_eq!(d.into_response().status(), StatusCode::FORBIDDEN);
+            assert_eq!(d.into_response().status(), StatusCode::UNAUTHORIZED);
         }
     }
 
@@ -190,7 +300,7 @@ mod tests {
     fn a_foreign_host_is_refused_with_the_reason() {
         let m = Denied::ForeignHost("evil.test:8080".into()).message();
         assert!(
-            m.contains("evil.test:8080") && m.contains("localhost"),
+            m.contains("evil.test:8080") && m.contains("localhost") && m.contains("hostnames"),
             "{m}"
         );
     }

@@ -6,7 +6,7 @@
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]) | anyone |
 //! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | what [`access::api_gate`] admits |
 //! | dashboard | the pages ([`crate::dashboard`]) | what the dashboard's gate admits |
-//! | control | sites, Takeout, backup, prune, imports ([`crate::control`]) | whoever can open the control socket |
+//! | control | sites, users, Takeout, backup, prune, imports ([`crate::control`], [`crate::account::control`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
 //! the control socket. The modules only list their routes; the layer of a
@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::account::{self, AccountState};
 use crate::dashboard::{self, DashboardState};
 use crate::{
     AppState, Exporter, Maintenance, SiteAdmin, access, control, export, goals_api, realtime,
@@ -26,6 +27,8 @@ use crate::{
 
 /// What the public listener serves from.
 pub struct Services {
+    /// Accounts and sessions: the sign-in pages and every gate.
+    pub accounts: AccountState,
     /// Ingest, the tracker, health and metrics.
     pub public: AppState,
     /// The dashboard's state: the stats readers, the realtime feed and the
@@ -38,26 +41,37 @@ pub struct Services {
 /// The public listener's routes: every kind but control.
 pub fn app(s: Services) -> Router {
     let Services {
+        accounts,
         public,
         dashboard: state,
         exporter,
     } = s;
     // Anyone.
     let open = routes::router(public);
-    // What the access layer admits (loopback only until accounts exist).
+    // What the access layer admits: loopback, or a session.
     let api = Router::new()
         .merge(stats_api::routes(state.stats.clone()))
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
-        .layer(axum::middleware::from_fn(access::api_gate));
-    // What the dashboard's gate admits (nobody when listening beyond loopback).
-    let listen = state.listen;
+        .layer(axum::middleware::from_fn_with_state(
+            accounts.clone(),
+            access::api_gate,
+        ));
+    // What the dashboard's gate admits: the same, or a redirect to sign in.
     let pages = dashboard::routes(state).layer(axum::middleware::from_fn_with_state(
-        listen,
+        accounts.clone(),
         dashboard::gate,
     ));
-    open.merge(api).merge(pages)
+    // Anyone (addressed to one of our names): sign-in, set-up, the
+    // account page (which checks its session itself) and the assets.
+    let sign_in = account::pages::routes(accounts.clone())
+        .merge(dashboard::asset_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            accounts,
+            account::pages::layer,
+        ));
+    open.merge(api).merge(pages).merge(sign_in)
 }
 
 /// The control socket's routes. The socket is the gate: mode 0600 inside
@@ -66,6 +80,7 @@ pub fn control_app(
     admin: Arc<dyn SiteAdmin>,
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,
+    accounts: Arc<hitvault_accounts::Accounts>,
 ) -> Router {
-    control::routes(admin, exporter, maintenance)
+    control::routes(admin, exporter, maintenance).merge(account::control::routes(accounts))
 }

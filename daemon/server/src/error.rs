@@ -42,12 +42,18 @@ pub enum Code {
     /// whose page pattern does not start with `/`, an unknown query key on
     /// the control socket).
     Invalid,
+    /// 401 `sign_in_required`: the route needs a signed-in session (or
+    /// the request's session has ended).
+    SignInRequired,
     /// 403 `forbidden`: the access layer did not admit the request.
     Forbidden,
     /// 404 `not_found`: no such route or thing.
     NotFound,
     /// 409 `exists`: what the request would create exists already.
     Exists,
+    /// 429 `too_many_attempts`: too many failed sign-ins; try again after
+    /// `Retry-After`.
+    TooManyAttempts,
     /// 503 `too_many_streams`: every realtime stream is taken.
     TooManyStreams,
     /// 503 `unavailable`: the store cannot answer now (the daemon is
@@ -59,12 +65,14 @@ pub enum Code {
 
 impl Code {
     /// Every code but the ingest reasons (which are [`Refusal::ALL`]).
-    pub const OTHERS: [Code; 8] = [
+    pub const OTHERS: [Code; 10] = [
         Code::BadParameter,
         Code::Invalid,
+        Code::SignInRequired,
         Code::Forbidden,
         Code::NotFound,
         Code::Exists,
+        Code::TooManyAttempts,
         Code::TooManyStreams,
         Code::Unavailable,
         Code::Internal,
@@ -76,9 +84,11 @@ impl Code {
             Code::Hit(r) => r.code(),
             Code::BadParameter => "bad_parameter",
             Code::Invalid => "invalid",
+            Code::SignInRequired => "sign_in_required",
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
             Code::Exists => "exists",
+            Code::TooManyAttempts => "too_many_attempts",
             Code::TooManyStreams => "too_many_streams",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
@@ -107,9 +117,11 @@ impl Code {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Code::Hit(_) | Code::BadParameter | Code::Invalid => StatusCode::BAD_REQUEST,
+            Code::SignInRequired => StatusCode::UNAUTHORIZED,
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Exists => StatusCode::CONFLICT,
+            Code::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Code::TooManyStreams | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,6 +172,19 @@ impl ApiError {
     /// 400 `invalid`.
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(Code::Invalid, message)
+    }
+
+    /// 401 `sign_in_required`.
+    pub fn sign_in_required(message: impl Into<String>) -> ApiError {
+        ApiError::new(Code::SignInRequired, message)
+    }
+
+    /// 429 `too_many_attempts`, to be retried after `retry_after`.
+    pub fn too_many_attempts(message: impl Into<String>, retry_after: Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(Code::TooManyAttempts, message)
+        }
     }
 
     /// 403 `forbidden`.
@@ -235,7 +260,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut r = (status, axum::Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let wait = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
             r.headers_mut().insert(
                 header::RETRY_AFTER,

@@ -6,13 +6,14 @@
 //! never written to the queue, the store or the logs.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hitvault_core::enrich::{Dropped, Enricher};
 use hitvault_core::page::PageUrl;
 use hitvault_core::sites::Sites;
-use hitvault_core::{Hit, RawHit};
+use hitvault_core::{Engagement, Hit, RawHit};
 use hitvault_queue::{AppendError, Queue};
 use ipnet::IpNet;
 
@@ -82,6 +83,16 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The queue record of an enriched hit: the hit itself, or, for an
+/// `engagement`, the engagement of the page it names (site, path, visitor
+/// and time taken from the hit; never stored as an event).
+fn record(hit: Hit, engaged: Option<crate::wire::Engaged>) -> Vec<u8> {
+    match engaged {
+        None => hit.encode(),
+        Some(e) => Engagement::of(hit, e.engaged_ms, e.scroll_depth).encode(),
+    }
 }
 
 /// The client address: the socket peer, unless the peer is a trusted proxy, in
@@ -262,12 +273,16 @@ impl Ingest {
             }
             .into());
         }
+        let engaged = hit.engagement;
         let hits = match self.prepare(hit, ua, ip, now_ms())? {
             Ok(h) => h,
             Err(d) => return Ok(Outcome::Dropped(d)),
         };
         let n = hits.len();
-        let records = hits.iter().map(Hit::encode).collect::<Vec<_>>();
+        let records = hits
+            .into_iter()
+            .map(|h| record(h, engaged))
+            .collect::<Vec<_>>();
         let res = if n == 1 {
             self.queue
                 .append(records.into_iter().next().expect("one record"))
@@ -277,7 +292,14 @@ impl Ingest {
             self.queue.append_all(records).await.map(|_| ())
         };
         res.map_err(|e| self.queue_error(e))?;
-        self.metrics.accepted(endpoint, n as u64);
+        match engaged {
+            Some(_) => {
+                self.metrics
+                    .engagements_accepted
+                    .fetch_add(n as u64, Relaxed);
+            }
+            None => self.metrics.accepted(endpoint, n as u64),
+        };
         Ok(Outcome::Stored(n))
     }
 
@@ -290,11 +312,17 @@ impl Ingest {
     ) -> Result<(usize, usize), IngestError> {
         let now = now_ms();
         let mut records = Vec::with_capacity(hits.len());
-        let mut dropped = 0;
+        let (mut dropped, mut engagements) = (0, 0);
         for (i, h) in hits.into_iter().enumerate() {
             let ip = h.ip.unwrap_or(caller);
+            let engaged = h.hit.engagement;
             match self.prepare(h.hit, &h.user_agent, ip, h.ts_ms.unwrap_or(now)) {
-                Ok(Ok(hs)) => records.extend(hs.iter().map(Hit::encode)),
+                Ok(Ok(hs)) => {
+                    if engaged.is_some() {
+                        engagements += hs.len() as u64;
+                    }
+                    records.extend(hs.into_iter().map(|h| record(h, engaged)))
+                }
                 Ok(Err(reason)) => {
                     self.metrics.dropped(reason);
                     dropped += 1;
@@ -312,7 +340,11 @@ impl Ingest {
                 .await
                 .map_err(|e| self.queue_error(e))?;
         }
-        self.metrics.accepted(Endpoint::Batch, n as u64);
+        self.metrics
+            .accepted(Endpoint::Batch, n as u64 - engagements);
+        self.metrics
+            .engagements_accepted
+            .fetch_add(engagements, Relaxed);
         Ok((n, dropped))
     }
 }

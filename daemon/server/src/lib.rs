@@ -14,6 +14,7 @@
 //! outbound connection.
 
 pub mod access;
+pub mod account;
 pub mod dashboard;
 pub mod goals_api;
 pub mod ingest;
@@ -35,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use account::AccountState;
 pub use assembly::{Services, app, control_app};
 pub use control::{Maintenance, SiteAdmin, SiteInfo};
 pub use dashboard::DashboardState;

@@ -176,6 +176,12 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub batch_errors: AtomicU64,
     pub undecodable: AtomicU64,
+    /// Engagements acknowledged with 202 (durable in the queue).
+    pub engagements_accepted: AtomicU64,
+    /// Engagements stored with their pageview.
+    pub engagements_stored: AtomicU64,
+    /// Engagements whose pageview was not found, not stored.
+    pub engagements_unattributed: AtomicU64,
     pub batch_rows: Histogram,
     pub batch_commit_seconds: Histogram,
     pub fsync_seconds: Histogram,
@@ -191,6 +197,9 @@ impl Default for Metrics {
             stored: AtomicU64::new(0),
             batch_errors: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            engagements_accepted: AtomicU64::new(0),
+            engagements_stored: AtomicU64::new(0),
+            engagements_unattributed: AtomicU64::new(0),
             batch_rows: Histogram::new(ROWS),
             batch_commit_seconds: Histogram::new(SECONDS),
             fsync_seconds: Histogram::new(SECONDS),
@@ -266,6 +275,21 @@ impl Metrics {
                 "hitvault_batch_errors_total",
                 "Batches DuckDB refused (retried).",
                 self.batch_errors.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_accepted_total",
+                "Engagements (time on page, scroll depth) acknowledged with 202 (durable in the queue); not counted as hits.",
+                self.engagements_accepted.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_stored_total",
+                "Engagements (time on page, scroll depth) written to DuckDB with their pageview.",
+                self.engagements_stored.load(Relaxed),
+            ),
+            (
+                "hitvault_engagements_unattributed_total",
+                "Engagements not stored: no pageview of the same site, visitor and path before them that day.",
+                self.engagements_unattributed.load(Relaxed),
             ),
             (
                 "hitvault_queue_undecodable_total",

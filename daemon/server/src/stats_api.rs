@@ -314,7 +314,22 @@ fn kpis_json(k: &Kpis) -> Value {
         "bounce_rate": k.bounce_rate,
         "avg_visit_duration_s": k.avg_duration_s,
         "views_per_visit": k.views_per_visit,
+        "time_on_page": round1(k.engagement.time_on_page_s()),
+        "scroll_depth": round1(k.engagement.scroll_depth()),
     })
+}
+
+/// An optional figure with one decimal (null when absent).
+fn round1(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |x| json!((x * 10.0).round() / 10.0))
+}
+
+/// Relative change of optional figures (null when either is absent).
+fn delta_opt(now: Option<f64>, before: Option<f64>) -> Value {
+    match (now, before) {
+        (Some(n), Some(b)) => delta(n, b),
+        _ => Value::Null,
+    }
 }
 
 /// Relative change from `before` to `now` (null when `before` is 0).
@@ -358,15 +373,25 @@ fn overview_json(
             "bounce_rate": delta(k.bounce_rate, b.bounce_rate),
             "avg_visit_duration_s": delta(k.avg_duration_s, b.avg_duration_s),
             "views_per_visit": delta(k.views_per_visit, b.views_per_visit),
+            "time_on_page": delta_opt(k.engagement.time_on_page_s(), b.engagement.time_on_page_s()),
+            "scroll_depth": delta_opt(k.engagement.scroll_depth(), b.engagement.scroll_depth()),
         },
         "series": o.series.iter().map(|pt| json!({
             "start": pt.start, "visitors": pt.visitors,
             "pageviews": pt.pageviews, "sessions": pt.sessions,
         })).collect::<Vec<_>>(),
         "breakdowns": o.breakdowns.iter().map(|(d, rows)| (d.name().to_owned(), json!(
-            rows.iter().map(|r| json!({
-                "value": r.value, "visitors": r.visitors, "count": r.count, "share": r.share,
-            })).collect::<Vec<_>>()
+            rows.iter().map(|r| {
+                let mut row = json!({
+                    "value": r.value, "visitors": r.visitors, "count": r.count, "share": r.share,
+                });
+                if *d == Dim::Page {
+                    let e = r.engagement.unwrap_or_default();
+                    row["time_on_page"] = round1(e.time_on_page_s());
+                    row["scroll_depth"] = round1(e.scroll_depth());
+                }
+                row
+            }).collect::<Vec<_>>()
         ))).collect::<serde_json::Map<String, Value>>(),
     })
 }

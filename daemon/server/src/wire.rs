@@ -32,6 +32,8 @@ pub struct Limits {
     pub prop_key_bytes: usize,
     pub prop_value_bytes: usize,
     pub screen_width_max: u64,
+    /// Longest engaged time one `engagement` may report, in milliseconds.
+    pub engagement_ms_max: u64,
     /// Sites named in one Plausible `domain` list.
     pub domains: usize,
 }
@@ -53,6 +55,8 @@ impl Default for Limits {
             prop_key_bytes: hitvault_store::stats::MAX_PROP_KEY_BYTES,
             prop_value_bytes: hitvault_store::stats::MAX_PROP_VALUE_BYTES,
             screen_width_max: 16_384,
+            // A visitor id lasts one UTC day, so no page view is read longer.
+            engagement_ms_max: 86_400_000,
             domains: 10,
         }
     }
@@ -94,6 +98,63 @@ pub struct BrowserHit {
     pub screen_width: Option<u16>,
     pub language: Option<String>,
     pub props: Vec<(String, String)>,
+    /// For an `engagement` (the name [`ENGAGEMENT`]): the reading time and
+    /// scroll depth it reports. `None` for every other name.
+    pub engagement: Option<Engaged>,
+}
+
+/// The event name of Plausible's engagement events, reserved: a hit with
+/// this name reports time on page and scroll depth, and is never stored as
+/// a custom event.
+pub const ENGAGEMENT: &str = "engagement";
+
+/// What an `engagement` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Engaged {
+    /// `e` / `engagement_time`: milliseconds the page was visible and
+    /// focused since the previous engagement of the same page view.
+    pub engaged_ms: u32,
+    /// `sd` / `scroll_depth`: the deepest point seen, in percent of the
+    /// page's height; values above 100 (a page that got shorter) count as 100.
+    pub scroll_depth: Option<u8>,
+}
+
+/// Reads an engagement's `e` and `sd` fields from integer values (`None`
+/// when absent), checking them against `limits`.
+fn engaged(
+    e: Option<(&str, Option<u64>)>,
+    sd: Option<(&str, Option<u64>)>,
+    limits: &Limits,
+) -> Result<Engaged, WireError> {
+    let engaged_ms = match e {
+        None => 0,
+        Some((_, Some(ms))) if ms <= limits.engagement_ms_max => ms as u32,
+        Some((k, _)) => {
+            return Err(WireError::field(
+                Refusal::InvalidField,
+                k,
+                format!(
+                    "field '{k}' must be an integer from 0 to {} (milliseconds)",
+                    limits.engagement_ms_max
+                ),
+            ));
+        }
+    };
+    let scroll_depth = match sd {
+        None => None,
+        Some((_, Some(p))) => Some(p.min(100) as u8),
+        Some((k, None)) => {
+            return Err(WireError::field(
+                Refusal::InvalidField,
+                k,
+                format!("field '{k}' must be a non-negative integer (percent)"),
+            ));
+        }
+    };
+    Ok(Engaged {
+        engaged_ms,
+        scroll_depth,
+    })
 }
 
 /// A server-side hit from `POST /api/ingest/batch`.
@@ -315,6 +376,16 @@ fn browser_fields(m: &Map<String, Value>, limits: &Limits) -> Result<BrowserHit,
     };
     let language = string(m, &["l", "language"], limits.language_bytes)?.map(str::to_owned);
     let props = props(m, &["p", "props", "m", "meta"], limits)?;
+    let engagement = if name == ENGAGEMENT {
+        let int = |keys: &[&str]| get(m, keys).map(|(k, v)| (k, v.as_u64()));
+        Some(engaged(
+            int(&["e", "engagement_time"]),
+            int(&["sd", "scroll_depth"]),
+            limits,
+        )?)
+    } else {
+        None
+    };
     Ok(BrowserHit {
         name,
         url,
@@ -323,6 +394,7 @@ fn browser_fields(m: &Map<String, Value>, limits: &Limits) -> Result<BrowserHit,
         screen_width,
         language,
         props,
+        engagement,
     })
 }
 
@@ -628,6 +700,59 @@ mod tests {
                 assert_eq!(fast, None, "{body}");
             }
             assert_eq!(parse_browser(body.as_bytes(), &lim()), general, "{body}");
+        }
+    }
+
+    #[test]
+    fn engagements_carry_time_and_scroll_depth() {
+        let plausible = br#"{"n":"engagement","sd":62,"d":"a.test","u":"https://a.test/post","p":{},"e":15230,"v":26}"#;
+        let h = parse_browser(plausible, &lim()).unwrap();
+        assert_eq!(
+            h.engagement,
+            Some(Engaged {
+                engaged_ms: 15_230,
+                scroll_depth: Some(62)
+            })
+        );
+        assert_eq!(parse_browser_general(plausible, &lim()).unwrap(), h);
+        // Long names, a page that got shorter, nothing scrolled.
+        let h = parse_browser(
+            br#"{"name":"engagement","url":"https://a.test/","engagement_time":0,"scroll_depth":140}"#,
+            &lim(),
+        )
+        .unwrap();
+        assert_eq!(h.engagement.unwrap().scroll_depth, Some(100));
+        let h = parse_browser(br#"{"n":"engagement","u":"https://a.test/"}"#, &lim()).unwrap();
+        assert_eq!(
+            h.engagement,
+            Some(Engaged {
+                engaged_ms: 0,
+                scroll_depth: None
+            })
+        );
+        // Other names ignore the fields, as any unknown key.
+        let h = parse_browser(br#"{"n":"pageview","u":"https://a.test/","e":-1}"#, &lim()).unwrap();
+        assert_eq!(h.engagement, None);
+        for (body, field) in [
+            (r#"{"n":"engagement","u":"https://a.test/","e":-5}"#, "e"),
+            (
+                r#"{"n":"engagement","u":"https://a.test/","e":86400001}"#,
+                "e",
+            ),
+            (r#"{"n":"engagement","u":"https://a.test/","e":1.5}"#, "e"),
+            (r#"{"n":"engagement","u":"https://a.test/","e":"5"}"#, "e"),
+            (r#"{"n":"engagement","u":"https://a.test/","sd":-1}"#, "sd"),
+            (
+                r#"{"n":"engagement","u":"https://a.test/","scroll_depth":"x"}"#,
+                "scroll_depth",
+            ),
+        ] {
+            let e = parse_browser(body.as_bytes(), &lim()).unwrap_err();
+            assert_eq!(
+                (e.reason, e.field.as_deref()),
+                (Refusal::InvalidField, Some(field)),
+                "{body}"
+            );
         }
     }
 

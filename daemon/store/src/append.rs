@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{
     ArrayRef, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder,
-    UInt64Builder,
+    UInt32Builder, UInt64Builder,
 };
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use hitvault_core::{Hit, HitRef};
+use hitvault_core::{EngagementRef, Hit, HitRef};
 
 use crate::{QueryError, Store};
 
@@ -36,6 +36,11 @@ pub struct AppendStats {
     pub props: usize,
     /// Hits naming a site that no longer exists; skipped, never stored.
     pub unknown_site: usize,
+    /// Engagements stored, each with the pageview it belongs to.
+    pub engagements: usize,
+    /// Engagements whose pageview was not found (see
+    /// [`Store::append_batch`]); not stored.
+    pub unattributed: usize,
 }
 
 /// The columns of `hits`, in order, as appends and imports hand them to DuckDB.
@@ -85,6 +90,55 @@ fn props_schema() -> Arc<Schema> {
     ]))
 }
 
+/// What an engagement is matched by, before it is attributed to a pageview
+/// (a temporary table of the writer's connection, emptied after each batch).
+const ENGAGED_IN: &str = "CREATE TEMP TABLE IF NOT EXISTS hv_engaged_in (
+    id UBIGINT, site_id USMALLINT, ts TIMESTAMPTZ, visitor UBIGINT, path VARCHAR,
+    engaged_ms UINTEGER, scroll_depth UTINYINT)";
+
+fn engaged_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new("site_id", DataType::UInt16, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("visitor", DataType::UInt64, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("engaged_ms", DataType::UInt32, false),
+        Field::new("scroll_depth", DataType::UInt8, true),
+    ]))
+}
+
+/// Attributes the engagements in `hv_engaged_in` to their pageviews and
+/// stores them; returns how many were stored. The rule (documented in
+/// `docs/internals/engagement.md`): an engagement belongs to the latest
+/// pageview of the same site, visitor and path at or before it, on the same
+/// UTC day (a visitor id lasts one day). The hits scanned are bounded by the
+/// batch's days, written into the text so DuckDB prunes row groups by `ts`.
+fn attribute(conn: &duckdb::Connection, lo_us: i64, hi_us: i64) -> duckdb::Result<usize> {
+    let day = crate::stats::model::DAY_US;
+    let from = lo_us.div_euclid(day) * day;
+    conn.execute(
+        &format!(
+            "INSERT INTO engagements
+             SELECT e.id, h.id, h.site_id, h.ts, h.path, e.engaged_ms, e.scroll_depth
+             FROM (SELECT *, epoch_us(ts) // {day} AS dn FROM hv_engaged_in) e
+             ASOF JOIN (
+               SELECT id, site_id, visitor, path, ts, epoch_us(ts) // {day} AS dn FROM hits
+               WHERE kind = 0
+                 AND ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
+                 AND ts <= make_timestamp({hi_us}::BIGINT)::TIMESTAMPTZ
+             ) h
+             ON e.site_id = h.site_id AND e.visitor = h.visitor AND e.path = h.path
+                AND e.dn = h.dn AND e.ts >= h.ts"
+        ),
+        [],
+    )
+}
+
 /// Appends an optional string: empty means unknown and is stored as NULL.
 fn opt(b: &mut StringBuilder, v: &str) {
     if v.is_empty() {
@@ -114,6 +168,22 @@ impl Store {
         hits: &[(u64, HitRef<'_>)],
         committed_seq: u64,
     ) -> Result<AppendStats, AppendError> {
+        self.append_batch(hits, &[], committed_seq)
+    }
+
+    /// Stores a batch of queue records: the hits, then the engagements, each
+    /// attributed to its pageview (the latest pageview of the same site,
+    /// visitor and path at or before it, on the same UTC day, this batch's
+    /// hits included). An engagement without such a pageview (it arrived
+    /// after midnight, or its pageview was dropped or never sent) is not
+    /// stored and is counted in [`AppendStats::unattributed`]. All of it and
+    /// `committed_seq` in one transaction, as [`Store::append`].
+    pub fn append_batch(
+        &mut self,
+        hits: &[(u64, HitRef<'_>)],
+        engagements: &[(u64, EngagementRef<'_>)],
+        committed_seq: u64,
+    ) -> Result<AppendStats, AppendError> {
         let current = self.committed_seq()?;
         if committed_seq <= current {
             return Err(AppendError::Stale {
@@ -124,6 +194,9 @@ impl Store {
         if hits
             .iter()
             .any(|(_, h)| !self.site_ids.contains_key(h.site))
+            || engagements
+                .iter()
+                .any(|(_, e)| !self.site_ids.contains_key(e.site))
         {
             self.refresh_sites()?;
         }
@@ -227,8 +300,51 @@ impl Store {
             ],
         )?;
 
+        let (mut e_lo, mut e_hi) = (i64::MAX, i64::MIN);
+        let engaged_batch = if engagements.is_empty() {
+            None
+        } else {
+            let n = engagements.len();
+            let mut id = UInt64Builder::with_capacity(n);
+            let mut site = UInt16Builder::with_capacity(n);
+            let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+            let mut visitor = UInt64Builder::with_capacity(n);
+            let mut path = StringBuilder::new();
+            let mut ms = UInt32Builder::with_capacity(n);
+            let mut sd = UInt8Builder::with_capacity(n);
+            for (seq, e) in engagements {
+                let Some(&sid) = self.site_ids.get(e.site) else {
+                    stats.unknown_site += 1;
+                    continue;
+                };
+                let micros = e.ts_ms.saturating_mul(1000);
+                (e_lo, e_hi) = (e_lo.min(micros), e_hi.max(micros));
+                id.append_value(*seq);
+                site.append_value(sid);
+                ts.append_value(micros);
+                visitor.append_value(e.visitor);
+                path.append_value(e.path);
+                ms.append_value(e.engaged_ms);
+                sd.append_option(e.scroll_depth.map(|d| d.min(100)));
+            }
+            let b = RecordBatch::try_new(
+                engaged_schema(),
+                vec![
+                    Arc::new(id.finish()),
+                    Arc::new(site.finish()),
+                    Arc::new(ts.finish()),
+                    Arc::new(visitor.finish()),
+                    Arc::new(path.finish()),
+                    Arc::new(ms.finish()),
+                    Arc::new(sd.finish()),
+                ],
+            )?;
+            (b.num_rows() > 0).then_some(b)
+        };
+        let to_attribute = engaged_batch.as_ref().map_or(0, |b| b.num_rows());
+
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> Result<(), AppendError> {
+        let result = (|| -> Result<usize, AppendError> {
             if hits_batch.num_rows() > 0 {
                 let mut app = self.conn.appender("hits")?;
                 app.append_record_batch(hits_batch)?;
@@ -239,16 +355,32 @@ impl Store {
                 app.append_record_batch(props_batch)?;
                 app.flush()?;
             }
+            let mut attributed = 0;
+            if let Some(b) = engaged_batch {
+                self.conn.execute_batch(ENGAGED_IN)?;
+                let mut app = self.conn.appender("hv_engaged_in")?;
+                app.append_record_batch(b)?;
+                app.flush()?;
+                drop(app);
+                attributed = attribute(&self.conn, e_lo, e_hi)?;
+                self.conn.execute_batch("DELETE FROM hv_engaged_in")?;
+            }
             self.conn.execute(
                 "UPDATE ingest_state SET committed_seq = ? WHERE id = 1",
                 [committed_seq],
             )?;
             self.conn.execute_batch("COMMIT")?;
-            Ok(())
+            Ok(attributed)
         })();
-        if let Err(e) = result {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e);
+        match result {
+            Ok(attributed) => {
+                stats.engagements = attributed;
+                stats.unattributed = to_attribute - attributed;
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
         }
         if stats.hits > 0 {
             self.changes.added(min_ts);

@@ -448,6 +448,7 @@ impl Stats {
                     visitors: r.get(1)?,
                     count: r.get(2)?,
                     share: 0.0,
+                    engagement: None,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -478,6 +479,9 @@ fn merge_rows(rows: &mut Vec<Row>, imported: Vec<Row>) {
             Some(&i) => {
                 rows[i].visitors += r.visitors;
                 rows[i].count += r.count;
+                if let Some(e) = r.engagement {
+                    rows[i].engagement.get_or_insert_default().add(&e);
+                }
             }
             None => {
                 at.insert(r.value.clone(), rows.len());

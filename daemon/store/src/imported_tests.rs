@@ -94,6 +94,7 @@ fn row(v: Option<&str>, visitors: u64, count: u64, share: f64) -> Row {
         visitors,
         count,
         share,
+        engagement: None,
     }
 }
 

@@ -436,6 +436,8 @@ impl Store {
 mod tests;
 
 #[cfg(test)]
+mod engagement_tests;
+#[cfg(test)]
 mod goals_tests;
 #[cfg(test)]
 mod imported_tests;

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "imported",
         include_str!("../migrations/0003_imported.sql"),
     ),
+    (
+        4,
+        "engagements",
+        include_str!("../migrations/0004_engagements.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -104,6 +104,12 @@ impl Store {
                  AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ",
                 duckdb::params![site, before_us],
             )?;
+            // Engagements carry their pageview's time: they go with it.
+            c.execute(
+                "DELETE FROM engagements WHERE site_id = (SELECT id FROM sites WHERE hostname = ?) \
+                 AND ts < make_timestamp(?::BIGINT)::TIMESTAMPTZ",
+                duckdb::params![site, before_us],
+            )?;
             if h as u64 != archived.hits || p as u64 != archived.props {
                 return Err(PruneError::Changed {
                     site: site.to_owned(),

@@ -288,6 +288,7 @@ impl<'a> Model<'a> {
             bounce_rate: per(bounces as f64),
             avg_duration_s: per(dur_ms as f64 / 1000.0),
             views_per_visit: per(pv as f64),
+            engagement: Default::default(),
         }
     }
 

@@ -105,6 +105,7 @@ fn kpis(
         bounce_rate: bounces as f64 / sessions as f64,
         avg_duration_s,
         views_per_visit: session_pageviews as f64 / sessions as f64,
+        engagement: Default::default(),
     }
 }
 
@@ -236,6 +237,7 @@ fn row(value: Option<&str>, visitors: u64, count: u64, share: f64) -> Row {
         visitors,
         count,
         share,
+        engagement: None,
     }
 }
 

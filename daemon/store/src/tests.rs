@@ -41,7 +41,8 @@ fn migrations_apply_once_and_record_version() {
         vec![
             vec![Some("1".into()), Some("initial".into())],
             vec![Some("2".into()), Some("goals_funnels_rollups".into())],
-            vec![Some("3".into()), Some("imported".into())]
+            vec![Some("3".into()), Some("imported".into())],
+            vec![Some("4".into()), Some("engagements".into())]
         ]
     );
     assert_eq!(s.committed_seq().unwrap(), 0);
@@ -79,7 +80,7 @@ fn append_stores_rows_props_and_position_atomically() {
         AppendStats {
             hits: 2,
             props: 2,
-            unknown_site: 0
+            ..Default::default()
         }
     );
     assert_eq!(s.committed_seq().unwrap(), 2);

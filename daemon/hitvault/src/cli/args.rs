@@ -49,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         command: super::site::SiteCommand,
     },
+    /// Manage users: list, add (prints a one-time set-up link), remove, or
+    /// reset their factors (through the running daemon if there is one).
+    User {
+        #[command(subcommand)]
+        command: super::user::UserCommand,
+    },
     /// Export hits, their props, the sites, their goals and funnels and
     /// their imported history into a Takeout directory (through the running
     /// daemon if there is one), or check one.

@@ -1,7 +1,9 @@
 //! `hitvault backup DIR` and `hitvault restore DIR`.
 //!
 //! A backup is a directory holding `hitvault.duckdb`, a consistent copy of
-//! the database made by DuckDB (`hitvault_store::backup`), and `BACKUP`, a
+//! the database made by DuckDB (`hitvault_store::backup`), `accounts.jsonl`
+//! (the accounts' journal, whole records only: users, factors, sessions;
+//! absent when no account exists yet), and `BACKUP`, a
 //! JSON manifest with the schema version, the queue position the copy
 //! covers (`committed_seq`), its row counts and the file's size and SHA-256.
 //! The manifest is written last, under a temporary name renamed into place
@@ -34,7 +36,7 @@ use sha2::{Digest, Sha256};
 use super::client;
 use crate::config::Config;
 use crate::control::{SNAPSHOT_HEADER, SnapshotHeader};
-use crate::datadir::{self, CONTROL_SOCKET};
+use crate::datadir::{self, ACCOUNTS_DIR, CONTROL_SOCKET};
 use crate::exit::{Exit, Failure, OrExit};
 
 /// File name of a backup's manifest.
@@ -195,6 +197,12 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
             )
         }
     };
+    let mut files = vec![BackupFile {
+        name: DB_FILE.to_owned(),
+        bytes,
+        sha256: sha,
+    }];
+    files.extend(copy_accounts(cfg, dir)?);
     sync_dir(dir).or_exit(Exit::Runtime)?;
     let m = BackupManifest {
         backup_version: BACKUP_VERSION,
@@ -206,11 +214,7 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
         hits: d.hits,
         props: d.props,
         sites: d.sites,
-        files: vec![BackupFile {
-            name: DB_FILE.to_owned(),
-            bytes,
-            sha256: sha,
-        }],
+        files,
     };
     let tmp = dir.join(format!("{MANIFEST}.tmp"));
     let body = serde_json::to_vec_pretty(&m).expect("manifest serialises");
@@ -236,6 +240,52 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
         m.files[0].sha256
     );
     Ok(())
+}
+
+/// File name of the accounts' journal in a backup.
+pub const ACCOUNTS_FILE: &str = hitvault_accounts::journal::FILE;
+
+/// Copies the accounts' journal into the backup: its whole records only (a
+/// record being appended meanwhile is left for the next backup), which is
+/// always a state the journal had. `None` when there are no accounts yet.
+fn copy_accounts(cfg: &Config, dir: &Path) -> Result<Option<BackupFile>, Failure> {
+    let from = cfg.data_dir.join(ACCOUNTS_DIR).join(ACCOUNTS_FILE);
+    let mut bytes = match std::fs::read(&from) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Failure::runtime(format!("reading {}: {e}", from.display())));
+        }
+    };
+    bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
+    let to = dir.join(ACCOUNTS_FILE);
+    let (n, sha) = copy_hashed(&mut &bytes[..], &to)
+        .or_exit_with(Exit::Runtime, |e| format!("writing {}: {e}", to.display()))?;
+    Ok(Some(BackupFile {
+        name: ACCOUNTS_FILE.to_owned(),
+        bytes: n,
+        sha256: sha,
+    }))
+}
+
+/// Puts a backup's accounts journal into the data dir being restored, and
+/// checks that it opens.
+fn restore_accounts(cfg: &Config, dir: &Path, m: &BackupManifest) -> Result<(), String> {
+    let Some(f) = m.files.iter().find(|f| f.name == ACCOUNTS_FILE) else {
+        return Ok(());
+    };
+    let accounts = cfg.data_dir.join(ACCOUNTS_DIR);
+    std::fs::create_dir_all(&accounts).map_err(|e| e.to_string())?;
+    let mut src = std::fs::File::open(dir.join(ACCOUNTS_FILE)).map_err(|e| e.to_string())?;
+    let target = accounts.join(ACCOUNTS_FILE);
+    let (_, sha) = copy_hashed(&mut src, &target).map_err(|e| e.to_string())?;
+    if sha != f.sha256 {
+        return Err("the accounts journal changed while it was copied (SHA-256 differs)".into());
+    }
+    sync_dir(&accounts).map_err(|e| e.to_string())?;
+    crate::links::open_accounts(cfg)
+        .map(drop)
+        .map_err(|e| format!("the restored accounts do not open: {e}"))
 }
 
 /// Opens the store for writing and commits what the queue still holds
@@ -371,6 +421,11 @@ pub fn restore(cfg: &Config, dir: &Path) -> Result<(), Failure> {
         )));
     }
     store.checkpoint().map_err(|e| undo(e.to_string()))?;
+    drop(store);
+    restore_accounts(cfg, dir, &m).map_err(|e| {
+        let _ = std::fs::remove_dir_all(cfg.data_dir.join(ACCOUNTS_DIR));
+        undo(e)
+    })?;
     println!(
         "restored {} into {}: {} hits, {} props, {} sites, queue position {}",
         dir.display(),

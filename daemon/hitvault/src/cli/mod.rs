@@ -5,7 +5,7 @@
 //! One file per command. Nothing here reaches into `crate::daemon` (a test
 //! in the tests crate checks it): what the two sides share lives in the
 //! leaves (`datadir`, `exit`, `config`, `control`, `sites`, `retention`,
-//! `replay`).
+//! `replay`, `links`).
 
 pub mod args;
 pub mod backup;
@@ -15,3 +15,4 @@ pub mod import_plausible;
 pub mod prune;
 pub mod site;
 pub mod takeout;
+pub mod user;

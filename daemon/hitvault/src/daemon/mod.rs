@@ -120,6 +120,7 @@ struct Opened {
     queue: Queue,
     metrics: Arc<Metrics>,
     salts: Arc<SaltKeeper>,
+    accounts: Arc<hitvault_accounts::Accounts>,
 }
 
 impl Opened {
@@ -139,12 +140,6 @@ impl Opened {
                 .or_exit(Exit::Startup)?,
             live.clone(),
         );
-        if !hitvault_server::dashboard::served_on(&prepared.local) {
-            tracing::warn!(
-                "{}",
-                hitvault_server::dashboard::refusal_reason(&prepared.local)
-            );
-        }
         let declared = cfg.declared_sites();
         for (h, aliases) in &declared {
             store
@@ -172,6 +167,19 @@ impl Opened {
         let salts = Arc::new(
             SaltKeeper::open(&cfg.data_dir.join(SALTS_DIR), now_ms()).or_exit(Exit::Startup)?,
         );
+        let accounts = Arc::new(crate::links::open_accounts(cfg)?);
+        if let Some(token) = accounts
+            .setup_link(now_ms().max(0) as u64 / 1000)
+            .map_err(|e| Failure::startup(format!("making the set-up link: {e}")))?
+        {
+            let url = crate::links::setup_url(cfg, prepared.local, &token);
+            // On the console (stderr) and in the log, for whoever starts it.
+            eprintln!(
+                "hitvault: no admin yet. Open {url} within an hour to create one \
+                 (or run `hitvault user add NAME --admin`)."
+            );
+            tracing::warn!(url = %url, "no admin yet: open the set-up link within an hour");
+        }
         Ok(Opened {
             store,
             opts,
@@ -183,6 +191,7 @@ impl Opened {
             queue,
             metrics,
             salts,
+            accounts,
         })
     }
 }
@@ -223,6 +232,7 @@ struct Routes {
     live: Arc<std::sync::Mutex<hitvault_store::live::LiveStats>>,
     commits: Commits,
     adapters: Adapters,
+    accounts: hitvault_server::AccountState,
 }
 
 impl Wired {
@@ -238,6 +248,7 @@ impl Wired {
             queue,
             metrics,
             salts,
+            accounts,
         } = opened;
         let Prepared {
             lock,
@@ -322,6 +333,7 @@ impl Wired {
             on_commit: on_commit(commits.clone()),
             exports,
         };
+        let hostnames = Vec::new();
         Ok(Wired {
             cfg,
             lock,
@@ -339,6 +351,7 @@ impl Wired {
                 live,
                 commits,
                 adapters,
+                accounts: hitvault_server::AccountState::new(accounts, hostnames),
             },
         })
     }
@@ -380,7 +393,7 @@ impl Wired {
             let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|v| *v).await;
             };
-            let (public, control_app) = routes.build(local, rx.clone());
+            let (public, control_app) = routes.build(rx.clone());
             let control_task = tokio::spawn({
                 let shutdown = wait(rx.clone());
                 async move {
@@ -436,30 +449,28 @@ impl Wired {
 impl Routes {
     /// The public router (ingest, stats API, goals, dashboard, Takeout) and
     /// the control socket's. `shutdown` ends the realtime streams.
-    fn build(
-        self,
-        listen: std::net::SocketAddr,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> (axum::Router, axum::Router) {
+    fn build(self, shutdown: tokio::sync::watch::Receiver<bool>) -> (axum::Router, axum::Router) {
         let Routes {
             state,
             stats,
             live,
             commits,
             adapters,
+            accounts,
         } = self;
         let control = hitvault_server::control_app(
             adapters.sites,
             adapters.exporter.clone(),
             adapters.maintenance,
+            accounts.accounts.clone(),
         );
         let dashboard = hitvault_server::DashboardState {
             stats,
             realtime: hitvault_server::RealtimeState::new(commits, live, shutdown),
-            listen,
             defs: adapters.defs,
         };
         let public = hitvault_server::app(hitvault_server::Services {
+            accounts,
             public: state,
             dashboard,
             exporter: adapters.exporter,

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
-use hitvault_core::HitRef;
+use hitvault_core::{HitRef, Record};
 use hitvault_queue::Queue;
 use hitvault_server::metrics::Metrics;
 use hitvault_store::Store;
@@ -495,9 +495,11 @@ impl Loop {
     fn commit(&mut self, records: &[(u64, Vec<u8>)]) -> Result<(), Finished> {
         let last = records.last().map(|r| r.0).expect("non-empty");
         let mut hits = Vec::with_capacity(records.len());
+        let mut engagements = Vec::new();
         for (seq, bytes) in records {
-            match HitRef::decode(bytes) {
-                Ok(h) => hits.push((*seq, h)),
+            match Record::decode(bytes) {
+                Ok(Record::Hit(h)) => hits.push((*seq, h)),
+                Ok(Record::Engagement(e)) => engagements.push((*seq, e)),
                 Err(e) => {
                     self.parts
                         .metrics
@@ -511,7 +513,7 @@ impl Loop {
             (self.parts.heartbeat)();
             let t = Instant::now();
             let metrics = &self.parts.metrics;
-            match self.parts.store.append_refs(&hits, last) {
+            match self.parts.store.append_batch(&hits, &engagements, last) {
                 Ok(stats) => {
                     metrics
                         .batch_commit_seconds
@@ -520,6 +522,12 @@ impl Loop {
                     metrics
                         .stored
                         .fetch_add(stats.hits as u64, Ordering::Relaxed);
+                    metrics
+                        .engagements_stored
+                        .fetch_add(stats.engagements as u64, Ordering::Relaxed);
+                    metrics
+                        .engagements_unattributed
+                        .fetch_add(stats.unattributed as u64, Ordering::Relaxed);
                     if stats.unknown_site > 0 {
                         tracing::warn!(
                             count = stats.unknown_site,

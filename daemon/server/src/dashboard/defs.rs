@@ -112,9 +112,10 @@ fn alert(error: &Option<String>, id: &str) -> String {
 
 fn delete_button(action: &str, what: &str, name: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"{}\" class=\"inline\"><button type=\"submit\" \
+        "<form method=\"post\" action=\"{}\" class=\"inline\">{}<button type=\"submit\" \
          class=\"danger\" aria-label=\"Delete {what} {}\">Delete</button></form>",
         esc(action),
+        crate::account::csrf_field(),
         esc(name)
     )
 }
@@ -167,7 +168,7 @@ pub(crate) fn sections(
     let _ = write!(
         s,
         "<h3>Add a goal</h3>{alert}<form method=\"post\" action=\"{b}/settings/goals\" class=\"controls def-form\" \
-         aria-label=\"Add a goal\"{described}>\
+         aria-label=\"Add a goal\"{described}>{csrf}\
          <label for=\"goal-kind\">Reached by{kinds}</label>\
          <label for=\"goal-value\">Event name or path pattern<input type=\"text\" name=\"value\" \
          id=\"goal-value\" required maxlength=\"{MAX_VALUE_LEN}\" value=\"{value}\" \
@@ -176,6 +177,7 @@ pub(crate) fn sections(
          maxlength=\"{MAX_VALUE_LEN}\" value=\"{name}\" autocomplete=\"off\"></label>\
          <button type=\"submit\">Add goal</button></form></section>",
         alert = alert(&gf.error, "goal-error"),
+        csrf = crate::account::csrf_field(),
         b = esc(&base),
         described = if gf.error.is_some() {
             " aria-describedby=\"goal-error\""
@@ -227,11 +229,12 @@ pub(crate) fn sections(
     let _ = write!(
         s,
         "<h3>Add a funnel</h3>{alert}<form method=\"post\" action=\"{b}/settings/funnels\" class=\"def-form funnel-form\" \
-         aria-label=\"Add a funnel\"{described}><div class=\"controls\">\
+         aria-label=\"Add a funnel\"{described}>{csrf}<div class=\"controls\">\
          <label for=\"funnel-name\">Name<input type=\"text\" name=\"name\" id=\"funnel-name\" required \
          maxlength=\"{MAX_VALUE_LEN}\" value=\"{name}\" autocomplete=\"off\"></label></div>\
          <fieldset><legend>Steps, in order ({lo} to {hi}; leave the ones you do not need empty)</legend><ol class=\"step-rows\">",
         alert = alert(&ff.error, "funnel-error"),
+        csrf = crate::account::csrf_field(),
         b = esc(&base),
         described = if ff.error.is_some() {
             " aria-describedby=\"funnel-error\""

@@ -171,6 +171,16 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
         }
         h.push_str("</ul></nav>");
     }
+    if let Some(crate::access::Caller::Session(v)) = crate::account::current() {
+        let _ = write!(
+            h,
+            "<div class=\"who\"><a href=\"/account\">{}</a>\
+             <form method=\"post\" action=\"/logout\" class=\"inline\">{}\
+             <button type=\"submit\">Sign out</button></form></div>",
+            esc(&v.user.name),
+            crate::account::csrf_field()
+        );
+    }
     let _ = writeln!(
         h,
         "</div></header><main id=\"main\" tabindex=\"-1\">{main}</main>\

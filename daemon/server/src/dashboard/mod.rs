@@ -21,13 +21,15 @@
 //! JavaScript; `assets/dashboard.js` adds the range form's behaviour, chart
 //! tooltips, live numbers and copying.
 //!
-//! Access: [`gate`] is the one check in front of every dashboard route. Until
-//! accounts exist it refuses everything (403, saying why) when the daemon
-//! listens on an address other machines can reach, and otherwise admits
-//! what [`authorize`] admits (requests from loopback clients addressed to
-//! a loopback name, which stops DNS rebinding; see [`crate::access`]). A request
-//! that changes something (a `POST`) sent from another site's page is
-//! refused with a 403 saying why ([`defs::cross_site`]). Every answer
+//! Access: [`gate`] is the one check in front of every dashboard route. It
+//! admits what [`admit`] admits (see [`crate::access`]): the machine's own
+//! loopback clients, and signed-in sessions; a request addressed to a
+//! foreign name is refused (403, saying why), and anyone else is sent to
+//! the sign-in page (a `GET`) or refused with a 401 page. A session that
+//! must enrol a second factor is sent to its account page. A request that
+//! changes something (a `POST`) sent from another site's page is refused
+//! with a 403 saying why ([`defs::cross_site`]), and one from a session
+//! must carry the session's CSRF token ([`crate::account`]). Every answer
 //! carries a Content-Security-Policy without `'unsafe-inline'`: no page has
 //! an inline script, a `<style>` element or a `style` attribute.
 //!
@@ -39,7 +41,7 @@ mod chart;
 mod csv;
 mod defs;
 mod explore;
-mod html;
+pub(crate) mod html;
 mod pages;
 mod view;
 
@@ -59,9 +61,11 @@ use jiff::Timestamp;
 use std::sync::Arc;
 
 use crate::DefAdmin;
-use crate::access::{Denied, authorize, request_host};
+use crate::access::{Caller, Denied, admit, request_host};
+use crate::account::AccountState;
 use crate::realtime::{RealtimeState, TOP_ROWS};
 use crate::stats_api::{BadParam, StatsState};
+pub(crate) use defs::cross_site;
 use view::View;
 
 /// Rows of each panel on the overview.
@@ -80,16 +84,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub struct DashboardState {
     pub stats: StatsState,
     pub realtime: RealtimeState,
-    /// The address the daemon listens on: decides whether the dashboard is served.
-    pub listen: SocketAddr,
     /// Writes goal and funnel definitions (the settings forms).
     pub defs: Arc<dyn DefAdmin>,
-}
-
-/// Whether the dashboard may be served on `listen` before accounts exist:
-/// only on a loopback address, which other machines cannot reach.
-pub fn served_on(listen: &SocketAddr) -> bool {
-    listen.ip().to_canonical().is_loopback()
 }
 
 /// The dashboard's pages; [`crate::app`] puts them behind [`gate`] (the
@@ -115,30 +111,105 @@ pub(crate) fn routes(state: DashboardState) -> Router {
             post(defs::delete_funnel),
         )
         .route("/sites/{site}/export.csv", get(export))
-        .route("/assets/{name}", get(asset))
         .with_state(state)
+}
+
+/// The embedded stylesheet, script and icon: served without a session (the
+/// sign-in page uses them), under the account pages' layer.
+pub(crate) fn asset_routes() -> Router {
+    Router::new().route("/assets/{name}", get(asset))
 }
 
 /// The one access check of the dashboard (see the module doc), and the
 /// security headers of every answer.
 pub(crate) async fn gate(
-    State(listen): State<SocketAddr>,
+    State(state): State<AccountState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
-    let mut r = if !served_on(&listen) {
-        refused_on(&listen)
-    } else if let Err(d) = authorize(&peer, request_host(&req)) {
-        html(StatusCode::FORBIDDEN, denied_page(&d))
-    } else if let Some(why) = defs::cross_site(req.method(), req.headers()) {
-        html(
-            StatusCode::FORBIDDEN,
-            html::message_page("Cross-site request refused", &format!("Refused: {why}.")),
-        )
-    } else {
-        next.run(req).await
+    let verdict = admit(&peer, request_host(&req), &state.hostnames, || {
+        state.session_of(req.headers())
+    });
+    let mut r = match verdict {
+        Err(d @ Denied::ForeignHost(_)) => html(StatusCode::FORBIDDEN, denied_page(&d)),
+        Err(Denied::NotLoopback) => sign_in_first(&req),
+        Ok(caller) => match defs::cross_site(req.method(), req.headers()) {
+            Some(why) => html(
+                StatusCode::FORBIDDEN,
+                html::message_page("Cross-site request refused", &format!("Refused: {why}.")),
+            ),
+            None => admitted(caller, req, next).await,
+        },
     };
+    security_headers(&mut r);
+    r
+}
+
+/// Runs an admitted request: a session that must enrol goes to its
+/// account page, and its changes must carry its CSRF token.
+async fn admitted(caller: Caller, mut req: Request, next: Next) -> Response {
+    if let Caller::Session(s) = &caller {
+        if s.must_enrol {
+            return see_other("/account");
+        }
+        if !matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        ) {
+            req = match crate::account::check_csrf(req, &s.csrf).await {
+                Ok(req) => req,
+                Err(why) => {
+                    return html(
+                        StatusCode::FORBIDDEN,
+                        html::message_page("Form refused", &format!("Refused: {why}.")),
+                    );
+                }
+            };
+        }
+    }
+    req.extensions_mut().insert(caller.clone());
+    crate::account::with_caller(Some(caller), next.run(req)).await
+}
+
+/// The answer to a request that needs a session and has none: the
+/// sign-in page for a page view, a 401 page for anything else.
+fn sign_in_first(req: &Request) -> Response {
+    if req.method() == axum::http::Method::GET {
+        let here = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let next: String = here
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        return see_other(&format!("/login?next={next}"));
+    }
+    html(
+        StatusCode::UNAUTHORIZED,
+        html::message_page("Sign in first", &Denied::NotLoopback.message()),
+    )
+}
+
+fn see_other(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// The security headers of every page: the Content-Security-Policy, no
+/// sniffing, no framing, no referrer to other sites, no caching unless
+/// the handler chose otherwise.
+pub(crate) fn security_headers(r: &mut Response) {
     let h = r.headers_mut();
     for (name, value) in [
         ("content-security-policy", CONTENT_SECURITY_POLICY),
@@ -153,47 +224,13 @@ pub(crate) async fn gate(
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    r
 }
 
-/// The page of a request the access rule refuses.
+/// The page of a request addressed to a foreign name.
 fn denied_page(d: &Denied) -> String {
-    match d {
-        Denied::NotLoopback => html::message_page(
-            "Not available from this address",
-            "Until accounts exist, the dashboard is served only to clients on this machine \
-             (loopback addresses). Open it on the server itself, or through an SSH tunnel: \
-             ssh -L 8080:127.0.0.1:8080 <server>.",
-        ),
-        Denied::ForeignHost(host) => html::message_page(
-            "Not addressed to this machine",
-            &format!(
-                "Refused: this request is addressed to {host:?}. Until accounts exist, the \
-                 dashboard answers only requests to localhost, 127.0.0.1 or [::1], so that a \
-                 page of another site whose name resolves to this machine cannot read it. \
-                 Open http://127.0.0.1:<port>/ instead."
-            ),
-        ),
-    }
-}
-
-/// Why the dashboard is off on this listen address, as logged at start.
-pub fn refusal_reason(listen: &SocketAddr) -> String {
-    format!(
-        "the dashboard is not served: hitvault listens on {listen}, an address other machines \
-         can reach, and accounts (sign-in) do not exist yet. Listen on a loopback address \
-         (listen = \"127.0.0.1:8080\") and reach the dashboard through an SSH tunnel \
-         (ssh -L 8080:127.0.0.1:8080 <server>). Ingest and the tracker work on any address."
-    )
-}
-
-fn refused_on(listen: &SocketAddr) -> Response {
-    html(
-        StatusCode::FORBIDDEN,
-        html::message_page(
-            "Dashboard not served on this address",
-            &format!("Refused: {}", refusal_reason(listen)),
-        ),
+    html::message_page(
+        "Not addressed to this appliance",
+        &format!("Refused: {}", d.message()),
     )
 }
 
@@ -596,6 +633,16 @@ async fn export(
                         format!("{:.2}", p.views_per_visit),
                     ),
                     row("events", k.events.to_string(), p.events.to_string()),
+                    row(
+                        "time_on_page_s",
+                        opt1(k.engagement.time_on_page_s()),
+                        opt1(p.engagement.time_on_page_s()),
+                    ),
+                    row(
+                        "scroll_depth",
+                        opt1(k.engagement.scroll_depth()),
+                        opt1(p.engagement.scroll_depth()),
+                    ),
                 ],
             )
         }),
@@ -619,15 +666,25 @@ async fn export(
                 .await
                 .map(|rows| {
                     let count = pages::count_title(dim).to_ascii_lowercase();
+                    let mut header = vec![dim.name(), "visitors", &count, "share"];
+                    if dim == Dim::Page {
+                        header.extend(["time_on_page_s", "scroll_depth"]);
+                    }
                     csv::file(
-                        &[dim.name(), "visitors", &count, "share"],
+                        &header,
                         rows.iter().map(|r| {
-                            vec![
+                            let mut f = vec![
                                 csv::text_field(r.value.as_deref().unwrap_or("")),
                                 r.visitors.to_string(),
                                 r.count.to_string(),
                                 csv::share(r.share),
-                            ]
+                            ];
+                            if dim == Dim::Page {
+                                let e = r.engagement.unwrap_or_default();
+                                f.push(opt1(e.time_on_page_s()));
+                                f.push(opt1(e.scroll_depth()));
+                            }
+                            f
                         }),
                     )
                 })
@@ -810,26 +867,61 @@ async fn asset(Path(name): Path<String>, RawQuery(q): RawQuery, headers: HeaderM
     r
 }
 
+/// An optional figure with one decimal; empty when absent.
+fn opt1(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.1}")).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
     use tower::ServiceExt;
 
-    async fn through_gate(listen: &str, peer: &str) -> Response {
-        let app = Router::new()
+    fn accounts() -> (tempfile::TempDir, AccountState) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = hitvault_accounts::Accounts::open(
+            dir.path(),
+            hitvault_accounts::Policy::default(),
+            hitvault_accounts::Limits::default(),
+            crate::account::now(),
+        )
+        .unwrap();
+        let state = AccountState::new(Arc::new(a), vec!["stats.clinic.lan".into()]);
+        (dir, state)
+    }
+
+    fn gated(state: AccountState) -> Router {
+        Router::new()
             .route("/sites", get(|| async { "the dashboard" }))
-            .layer(axum::middleware::from_fn_with_state(
-                listen.parse::<SocketAddr>().unwrap(),
-                gate,
-            ));
-        let mut req = Request::builder()
-            .uri("/sites")
-            .body(Body::empty())
-            .unwrap();
+            .route("/sites/x/settings/goals", post(|| async { "stored" }))
+            .layer(axum::middleware::from_fn_with_state(state, gate))
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        peer: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Response {
+        let mut req = Request::builder().method(method).uri(if method == "GET" {
+            "/sites"
+        } else {
+            "/sites/x/settings/goals"
+        });
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::from(body)).unwrap();
         req.extensions_mut()
             .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
-        app.oneshot(req).await.unwrap()
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn through_gate(peer: &str) -> Response {
+        let (_dir, state) = accounts();
+        send(&gated(state), "GET", peer, &[], "").await
     }
 
     async fn text(r: Response) -> String {
@@ -838,8 +930,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_gate_admits_loopback_clients_on_a_loopback_listener() {
-        let r = through_gate("127.0.0.1:8080", "127.0.0.1:5000").await;
+    async fn the_gate_admits_loopback_clients() {
+        let r = through_gate("127.0.0.1:5000").await;
         assert_eq!(r.status(), StatusCode::OK);
         let csp = r.headers()["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
@@ -848,61 +940,104 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_gate_refuses_other_clients() {
-        let r = through_gate("[::1]:8080", "192.168.1.9:5000").await;
+    async fn the_gate_sends_other_clients_to_sign_in() {
+        let r = through_gate("192.168.1.9:5000").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/login?next=/sites");
+        assert!(r.headers().contains_key("content-security-policy"));
+        let (_dir, state) = accounts();
+        let r = send(&gated(state), "POST", "192.168.1.9:5000", &[], "").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(text(r).await.contains("Sign in first"));
+    }
+
+    #[tokio::test]
+    async fn the_gate_admits_a_session_and_wants_its_csrf_token_on_changes() {
+        let (_dir, state) = accounts();
+        let link = state
+            .accounts
+            .setup_link(crate::account::now())
+            .unwrap()
+            .unwrap();
+        let s = state
+            .accounts
+            .accept_invite(
+                &link,
+                Some("alice"),
+                Some("correct horse battery"),
+                "t",
+                crate::account::now(),
+            )
+            .unwrap();
+        let app = gated(state);
+        let cookie = format!("__Host-hv_session={}", s.token);
+        let lan = "192.168.1.9:5000";
+        let r = send(&app, "GET", lan, &[("cookie", &cookie)], "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = send(
+            &app,
+            "POST",
+            lan,
+            &[("cookie", &cookie)],
+            "kind=event&value=x",
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        assert!(text(r).await.contains("loopback"));
+        assert!(text(r).await.contains("CSRF"));
+        let body: &'static str = Box::leak(format!("kind=event&csrf={}", s.csrf).into_boxed_str());
+        let r = send(&app, "POST", lan, &[("cookie", &cookie)], body).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(text(r).await, "stored");
+        // A made-up cookie is no session.
+        let r = send(
+            &app,
+            "GET",
+            lan,
+            &[("cookie", "__Host-hv_session=made-up")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
     }
 
     #[tokio::test]
     async fn the_gate_refuses_requests_addressed_to_another_name() {
-        let app = Router::new()
-            .route("/sites", get(|| async { "the dashboard" }))
-            .layer(axum::middleware::from_fn_with_state(
-                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
-                gate,
-            ));
-        let send = |host: &'static str| {
-            let mut req = Request::builder()
-                .uri("/sites")
-                .header("host", host)
-                .body(Body::empty())
-                .unwrap();
-            req.extensions_mut()
-                .insert(ConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
-            app.clone().oneshot(req)
-        };
-        let r = send("rebound.evil.test:8080").await.unwrap();
+        let (_dir, state) = accounts();
+        let app = gated(state);
+        let r = send(
+            &app,
+            "GET",
+            "127.0.0.1:5000",
+            &[("host", "rebound.evil.test:8080")],
+            "",
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers().contains_key("content-security-policy"));
         let body = text(r).await;
         assert!(body.contains("rebound.evil.test:8080"), "{body}");
         for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
-            let r = send(host).await.unwrap();
+            let r = send(&app, "GET", "127.0.0.1:5000", &[("host", host)], "").await;
             assert_eq!(r.status(), StatusCode::OK, "{host}");
         }
-    }
-
-    #[tokio::test]
-    async fn the_gate_refuses_everyone_on_a_reachable_listener() {
-        for listen in ["0.0.0.0:8080", "[::]:8080", "192.168.1.2:8080"] {
-            let r = through_gate(listen, "127.0.0.1:5000").await;
-            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{listen}");
-            assert!(r.headers().contains_key("content-security-policy"));
-            let body = text(r).await;
-            assert!(body.contains("accounts"), "{body}");
-            assert!(body.contains(listen), "{body}");
-        }
+        // The configured name is no foreign name: it is sent to sign in.
+        let r = send(
+            &app,
+            "GET",
+            "127.0.0.1:5000",
+            &[("host", "stats.clinic.lan:8443")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
     }
 
     #[tokio::test]
     async fn the_gate_refuses_cross_site_posts_with_a_reason() {
+        let (_dir, state) = accounts();
         let app = Router::new()
             .route("/sites/x/settings/goals", post(|| async { "stored" }))
-            .layer(axum::middleware::from_fn_with_state(
-                "127.0.0.1:8080".parse::<SocketAddr>().unwrap(),
-                gate,
-            ));
+            .layer(axum::middleware::from_fn_with_state(state, gate));
         let send = |origin: &'static str| {
             let mut req = Request::builder()
                 .method("POST")

@@ -312,6 +312,35 @@ fn kpis(v_site: &str, k: &Kpis, p: &Kpis, live: u64) -> String {
             delta(now, before, better)
         );
     }
+    // Engagement figures exist only where a tracker reported them.
+    let (e, pe) = (&k.engagement, &p.engagement);
+    let engaged = [
+        (
+            "time_on_page",
+            "Time on page",
+            e.time_on_page_s().map(duration),
+            e.time_on_page_s(),
+            pe.time_on_page_s(),
+        ),
+        (
+            "scroll_depth",
+            "Scroll depth",
+            e.scroll_depth().map(|d| percent(d / 100.0)),
+            e.scroll_depth(),
+            pe.scroll_depth(),
+        ),
+    ];
+    for (key, label, value, now, before) in engaged {
+        let change = match (now, before) {
+            (Some(n), Some(b)) => delta(n, b, true),
+            _ => String::new(),
+        };
+        let _ = write!(
+            s,
+            "<div class=\"kpi\" data-kpi=\"{key}\"><h2>{label}</h2><p class=\"value\">{}</p>{change}</div>",
+            value.unwrap_or_else(|| "\u{2014}".to_owned()),
+        );
+    }
     s.push_str("</section>");
     s
 }
@@ -332,11 +361,19 @@ fn panel(action: &str, v: &View, dim: Dim, rows: &[Row]) -> String {
         s.push_str("<p class=\"empty\">Nothing in this period.</p></section>");
         return s;
     }
+    // The pages panel also shows how long each page was read and how far.
+    let engaged = dim == Dim::Page;
     let _ = write!(
         s,
         "<table><thead><tr><th scope=\"col\">{col}</th><th scope=\"col\" class=\"num\">Visitors</th>\
-         <th scope=\"col\" class=\"num\">{}</th></tr></thead><tbody>",
-        count_title(dim)
+         <th scope=\"col\" class=\"num\">{}</th>{}</tr></thead><tbody>",
+        count_title(dim),
+        if engaged {
+            "<th scope=\"col\" class=\"num\" title=\"Mean engaged time of the page's read pageviews\">Time on page</th>\
+             <th scope=\"col\" class=\"num\" title=\"Mean of the deepest scroll of each pageview\">Scroll depth</th>"
+        } else {
+            ""
+        }
     );
     for r in rows {
         let bar = format!(
@@ -368,10 +405,23 @@ fn panel(action: &str, v: &View, dim: Dim, rows: &[Row]) -> String {
             esc(&filter_text(&f)),
             esc(label),
         );
+        let extra = if engaged {
+            let e = r.engagement.unwrap_or_default();
+            let dash = || "\u{2014}".to_owned();
+            format!(
+                "<td class=\"num\" data-col=\"time_on_page\">{}</td><td class=\"num\" data-col=\"scroll_depth\">{}</td>",
+                e.time_on_page_s().map(duration).unwrap_or_else(dash),
+                e.scroll_depth()
+                    .map(|d| percent(d / 100.0))
+                    .unwrap_or_else(dash),
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             s,
             "<tr><td class=\"label\">{bar}{cell}</td><td class=\"num\" title=\"{} of visitors\">{}</td>\
-             <td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}</td>{extra}</tr>",
             percent(r.share),
             int(r.visitors),
             int(r.count)

@@ -247,6 +247,24 @@ pub(super) fn browser(body: &[u8], limits: &Limits) -> Option<BrowserHit> {
         .ok()?
         .map(str::to_owned);
     let props = props(&m, limits)?;
+    let engagement = if name == super::ENGAGEMENT {
+        // Integers only; anything else is the general parser's to refuse.
+        let int = |keys: &[&'static str]| match get(&m, keys) {
+            None => Ok(None),
+            Some(Val::Int(d)) => d
+                .parse::<u64>()
+                .map(|n| Some((keys[0], Some(n))))
+                .map_err(|_| ()),
+            Some(_) => Err(()),
+        };
+        let (e, sd) = (
+            int(&["e", "engagement_time"]).ok()?,
+            int(&["sd", "scroll_depth"]).ok()?,
+        );
+        Some(super::engaged(e, sd, limits).ok()?)
+    } else {
+        None
+    };
     Some(BrowserHit {
         name,
         url,
@@ -255,5 +273,6 @@ pub(super) fn browser(body: &[u8], limits: &Limits) -> Option<BrowserHit> {
         screen_width,
         language,
         props,
+        engagement,
     })
 }

@@ -55,6 +55,7 @@
 //! whether the rollups or the raw hits answer it.
 
 pub(crate) mod cache;
+pub(crate) mod engagement;
 pub mod model;
 pub(crate) mod raw;
 pub mod rollup;
@@ -68,8 +69,9 @@ use duckdb::Connection;
 use crate::{Changes, QueryError};
 
 pub use model::{
-    Dim, Field, Filter, Interval, Kpis, MAX_PROP_KEY_BYTES, MAX_PROP_VALUE_BYTES, MAX_WINDOW_DAYS,
-    Op, Overview, PANELS, Point, Row, SESSION_GAP_MINUTES, StatsError, Window, check_prop_key,
+    Dim, EngagementSums, Field, Filter, Interval, Kpis, MAX_PROP_KEY_BYTES, MAX_PROP_VALUE_BYTES,
+    MAX_WINDOW_DAYS, Op, Overview, PANELS, Point, Row, SESSION_GAP_MINUTES, StatsError, Window,
+    check_prop_key,
 };
 
 use cache::Cache;
@@ -128,7 +130,9 @@ impl Stats {
 
     /// Visitors, pageviews, events, sessions, bounce rate, duration, views per visit.
     pub fn kpis(&self, w: &Window, filters: &[Filter]) -> Result<Kpis, StatsError> {
-        raw::kpis(&self.conn, &base(w, filters)?)
+        let mut k = raw::kpis(&self.conn, &base(w, filters)?)?;
+        engagement::attach(&self.conn, w, filters, &mut k, None)?;
+        Ok(k)
     }
 
     /// Visitors, pageviews and sessions per local hour, day, week or month.
@@ -154,7 +158,12 @@ impl Stats {
         } else {
             base_hits(w, filters)?
         };
-        raw::breakdown(&self.conn, &b, dim, limit)
+        let mut rows = raw::breakdown(&self.conn, &b, dim, limit)?;
+        if dim == Dim::Page {
+            let mut k = Kpis::default();
+            engagement::attach(&self.conn, w, filters, &mut k, Some(&mut rows))?;
+        }
+        Ok(rows)
     }
 
     /// The custom events the filters select (the `events` of [`Stats::kpis`],
@@ -180,16 +189,21 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
-        if filters.is_empty()
-            && let Some(o) =
-                rollup::overview_unfiltered(&self.rollups(), w, prev, interval, panels, limit)?
-        {
-            return Ok(o);
-        }
-        self.overview_raw(w, prev, filters, interval, panels, limit)
+        let rolled = match filters.is_empty() {
+            true => rollup::overview_unfiltered(&self.rollups(), w, prev, interval, panels, limit)?,
+            false => None,
+        };
+        let mut o = match rolled {
+            Some(o) => o,
+            None => raw::overview(&self.conn, w, prev, filters, interval, panels, limit)?,
+        };
+        engagement::attach_overview(&self.conn, w, prev, filters, &mut o)?;
+        Ok(o)
     }
 
-    /// [`Stats::overview`] from the raw hits only, whatever the filters.
+    /// [`Stats::overview`] from the raw hits only, whatever the filters
+    /// (what the rollup tests compare the rollups with).
+    #[cfg(test)]
     pub(crate) fn overview_raw(
         &self,
         w: &Window,
@@ -199,6 +213,8 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
-        raw::overview(&self.conn, w, prev, filters, interval, panels, limit)
+        let mut o = raw::overview(&self.conn, w, prev, filters, interval, panels, limit)?;
+        engagement::attach_overview(&self.conn, w, prev, filters, &mut o)?;
+        Ok(o)
     }
 }

@@ -199,6 +199,44 @@ pub fn check_prop_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Time on page and scroll depth of a set of pageviews, kept as sums so
+/// that parts (pages, imported history) add up. A pageview counts once
+/// however many engagements it received: its engaged time is their sum,
+/// its scroll depth their maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngagementSums {
+    /// Engaged milliseconds of the pageviews that reported engagement.
+    pub engaged_ms: u64,
+    /// Pageviews that reported engagement.
+    pub pageviews: u64,
+    /// Sum over the pageviews that reported a scroll depth of the deepest one (percent).
+    pub scroll_sum: u64,
+    /// Pageviews that reported a scroll depth.
+    pub scrolled: u64,
+}
+
+impl EngagementSums {
+    /// Mean engaged time per engaged pageview, in seconds (Plausible's
+    /// `time_on_page`); `None` without engagement.
+    pub fn time_on_page_s(&self) -> Option<f64> {
+        (self.pageviews > 0).then(|| self.engaged_ms as f64 / 1000.0 / self.pageviews as f64)
+    }
+
+    /// Mean of the pageviews' deepest scroll, in percent (Plausible's
+    /// `scroll_depth`); `None` without a reported scroll depth.
+    pub fn scroll_depth(&self) -> Option<f64> {
+        (self.scrolled > 0).then(|| self.scroll_sum as f64 / self.scrolled as f64)
+    }
+
+    /// Adds `o` to these sums.
+    pub fn add(&mut self, o: &EngagementSums) {
+        self.engaged_ms += o.engaged_ms;
+        self.pageviews += o.pageviews;
+        self.scroll_sum += o.scroll_sum;
+        self.scrolled += o.scrolled;
+    }
+}
+
 /// The headline numbers of a window.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Kpis {
@@ -213,6 +251,8 @@ pub struct Kpis {
     pub avg_duration_s: f64,
     /// Pageviews of the counted sessions / sessions (0 without sessions).
     pub views_per_visit: f64,
+    /// Time on page and scroll depth of the selected pageviews.
+    pub engagement: EngagementSums,
 }
 
 /// Time-series bucket size.
@@ -247,6 +287,10 @@ pub struct Row {
     pub count: u64,
     /// `visitors` / all visitors of the window with the same filters, 0..=1.
     pub share: f64,
+    /// For the `page` dimension: time on page and scroll depth of the
+    /// page's selected pageviews; `None` for other dimensions and for pages
+    /// without engagement.
+    pub engagement: Option<EngagementSums>,
 }
 
 /// One dashboard page: see [`super::Stats::overview`].

@@ -44,6 +44,7 @@ pub(crate) fn kpis(conn: &Connection, base: &Sql) -> Result<Kpis, StatsError> {
             bounce_rate: ratio(bounces),
             avg_duration_s: if sessions == 0 { 0.0 } else { r.get(5)? },
             views_per_visit: ratio(session_pv),
+            engagement: Default::default(),
         })
     })?;
     Ok(k)
@@ -132,6 +133,7 @@ pub(crate) fn breakdown(
                 visitors: r.get(1)?,
                 count: r.get(2)?,
                 share: r.get(3)?,
+                engagement: None,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -499,6 +499,7 @@ fn kpis(conn: &Connection, u: &Sql) -> Result<Kpis, duckdb::Error> {
             bounce_rate: per(bounces as f64),
             avg_duration_s: per(dur_us) / 1e6,
             views_per_visit: per(sess_pv as f64),
+            engagement: Default::default(),
         })
     })
 }
@@ -693,6 +694,7 @@ fn breakdowns(
             } else {
                 visitors as f64 / total as f64
             },
+            engagement: None,
         });
     }
     Ok(panels

@@ -1,0 +1,48 @@
+//! Accounts as both rooms open them, and the links printed for people.
+//!
+//! A leaf: the daemon opens the accounts at start (and prints the first-run
+//! set-up link), and the CLI opens them offline for `hitvault user …` when
+//! no daemon runs. Both print set-up links built here.
+
+use std::net::SocketAddr;
+
+use hitvault_accounts::{Accounts, Limits, Policy};
+
+use crate::config::Config;
+use crate::datadir::ACCOUNTS_DIR;
+use crate::exit::Failure;
+
+/// Opens the accounts kept in the data dir (the caller holds its lock, or
+/// is the daemon).
+pub fn open_accounts(cfg: &Config) -> Result<Accounts, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Accounts::open(
+        &cfg.data_dir.join(ACCOUNTS_DIR),
+        Policy::default(),
+        Limits::default(),
+        now,
+    )
+    .map_err(|e| Failure::startup(format!("opening the accounts: {e}")))
+}
+
+/// The address people reach the dashboard at: the first configured
+/// hostname over HTTPS, else the listen address over HTTP (an unspecified
+/// address shown as loopback, for an SSH tunnel).
+pub fn base_url(cfg: &Config, local: SocketAddr) -> String {
+    let _ = cfg;
+    let ip = local.ip();
+    let host = if ip.is_unspecified() || ip.to_canonical().is_loopback() {
+        format!("127.0.0.1:{}", local.port())
+    } else {
+        local.to_string()
+    };
+    format!("http://{host}")
+}
+
+/// The one-time set-up link of `token`.
+pub fn setup_url(cfg: &Config, local: SocketAddr, token: &str) -> String {
+    format!("{}/setup/{token}", base_url(cfg, local))
+}
