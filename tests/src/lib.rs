@@ -682,7 +682,9 @@ fn exchange(
     parse_reply(&raw)
 }
 
-fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
+/// Parses a raw HTTP/1.1 reply (status line, headers, body; a chunked body
+/// is decoded).
+pub fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
     let bad = || {
         std::io::Error::other(format!(
             "malformed reply: {:?}",

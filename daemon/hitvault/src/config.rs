@@ -9,8 +9,9 @@
 //! What the sandbox allows follows from here (see `confinement`): `data_dir`
 //! read-write, the `listen` port bound; `geoip_database`, `ingest_token_file`
 //! and the config file are read before confinement, so no rule grants them
-//! afterwards. `user`, `seccomp` and `landlock` choose how the sandbox is
-//! applied.
+//! afterwards; `tls.cert_file` and `tls.key_file` are read again whenever
+//! they change, so their directories are readable. `user`, `seccomp` and
+//! `landlock` choose how the sandbox is applied.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +33,9 @@ pub const AUTO_USER: &str = "auto";
 pub const AUTO_ACCOUNTS: [&str; 2] = ["hitvault", "nobody"];
 /// Default HTTP address: loopback only until the operator chooses otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Most names `hostnames` may hold.
+pub const MAX_HOSTNAMES: usize = 32;
 
 /// A bad setting: which one, from where, and why.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +95,17 @@ pub struct FileConfig {
     pub user: Option<String>,
     pub seccomp: Option<String>,
     pub landlock: Option<String>,
+    pub hostnames: Option<Vec<String>>,
+    pub allow_plain_http: Option<bool>,
+    pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub mode: Option<String>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +183,30 @@ pub enum LandlockSetting {
     Required,
 }
 
+/// Where the listener's TLS certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// The appliance's own CA, created in `<data_dir>/tls/`, issues the
+    /// certificate (the default on a listener other machines can reach).
+    LocalCa,
+    /// `tls.cert_file` and `tls.key_file` (the default when they are set).
+    Files,
+    /// No TLS: plain HTTP only (the default on a loopback listener).
+    Off,
+}
+
+impl TlsMode {
+    /// The setting's value, as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::LocalCa => "local-ca",
+            TlsMode::Files => "files",
+            TlsMode::Off => "off",
+        }
+    }
+}
+
 /// The effective configuration, with every default filled in.
 #[derive(Clone, Debug, Serialize)]
 pub struct Config {
@@ -219,6 +258,22 @@ pub struct Config {
     pub seccomp: SeccompSetting,
     /// Whether the daemon may run when Landlock is not (fully) available.
     pub landlock: LandlockSetting,
+    /// The DNS names (or IP addresses) the appliance answers to: the
+    /// certificate's names, and the only `Host` values the dashboard and
+    /// the API are served to besides the loopback names.
+    pub hostnames: Vec<String>,
+    /// Serve plain HTTP to peers that are not on this machine (a TLS proxy
+    /// in front); otherwise they are redirected to https.
+    pub allow_plain_http: bool,
+    /// Where the TLS certificate comes from.
+    pub tls_mode: TlsMode,
+    /// The organisation's certificate chain (PEM, leaf first).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// `tls.mode` was set by some layer (else it follows `listen` and the files).
+    #[serde(skip)]
+    tls_mode_set: bool,
     /// `data_dir` was set by the file, the environment or a flag (so the
     /// default for root does not replace it).
     #[serde(skip)]
@@ -250,6 +305,12 @@ impl Default for Config {
             user: None,
             seccomp: SeccompSetting::Enforce,
             landlock: LandlockSetting::BestEffort,
+            hostnames: vec![],
+            allow_plain_http: false,
+            tls_mode: TlsMode::Off,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_mode_set: false,
             data_dir_set: false,
         }
     }
@@ -291,6 +352,11 @@ pub const ENV_VARS: &[&str] = &[
     "HITVAULT_USER",
     "HITVAULT_SECCOMP",
     "HITVAULT_LANDLOCK",
+    "HITVAULT_HOSTNAMES",
+    "HITVAULT_ALLOW_PLAIN_HTTP",
+    "HITVAULT_TLS_MODE",
+    "HITVAULT_TLS_CERT_FILE",
+    "HITVAULT_TLS_KEY_FILE",
 ];
 
 pub fn parse_size(key: &str, origin: &str, s: &Size) -> Result<u64, ConfigError> {
@@ -450,6 +516,7 @@ impl Config {
         if let Some(v) = &flags.landlock {
             c.landlock = parse_landlock("--landlock", v)?;
         }
+        c.settle_tls();
         c.validate()?;
         Ok(c)
     }
@@ -530,6 +597,24 @@ impl Config {
         if let Some(v) = f.landlock {
             self.landlock = parse_landlock(origin, &v)?;
         }
+        if let Some(v) = f.hostnames {
+            self.hostnames = parse_hostnames(origin, &v)?;
+        }
+        if let Some(v) = f.allow_plain_http {
+            self.allow_plain_http = v;
+        }
+        if let Some(t) = f.tls {
+            if let Some(v) = t.mode {
+                self.tls_mode = parse_tls_mode(origin, &v)?;
+                self.tls_mode_set = true;
+            }
+            if let Some(v) = t.cert_file {
+                self.tls_cert_file = Some(v);
+            }
+            if let Some(v) = t.key_file {
+                self.tls_key_file = Some(v);
+            }
+        }
         Ok(())
     }
 
@@ -592,6 +677,26 @@ impl Config {
                 "HITVAULT_USER" => self.user = Some(parse_user(&o, v)?),
                 "HITVAULT_SECCOMP" => self.seccomp = parse_seccomp(&o, v)?,
                 "HITVAULT_LANDLOCK" => self.landlock = parse_landlock(&o, v)?,
+                "HITVAULT_HOSTNAMES" => self.hostnames = parse_hostnames(&o, &split_list(v))?,
+                "HITVAULT_ALLOW_PLAIN_HTTP" => {
+                    self.allow_plain_http = match v.trim() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        other => {
+                            return Err(bad(
+                                "allow_plain_http",
+                                &o,
+                                format!("{other:?} is not `true` or `false`"),
+                            ));
+                        }
+                    }
+                }
+                "HITVAULT_TLS_MODE" => {
+                    self.tls_mode = parse_tls_mode(&o, v)?;
+                    self.tls_mode_set = true;
+                }
+                "HITVAULT_TLS_CERT_FILE" => self.tls_cert_file = Some(PathBuf::from(v)),
+                "HITVAULT_TLS_KEY_FILE" => self.tls_key_file = Some(PathBuf::from(v)),
                 _ => unreachable!("unknown variables were refused above"),
             }
         }
@@ -660,6 +765,85 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| bad("log_level", "the configuration", e.to_string()))?;
+        self.validate_tls()
+    }
+
+    /// `tls.mode` unset: `files` when a certificate file is configured,
+    /// else `off` on a loopback listener and `local-ca` on any other.
+    fn settle_tls(&mut self) {
+        if self.tls_mode_set {
+            return;
+        }
+        self.tls_mode = if self.tls_cert_file.is_some() || self.tls_key_file.is_some() {
+            TlsMode::Files
+        } else if self.listen.ip().to_canonical().is_loopback() {
+            TlsMode::Off
+        } else {
+            TlsMode::LocalCa
+        };
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let here = "the configuration";
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty(&self.tls_cert_file) {
+            return Err(bad("tls.cert_file", here, "must not be empty"));
+        }
+        if empty(&self.tls_key_file) {
+            return Err(bad("tls.key_file", here, "must not be empty"));
+        }
+        match (self.tls_mode, &self.tls_cert_file, &self.tls_key_file) {
+            (TlsMode::Files, Some(_), Some(_)) => {}
+            (TlsMode::Files, None, _) => {
+                return Err(bad(
+                    "tls.cert_file",
+                    here,
+                    "must be set when tls.mode is `files` (with tls.key_file): the certificate \
+                     chain, PEM, leaf first",
+                ));
+            }
+            (TlsMode::Files, _, None) => {
+                return Err(bad(
+                    "tls.key_file",
+                    here,
+                    "must be set when tls.mode is `files` (with tls.cert_file): the private key \
+                     of the certificate, PEM",
+                ));
+            }
+            (mode, cert, key) if cert.is_some() || key.is_some() => {
+                let key_name = if cert.is_some() {
+                    "tls.cert_file"
+                } else {
+                    "tls.key_file"
+                };
+                return Err(bad(
+                    key_name,
+                    here,
+                    format!(
+                        "is set, but tls.mode is `{}`: set tls.mode = \"files\" (or leave \
+                         tls.mode unset) to serve your own certificate",
+                        mode.name()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_mode == TlsMode::Off
+            && !self.listen.ip().to_canonical().is_loopback()
+            && !self.allow_plain_http
+        {
+            return Err(bad(
+                "tls.mode",
+                here,
+                format!(
+                    "is `off`, but listen = {} is reachable from other machines, which are only \
+                     served over TLS: set allow_plain_http = true if a TLS proxy in front of \
+                     hitvault connects to it over plain HTTP, or use tls.mode = \"local-ca\" \
+                     (the default there) or \"files\"",
+                    self.listen
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -757,6 +941,93 @@ fn parse_user(origin: &str, v: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+fn parse_tls_mode(origin: &str, v: &str) -> Result<TlsMode, ConfigError> {
+    match v.trim() {
+        "local-ca" => Ok(TlsMode::LocalCa),
+        "files" => Ok(TlsMode::Files),
+        "off" => Ok(TlsMode::Off),
+        other => Err(bad(
+            "tls.mode",
+            origin,
+            format!("{other:?} is not `local-ca`, `files` or `off`"),
+        )),
+    }
+}
+
+/// The names of `hostnames`: each a DNS name (letters, digits and `-` in
+/// labels of at most 63 characters, at most 253 in all, the last label not
+/// all digits) or an IP address; lower case, no trailing dot, no duplicates.
+fn parse_hostnames(origin: &str, items: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in items {
+        let n = raw.trim();
+        let name = if let Ok(ip) = n.parse::<std::net::IpAddr>() {
+            ip.to_canonical().to_string()
+        } else {
+            let name = n.strip_suffix('.').unwrap_or(n).to_ascii_lowercase();
+            if let Err(why) = dns_name(&name) {
+                return Err(bad(
+                    "hostnames",
+                    origin,
+                    format!("{raw:?} is not a DNS name or an IP address: {why}"),
+                ));
+            }
+            name
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if out.len() > MAX_HOSTNAMES {
+        return Err(bad(
+            "hostnames",
+            origin,
+            format!("{} names; at most {MAX_HOSTNAMES}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+fn dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 253 {
+        return Err("it is longer than 253 characters".into());
+    }
+    if name.contains('*') {
+        return Err("wildcards are not supported: list each name".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("the label {label:?} is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "{c:?} is not allowed (letters, digits, `-` and dots only; write an \
+                 internationalised name in its xn-- form)"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("the label {label:?} starts or ends with `-`"));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("its last label is all digits, which no DNS name has".into());
+    }
+    Ok(())
 }
 
 fn parse_seccomp(origin: &str, v: &str) -> Result<SeccompSetting, ConfigError> {
@@ -1052,6 +1323,142 @@ mod tests {
             assert!(e.key.starts_with("retention."), "{e}");
             assert!(e.to_string().contains(var), "{e}");
         }
+    }
+
+    #[test]
+    fn tls_mode_follows_the_listener_and_the_files_unless_set() {
+        let load = |pairs: &[(&str, &str)]| Config::load(&env(pairs), &Overrides::default());
+        assert_eq!(load(&[]).unwrap().tls_mode, TlsMode::Off);
+        assert_eq!(
+            load(&[("HITVAULT_LISTEN", "0.0.0.0:8443")])
+                .unwrap()
+                .tls_mode,
+            TlsMode::LocalCa
+        );
+        assert_eq!(
+            load(&[("HITVAULT_LISTEN", "[::1]:8443")]).unwrap().tls_mode,
+            TlsMode::Off
+        );
+        let files = [
+            ("HITVAULT_TLS_CERT_FILE", "/etc/hv/tls/chain.pem"),
+            ("HITVAULT_TLS_KEY_FILE", "/etc/hv/tls/key.pem"),
+        ];
+        let c = load(&files).unwrap();
+        assert_eq!(c.tls_mode, TlsMode::Files);
+        assert_eq!(
+            c.tls_key_file.as_deref(),
+            Some(Path::new("/etc/hv/tls/key.pem"))
+        );
+        let c = load(&[
+            ("HITVAULT_LISTEN", "0.0.0.0:8080"),
+            ("HITVAULT_TLS_MODE", "off"),
+            ("HITVAULT_ALLOW_PLAIN_HTTP", "true"),
+        ])
+        .unwrap();
+        assert_eq!((c.tls_mode, c.allow_plain_http), (TlsMode::Off, true));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        std::fs::write(
+            &f,
+            "listen = \"0.0.0.0:443\"\nhostnames = [\"Analytics.Clinic.LAN.\", \"192.0.2.7\"]\n[tls]\nmode = \"local-ca\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            &env(&[]),
+            &Overrides {
+                config: Some(f),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.hostnames, ["analytics.clinic.lan", "192.0.2.7"]);
+        assert_eq!(c.tls_mode, TlsMode::LocalCa);
+    }
+
+    #[test]
+    fn bad_tls_settings_and_hostnames_name_the_setting() {
+        for (pairs, key, says) in [
+            (vec![("HITVAULT_TLS_MODE", "acme")], "tls.mode", "local-ca"),
+            (
+                vec![("HITVAULT_TLS_MODE", "files")],
+                "tls.cert_file",
+                "files",
+            ),
+            (
+                vec![("HITVAULT_TLS_CERT_FILE", "/c.pem")],
+                "tls.key_file",
+                "files",
+            ),
+            (
+                vec![
+                    ("HITVAULT_TLS_MODE", "local-ca"),
+                    ("HITVAULT_TLS_CERT_FILE", "/c.pem"),
+                    ("HITVAULT_TLS_KEY_FILE", "/k.pem"),
+                ],
+                "tls.cert_file",
+                "tls.mode",
+            ),
+            (
+                vec![
+                    ("HITVAULT_LISTEN", "0.0.0.0:80"),
+                    ("HITVAULT_TLS_MODE", "off"),
+                ],
+                "tls.mode",
+                "allow_plain_http",
+            ),
+            (
+                vec![("HITVAULT_ALLOW_PLAIN_HTTP", "maybe")],
+                "allow_plain_http",
+                "true",
+            ),
+            (
+                vec![("HITVAULT_HOSTNAMES", "a.lan,bad_name.lan")],
+                "hostnames",
+                "'_'",
+            ),
+            (
+                vec![("HITVAULT_HOSTNAMES", "*.clinic.lan")],
+                "hostnames",
+                "wildcards",
+            ),
+            (
+                vec![("HITVAULT_HOSTNAMES", "a..lan")],
+                "hostnames",
+                "empty label",
+            ),
+            (vec![("HITVAULT_HOSTNAMES", "-a.lan")], "hostnames", "`-`"),
+            (
+                vec![("HITVAULT_HOSTNAMES", "1.2.3")],
+                "hostnames",
+                "all digits",
+            ),
+            (
+                vec![("HITVAULT_HOSTNAMES", "https://a.lan/")],
+                "hostnames",
+                "':'",
+            ),
+        ] {
+            let e = Config::load(&env(&pairs), &Overrides::default()).unwrap_err();
+            assert_eq!(e.key, key, "{pairs:?}: {e}");
+            assert!(e.to_string().contains(says), "{pairs:?}: {e}");
+        }
+        let many: Vec<String> = (0..=MAX_HOSTNAMES).map(|i| format!("h{i}.lan")).collect();
+        let e = Config::load(
+            &env(&[("HITVAULT_HOSTNAMES", &many.join(","))]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "hostnames");
+        // IP addresses are names too (for API clients); duplicates collapse.
+        let c = Config::load(
+            &env(&[(
+                "HITVAULT_HOSTNAMES",
+                "192.0.2.7, 2001:DB8::7, a.lan, A.lan.",
+            )]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.hostnames, ["192.0.2.7", "2001:db8::7", "a.lan"]);
     }
 
     #[test]

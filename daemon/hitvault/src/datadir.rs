@@ -25,6 +25,9 @@ pub use hitvault_store::TMP_DIR;
 
 /// Directory of the accounts' journal (users, factors, sessions).
 pub const ACCOUNTS_DIR: &str = "accounts";
+/// Directory of the local CA and its server certificate (`tls.mode =
+/// "local-ca"`).
+pub const TLS_DIR: &str = "tls";
 
 /// Directory of the daily salts.
 pub const SALTS_DIR: &str = "salts";

@@ -29,10 +29,23 @@ pub fn open_accounts(cfg: &Config) -> Result<Accounts, Failure> {
 }
 
 /// The address people reach the dashboard at: the first configured
-/// hostname over HTTPS, else the listen address over HTTP (an unspecified
-/// address shown as loopback, for an SSH tunnel).
+/// hostname (over HTTPS unless TLS is off), else the listen address over
+/// HTTP (an unspecified address shown as loopback, for an SSH tunnel).
 pub fn base_url(cfg: &Config, local: SocketAddr) -> String {
-    let _ = cfg;
+    if let Some(name) = cfg.hostnames.first() {
+        let tls = cfg.tls_mode != crate::config::TlsMode::Off;
+        let scheme = if tls { "https" } else { "http" };
+        let port = match (tls, local.port()) {
+            (true, 443) | (false, 80) => String::new(),
+            (_, p) => format!(":{p}"),
+        };
+        let name = if name.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("[{name}]")
+        } else {
+            name.clone()
+        };
+        return format!("{scheme}://{name}{port}");
+    }
     let ip = local.ip();
     let host = if ip.is_unspecified() || ip.to_canonical().is_loopback() {
         format!("127.0.0.1:{}", local.port())

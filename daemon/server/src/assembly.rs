@@ -3,9 +3,10 @@
 //!
 //! | kind | routes | who may call |
 //! | --- | --- | --- |
-//! | public | tracker, ingest, health, metrics ([`crate::routes`]) | anyone |
-//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | what [`access::api_gate`] admits |
-//! | dashboard | the pages ([`crate::dashboard`]) | what the dashboard's gate admits |
+//! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
+//! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]) | requests to one of the appliance's names; the account page needs a session |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
+//! | dashboard | the pages ([`crate::dashboard`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
 //! | control | sites, users, Takeout, backup, prune, imports ([`crate::control`], [`crate::account::control`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
@@ -19,9 +20,11 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::account::{self, AccountState};
+use crate::ca::TlsInfo;
 use crate::dashboard::{self, DashboardState};
+use crate::hosts::{self, Hostnames};
 use crate::{
-    AppState, Exporter, Maintenance, SiteAdmin, access, control, export, goals_api, realtime,
+    AppState, Exporter, Maintenance, SiteAdmin, access, ca, control, export, goals_api, realtime,
     routes, stats_api,
 };
 
@@ -36,6 +39,10 @@ pub struct Services {
     pub dashboard: DashboardState,
     /// Runs Takeout exports (`GET /api/v1/takeout`).
     pub exporter: Arc<dyn Exporter>,
+    /// The names the appliance answers to (setting `hostnames`).
+    pub hostnames: Hostnames,
+    /// The listener's TLS: its mode and the local CA (`/ca.crt`).
+    pub tls: TlsInfo,
 }
 
 /// The public listener's routes: every kind but control.
@@ -45,9 +52,13 @@ pub fn app(s: Services) -> Router {
         public,
         dashboard: state,
         exporter,
+        hostnames,
+        tls,
     } = s;
     // Anyone.
-    let open = routes::router(public);
+    let open = routes::router(public).merge(ca::routes(tls));
+    // Only requests addressed to the appliance's own names (DNS rebinding).
+    let named = axum::middleware::from_fn_with_state(hostnames, hosts::gate);
     // What the access layer admits: loopback, or a session.
     let api = Router::new()
         .merge(stats_api::routes(state.stats.clone()))
@@ -57,21 +68,25 @@ pub fn app(s: Services) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             access::api_gate,
-        ));
+        ))
+        .layer(named.clone());
     // What the dashboard's gate admits: the same, or a redirect to sign in.
-    let pages = dashboard::routes(state).layer(axum::middleware::from_fn_with_state(
-        accounts.clone(),
-        dashboard::gate,
-    ));
-    // Anyone (addressed to one of our names): sign-in, set-up, the
-    // account page (which checks its session itself) and the assets.
+    let pages = dashboard::routes(state)
+        .layer(axum::middleware::from_fn_with_state(
+            accounts.clone(),
+            dashboard::gate,
+        ))
+        .layer(named.clone());
+    // Anyone addressing one of our names: sign-in, set-up, the account
+    // page (which checks its session itself) and the assets.
     let sign_in = account::pages::routes(accounts.clone())
         .merge(account::passkey::routes(accounts.clone()))
         .merge(dashboard::asset_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts,
             account::pages::layer,
-        ));
+        ))
+        .layer(named);
     open.merge(api).merge(pages).merge(sign_in)
 }
 

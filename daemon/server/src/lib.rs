@@ -7,7 +7,9 @@
 //! kinds). [`router`] is the public kind alone, as tests serve it.
 //! Every JSON refusal is an [`ApiError`].
 //! [`serve`] runs a router on a listener until a shutdown future resolves,
-//! then stops accepting and lets in-flight requests finish.
+//! then stops accepting and lets in-flight requests finish; its [`Edge`]
+//! chooses TLS or plain HTTP per connection ([`edge`]), and [`hosts`] holds
+//! the names the appliance answers to.
 //!
 //! Handlers only parse requests into typed values and call [`ingest::Ingest`];
 //! they never touch the queue's files or DuckDB directly. Nothing here makes an
@@ -15,8 +17,11 @@
 
 pub mod access;
 pub mod account;
+pub mod ca;
 pub mod dashboard;
+pub mod edge;
 pub mod goals_api;
+pub mod hosts;
 pub mod ingest;
 pub mod metrics;
 pub mod realtime;
@@ -31,15 +36,15 @@ mod error;
 pub mod export;
 mod routes;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use account::AccountState;
 pub use assembly::{Services, app, control_app};
+pub use ca::{CaInfo, TlsInfo};
 pub use control::{Maintenance, SiteAdmin, SiteInfo};
 pub use dashboard::DashboardState;
+pub use edge::{Edge, Transport, serve};
 pub use error::{AdminError, ApiError, Code};
 pub use export::{BodyWriter, ExportQuery, Exporter, Prepared, stream_prepared};
 pub use goals_api::DefAdmin;
@@ -67,24 +72,4 @@ impl std::fmt::Debug for AppState {
             .field("ready", &self.ready.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting
-/// and waits for in-flight requests (each of which waits for its fsync).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Beacons are small: send the 202 at once instead of waiting for Nagle.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

@@ -13,6 +13,14 @@
 //!
 //!     hv-load --connections 64 --seconds 20 --bare
 //!
+//! With `--tls` it starts the daemon with its local CA (`tls.mode =
+//! "local-ca"`, on loopback, where plain HTTP is served too) and drives it
+//! twice in one run, plain HTTP then HTTPS, both with keep-alive, each
+//! connection's TLS handshake done once and verified against the daemon's
+//! CA; it prints both and the TLS rate as a share of the plain one:
+//!
+//!     hv-load --connections 64 --seconds 20 --tls
+//!
 //! It prints figures; it never decides pass or fail on timings.
 
 use std::net::SocketAddr;
@@ -67,6 +75,34 @@ struct Args {
     /// then the daemon, and print the daemon's share of that ceiling.
     #[arg(long)]
     bare: bool,
+    /// Drive the daemon over plain HTTP, then over TLS (its local CA,
+    /// verified), and print the TLS rate as a share of the plain one.
+    #[arg(long, conflicts_with = "addr")]
+    tls: bool,
+}
+
+/// The client side of `--tls`: the daemon's CA trusted, `localhost` its name.
+#[derive(Clone)]
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl Tls {
+    fn new(ca_pem: &[u8]) -> anyhow::Result<Tls> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem)?)?;
+        let config = rustls::ClientConfig::builder_with_provider(hitvault_tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name: rustls::pki_types::ServerName::try_from("localhost")?,
+        })
+    }
 }
 
 struct Shared {
@@ -99,7 +135,10 @@ fn requests(n: usize, sites: usize, path: &str) -> Vec<Vec<u8>> {
 /// Reads one HTTP/1.1 response (status line, headers, Content-Length body).
 /// `buf` carries bytes already read past the previous response (pipelining)
 /// and keeps what follows this one.
-async fn read_response(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<u16> {
     let mut tmp = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -139,32 +178,69 @@ async fn worker(
     start: usize,
     pipeline: usize,
     shared: Arc<Shared>,
+    tls: Option<Tls>,
 ) -> Vec<u32> {
-    let mut lat = Vec::with_capacity(1 << 16);
-    let mut buf = Vec::with_capacity(1024);
-    let mut out = Vec::with_capacity(2048);
-    let mut i = start;
-    'conn: while !shared.stop.load(Ordering::Relaxed) {
-        let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
+    let mut w = Conn {
+        lat: Vec::with_capacity(1 << 16),
+        buf: Vec::with_capacity(1024),
+        out: Vec::with_capacity(2048),
+        i: start,
+        reqs,
+        pipeline,
+        shared,
+    };
+    while !w.shared.stop.load(Ordering::Relaxed) {
+        let Ok(s) = tokio::net::TcpStream::connect(addr).await else {
+            w.shared.errors.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = s.set_nodelay(true);
-        buf.clear();
+        w.buf.clear();
+        match &tls {
+            None => w.drive(s).await,
+            Some(t) => match t.connector.connect(t.name.clone(), s).await {
+                Ok(s) => w.drive(s).await,
+                Err(_) => {
+                    w.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    w.lat
+}
+
+/// One worker's state across its connections.
+struct Conn {
+    lat: Vec<u32>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    i: usize,
+    reqs: Arc<Vec<Vec<u8>>>,
+    pipeline: usize,
+    shared: Arc<Shared>,
+}
+
+impl Conn {
+    /// Sends requests on `s` (keep-alive) until the run stops or the
+    /// connection fails.
+    async fn drive<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(&mut self, mut s: S) {
+        let shared = self.shared.clone();
         while !shared.stop.load(Ordering::Relaxed) {
-            out.clear();
-            for _ in 0..pipeline {
-                out.extend_from_slice(&reqs[i % reqs.len()]);
-                i += 1;
+            self.out.clear();
+            for _ in 0..self.pipeline {
+                self.out
+                    .extend_from_slice(&self.reqs[self.i % self.reqs.len()]);
+                self.i += 1;
             }
             let t = Instant::now();
-            if s.write_all(&out).await.is_err() {
+            if s.write_all(&self.out).await.is_err() || s.flush().await.is_err() {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
-                continue 'conn;
+                return;
             }
-            for _ in 0..pipeline {
-                match read_response(&mut s, &mut buf).await {
+            for _ in 0..self.pipeline {
+                match read_response(&mut s, &mut self.buf).await {
                     Ok(status) => {
                         let measuring = shared.measuring.load(Ordering::Relaxed);
                         if status == 202 {
@@ -173,18 +249,18 @@ async fn worker(
                             shared.non2xx.fetch_add(1, Ordering::Relaxed);
                         }
                         if measuring {
-                            lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                            self.lat
+                                .push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                         }
                     }
                     Err(_) => {
                         shared.errors.fetch_add(1, Ordering::Relaxed);
-                        continue 'conn;
+                        return;
                     }
                 }
             }
         }
     }
-    lat
 }
 
 /// What one measured run saw.
@@ -212,7 +288,7 @@ impl Run {
 
 /// Drives the server at `addr` (process `pid`, when known) for the warm-up,
 /// then measures for `a.seconds`.
-fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args) -> anyhow::Result<Run> {
+fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args, tls: Option<Tls>) -> anyhow::Result<Run> {
     let reqs = Arc::new(requests(50_000, a.sites, &a.path));
     let shared = Arc::new(Shared {
         ok: AtomicU64::new(0),
@@ -234,6 +310,7 @@ fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args) -> anyhow::Result<Run> {
                     c * 997,
                     a.pipeline as usize,
                     shared.clone(),
+                    tls.clone(),
                 ))
             })
             .collect();
@@ -367,7 +444,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let bare = if a.bare {
         let (mut c, addr) = start_bare()?;
-        let r = drive(addr, Some(c.id()), &a);
+        let r = drive(addr, Some(c.id()), &a, None);
         let _ = c.kill();
         let _ = c.wait();
         let r = r?;
@@ -395,21 +472,40 @@ fn main() -> anyhow::Result<()> {
                     .join("hitvault"),
             };
             let sites = sites.join(",");
-            let (c, addr) = start_daemon(
-                &bin,
-                &data_dir,
-                &tmp.path().join("daemon.log"),
-                &[
-                    ("HITVAULT_SITES", sites.as_str()),
-                    ("HITVAULT_TRUSTED_PROXIES", "127.0.0.1"),
-                ],
-            )?;
+            let mut env = vec![
+                ("HITVAULT_SITES", sites.as_str()),
+                ("HITVAULT_TRUSTED_PROXIES", "127.0.0.1"),
+            ];
+            if a.tls {
+                env.push(("HITVAULT_TLS_MODE", "local-ca"));
+            }
+            let (c, addr) = start_daemon(&bin, &data_dir, &tmp.path().join("daemon.log"), &env)?;
             child = Some(c);
             addr
         }
     };
-    let r = drive(addr, child.as_ref().map(|c| c.id()), &a)?;
+    let pid = child.as_ref().map(|c| c.id());
+    let r = drive(addr, pid, &a, None)?;
     report("hitvault (stored: 202 after fdatasync)", &r, &a);
+    let mut ok = r.shared.ok.load(Ordering::Relaxed);
+    if a.tls {
+        // The daemon's CA, as a client would download it from /ca.crt.
+        let ca = std::fs::read(data_dir.join("tls/ca.crt")).context("the daemon's CA")?;
+        let t = drive(addr, pid, &a, Some(Tls::new(&ca)?))?;
+        println!();
+        report(
+            "hitvault over TLS (local CA, TLS 1.3, keep-alive; stored: 202 after fdatasync)",
+            &t,
+            &a,
+        );
+        println!(
+            "TLS share of plain   {:.0}% ({:.0} of {:.0} hits/s)",
+            100.0 * t.hits_per_s() / r.hits_per_s().max(1.0),
+            t.hits_per_s(),
+            r.hits_per_s()
+        );
+        ok += t.shared.ok.load(Ordering::Relaxed);
+    }
     if let Some(ceiling) = bare {
         println!(
             "share of hv-bare     {:.0}% ({:.0} of {ceiling:.0} hits/s)",
@@ -417,7 +513,6 @@ fn main() -> anyhow::Result<()> {
             r.hits_per_s()
         );
     }
-    let ok = r.shared.ok.load(Ordering::Relaxed);
     if let Some(c) = child {
         stop_and_count(c, &data_dir, ok, r.peak_during)?;
     }

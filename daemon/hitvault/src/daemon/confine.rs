@@ -12,9 +12,12 @@
 //!   queue, the salts, `run.json`, `control.sock`, and by default the
 //!   retention archive `archive/`), and `retention.archive_dir` when it is
 //!   set outside the data dir (created before confinement);
-//! - read-only: nothing configured. The configuration file, the GeoIP
-//!   database and the ingest token are read before confinement, so no rule
-//!   grants them afterwards (the system paths of
+//! - read-only: the directories of `tls.cert_file` and `tls.key_file`
+//!   (as written and as their links resolve), which are read again when
+//!   they change (a renewal writes new files beside the old ones, which a
+//!   rule on the files themselves would not cover). The configuration file,
+//!   the GeoIP database and the ingest token are read before confinement,
+//!   so no rule grants them afterwards (the system paths of
 //!   `hitvault_sandbox::landlock::SYSTEM_READ_ONLY` are always added);
 //! - bind: the `listen` port (already bound before confinement);
 //! - connect: nothing (no cluster peers are configurable yet), so every TCP
@@ -36,7 +39,7 @@ use crate::exit::Failure;
 /// The sandbox rules of this configuration.
 pub fn spec(cfg: &Config) -> Spec {
     Spec {
-        read_only: vec![],
+        read_only: tls_dirs(cfg),
         read_write: std::iter::once(cfg.data_dir.clone())
             .chain(
                 cfg.archive_dir
@@ -50,6 +53,17 @@ pub fn spec(cfg: &Config) -> Spec {
             .collect(),
         connect_tcp: vec![],
         user: cfg.user.clone(),
+    }
+}
+
+/// The directories of `tls.cert_file` and `tls.key_file` (as written and as
+/// their links resolve), read again whenever the files change.
+pub fn tls_dirs(cfg: &Config) -> Vec<PathBuf> {
+    match (&cfg.tls_mode, &cfg.tls_cert_file, &cfg.tls_key_file) {
+        (crate::config::TlsMode::Files, Some(c), Some(k)) => {
+            hitvault_tls::reload_dirs(&[c.as_path(), k.as_path()])
+        }
+        _ => vec![],
     }
 }
 
@@ -243,6 +257,21 @@ pub fn prepare(cfg: &Config, owner: Option<&User>) -> Result<(), Failure> {
     // Before creating anything where the account could not go.
     if let Some(u) = owner {
         reachable(u)?;
+    }
+    // The certificate files are read once confined (and at each reload):
+    // Landlock needs their directories to exist, the account to reach them.
+    if let (Some(c), Some(k)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        for (key, path) in [("tls.cert_file", c), ("tls.key_file", k)] {
+            std::fs::metadata(path).map_err(|e| {
+                Failure::startup(format!(
+                    "invalid setting `{key}`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            if let Some(u) = owner {
+                require_reachable(key, path, u)?;
+            }
+        }
     }
     datadir::prepare(&cfg.data_dir)?;
     // Landlock grants only paths that exist: make the archive dir now.

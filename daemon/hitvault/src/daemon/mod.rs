@@ -8,19 +8,22 @@
 //! the GeoIP data and the ingest token read); then the process confines
 //! itself ([`confine::confine`]: privileges, Landlock, seccomp with TSYNC);
 //! [`Opened`] then opens DuckDB (it starts its own threads), the queue
-//! (writer threads) and the salts; [`Wired`] builds the ingest service, the
+//! (writer threads), the salts and the TLS certificate ([`tls`]); [`Wired`] builds the ingest service, the
 //! adapters and the routes; [`Wired::run`] starts the writer thread and the
 //! async runtime. So every thread is born confined.
 //!
 //! On SIGTERM or SIGINT: stop accepting, let in-flight requests reach their
-//! fsync, drain the queue into DuckDB, checkpoint, exit 0.
+//! fsync, drain the queue into DuckDB, checkpoint, exit 0. On SIGHUP: reload
+//! the TLS certificate files (or renew the local CA's certificate if due).
 //!
 //! The rooms: [`writer`] (the one thread that writes DuckDB, and the one
 //! handle to it), [`adapters`] (the server crate's traits, done through the
-//! writer), [`confine`] (configuration to sandbox rules).
+//! writer), [`confine`] (configuration to sandbox rules), [`tls`] (the
+//! listener's certificate, loaded confined and kept fresh).
 
 pub mod adapters;
 pub mod confine;
+pub mod tls;
 pub mod writer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -121,6 +124,7 @@ struct Opened {
     metrics: Arc<Metrics>,
     salts: Arc<SaltKeeper>,
     accounts: Arc<hitvault_accounts::Accounts>,
+    tls: tls::Tls,
 }
 
 impl Opened {
@@ -167,6 +171,7 @@ impl Opened {
         let salts = Arc::new(
             SaltKeeper::open(&cfg.data_dir.join(SALTS_DIR), now_ms()).or_exit(Exit::Startup)?,
         );
+        let tls = tls::start(cfg)?;
         let accounts = Arc::new(crate::links::open_accounts(cfg)?);
         if let Some(token) = accounts
             .setup_link(now_ms().max(0) as u64 / 1000)
@@ -192,6 +197,7 @@ impl Opened {
             metrics,
             salts,
             accounts,
+            tls,
         })
     }
 }
@@ -233,6 +239,8 @@ struct Routes {
     commits: Commits,
     adapters: Adapters,
     accounts: hitvault_server::AccountState,
+    tls: tls::Tls,
+    hostnames: hitvault_server::hosts::Hostnames,
 }
 
 impl Wired {
@@ -249,6 +257,7 @@ impl Wired {
             metrics,
             salts,
             accounts,
+            tls,
         } = opened;
         let Prepared {
             lock,
@@ -297,6 +306,7 @@ impl Wired {
             ready: ready.clone(),
             gauges,
         };
+        let hostnames = hitvault_server::hosts::Hostnames::new(cfg.hostnames.clone());
         let (handle, inbox) = writer::channel();
         let exports = ExportsRunning::default();
         let retention = crate::retention::Policy::from_config(&cfg);
@@ -333,7 +343,6 @@ impl Wired {
             on_commit: on_commit(commits.clone()),
             exports,
         };
-        let hostnames = Vec::new();
         Ok(Wired {
             cfg,
             lock,
@@ -351,7 +360,9 @@ impl Wired {
                 live,
                 commits,
                 adapters,
-                accounts: hitvault_server::AccountState::new(accounts, hostnames),
+                accounts: hitvault_server::AccountState::new(accounts, hostnames.names().to_vec()),
+                hostnames,
+                tls,
             },
         })
     }
@@ -389,11 +400,13 @@ impl Wired {
                 tokio::net::UnixListener::from_std(control).or_exit(Exit::Startup)?;
             let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
             let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let hup = signal(tokio::signal::unix::SignalKind::hangup())?;
             let (tx, rx) = tokio::sync::watch::channel(false);
             let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|v| *v).await;
             };
-            let (public, control_app) = routes.build(rx.clone());
+            let (public, control_app, tls) = routes.build(rx.clone());
+            tokio::spawn(tls::Tls::keep(tls.certs(), hup, rx.clone()));
             let control_task = tokio::spawn({
                 let shutdown = wait(rx.clone());
                 async move {
@@ -423,7 +436,7 @@ impl Wired {
                 let _ = stopping.stopping();
                 let _ = tx.send(true);
             });
-            let served = hitvault_server::serve(listener, public, wait(rx)).await;
+            let served = hitvault_server::serve(listener, public, tls.edge, wait(rx)).await;
             ready.store(false, Ordering::Release);
             let _ = control_task.await;
             served.map_err(|e| Failure::runtime(format!("HTTP server failed: {e}")))
@@ -447,9 +460,13 @@ impl Wired {
 }
 
 impl Routes {
-    /// The public router (ingest, stats API, goals, dashboard, Takeout) and
-    /// the control socket's. `shutdown` ends the realtime streams.
-    fn build(self, shutdown: tokio::sync::watch::Receiver<bool>) -> (axum::Router, axum::Router) {
+    /// The public router (ingest, stats API, goals, dashboard, Takeout), the
+    /// control socket's, and the listener's TLS. `shutdown` ends the
+    /// realtime streams.
+    fn build(
+        self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> (axum::Router, axum::Router, tls::Tls) {
         let Routes {
             state,
             stats,
@@ -457,6 +474,8 @@ impl Routes {
             commits,
             adapters,
             accounts,
+            tls,
+            hostnames,
         } = self;
         let control = hitvault_server::control_app(
             adapters.sites,
@@ -474,8 +493,10 @@ impl Routes {
             public: state,
             dashboard,
             exporter: adapters.exporter,
+            hostnames,
+            tls: tls.info.clone(),
         });
-        (public, control)
+        (public, control, tls)
     }
 }
 
