@@ -4,8 +4,18 @@
 //! port it picks itself, so parallel tests never race for one) and opens one
 //! headless Chromium session with a fresh, throwaway profile. The client speaks
 //! the W3C protocol over plain HTTP with `ureq` and offers only what the tests
-//! need: navigate, find by CSS selector, click, run a script, read the URL, take
-//! a screenshot, read the browser console.
+//! need: navigate, find by CSS selector, click, run a script (sync or async),
+//! read the URL and title, take a screenshot, read the browser console; and for
+//! the passkey tests, the W3C virtual authenticator (add, credentials, user
+//! verification) and chromedriver's CDP passthrough (`WebAuthn.*` overrides).
+//!
+//! Certificates: with [`Options::trusted_ca`], chromedriver and Chromium run
+//! with a throwaway `HOME` whose NSS database (`~/.pki/nssdb`, made with
+//! `certutil` from Debian's `libnss3-tools`) trusts that CA for TLS servers,
+//! as a person's browser would after installing it. No certificate error is
+//! ever bypassed: an untrusted certificate still shows Chromium's "Privacy
+//! error" page (and WebDriver reports the navigation as a success, so tests
+//! assert on a marker of the page they expect).
 //!
 //! Dropping the [`Browser`] ends the session, kills chromedriver (and, if the
 //! session could not be ended, whatever is left in its process group) and
@@ -24,6 +34,8 @@ use std::{fmt, fs, thread};
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Debian's `chromium` package.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's `libnss3-tools` package.
+pub const CERTUTIL: &str = "/usr/bin/certutil";
 
 /// The key under which W3C WebDriver wraps an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -45,6 +57,13 @@ pub struct Options {
     pub window_size: (u32, u32),
     /// More command-line switches for Chromium.
     pub extra_args: Vec<String>,
+    /// A CA certificate (PEM) the browser trusts for TLS servers, through an
+    /// NSS database in a throwaway `HOME` (see the module doc).
+    pub trusted_ca: Option<PathBuf>,
+    /// Host names Chromium resolves to an address of the test's choosing
+    /// (`--host-resolver-rules=MAP name addr`); the port, the TLS server
+    /// name and the origin stay the name's.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for Options {
@@ -53,6 +72,8 @@ impl Default for Options {
             user_agent: None,
             window_size: (1280, 800),
             extra_args: Vec::new(),
+            trusted_ca: None,
+            resolve: Vec::new(),
         }
     }
 }
@@ -131,11 +152,97 @@ pub struct Browser {
     profile: PathBuf,
 }
 
+/// Options of a W3C virtual authenticator ([`Browser::add_virtual_authenticator`]).
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    /// `ctap2` (or `ctap2_1`, `ctap1/u2f`).
+    pub protocol: &'static str,
+    /// `internal` (a platform authenticator), `usb`, `nfc`, `ble`.
+    pub transport: &'static str,
+    /// Keeps discoverable (resident) credentials. Chromium's holds three at most.
+    pub has_resident_key: bool,
+    /// Can verify its user (a PIN or a fingerprint).
+    pub has_user_verification: bool,
+    /// Verification succeeds (see [`Browser::set_user_verified`]).
+    pub is_user_verified: bool,
+    /// The user consents (`false` simulates a cancel, seen at the request's timeout).
+    pub is_user_consenting: bool,
+}
+
+impl Default for Authenticator {
+    /// A platform authenticator that keeps passkeys and verifies its user.
+    fn default() -> Self {
+        Authenticator {
+            protocol: "ctap2",
+            transport: "internal",
+            has_resident_key: true,
+            has_user_verification: true,
+            is_user_verified: true,
+            is_user_consenting: true,
+        }
+    }
+}
+
+/// A credential a virtual authenticator holds.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    /// Its id, base64url.
+    pub id: String,
+    pub is_resident: bool,
+    pub rp_id: String,
+    /// The private key, base64url PKCS#8.
+    pub private_key: String,
+    pub sign_count: u64,
+    /// base64url; `None` for a non-resident credential.
+    pub user_handle: Option<String>,
+}
+
+impl Credential {
+    fn from_json(v: &Value) -> Credential {
+        Credential {
+            id: v["credentialId"].as_str().unwrap_or_default().to_string(),
+            is_resident: v["isResidentCredential"].as_bool().unwrap_or(false),
+            rp_id: v["rpId"].as_str().unwrap_or_default().to_string(),
+            private_key: v["privateKey"].as_str().unwrap_or_default().to_string(),
+            sign_count: v["signCount"].as_u64().unwrap_or(0),
+            user_handle: v["userHandle"].as_str().map(str::to_string),
+        }
+    }
+
+    /// The WebDriver "add credential" parameters that put this credential
+    /// (say, taken from another authenticator) into an authenticator.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "credentialId": self.id,
+            "isResidentCredential": self.is_resident,
+            "rpId": self.rp_id,
+            "privateKey": self.private_key,
+            "signCount": self.sign_count,
+        });
+        if let Some(h) = &self.user_handle {
+            v["userHandle"] = json!(h);
+        }
+        v
+    }
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub fn start(options: Options) -> Result<Browser, Error> {
         let profile = fresh_profile_dir()?;
         let mut command = Command::new(CHROMEDRIVER);
+        if let Some(ca) = &options.trusted_ca {
+            // The profile dir doubles as HOME (its NSS db) and TMPDIR (where
+            // chromedriver puts its own scratch): all goes at teardown.
+            if let Err(e) = trust_ca(&profile, ca) {
+                let _ = fs::remove_dir_all(&profile);
+                return Err(e);
+            }
+            let tmp = profile.join("tmp");
+            fs::create_dir_all(&tmp)
+                .map_err(|e| Error::Launch(format!("{}: {e}", tmp.display())))?;
+            command.env("HOME", &profile).env("TMPDIR", tmp);
+        }
         command
             .arg("--port=0")
             .stdin(Stdio::null())
@@ -181,8 +288,19 @@ impl Browser {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", browser.profile.display()),
+            format!(
+                "--user-data-dir={}",
+                browser.profile.join("chromium").display()
+            ),
         ];
+        if !options.resolve.is_empty() {
+            let rules: Vec<String> = options
+                .resolve
+                .iter()
+                .map(|(name, ip)| format!("MAP {name} {ip}"))
+                .collect();
+            args.push(format!("--host-resolver-rules={}", rules.join(",")));
+        }
         if let Some(ua) = &options.user_agent {
             args.push(format!("--user-agent={ua}"));
         }
@@ -190,6 +308,7 @@ impl Browser {
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
+                "acceptInsecureCerts": false,
                 "pageLoadStrategy": "normal",
                 "timeouts": { "pageLoad": 30_000, "script": 30_000, "implicit": 0 },
                 "goog:loggingPrefs": { "browser": "ALL" },
@@ -239,6 +358,131 @@ impl Browser {
             "/execute/sync",
             json!({ "script": script, "args": args }),
         )
+    }
+
+    /// Runs `script` as the body of an async function in the page: it ends by
+    /// calling `arguments[arguments.length - 1]` (the callback WebDriver adds
+    /// after `args`) with its result, which is returned.
+    pub fn execute_async(&self, script: &str, args: &[Value]) -> Result<Value, Error> {
+        self.command(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": args }),
+        )
+    }
+
+    /// The title of the current page.
+    pub fn title(&self) -> Result<String, Error> {
+        let t = self.command("GET", "/title", Value::Null)?;
+        t.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Other(format!("title: {t}")))
+    }
+
+    /// Adds a W3C virtual authenticator (WebAuthn Level 2, section 11) and
+    /// returns its id. While one is attached, Chromium does not run its own
+    /// certificate check for WebAuthn: trust is the page's to prove.
+    pub fn add_virtual_authenticator(&self, a: &Authenticator) -> Result<String, Error> {
+        let id = self.command(
+            "POST",
+            "/webauthn/authenticator",
+            json!({
+                "protocol": a.protocol,
+                "transport": a.transport,
+                "hasResidentKey": a.has_resident_key,
+                "hasUserVerification": a.has_user_verification,
+                "isUserVerified": a.is_user_verified,
+                "isUserConsenting": a.is_user_consenting,
+            }),
+        )?;
+        id.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Other(format!("add authenticator: {id}")))
+    }
+
+    /// Removes a virtual authenticator and its credentials.
+    pub fn remove_virtual_authenticator(&self, authenticator: &str) -> Result<(), Error> {
+        self.command(
+            "DELETE",
+            &format!("/webauthn/authenticator/{authenticator}"),
+            Value::Null,
+        )
+        .map(drop)
+    }
+
+    /// The credentials an authenticator holds.
+    pub fn credentials(&self, authenticator: &str) -> Result<Vec<Credential>, Error> {
+        let list = self.command(
+            "GET",
+            &format!("/webauthn/authenticator/{authenticator}/credentials"),
+            Value::Null,
+        )?;
+        Ok(list
+            .as_array()
+            .map(|l| l.iter().map(Credential::from_json).collect())
+            .unwrap_or_default())
+    }
+
+    /// Puts a credential into an authenticator.
+    pub fn add_credential(&self, authenticator: &str, c: &Credential) -> Result<(), Error> {
+        self.command(
+            "POST",
+            &format!("/webauthn/authenticator/{authenticator}/credential"),
+            c.to_json(),
+        )
+        .map(drop)
+    }
+
+    /// Removes every credential of an authenticator.
+    pub fn remove_all_credentials(&self, authenticator: &str) -> Result<(), Error> {
+        self.command(
+            "DELETE",
+            &format!("/webauthn/authenticator/{authenticator}/credentials"),
+            Value::Null,
+        )
+        .map(drop)
+    }
+
+    /// Whether the authenticator's next user verifications succeed.
+    pub fn set_user_verified(&self, authenticator: &str, verified: bool) -> Result<(), Error> {
+        self.command(
+            "POST",
+            &format!("/webauthn/authenticator/{authenticator}/uv"),
+            json!({ "isUserVerified": verified }),
+        )
+        .map(drop)
+    }
+
+    /// A Chrome DevTools Protocol command, through chromedriver's passthrough.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Result<Value, Error> {
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": cmd, "params": params }),
+        )
+    }
+
+    /// Makes the authenticator's next answers wrong on purpose (CDP
+    /// `WebAuthn.setResponseOverrideBits`): a bogus signature, the user-verified
+    /// flag cleared (`bad_uv`), the user-present flag cleared (`bad_up`).
+    /// All `false` puts it right again.
+    pub fn override_response_bits(
+        &self,
+        authenticator: &str,
+        bogus_signature: bool,
+        bad_uv: bool,
+        bad_up: bool,
+    ) -> Result<(), Error> {
+        self.cdp(
+            "WebAuthn.setResponseOverrideBits",
+            json!({
+                "authenticatorId": authenticator,
+                "isBogusSignature": bogus_signature,
+                "isBadUV": bad_uv,
+                "isBadUP": bad_up,
+            }),
+        )
+        .map(drop)
     }
 
     /// The URL of the current page.
@@ -306,6 +550,7 @@ impl Browser {
     /// One HTTP exchange; W3C errors (`{"value": {"error": ...}}`) become [`Error::WebDriver`].
     fn request(&self, method: &str, url: &str, body: Option<Value>) -> Result<Value, Error> {
         let mut response = match (method, body) {
+            ("POST", Some(Value::Null)) => self.agent.post(url).send_json(json!({}))?,
             ("POST", Some(body)) => self.agent.post(url).send_json(body)?,
             ("DELETE", _) => self.agent.delete(url).call()?,
             _ => self.agent.get(url).call()?,
@@ -381,6 +626,45 @@ fn read_driver_port(driver: &mut Child) -> Result<u16, Error> {
             "chromedriver did not report its port within {DRIVER_START_TIMEOUT:?}"
         ))),
     }
+}
+
+/// Makes `home/.pki/nssdb`, an NSS database that trusts the CA in `ca_pem`
+/// to identify TLS servers (trust flags `C,,`), as Chromium on Linux reads it.
+fn trust_ca(home: &Path, ca_pem: &Path) -> Result<(), Error> {
+    let db = home.join(".pki/nssdb");
+    fs::create_dir_all(&db).map_err(|e| Error::Launch(format!("{}: {e}", db.display())))?;
+    let db = format!("sql:{}", db.display());
+    let run = |args: &[&str]| -> Result<(), Error> {
+        let out = Command::new(CERTUTIL)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                Error::Launch(format!("{CERTUTIL}: {e} (apt-get install libnss3-tools)"))
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Launch(format!(
+                "certutil {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    };
+    run(&["-N", "--empty-password", "-d", &db])?;
+    let ca = ca_pem.to_string_lossy();
+    run(&[
+        "-A",
+        "-d",
+        &db,
+        "-n",
+        "hitvault test CA",
+        "-t",
+        "C,,",
+        "-i",
+        &ca,
+    ])
 }
 
 /// A new, empty directory for the Chromium profile.

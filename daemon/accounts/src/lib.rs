@@ -8,7 +8,7 @@
 //!
 //! Factors: passwords ([`password`], argon2id), TOTP ([`totp`]), recovery
 //! codes (ten, single use, stored as SHA-256) and passkeys (kept as the
-//! WebAuthn library's data; the ceremonies are the server's). Sessions are
+//! WebAuthn library's data; the ceremonies are [`passkey`]'s). Sessions are
 //! server-side records; the browser holds a random token whose SHA-256 is
 //! the record's key. Sign-in attempts pass the [`limiter`].
 //!
@@ -19,6 +19,7 @@
 
 pub mod journal;
 pub mod limiter;
+pub mod passkey;
 pub mod password;
 pub mod secret;
 pub mod state;
@@ -30,6 +31,7 @@ use std::sync::Mutex;
 
 pub use journal::{Journal, JournalError};
 pub use limiter::{AddressKey, Limiter, Limits};
+pub use passkey::{PasskeyError, Passkeys};
 pub use state::{Invite, Passkey, Record, Session, State, User, UserId};
 
 /// Instance-wide rules for accounts (settings `accounts.*`).

@@ -80,6 +80,7 @@ pub fn app(s: Services) -> Router {
     // Anyone addressing one of our names: sign-in, set-up, the account
     // page (which checks its session itself) and the assets.
     let sign_in = account::pages::routes(accounts.clone())
+        .merge(account::passkey::routes(accounts.clone()))
         .merge(dashboard::asset_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts,

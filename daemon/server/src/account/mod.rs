@@ -8,6 +8,7 @@
 //! | `POST /login/code` | the second step: a TOTP code or a recovery code |
 //! | `POST /logout` | end this session |
 //! | `GET /account` | factors (passkeys, password, TOTP, recovery codes) and sessions |
+//! | `POST /login/passkey/…`, `POST /account/passkeys/{start,finish}` | the passkey ceremonies, JSON ([`passkey`]) |
 //! | `POST /account/…` | the account page's forms ([`pages`]) |
 //! | `GET /ca.crt`-like TLS material | served by the TLS layer, not here |
 //!
@@ -26,6 +27,7 @@
 
 pub mod control;
 pub(crate) mod pages;
+pub(crate) mod passkey;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, header};
-use hitvault_accounts::{Accounts, SessionView};
+use hitvault_accounts::{Accounts, Passkeys, SessionView};
 use tokio::sync::Semaphore;
 
 /// Who a request comes from, once admitted (see [`crate::access::admit`]).
@@ -76,6 +78,10 @@ pub struct AccountState {
     /// The SHA-256 fingerprint of the appliance's own CA, shown on the
     /// set-up page to compare with the console's (when TLS uses it).
     pub ca_fingerprint: Option<Arc<str>>,
+    /// The passkey relying party and its ceremonies in progress; `None`
+    /// when the first hostname cannot be one (an IP address), which the
+    /// log says at start.
+    pub passkeys: Option<Arc<Passkeys>>,
 }
 
 impl std::fmt::Debug for AccountState {
@@ -88,11 +94,13 @@ impl std::fmt::Debug for AccountState {
 
 impl AccountState {
     pub fn new(accounts: Arc<Accounts>, hostnames: Vec<String>) -> AccountState {
+        let passkeys = passkey::relying_party(&hostnames);
         AccountState {
             accounts,
             hostnames: hostnames.into(),
             checks: Arc::new(Semaphore::new(PASSWORD_CHECKS)),
             ca_fingerprint: None,
+            passkeys,
         }
     }
 

@@ -153,7 +153,7 @@ fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// A short description of the browser, for the sessions list.
-fn agent(headers: &HeaderMap) -> String {
+pub(super) fn agent(headers: &HeaderMap) -> String {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -174,7 +174,7 @@ fn agent(headers: &HeaderMap) -> String {
 }
 
 /// A redirect target from a form: a path on this site only.
-fn next_path(next: Option<&str>) -> String {
+pub(super) fn next_path(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
         _ => "/sites".to_owned(),

@@ -1,11 +1,12 @@
 //! The dashboard's static files, embedded in the binary: one stylesheet,
-//! one script, one icon. Each is served with a version (a CRC-32 of its
+//! two scripts (the dashboard's, and the passkey buttons' of the sign-in
+//! and account pages), one icon. Each is served with a version (a CRC-32 of its
 //! bytes) so that pages can let browsers cache it for good.
 
 use std::sync::LazyLock;
 
 /// `(name, media type, bytes)` of every asset.
-const FILES: [(&str, &str, &[u8]); 3] = [
+const FILES: [(&str, &str, &[u8]); 4] = [
     (
         "dashboard.css",
         "text/css; charset=utf-8",
@@ -15,6 +16,11 @@ const FILES: [(&str, &str, &[u8]); 3] = [
         "dashboard.js",
         "application/javascript; charset=utf-8",
         include_bytes!("assets/dashboard.js"),
+    ),
+    (
+        "passkey.js",
+        "application/javascript; charset=utf-8",
+        include_bytes!("assets/passkey.js"),
     ),
     (
         "favicon.svg",

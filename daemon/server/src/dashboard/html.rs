@@ -130,7 +130,7 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
          <title>{title} · hitvault</title>\
          <link rel=\"icon\" href=\"{icon}\" type=\"image/svg+xml\">\
          <link rel=\"stylesheet\" href=\"{css}\">\
-         <script defer src=\"{js}\"></script></head>\
+         <script defer src=\"{js}\"></script>{passkey}</head>\
          <body class=\"{body_class}\"><a class=\"skip\" href=\"#main\">Skip to content</a>\
          <header class=\"top\"><div class=\"top-inner\">\
          <a class=\"brand\" href=\"/sites\">{logo}<span>hitvault</span></a>",
@@ -138,6 +138,15 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
         icon = esc(&asset_url("favicon.svg")),
         css = esc(&asset_url("dashboard.css")),
         js = esc(&asset_url("dashboard.js")),
+        // The passkey buttons' script, on the pages that have one.
+        passkey = if main.contains("id=\"passkey-") {
+            format!(
+                "<script defer src=\"{}\"></script>",
+                esc(&asset_url("passkey.js"))
+            )
+        } else {
+            String::new()
+        },
         body_class = esc(body_class),
         logo = LOGO,
     );
