@@ -308,6 +308,25 @@ fn the_ca_and_its_keys_are_private_and_the_ca_is_kept_across_restarts() {
     let (ok, text) = s_client(d.addr, NAME, &ca, &[]);
     assert!(ok, "{text}");
 
+    // A server certificate that cannot be read is issued again on SIGHUP,
+    // written into the data dir by the confined daemon, and served at once.
+    let before = served_fingerprint(d.addr, NAME, &ca, scratch.path());
+    std::fs::write(dir.join("server.crt"), "damaged").unwrap();
+    let issued = d.log_text().matches("server certificate issued").count();
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    wait_until("the server certificate is issued again", || {
+        d.log_text().matches("server certificate issued").count() > issued
+    });
+    assert!(
+        d.log_text().contains("the kept one was unreadable"),
+        "{}",
+        d.log_text()
+    );
+    let after = served_fingerprint(d.addr, NAME, &ca, scratch.path());
+    assert_ne!(after, before);
+    assert_eq!(fingerprint(&dir.join("server.crt")), after);
+    assert_eq!(fingerprint(&dir.join("ca.crt")), first);
+
     // Other hostnames: the same CA, a new server certificate for them.
     let stopped = d.stop();
     let d = Daemon::restart(

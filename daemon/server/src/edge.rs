@@ -6,7 +6,7 @@
 //!
 //! | connection | served |
 //! | --- | --- |
-//! | TLS | every route; each response carries `Strict-Transport-Security` |
+//! | TLS | every route; each response carries `Strict-Transport-Security`, but those to a loopback name |
 //! | plain, from a loopback peer | every route |
 //! | plain, `allow_plain_http = true` | every route (a TLS proxy in front speaks plain HTTP to us) |
 //! | plain, from any other peer | a `308` to `https://` + the same host and path |
@@ -45,6 +45,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `Strict-Transport-Security` value of every TLS response: one year,
 /// this host only (the appliance's name may share a domain with others).
+/// Not sent to a request addressed to a loopback name: a browser would then
+/// force https on every port of `localhost`, other local servers included.
 pub const HSTS: &str = "max-age=31536000";
 
 /// The first byte of a TLS record carrying a handshake message.
@@ -183,12 +185,19 @@ async fn connection(
         };
         serve_http(stream, stop, move |req| {
             let app = app.clone();
+            let loopback = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .is_some_and(crate::access::loopback_host);
             async move {
                 let mut r = app.oneshot(with_info(req, peer, Transport::Tls)).await?;
-                r.headers_mut().insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static(HSTS),
-                );
+                if !loopback {
+                    r.headers_mut().insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static(HSTS),
+                    );
+                }
                 Ok(r)
             }
         })

@@ -207,10 +207,11 @@ impl Tls {
                         tracing::info!("SIGHUP: the TLS certificate is current, nothing to do");
                     }
                 }
-                Ok(Ok(Refreshed::Replaced { why, cert })) => {
+                Ok(Ok(Refreshed::Replaced { why, cert })) if files => {
                     tracing::info!("TLS: new certificate: {why}");
                     log_served(&cert, None);
                 }
+                Ok(Ok(Refreshed::Replaced { why, cert })) => log_served(&cert, Some(&why)),
                 Ok(Err(e)) => tracing::error!(
                     "TLS: keeping the certificate being served; the new one was not taken: {e}"
                 ),
