@@ -160,10 +160,16 @@ in rec {
     user = null;
     seccomp = "enforce";
     landlock = "best-effort";
+    hostnames = [];
+    allow_plain_http = false;
+    tls = {
+      mode = null;
+      cert_file = null;
+      key_file = null;
+    };
   };
 
   pending = {
-    "16" = ["hostnames" "tls.mode" "tls.cert_file" "tls.key_file" "allow_plain_http"];
     "18" = ["cluster.enable" "cluster.node_id" "cluster.bind" "cluster.peers" "cluster.key_file" "cluster.ack"];
   };
 

@@ -286,13 +286,13 @@ fn pages_csv_and_filters_show_the_stored_numbers() {
     );
     assert_eq!(
         pages,
-        "page,visitors,pageviews,share\r\n/,2,2,0.6667\r\n/pricing,2,2,0.6667\r\n\
-         /blog,1,1,0.3333\r\n/docs,1,1,0.3333\r\n"
+        "page,visitors,pageviews,share,time_on_page_s,scroll_depth\r\n/,2,2,0.6667,,\r\n\
+         /pricing,2,2,0.6667,,\r\n/blog,1,1,0.3333,,\r\n/docs,1,1,0.3333,,\r\n"
     );
     let (_, filtered) = csv(&format!("panel=page&{day}&f=page:is:/pricing"));
     assert_eq!(
         filtered,
-        "page,visitors,pageviews,share\r\n/pricing,2,2,1.0000\r\n"
+        "page,visitors,pageviews,share,time_on_page_s,scroll_depth\r\n/pricing,2,2,1.0000,,\r\n"
     );
     let jan11 = "period=custom&from=2026-01-11&to=2026-01-11";
     let (_, campaigns) = csv(&format!("panel=utm_campaign&{jan11}"));
