@@ -86,6 +86,8 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
         json!({
             "visitors": 3, "pageviews": 6, "events": 1, "sessions": 4,
             "bounce_rate": 0.5, "avg_visit_duration_s": 750.0, "views_per_visit": 1.5,
+            // No engagement was sent: no time on page, no scroll depth.
+            "time_on_page": null, "scroll_depth": null,
         })
     );
     // The comparison period is the three days before, with nothing in it.
@@ -117,6 +119,7 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
         json!({
             "visitors": 2, "pageviews": 2, "events": 1, "sessions": 2,
             "bounce_rate": 0.5, "avg_visit_duration_s": 600.0, "views_per_visit": 1.5,
+            "time_on_page": null, "scroll_depth": null,
         })
     );
     assert_eq!(f["breakdowns"]["page"][0]["value"], "/pricing");
@@ -131,6 +134,7 @@ fn the_overview_answers_with_hand_computed_numbers_and_names_bad_parameters() {
         json!({
             "visitors": 1, "pageviews": 0, "events": 1, "sessions": 1,
             "bounce_rate": 0.0, "avg_visit_duration_s": 1200.0, "views_per_visit": 2.0,
+            "time_on_page": null, "scroll_depth": null,
         })
     );
     assert_eq!(p["series"][1]["visitors"], 1);
