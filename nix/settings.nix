@@ -167,6 +167,11 @@ in rec {
       cert_file = null;
       key_file = null;
     };
+    accounts = {
+      require_second_factor = false;
+      session_idle_minutes = 60;
+      session_lifetime_hours = 12;
+    };
   };
 
   pending = {

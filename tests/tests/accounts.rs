@@ -572,3 +572,20 @@ fn accounts_are_in_backups_and_come_back_with_a_restore() {
         "{list}"
     );
 }
+
+#[test]
+fn with_a_second_factor_required_a_password_only_session_reaches_only_its_account_page() {
+    let d = Daemon::start(&[
+        ("HITVAULT_HOSTNAMES", HOST),
+        ("HITVAULT_SITES", "stats.test"),
+        ("HITVAULT_REQUIRE_SECOND_FACTOR", "true"),
+    ]);
+    let mut b = set_up_admin(&d);
+    let r = b.get("/sites");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/account"));
+    let page = text(&b.get("/account"));
+    assert!(page.contains("requires a second factor"), "{page}");
+    enable_totp(&mut b);
+    assert_eq!(b.get("/sites").status, 200, "enrolled: the dashboard opens");
+}

@@ -98,6 +98,15 @@ pub struct FileConfig {
     pub hostnames: Option<Vec<String>>,
     pub allow_plain_http: Option<bool>,
     pub tls: Option<TlsFile>,
+    pub accounts: Option<AccountsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsFile {
+    pub require_second_factor: Option<bool>,
+    pub session_idle_minutes: Option<u64>,
+    pub session_lifetime_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +280,12 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     /// Its private key (PEM).
     pub tls_key_file: Option<PathBuf>,
+    /// Every user needs a passkey or an authenticator app besides a password.
+    pub require_second_factor: bool,
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: u64,
+    /// Hours after sign-in after which a session ends, used or not.
+    pub session_lifetime_hours: u64,
     /// `tls.mode` was set by some layer (else it follows `listen` and the files).
     #[serde(skip)]
     tls_mode_set: bool,
@@ -307,6 +322,9 @@ impl Default for Config {
             landlock: LandlockSetting::BestEffort,
             hostnames: vec![],
             allow_plain_http: false,
+            require_second_factor: false,
+            session_idle_minutes: 60,
+            session_lifetime_hours: 12,
             tls_mode: TlsMode::Off,
             tls_cert_file: None,
             tls_key_file: None,
@@ -357,7 +375,30 @@ pub const ENV_VARS: &[&str] = &[
     "HITVAULT_TLS_MODE",
     "HITVAULT_TLS_CERT_FILE",
     "HITVAULT_TLS_KEY_FILE",
+    "HITVAULT_REQUIRE_SECOND_FACTOR",
+    "HITVAULT_SESSION_IDLE_MINUTES",
+    "HITVAULT_SESSION_LIFETIME_HOURS",
 ];
+
+/// `v` if it is within `lo..=hi`, else an error naming `key`.
+fn check_range(key: &str, origin: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(bad(
+            key,
+            origin,
+            format!("{v} is not between {lo} and {hi}"),
+        ))
+    }
+}
+
+/// A whole number from an environment variable, or an error naming `key`.
+fn parse_number(key: &str, origin: &str, v: &str) -> Result<u64, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| bad(key, origin, format!("{v:?} is not a whole number")))
+}
 
 pub fn parse_size(key: &str, origin: &str, s: &Size) -> Result<u64, ConfigError> {
     let text = match s {
@@ -615,6 +656,19 @@ impl Config {
                 self.tls_key_file = Some(v);
             }
         }
+        if let Some(a) = f.accounts {
+            if let Some(v) = a.require_second_factor {
+                self.require_second_factor = v;
+            }
+            if let Some(v) = a.session_idle_minutes {
+                self.session_idle_minutes =
+                    check_range("accounts.session_idle_minutes", origin, v, 1, 1440)?;
+            }
+            if let Some(v) = a.session_lifetime_hours {
+                self.session_lifetime_hours =
+                    check_range("accounts.session_lifetime_hours", origin, v, 1, 720)?;
+            }
+        }
         Ok(())
     }
 
@@ -697,6 +751,29 @@ impl Config {
                 }
                 "HITVAULT_TLS_CERT_FILE" => self.tls_cert_file = Some(PathBuf::from(v)),
                 "HITVAULT_TLS_KEY_FILE" => self.tls_key_file = Some(PathBuf::from(v)),
+                "HITVAULT_REQUIRE_SECOND_FACTOR" => {
+                    self.require_second_factor = match v.trim() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        other => {
+                            return Err(bad(
+                                "accounts.require_second_factor",
+                                &o,
+                                format!("{other:?} is not `true` or `false`"),
+                            ));
+                        }
+                    }
+                }
+                "HITVAULT_SESSION_IDLE_MINUTES" => {
+                    let n = parse_number("accounts.session_idle_minutes", &o, v)?;
+                    self.session_idle_minutes =
+                        check_range("accounts.session_idle_minutes", &o, n, 1, 1440)?;
+                }
+                "HITVAULT_SESSION_LIFETIME_HOURS" => {
+                    let n = parse_number("accounts.session_lifetime_hours", &o, v)?;
+                    self.session_lifetime_hours =
+                        check_range("accounts.session_lifetime_hours", &o, n, 1, 720)?;
+                }
                 _ => unreachable!("unknown variables were refused above"),
             }
         }

@@ -19,9 +19,14 @@ pub fn open_accounts(cfg: &Config) -> Result<Accounts, Failure> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let policy = Policy {
+        require_second_factor: cfg.require_second_factor,
+        idle_secs: cfg.session_idle_minutes * 60,
+        absolute_secs: cfg.session_lifetime_hours * 3600,
+    };
     Accounts::open(
         &cfg.data_dir.join(ACCOUNTS_DIR),
-        Policy::default(),
+        policy,
         Limits::default(),
         now,
     )
