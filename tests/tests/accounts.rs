@@ -589,3 +589,27 @@ fn with_a_second_factor_required_a_password_only_session_reaches_only_its_accoun
     enable_totp(&mut b);
     assert_eq!(b.get("/sites").status, 200, "enrolled: the dashboard opens");
 }
+
+#[test]
+fn the_set_up_page_shows_the_local_cas_fingerprint_as_the_log_does() {
+    let d = Daemon::start(&[
+        ("HITVAULT_HOSTNAMES", HOST),
+        ("HITVAULT_TLS_MODE", "local-ca"),
+    ]);
+    let log = d.log_text();
+    let at = log
+        .find("SHA-256 fingerprint is ")
+        .expect("the fingerprint is logged");
+    let logged: String = log[at + 23..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == ':')
+        .collect();
+    assert!(logged.len() >= 64, "{logged:?}");
+    let mut b = Browser::new(&d, "127.0.0.2");
+    let page = text(&b.get(&setup_path(&d)));
+    assert!(
+        page.contains(&logged),
+        "the set-up page lacks {logged}:\n{page}"
+    );
+    assert!(page.contains("href=\"/ca.crt\""), "{page}");
+}

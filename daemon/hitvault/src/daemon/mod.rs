@@ -360,7 +360,11 @@ impl Wired {
                 live,
                 commits,
                 adapters,
-                accounts: hitvault_server::AccountState::new(accounts, hostnames.names().to_vec()),
+                accounts: hitvault_server::AccountState {
+                    // The set-up page shows it, to compare with the console's.
+                    ca_fingerprint: tls.info.ca.as_ref().map(|ca| ca.fingerprint.clone()),
+                    ..hitvault_server::AccountState::new(accounts, hostnames.names().to_vec())
+                },
                 hostnames,
                 tls,
             },
