@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use hitvault_accounts::{
     AccountError, AddressKey, NewSession, RECOVERY_CODES, SignIn, SignInError, User, secret,
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::access::{Caller, Denied, admit, request_host};
 use crate::dashboard::html::{esc, message_page, page};
-use crate::dashboard::{cross_site, security_headers};
+use crate::dashboard::{cross_site, html, security_headers, see_other};
 use crate::stats_api::form_urlencoded;
 
 /// The account routes; [`crate::app`] puts them behind [`layer`].
@@ -74,74 +74,43 @@ pub(crate) async fn layer(
         state.session_of(req.headers())
     });
     let mut r = match verdict {
-        Err(Denied::ForeignHost(h)) => html(
+        Err(d @ Denied::ForeignHost(_)) => html(
             StatusCode::FORBIDDEN,
-            message_page(
-                "Not addressed to this appliance",
-                &Denied::ForeignHost(h).message(),
-            ),
+            message_page("Not addressed to this appliance", &d.message()),
         ),
-        _ if cross_site(req.method(), req.headers()).is_some() => {
-            let why = cross_site(req.method(), req.headers()).unwrap_or_default();
-            html(
+        verdict => match cross_site(req.method(), req.headers()) {
+            Some(why) => html(
                 StatusCode::FORBIDDEN,
                 message_page("Cross-site request refused", &format!("Refused: {why}.")),
-            )
-        }
-        verdict => {
-            let caller = verdict.ok();
-            let req = match (&caller, req.method() == Method::POST) {
-                (Some(Caller::Session(s)), true)
-                    if req.uri().path().starts_with("/account/")
-                        || req.uri().path() == "/logout" =>
-                {
-                    match super::check_csrf(req, &s.csrf).await {
-                        Ok(req) => Some(req),
-                        Err(why) => {
-                            return finish(html(
-                                StatusCode::FORBIDDEN,
-                                message_page("Form refused", &format!("Refused: {why}.")),
-                            ));
-                        }
-                    }
-                }
-                _ => Some(req),
-            };
-            match req {
-                Some(mut req) => {
-                    if let Some(c) = &caller {
-                        req.extensions_mut().insert(c.clone());
-                    }
-                    super::with_caller(caller, next.run(req)).await
-                }
-                None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            }
-        }
+            ),
+            None => admitted(verdict.ok(), req, next).await,
+        },
     };
     security_headers(&mut r);
     r
 }
 
-fn finish(mut r: Response) -> Response {
-    security_headers(&mut r);
-    r
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn see_other(to: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        r.headers_mut().insert(header::LOCATION, v);
+/// Runs a request the layer let through: a change a session makes to its
+/// account (or its sign-out) must carry the session's CSRF token.
+async fn admitted(caller: Option<Caller>, mut req: Request, next: Next) -> Response {
+    if let Some(Caller::Session(s)) = &caller {
+        let path = req.uri().path();
+        if req.method() == Method::POST && (path.starts_with("/account/") || path == "/logout") {
+            req = match super::check_csrf(req, &s.csrf).await {
+                Ok(req) => req,
+                Err(why) => {
+                    return html(
+                        StatusCode::FORBIDDEN,
+                        message_page("Form refused", &format!("Refused: {why}.")),
+                    );
+                }
+            };
+        }
     }
-    r
+    if let Some(c) = &caller {
+        req.extensions_mut().insert(c.clone());
+    }
+    super::with_caller(caller, next.run(req)).await
 }
 
 fn form(body: &Bytes) -> Vec<(String, String)> {
@@ -302,7 +271,6 @@ async fn setup_page(State(state): State<AccountState>, Path(token): Path<String>
     let existing = invite.user.and_then(|id| state.accounts.user(id));
     setup_form(
         &state,
-        &token,
         existing.as_ref(),
         invite.admin,
         None,
@@ -312,7 +280,6 @@ async fn setup_page(State(state): State<AccountState>, Path(token): Path<String>
 
 fn setup_form(
     state: &AccountState,
-    token: &str,
     existing: Option<&User>,
     admin: bool,
     error: Option<&str>,
@@ -362,7 +329,6 @@ fn setup_form(
         title = esc(title),
         min = hitvault_accounts::password::MIN_LEN,
     );
-    let _ = token;
     pre_session_page(status, title, &m, &form_token)
 }
 
@@ -384,7 +350,6 @@ async fn setup_submit(
     if field(&f, "confirm") != Some(password.as_str()) {
         return setup_form(
             &state,
-            &token,
             existing.as_ref(),
             invite.admin,
             Some("The two passwords differ."),
@@ -402,7 +367,6 @@ async fn setup_submit(
         Err(AccountError::Journal(e)) => account_error(AccountError::Journal(e)),
         Err(e) => setup_form(
             &state,
-            &token,
             existing.as_ref(),
             invite.admin,
             Some(&e.to_string()),
