@@ -17,6 +17,7 @@
 //! async runtime run them on a blocking thread. Times are unix seconds
 //! (milliseconds where the name says so), passed in, never read here.
 
+pub mod audit;
 pub mod journal;
 pub mod limiter;
 pub mod passkey;
@@ -29,6 +30,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use audit::{Actor, AuditError, AuditLog, Entry, Filter, Kind, NewEntry};
 pub use journal::{Journal, JournalError};
 pub use limiter::{AddressKey, Limiter, Limits};
 pub use passkey::{PasskeyError, Passkeys};
