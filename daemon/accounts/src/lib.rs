@@ -112,6 +112,8 @@ pub struct NewSession {
     pub token: String,
     pub user: UserId,
     pub csrf: String,
+    /// How the user signed in (`password`, `password+totp`, `passkey`...).
+    pub method: String,
 }
 
 /// What a password sign-in leads to.
@@ -218,7 +220,12 @@ impl Inner {
             at: now,
             agent,
         })?;
-        Ok(NewSession { token, user, csrf })
+        Ok(NewSession {
+            token,
+            user,
+            csrf,
+            method: method.to_owned(),
+        })
     }
 
     /// [`Inner::commit`] for records built here, which always apply.
@@ -555,6 +562,16 @@ impl Accounts {
         Ok(SignIn::Done(
             inner.start_session(id, "password", agent, now)?,
         ))
+    }
+
+    /// The user a sign-in's open second step (its token) is for.
+    pub fn second_step_user(&self, step_token: &str, now: u64) -> Option<User> {
+        let inner = self.lock();
+        let step = inner
+            .second
+            .get(&secret::digest(step_token))
+            .filter(|s| s.expires > now)?;
+        inner.state.users.get(&step.user).cloned()
     }
 
     /// The second step: a TOTP code or a recovery code.

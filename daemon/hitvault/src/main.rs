@@ -110,6 +110,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Prune { dry_run } => done(cli::prune::prune(&cfg, dry_run)),
         Command::Site { command } => done(cli::site::run(&cfg, command)),
         Command::User { command } => done(cli::user::run(&cfg, command)),
+        Command::Audit(args) => done(cli::audit::run(&cfg, &args)),
         Command::Sandbox {
             command: SandboxCommand::Show,
         } => {

@@ -5,15 +5,19 @@
 //! | --- | --- | --- |
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
 //! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]) | requests to one of the appliance's names; the account page needs a session |
-//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
-//! | dashboard | the pages ([`crate::dashboard`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
-//! | control | sites, users, Takeout, backup, prune, imports ([`crate::control`], [`crate::account::control`]) | whoever can open the control socket |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, the audit export, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
+//! | dashboard | the pages ([`crate::dashboard`]), the audit log ([`crate::audit`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
+//! | control | sites, users, Takeout, backup, prune, imports, the audit log ([`crate::control`], [`crate::account::control`], [`crate::audit`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
 //! the control socket. The modules only list their routes; the layer of a
 //! kind is applied once, here. A new route goes into the module of its
 //! surface and into the list of its kind below: there is no way to serve
 //! it without saying who may call it.
+//!
+//! Every route of both carries the audit log as a request extension
+//! ([`audit::Audit`]); the control socket's also carry
+//! [`audit::ControlSocket`], so their entries name the CLI as the actor.
 
 use std::sync::Arc;
 
@@ -24,8 +28,8 @@ use crate::ca::TlsInfo;
 use crate::dashboard::{self, DashboardState};
 use crate::hosts::{self, Hostnames};
 use crate::{
-    AppState, Exporter, Maintenance, SiteAdmin, access, ca, control, export, goals_api, realtime,
-    routes, stats_api,
+    AppState, Exporter, Maintenance, SiteAdmin, access, audit, ca, control, export, goals_api,
+    realtime, routes, stats_api,
 };
 
 /// What the public listener serves from.
@@ -43,6 +47,8 @@ pub struct Services {
     pub hostnames: Hostnames,
     /// The listener's TLS: its mode and the local CA (`/ca.crt`).
     pub tls: TlsInfo,
+    /// The audit log, which the routes write and the admins read.
+    pub audit: Arc<hitvault_accounts::AuditLog>,
 }
 
 /// The public listener's routes: every kind but control.
@@ -54,6 +60,7 @@ pub fn app(s: Services) -> Router {
         exporter,
         hostnames,
         tls,
+        audit: log,
     } = s;
     // Anyone.
     let open = routes::router(public).merge(ca::routes(tls));
@@ -65,6 +72,7 @@ pub fn app(s: Services) -> Router {
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
+        .merge(audit::api_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             access::api_gate,
@@ -72,6 +80,7 @@ pub fn app(s: Services) -> Router {
         .layer(named.clone());
     // What the dashboard's gate admits: the same, or a redirect to sign in.
     let pages = dashboard::routes(state)
+        .merge(audit::page_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             dashboard::gate,
@@ -87,7 +96,10 @@ pub fn app(s: Services) -> Router {
             account::pages::layer,
         ))
         .layer(named);
-    open.merge(api).merge(pages).merge(sign_in)
+    open.merge(api)
+        .merge(pages)
+        .merge(sign_in)
+        .layer(axum::Extension(audit::Audit(log)))
 }
 
 /// The control socket's routes. The socket is the gate: mode 0600 inside
@@ -97,6 +109,11 @@ pub fn control_app(
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,
     accounts: Arc<hitvault_accounts::Accounts>,
+    audit: Arc<hitvault_accounts::AuditLog>,
 ) -> Router {
-    control::routes(admin, exporter, maintenance).merge(account::control::routes(accounts))
+    control::routes(admin, exporter, maintenance)
+        .merge(account::control::routes(accounts))
+        .merge(audit::control_routes())
+        .layer(axum::Extension(audit::ControlSocket))
+        .layer(axum::Extension(audit::Audit(audit)))
 }

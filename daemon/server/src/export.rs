@@ -283,6 +283,33 @@ pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
     r
 }
 
+/// [`stream`], recorded in the audit log once the query is checked and
+/// before any byte leaves (an export that cannot be recorded is refused).
+pub(crate) async fn audited_stream(
+    exporter: Arc<dyn Exporter>,
+    q: ExportQuery,
+    rec: &crate::audit::Recorder,
+    via: &str,
+) -> Response {
+    let checked = {
+        let (e, q) = (exporter.clone(), q.clone());
+        tokio::task::spawn_blocking(move || e.prepare(&q)).await
+    };
+    match checked {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return ApiError::internal("an export task", e).into_response(),
+    }
+    let (site, detail) = crate::audit::export_detail(&q, via);
+    if let Err(r) = rec
+        .before(crate::audit::Kind::Export, site.as_deref(), detail)
+        .await
+    {
+        return r;
+    }
+    stream(exporter, q).await
+}
+
 /// A body whose headers are known before its bytes: what [`stream_prepared`]
 /// sends. `write` runs on a blocking thread.
 pub struct Prepared {
@@ -324,9 +351,13 @@ pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Router {
         .with_state(exporter)
 }
 
-async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+async fn public_takeout(
+    State(exporter): State<Arc<dyn Exporter>>,
+    rec: crate::audit::Recorder,
+    uri: Uri,
+) -> Response {
     match ExportQuery::parse(uri.query()) {
-        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
+        Ok(q) if q.format.is_some() => audited_stream(exporter, q, &rec, "http").await,
         Ok(_) => {
             ApiError::invalid("format= is required: parquet, csv, json or ndjson").into_response()
         }

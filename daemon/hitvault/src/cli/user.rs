@@ -10,10 +10,14 @@ use std::net::SocketAddr;
 
 use hitvault_server::account::control::{Invited, UserInfo, info};
 
+use hitvault_accounts::Kind;
+use serde_json::json;
+
 use super::client;
 use crate::config::Config;
 use crate::datadir::{self, CONTROL_SOCKET, RUN_FILE};
 use crate::exit::{Exit, Failure, OrExit};
+use crate::links::audit_cli;
 
 /// What `hitvault user` was asked to do.
 #[derive(Debug, clap::Subcommand)]
@@ -173,18 +177,44 @@ fn offline(cfg: &Config, cmd: &UserCommand) -> Result<Done, Failure> {
             let id = a.add_user(name, *admin, now).map_err(usage)?;
             let token = a.invite(Some(id), *admin, now).map_err(usage)?;
             let u = a.user(id).expect("just added");
+            audit_cli(
+                cfg,
+                Kind::UserAdded,
+                None,
+                json!({ "name": name, "admin": admin }),
+            )?;
             Done::Invited(Invited {
                 user: info(&a, &u),
                 token,
             })
         }
         UserCommand::Remove { name } => {
-            a.remove_user(named(name)?.id).map_err(usage)?;
+            let u = named(name)?;
+            a.remove_user(u.id).map_err(usage)?;
+            audit_cli(
+                cfg,
+                Kind::UserRemoved,
+                None,
+                json!({ "name": name, "id": u.id }),
+            )?;
             Done::Removed(name.clone())
         }
         UserCommand::Reset { name } => {
             let u = named(name)?;
+            let sessions = a.sessions_of(u.id).len();
             let token = a.reset_factors(u.id, now).map_err(usage)?;
+            audit_cli(
+                cfg,
+                Kind::FactorsReset,
+                None,
+                json!({ "name": name, "id": u.id }),
+            )?;
+            audit_cli(
+                cfg,
+                Kind::SessionEnded,
+                None,
+                json!({ "how": "reset", "name": name, "sessions": sessions }),
+            )?;
             Done::Invited(Invited {
                 user: info(&a, &u),
                 token,

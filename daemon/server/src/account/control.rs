@@ -20,7 +20,9 @@ use hitvault_accounts::{AccountError, Accounts, User};
 use serde::{Deserialize, Serialize};
 
 use super::now;
+use crate::audit::{Kind, Recorder};
 use crate::error::ApiError;
+use serde_json::json;
 
 /// A user as the control API lists them (no secret in it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +105,7 @@ fn named(a: &Accounts, name: &str) -> Result<User, AccountError> {
         .ok_or_else(|| AccountError::NotFound(format!("no user named {name:?}")))
 }
 
-async fn add(State(a): State<Arc<Accounts>>, body: axum::body::Bytes) -> Response {
+async fn add(State(a): State<Arc<Accounts>>, rec: Recorder, body: axum::body::Bytes) -> Response {
     let new: NewUser = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => {
@@ -122,31 +124,69 @@ async fn add(State(a): State<Arc<Accounts>>, body: axum::body::Bytes) -> Respons
     })
     .await
     {
-        Ok(i) => (StatusCode::CREATED, axum::Json(i)).into_response(),
+        Ok(i) => {
+            rec.note(
+                Kind::UserAdded,
+                None,
+                json!({ "name": i.user.name, "admin": i.user.admin }),
+            )
+            .await;
+            (StatusCode::CREATED, axum::Json(i)).into_response()
+        }
         Err(r) => r,
     }
 }
 
-async fn remove(State(a): State<Arc<Accounts>>, Path(name): Path<String>) -> Response {
-    match run(move || a.remove_user(named(&a, &name)?.id)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn reset(State(a): State<Arc<Accounts>>, Path(name): Path<String>) -> Response {
+async fn remove(
+    State(a): State<Arc<Accounts>>,
+    rec: Recorder,
+    Path(name): Path<String>,
+) -> Response {
     match run(move || {
         let u = named(&a, &name)?;
-        let token = a.reset_factors(u.id, now())?;
-        let u = a.user(u.id).expect("still there");
-        Ok(Invited {
-            user: info(&a, &u),
-            token,
-        })
+        a.remove_user(u.id)?;
+        Ok(u)
     })
     .await
     {
-        Ok(i) => axum::Json(i).into_response(),
+        Ok(u) => {
+            rec.note(
+                Kind::UserRemoved,
+                None,
+                json!({ "name": u.name, "id": u.id }),
+            )
+            .await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn reset(
+    State(a): State<Arc<Accounts>>,
+    rec: Recorder,
+    Path(name): Path<String>,
+) -> Response {
+    match run(move || {
+        let u = named(&a, &name)?;
+        let sessions = a.sessions_of(u.id).len();
+        let token = a.reset_factors(u.id, now())?;
+        let u = a.user(u.id).expect("still there");
+        Ok((
+            Invited {
+                user: info(&a, &u),
+                token,
+            },
+            u,
+            sessions,
+        ))
+    })
+    .await
+    {
+        Ok((i, u, sessions)) => {
+            super::pages::audit_reset(&rec, &u, sessions).await;
+            axum::Json(i).into_response()
+        }
         Err(r) => r,
     }
 }
