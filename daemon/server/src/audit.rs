@@ -506,10 +506,12 @@ fn render(q: &AuditQuery, entries: &[Entry], limit: usize, raw: Option<&str>) ->
         if entries.len() == limit
             && let Some(last) = entries.last()
         {
+            let keep = filter_query(raw, &["before", "format"]);
+            let amp = if keep.is_empty() { "" } else { "&" };
             let _ = write!(
                 m,
                 "<p><a href=\"/admin/audit?{b}{amp}before={seq}\" id=\"audit-older\" rel=\"next\">Older entries</a></p>",
-                b = esc(&base),
+                b = esc(&keep),
                 seq = last.seq
             );
         }
