@@ -72,7 +72,7 @@ pub fn app(s: Services) -> Router {
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
-        .merge(audit::api_routes())
+        .merge(audit::read::api_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             access::api_gate,
@@ -80,7 +80,7 @@ pub fn app(s: Services) -> Router {
         .layer(named.clone());
     // What the dashboard's gate admits: the same, or a redirect to sign in.
     let pages = dashboard::routes(state)
-        .merge(audit::page_routes())
+        .merge(audit::read::page_routes())
         .layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             dashboard::gate,
@@ -113,7 +113,7 @@ pub fn control_app(
 ) -> Router {
     control::routes(admin, exporter, maintenance)
         .merge(account::control::routes(accounts))
-        .merge(audit::control_routes())
+        .merge(audit::read::control_routes())
         .layer(axum::Extension(audit::ControlSocket))
         .layer(axum::Extension(audit::Audit(audit)))
 }
