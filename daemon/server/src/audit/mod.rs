@@ -5,7 +5,7 @@
 //!
 //! | route | kind | who |
 //! | --- | --- | --- |
-//! | `GET /admin/audit` | dashboard page: filter by actor, kind, from, until; newest first, 50 a page | an instance admin's session, or a local caller |
+//! | `GET /admin/audit` | dashboard page: filter by actor, kind, from, until; newest first, 50 a page | an instance admin's session, or a local caller (`Need::Admin`) |
 //! | `GET /api/v1/audit?format=ndjson\|csv&…` | the export, streamed, oldest first | the same |
 //! | `GET /audit?…` (control socket) | JSON array, newest first (`hitvault audit`) | whoever can open the socket |
 //!
@@ -53,6 +53,10 @@ pub fn actor_of(caller: &Caller) -> Actor {
         Caller::Session(s) => Actor::User {
             id: s.user.id,
             name: s.user.name.clone(),
+        },
+        Caller::Token(t) => Actor::Token {
+            id: t.token.id.to_string(),
+            user: t.user.name.clone(),
         },
     }
 }
