@@ -102,12 +102,12 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
     let pages = dashboard::routes(state)
         .merge(audit::read::page_routes())
         .map(|r| {
-        r.layer(axum::middleware::from_fn_with_state(
-            accounts.clone(),
-            dashboard::gate,
-        ))
-        .layer(named.clone())
-    });
+            r.layer(axum::middleware::from_fn_with_state(
+                accounts.clone(),
+                dashboard::gate,
+            ))
+            .layer(named.clone())
+        });
     // Anyone addressing one of our names: sign-in, set-up, the account
     // pages (which need a session) and the assets.
     let sign_in = account::pages::routes(accounts.clone())

@@ -14,10 +14,10 @@ use hitvault_accounts::audit::{AuditError, AuditLog, Entry, Filter, MAX_LIMIT};
 use serde_json::Value;
 
 use super::{Audit, Kind};
-use crate::rules::{Face, Need, Routes};
 use crate::dashboard::html::{esc, page};
 use crate::error::{AdminError, ApiError};
 use crate::export::Prepared;
+use crate::rules::{Face, Need, Routes};
 
 /// The export's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
