@@ -300,7 +300,7 @@ pub(crate) async fn audited_stream(
         Ok(Err(e)) => return e.into_response(),
         Err(e) => return ApiError::internal("an export task", e).into_response(),
     }
-    let (site, detail) = crate::audit::export_detail(&q, via);
+    let (site, detail) = export_detail(&q, via);
     if let Err(r) = rec
         .before(crate::audit::Kind::Export, site.as_deref(), detail)
         .await
@@ -308,6 +308,23 @@ pub(crate) async fn audited_stream(
         return r;
     }
     stream(exporter, q).await
+}
+
+/// The site and detail of a Takeout export's entry: its format (`frames`
+/// for the CLI's stream), table or bundle, sites and range, and the
+/// route it left by.
+pub fn export_detail(q: &ExportQuery, via: &str) -> (Option<String>, serde_json::Value) {
+    let site = (q.sites.len() == 1).then(|| q.sites[0].clone());
+    let detail = serde_json::json!({
+        "via": via,
+        "format": q.format.as_deref().unwrap_or("frames"),
+        "table": if q.bundle.is_some() { None } else { Some(q.table.as_deref().unwrap_or("hits")) },
+        "bundle": q.bundle,
+        "sites": if q.sites.is_empty() { serde_json::Value::String("all".into()) } else { serde_json::json!(q.sites) },
+        "from": q.from,
+        "until": q.until,
+    });
+    (site, detail)
 }
 
 /// A body whose headers are known before its bytes: what [`stream_prepared`]

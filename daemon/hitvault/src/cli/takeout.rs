@@ -128,7 +128,7 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
             // Recorded before any row is read (the daemon records its own).
             let mut recorded = q.clone();
             recorded.format = Some(format.to_string());
-            let (site, mut detail) = hitvault_server::audit::export_detail(&recorded, "cli");
+            let (site, mut detail) = hitvault_server::export::export_detail(&recorded, "cli");
             detail["bundle"] = serde_json::Value::String("takeout".into());
             detail["table"] = serde_json::Value::Null;
             crate::links::audit_cli(

@@ -1,7 +1,6 @@
-//! The audit log on the HTTP edge: who a request acts as ([`actor_of`],
-//! the one mapping from a [`Caller`] to an audit [`Actor`]), the
-//! [`Recorder`] a handler takes to write an entry, and the routes that
-//! read the log.
+//! The audit log on the HTTP edge: the [`Recorder`] a handler takes to
+//! write an entry, the details of the entries, and the routes that read
+//! the log.
 //!
 //! | route | kind | who |
 //! | --- | --- | --- |
@@ -15,7 +14,9 @@
 //! date: midnight UTC; `since` is `from`), `site`, `before` (a `seq`: the
 //! next page), `limit` (1 to [`MAX_LIMIT`]) and, for the export, `format`.
 //!
-//! The reading routes are [`read`]'s.
+//! The reading routes are [`read`]'s. Who the actor of a request is
+//! (`Caller::actor`, the one mapping) and how a handler gets its
+//! [`Recorder`] are [`crate::account`]'s, where the callers are.
 //!
 //! [`assembly`](crate::assembly) puts the [`Audit`] handle on every route
 //! as a request extension, and marks the control socket's requests
@@ -23,18 +24,14 @@
 
 pub mod read;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use hitvault_accounts::audit::{self, AuditError, AuditLog, Entry};
 pub use hitvault_accounts::audit::{Actor, Kind};
 pub use read::{AuditQuery, CONTROL_DEFAULT_LIMIT, detail_text, parse_time, time_text};
 use serde_json::{Map, Value};
 
-use crate::access::Caller;
 use crate::error::ApiError;
 
 /// The audit log, as a request extension of every route.
@@ -45,22 +42,6 @@ pub struct Audit(pub Arc<AuditLog>);
 #[derive(Clone, Copy, Debug)]
 pub struct ControlSocket;
 
-/// Who the audit log says did what a `caller` does. The one mapping: a
-/// new kind of caller gets its actor here.
-pub fn actor_of(caller: &Caller) -> Actor {
-    match caller {
-        Caller::Local => Actor::Local,
-        Caller::Session(s) => Actor::User {
-            id: s.user.id,
-            name: s.user.name.clone(),
-        },
-        Caller::Token(t) => Actor::Token {
-            id: t.token.id.to_string(),
-            user: t.user.name.clone(),
-        },
-    }
-}
-
 /// What a handler writes entries with: the request's actor and address.
 #[derive(Clone, Debug)]
 pub struct Recorder {
@@ -70,37 +51,24 @@ pub struct Recorder {
     pub address: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Recorder {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Recorder, Response> {
-        let Some(Audit(log)) = parts.extensions.get::<Audit>().cloned() else {
-            return Err(
-                ApiError::internal("auditing", "the route has no audit log").into_response()
-            );
-        };
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical().to_string());
-        let actor = if let Some(c) = parts.extensions.get::<Caller>() {
-            actor_of(c)
-        } else if parts.extensions.get::<ControlSocket>().is_some() {
-            Actor::Cli
-        } else {
-            Actor::Anonymous
-        };
-        Ok(Recorder {
+impl Recorder {
+    /// The recorder of a request (see `FromRequestParts` in
+    /// [`crate::account`], which finds the actor).
+    pub fn new(log: Arc<AuditLog>, actor: Actor, address: Option<String>) -> Recorder {
+        Recorder {
             log,
             actor,
             address,
-        })
+        }
     }
 }
 
 /// Unix milliseconds now.
 fn now_ms() -> u64 {
-    crate::account::now_ms()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// `detail` as an object (anything else is wrapped as `{"value": …}`).
@@ -190,23 +158,6 @@ pub fn prune_detail(report: &Value) -> Value {
         .unwrap_or_default();
     let hits: u64 = sites.iter().filter_map(|s| s["hits"].as_u64()).sum();
     serde_json::json!({ "hits": hits, "sites": sites })
-}
-
-/// The site and detail of a Takeout export's entry: its format (`frames`
-/// for the CLI's stream), table or bundle, sites and range, and the
-/// route it left by.
-pub fn export_detail(q: &crate::ExportQuery, via: &str) -> (Option<String>, Value) {
-    let site = (q.sites.len() == 1).then(|| q.sites[0].clone());
-    let detail = serde_json::json!({
-        "via": via,
-        "format": q.format.as_deref().unwrap_or("frames"),
-        "table": if q.bundle.is_some() { None } else { Some(q.table.as_deref().unwrap_or("hits")) },
-        "bundle": q.bundle,
-        "sites": if q.sites.is_empty() { Value::String("all".into()) } else { serde_json::json!(q.sites) },
-        "from": q.from,
-        "until": q.until,
-    });
-    (site, detail)
 }
 
 /// An entry a handler asks for from a blocking closure, carried out on
