@@ -779,6 +779,9 @@ fn the_audit_page_and_export_are_for_admins_and_the_local_operator_only() {
     let d = start();
     let mut alice = set_up_admin(&d);
     let mut bob = add_user(&mut alice, "bob", "127.0.0.3");
+    // The admin's account page links to it; bob's does not.
+    assert!(text(&alice.get("/account")).contains("href=\"/admin/audit\""));
+    assert!(!text(&bob.get("/account")).contains("/admin/audit"));
     // An admin's session reads the page, filtered, newest first.
     let r = alice.get("/admin/audit?actor=alice&kind=user_added");
     assert_eq!(r.status, 200, "{}", text(&r));

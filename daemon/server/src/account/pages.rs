@@ -865,7 +865,8 @@ fn users_html(state: &AccountState, me: &User) -> String {
          <label for=\"user-name\">User name<input type=\"text\" name=\"name\" id=\"user-name\" required maxlength=\"64\"></label>\
          <label for=\"user-admin\">Role<select name=\"admin\" id=\"user-admin\"><option value=\"no\">user</option>\
          <option value=\"yes\">admin</option></select></label>\
-         <button type=\"submit\">Add and make a set-up link</button></form></section>"
+         <button type=\"submit\">Add and make a set-up link</button></form>\
+         <p><a href=\"/admin/audit\" id=\"audit-link\">The audit log</a>: who signed in, changed or exported what.</p></section>"
     );
     m
 }
