@@ -181,7 +181,10 @@ async fn sign_in_finish(
     {
         Ok(s) => s,
         Err(e) => {
-            if matches!(e, PasskeyError::Refused(_) | PasskeyError::Expired) {
+            // Only for a passkey some user holds: an answer naming no known
+            // credential costs the sender nothing and is no one's sign-in,
+            // so it would only grow the log.
+            if matches!(e, PasskeyError::Refused(_) | PasskeyError::Expired) && claimed.is_some() {
                 super::pages::audit_failed(&rec, claimed.as_ref(), None, "passkey").await;
             }
             return Err(refusal(e));
