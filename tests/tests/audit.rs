@@ -648,6 +648,7 @@ fn exports_are_recorded_with_who_what_range_and_format() {
     assert_eq!(ex[2]["actor"]["kind"], "cli");
     assert_eq!(ex[2]["detail"]["via"], "control");
     assert_eq!(ex[2]["detail"]["sites"], "all");
+    assert!(ex[2]["detail"]["hits"].is_u64(), "{}", ex[2]);
     assert_eq!(ex[3]["actor"]["kind"], "cli");
     assert_eq!(ex[3]["detail"]["via"], "cli");
     assert_eq!(ex[3]["detail"]["format"], "parquet");

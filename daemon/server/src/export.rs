@@ -266,14 +266,27 @@ fn spawn_body(
 
 /// Runs an export on a blocking thread and streams it as the response body.
 pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
-    let (rows, media) = {
-        let (e, q) = (exporter.clone(), q.clone());
-        match tokio::task::spawn_blocking(move || e.prepare(&q)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return e.into_response(),
-            Err(e) => return ApiError::internal("an export task", e).into_response(),
-        }
-    };
+    match prepare(&exporter, &q).await {
+        Ok((rows, media)) => send(exporter, q, rows, media),
+        Err(r) => r,
+    }
+}
+
+/// Checks the query and counts what it selects, off the runtime.
+async fn prepare(
+    exporter: &Arc<dyn Exporter>,
+    q: &ExportQuery,
+) -> Result<(u64, &'static str), Response> {
+    let (e, q) = (exporter.clone(), q.clone());
+    match tokio::task::spawn_blocking(move || e.prepare(&q)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.into_response()),
+        Err(e) => Err(ApiError::internal("an export task", e).into_response()),
+    }
+}
+
+/// The response streaming a prepared export.
+fn send(exporter: Arc<dyn Exporter>, q: ExportQuery, rows: u64, media: &'static str) -> Response {
     let body = spawn_body("export", move |out| exporter.export(q, out));
     let mut r = Response::new(body);
     r.headers_mut()
@@ -285,29 +298,26 @@ pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
 
 /// [`stream`], recorded in the audit log once the query is checked and
 /// before any byte leaves (an export that cannot be recorded is refused).
+/// The entry counts the hits the query selects (`hits`).
 pub(crate) async fn audited_stream(
     exporter: Arc<dyn Exporter>,
     q: ExportQuery,
     rec: &crate::audit::Recorder,
     via: &str,
 ) -> Response {
-    let checked = {
-        let (e, q) = (exporter.clone(), q.clone());
-        tokio::task::spawn_blocking(move || e.prepare(&q)).await
+    let (rows, media) = match prepare(&exporter, &q).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    match checked {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return e.into_response(),
-        Err(e) => return ApiError::internal("an export task", e).into_response(),
-    }
-    let (site, detail) = export_detail(&q, via);
+    let (site, mut detail) = export_detail(&q, via);
+    detail["hits"] = rows.into();
     if let Err(r) = rec
         .before(crate::audit::Kind::Export, site.as_deref(), detail)
         .await
     {
         return r;
     }
-    stream(exporter, q).await
+    send(exporter, q, rows, media)
 }
 
 /// The site and detail of a Takeout export's entry: its format (`frames`
