@@ -68,11 +68,12 @@ fn backup_under_load_restores_every_acknowledged_hit_once() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    // The accounts' journal holds the first-run set-up link's record.
+    // The accounts' journal holds the first-run set-up link's record; the
+    // audit log, the backup's own entry.
     assert_eq!(
         names,
-        ["BACKUP", "accounts.jsonl", "hitvault.duckdb"],
-        "only the database, the accounts and BACKUP"
+        ["BACKUP", "accounts.jsonl", "audit.jsonl", "hitvault.duckdb"],
+        "only the database, the accounts, the audit log and BACKUP"
     );
     let src = d.stop();
     // What the original stored up to the backup's position.

@@ -294,6 +294,23 @@ fn passkeys_in_headless_chromium_over_the_daemons_own_tls() -> TestResult {
     sign_in(&b).map_err(|e| format!("the real passkey after the refusals: {e:?}"))?;
     b.remove_virtual_authenticator(&a)?;
 
+    // 5. The account page's removals: the password (the passkey signs in),
+    // then, with a password set again, the passkey.
+    b.navigate(&format!("{}/account", origin(&d)))?;
+    b.click(&b.find_css("form[action='/account/password/remove'] button")?)?;
+    wait_for_url(&b, "remove the password", |u| {
+        u.contains("done=password-removed")
+    });
+    type_into(&b, "#pw-new", PASSWORD)?;
+    type_into(&b, "#pw-confirm", PASSWORD)?;
+    b.click(&b.find_css("form[action='/account/password'] button")?)?;
+    wait_for_url(&b, "set the password", |u| u.contains("done=password"));
+    b.click(&b.find_css("form[action^='/account/passkeys/'][action$='/remove'] button")?)?;
+    wait_for_url(&b, "remove the passkey", |u| {
+        u.contains("done=passkey-removed")
+    });
+    audit_says(&d);
+
     let severe: Vec<_> = b
         .console_log()?
         .into_iter()
@@ -302,6 +319,54 @@ fn passkeys_in_headless_chromium_over_the_daemons_own_tls() -> TestResult {
     assert!(severe.is_empty(), "CSP violations: {severe:?}");
     b.quit()?;
     Ok(())
+}
+
+/// The audit log holds the passkey path's entries: added and removed,
+/// sign-ins good and refused (as the passkey's owner, with the address),
+/// and the password removed.
+fn audit_says(d: &Daemon) {
+    let all: Vec<Value> = std::fs::read_to_string(d.data_dir.join("accounts/audit.jsonl"))
+        .expect("the audit log")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> { all.iter().filter(|e| e["kind"] == kind).collect() };
+    let admin = |e: &Value| e["actor"]["kind"] == "user" && e["actor"]["name"] == ADMIN;
+    let added = of("passkey_added");
+    assert_eq!(added.len(), 1, "{all:#?}");
+    assert!(admin(added[0]), "{}", added[0]);
+    assert_eq!(added[0]["detail"]["name"], "test laptop");
+    assert_eq!(added[0]["address"], "127.0.0.1");
+    let by_passkey: Vec<&Value> = of("sign_in")
+        .into_iter()
+        .filter(|e| e["detail"]["method"] == "passkey")
+        .collect();
+    // The first, the timed rounds, two after refusals, the replay's first use.
+    assert!(by_passkey.len() >= ROUNDS + 4, "{by_passkey:#?}");
+    assert!(
+        by_passkey
+            .iter()
+            .all(|e| admin(e) && e["address"] == "127.0.0.1")
+    );
+    let failed = of("sign_in_failed");
+    assert!(
+        failed.len() >= 5,
+        "bogus signature, no verification, twice, another ceremony, clone: {failed:#?}"
+    );
+    for e in &failed {
+        assert_eq!(e["detail"]["method"], "passkey", "{e}");
+        assert_eq!(e["address"], "127.0.0.1", "{e}");
+    }
+    assert!(
+        failed.iter().all(|e| admin(e)),
+        "as the passkey's owner: {failed:#?}"
+    );
+    for kind in ["password_removed", "passkey_removed"] {
+        let e = of(kind);
+        assert_eq!(e.len(), 1, "{kind}: {all:#?}");
+        assert!(admin(e[0]), "{}", e[0]);
+    }
+    assert_eq!(of("passkey_removed")[0]["detail"]["name"], "test laptop");
 }
 
 fn assert_refusal(v: &Value, want: &str) {

@@ -345,6 +345,25 @@ fn the_daemon_prunes_at_start_and_on_request() {
         s.count("SELECT count(*) FROM hits_v WHERE site = 'old.test'"),
         5
     );
+    // Both are in the audit log: the pass at start as the daemon itself,
+    // the requested one as the command line, each with what it deleted.
+    let audit: Vec<serde_json::Value> =
+        std::fs::read_to_string(data.join("accounts").join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|e: &serde_json::Value| e["kind"] == "prune")
+            .collect();
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(audit[0]["actor"]["kind"], "system");
+    assert!(
+        audit[0]["detail"]["hits"].as_u64().unwrap() > 0,
+        "{}",
+        audit[0]
+    );
+    assert_eq!(audit[1]["actor"]["kind"], "cli");
+    assert_eq!(audit[1]["detail"]["hits"], 20);
+    assert_eq!(audit[1]["detail"]["sites"][0]["site"], "old.test");
     assert_eq!(
         s.count(&format!(
             "SELECT count(*) FROM hits WHERE epoch_us(ts) < {}",

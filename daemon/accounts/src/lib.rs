@@ -17,6 +17,7 @@
 //! async runtime run them on a blocking thread. Times are unix seconds
 //! (milliseconds where the name says so), passed in, never read here.
 
+pub mod audit;
 pub mod grants;
 pub mod journal;
 pub mod limiter;
@@ -31,6 +32,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use audit::{Actor, AuditError, AuditLog, Entry, Filter, Kind, NewEntry};
 pub use grants::{NewSecret, TOKEN_PREFIX, TOKEN_USE_SECS, TokenSpec, TokenView};
 pub use journal::{Journal, JournalError};
 pub use limiter::{AddressKey, Limiter, Limits};
@@ -114,6 +116,8 @@ pub struct NewSession {
     pub token: String,
     pub user: UserId,
     pub csrf: String,
+    /// How the user signed in (`password`, `password+totp`, `passkey`...).
+    pub method: String,
 }
 
 /// What a password sign-in leads to.
@@ -220,7 +224,12 @@ impl Inner {
             at: now,
             agent,
         })?;
-        Ok(NewSession { token, user, csrf })
+        Ok(NewSession {
+            token,
+            user,
+            csrf,
+            method: method.to_owned(),
+        })
     }
 
     /// [`Inner::commit`] for records built here, which always apply.
@@ -557,6 +566,16 @@ impl Accounts {
         Ok(SignIn::Done(
             inner.start_session(id, "password", agent, now)?,
         ))
+    }
+
+    /// The user a sign-in's open second step (its token) is for.
+    pub fn second_step_user(&self, step_token: &str, now: u64) -> Option<User> {
+        let inner = self.lock();
+        let step = inner
+            .second
+            .get(&secret::digest(step_token))
+            .filter(|s| s.expires > now)?;
+        inner.state.users.get(&step.user).cloned()
     }
 
     /// The second step: a TOTP code or a recovery code.

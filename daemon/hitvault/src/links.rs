@@ -2,11 +2,13 @@
 //!
 //! A leaf: the daemon opens the accounts at start (and prints the first-run
 //! set-up link), and the CLI opens them offline for `hitvault user …` when
-//! no daemon runs. Both print set-up links built here.
+//! no daemon runs. Both print set-up links built here. The audit log sits
+//! beside the accounts; the CLI's offline commands write it through
+//! [`audit_cli`].
 
 use std::net::SocketAddr;
 
-use hitvault_accounts::{Accounts, Limits, Policy};
+use hitvault_accounts::{Accounts, AuditLog, Limits, Policy};
 
 use crate::config::Config;
 use crate::datadir::ACCOUNTS_DIR;
@@ -31,6 +33,47 @@ pub fn open_accounts(cfg: &Config) -> Result<Accounts, Failure> {
         now,
     )
     .map_err(|e| Failure::startup(format!("opening the accounts: {e}")))
+}
+
+/// Opens the audit log beside the accounts' journal (the accounts are
+/// opened first: they make the directory, mode 0700).
+pub fn open_audit(cfg: &Config) -> Result<AuditLog, Failure> {
+    AuditLog::open(&cfg.data_dir.join(ACCOUNTS_DIR))
+        .map_err(|e| Failure::startup(format!("opening the audit log: {e}")))
+}
+
+/// Unix milliseconds now (an audit entry's time).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes an entry of the command line (actor `cli`) into the audit log of
+/// a data dir the caller holds the lock of.
+pub fn audit_cli(
+    cfg: &Config,
+    kind: hitvault_accounts::Kind,
+    site: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<(), Failure> {
+    let dir = cfg.data_dir.join(ACCOUNTS_DIR);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::runtime(format!("creating {}: {e}", dir.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let log = open_audit(cfg)?;
+    let mut e = hitvault_accounts::NewEntry::new(now_ms(), hitvault_accounts::Actor::Cli, kind);
+    e.site = site.map(str::to_owned);
+    if let serde_json::Value::Object(m) = detail {
+        e.detail = m;
+    }
+    log.append(e)
+        .map(drop)
+        .map_err(|e| Failure::runtime(format!("writing the audit log: {e}")))
 }
 
 /// The address people reach the dashboard at: the first configured

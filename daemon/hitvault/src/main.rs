@@ -111,6 +111,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Site { command } => done(cli::site::run(&cfg, command)),
         Command::User { command } => done(cli::user::run(&cfg, command)),
         Command::Token { command } => done(cli::token::run(&cfg, command)),
+        Command::Audit(args) => done(cli::audit::run(&cfg, &args)),
         Command::Sandbox {
             command: SandboxCommand::Show,
         } => {

@@ -5,15 +5,19 @@
 //! | --- | --- | --- |
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
 //! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]) | requests to one of the appliance's names; the account page needs a session |
-//! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
-//! | dashboard | the pages ([`crate::dashboard`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
-//! | control | sites, users, Takeout, backup, prune, imports ([`crate::control`], [`crate::account::control`]) | whoever can open the control socket |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, the audit export, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
+//! | dashboard | the pages ([`crate::dashboard`]), the audit log ([`crate::audit`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
+//! | control | sites, users, Takeout, backup, prune, imports, the audit log ([`crate::control`], [`crate::account::control`], [`crate::audit`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
 //! the control socket. The modules only list their routes; the layer of a
 //! kind is applied once, here. A new route goes into the module of its
 //! surface and into the list of its kind below: there is no way to serve
 //! it without saying who may call it.
+//!
+//! Every route of both carries the audit log as a request extension
+//! ([`audit::Audit`]); the control socket's also carry
+//! [`audit::ControlSocket`], so their entries name the CLI as the actor.
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,8 +30,8 @@ use crate::dashboard::{self, DashboardState};
 use crate::hosts::{self, Hostnames};
 use crate::rules::{self, Face, Need, Routes, Rule};
 use crate::{
-    AppState, Exporter, Maintenance, SiteAdmin, access, ca, control, export, goals_api, realtime,
-    routes, stats_api,
+    AppState, Exporter, Maintenance, SiteAdmin, access, audit, ca, control, export, goals_api,
+    realtime, routes, stats_api,
 };
 
 /// What the public listener serves from.
@@ -45,6 +49,8 @@ pub struct Services {
     pub hostnames: Hostnames,
     /// The listener's TLS: its mode and the local CA (`/ca.crt`).
     pub tls: TlsInfo,
+    /// The audit log, which the routes write and the admins read.
+    pub audit: Arc<hitvault_accounts::AuditLog>,
 }
 
 /// The public listener's routes: every kind but control.
@@ -63,6 +69,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         exporter,
         hostnames,
         tls,
+        audit: log,
     } = s;
     // Filled once every route is in: what `GET /api/v1/routes` answers.
     let table: Arc<OnceLock<Vec<Rule>>> = Arc::new(OnceLock::new());
@@ -76,6 +83,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
+        .merge(audit::read::api_routes())
         .merge(
             Routes::new(Face::Json).get("/api/v1/routes", Need::Admitted, move || {
                 let served = served.clone();
@@ -91,13 +99,15 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         });
     // What the dashboard's gate admits: the same but tokens, or a redirect
     // to sign in.
-    let pages = dashboard::routes(state).map(|r| {
-        r.layer(axum::middleware::from_fn_with_state(
-            accounts.clone(),
-            dashboard::gate,
-        ))
-        .layer(named.clone())
-    });
+    let pages = dashboard::routes(state)
+        .merge(audit::read::page_routes())
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                accounts.clone(),
+                dashboard::gate,
+            ))
+            .layer(named.clone())
+        });
     // Anyone addressing one of our names: sign-in, set-up, the account
     // pages (which need a session) and the assets.
     let sign_in = account::pages::routes(accounts.clone())
@@ -112,7 +122,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         });
     let (router, rules) = open.merge(api).merge(pages).merge(sign_in).into_parts();
     let _ = table.set(rules.clone());
-    (router, rules)
+    (router.layer(axum::Extension(audit::Audit(log))), rules)
 }
 
 /// The control socket's routes. The socket is the gate: mode 0600 inside
@@ -122,7 +132,11 @@ pub fn control_app(
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,
     accounts: Arc<hitvault_accounts::Accounts>,
+    audit: Arc<hitvault_accounts::AuditLog>,
 ) -> Router {
     control::routes(admin.clone(), exporter, maintenance)
         .merge(account::control::routes(accounts, admin))
+        .merge(audit::read::control_routes())
+        .layer(axum::Extension(audit::ControlSocket))
+        .layer(axum::Extension(audit::Audit(audit)))
 }

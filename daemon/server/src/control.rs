@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Kind, Recorder};
 use crate::error::{AdminError, ApiError};
 use crate::export::{ExportQuery, Exporter, Prepared};
+use serde_json::json;
 
 /// A site as the control API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,8 +91,23 @@ pub(crate) fn routes(
         )
 }
 
-async fn backup(State(m): State<Arc<dyn Maintenance>>) -> Response {
-    crate::export::stream_prepared(move || m.backup()).await
+async fn backup(State(m): State<Arc<dyn Maintenance>>, rec: Recorder) -> Response {
+    // Recorded once the snapshot is made, before it is sent.
+    let prepared = match tokio::task::spawn_blocking(move || m.backup()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return ApiError::internal("a backup task", e).into_response(),
+    };
+    let described = prepared
+        .headers
+        .iter()
+        .find(|(k, _)| *k == "x-hitvault-backup")
+        .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
+        .unwrap_or_default();
+    if let Err(r) = rec.before(Kind::Backup, None, described).await {
+        return r;
+    }
+    crate::export::stream_prepared(move || Ok(prepared)).await
 }
 
 /// Chunks of a request body in flight to the blocking import: with the
@@ -122,6 +139,7 @@ impl std::io::Read for ChannelRead {
 
 async fn import(
     State(m): State<Arc<dyn Maintenance>>,
+    rec: Recorder,
     uri: Uri,
     body: axum::body::Body,
 ) -> Response {
@@ -173,7 +191,15 @@ async fn import(
         m.import(max_id, &mut r)
     });
     match run.await {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Ok(v)) => {
+            rec.note(
+                Kind::Import,
+                None,
+                json!({ "format": "takeout", "counts": v }),
+            )
+            .await;
+            axum::Json(v).into_response()
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a control task", e).into_response(),
     }
@@ -181,16 +207,28 @@ async fn import(
 
 async fn import_plausible(
     State(m): State<Arc<dyn Maintenance>>,
+    rec: Recorder,
     body: axum::body::Bytes,
 ) -> Response {
+    let site = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["site"].as_str().map(str::to_owned));
     match tokio::task::spawn_blocking(move || m.import_plausible(&body)).await {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Ok(v)) => {
+            rec.note(
+                Kind::Import,
+                site.as_deref(),
+                json!({ "format": "plausible", "counts": v }),
+            )
+            .await;
+            axum::Json(v).into_response()
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
-async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
+async fn prune(State(m): State<Arc<dyn Maintenance>>, rec: Recorder, uri: Uri) -> Response {
     let dry_run = match uri.query().unwrap_or("") {
         "" => false,
         "dry_run=1" | "dry_run=true" => true,
@@ -200,15 +238,21 @@ async fn prune(State(m): State<Arc<dyn Maintenance>>, uri: Uri) -> Response {
         }
     };
     match tokio::task::spawn_blocking(move || m.prune(dry_run)).await {
-        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Ok(v)) => {
+            if !dry_run {
+                rec.note(Kind::Prune, None, crate::audit::prune_detail(&v))
+                    .await;
+            }
+            axum::Json(v).into_response()
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a control task", e).into_response(),
     }
 }
 
-async fn takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+async fn takeout(State(exporter): State<Arc<dyn Exporter>>, rec: Recorder, uri: Uri) -> Response {
     match ExportQuery::parse(uri.query()) {
-        Ok(q) => crate::export::stream(exporter, q).await,
+        Ok(q) => crate::export::audited_stream(exporter, q, &rec, "control").await,
         Err(m) => ApiError::invalid(m).into_response(),
     }
 }
@@ -221,7 +265,7 @@ async fn list(State(admin): State<Admin>) -> Response {
     }
 }
 
-async fn add(State(admin): State<Admin>, body: axum::body::Bytes) -> Response {
+async fn add(State(admin): State<Admin>, rec: Recorder, body: axum::body::Bytes) -> Response {
     let site: SiteInfo = match serde_json::from_slice(&body) {
         Ok(s) => s,
         Err(e) => {
@@ -232,7 +276,15 @@ async fn add(State(admin): State<Admin>, body: axum::body::Bytes) -> Response {
         }
     };
     match tokio::task::spawn_blocking(move || admin.add(site)).await {
-        Ok(Ok(s)) => (StatusCode::CREATED, axum::Json(s)).into_response(),
+        Ok(Ok(s)) => {
+            rec.note(
+                Kind::SiteAdded,
+                Some(&s.hostname),
+                json!({ "aliases": s.aliases }),
+            )
+            .await;
+            (StatusCode::CREATED, axum::Json(s)).into_response()
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a control task", e).into_response(),
     }

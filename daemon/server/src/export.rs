@@ -266,14 +266,27 @@ fn spawn_body(
 
 /// Runs an export on a blocking thread and streams it as the response body.
 pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
-    let (rows, media) = {
-        let (e, q) = (exporter.clone(), q.clone());
-        match tokio::task::spawn_blocking(move || e.prepare(&q)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return e.into_response(),
-            Err(e) => return ApiError::internal("an export task", e).into_response(),
-        }
-    };
+    match prepare(&exporter, &q).await {
+        Ok((rows, media)) => send(exporter, q, rows, media),
+        Err(r) => r,
+    }
+}
+
+/// Checks the query and counts what it selects, off the runtime.
+async fn prepare(
+    exporter: &Arc<dyn Exporter>,
+    q: &ExportQuery,
+) -> Result<(u64, &'static str), Response> {
+    let (e, q) = (exporter.clone(), q.clone());
+    match tokio::task::spawn_blocking(move || e.prepare(&q)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.into_response()),
+        Err(e) => Err(ApiError::internal("an export task", e).into_response()),
+    }
+}
+
+/// The response streaming a prepared export.
+fn send(exporter: Arc<dyn Exporter>, q: ExportQuery, rows: u64, media: &'static str) -> Response {
     let body = spawn_body("export", move |out| exporter.export(q, out));
     let mut r = Response::new(body);
     r.headers_mut()
@@ -281,6 +294,47 @@ pub async fn stream(exporter: Arc<dyn Exporter>, q: ExportQuery) -> Response {
     r.headers_mut()
         .insert("x-hitvault-rows", HeaderValue::from(rows));
     r
+}
+
+/// [`stream`], recorded in the audit log once the query is checked and
+/// before any byte leaves (an export that cannot be recorded is refused).
+/// The entry counts the hits the query selects (`hits`).
+pub(crate) async fn audited_stream(
+    exporter: Arc<dyn Exporter>,
+    q: ExportQuery,
+    rec: &crate::audit::Recorder,
+    via: &str,
+) -> Response {
+    let (rows, media) = match prepare(&exporter, &q).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (site, mut detail) = export_detail(&q, via);
+    detail["hits"] = rows.into();
+    if let Err(r) = rec
+        .before(crate::audit::Kind::Export, site.as_deref(), detail)
+        .await
+    {
+        return r;
+    }
+    send(exporter, q, rows, media)
+}
+
+/// The site and detail of a Takeout export's entry: its format (`frames`
+/// for the CLI's stream), table or bundle, sites and range, and the
+/// route it left by.
+pub fn export_detail(q: &ExportQuery, via: &str) -> (Option<String>, serde_json::Value) {
+    let site = (q.sites.len() == 1).then(|| q.sites[0].clone());
+    let detail = serde_json::json!({
+        "via": via,
+        "format": q.format.as_deref().unwrap_or("frames"),
+        "table": if q.bundle.is_some() { None } else { Some(q.table.as_deref().unwrap_or("hits")) },
+        "bundle": q.bundle,
+        "sites": if q.sites.is_empty() { serde_json::Value::String("all".into()) } else { serde_json::json!(q.sites) },
+        "from": q.from,
+        "until": q.until,
+    });
+    (site, detail)
 }
 
 /// A body whose headers are known before its bytes: what [`stream_prepared`]
@@ -328,9 +382,13 @@ pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Routes {
         .with_state(exporter)
 }
 
-async fn public_takeout(State(exporter): State<Arc<dyn Exporter>>, uri: Uri) -> Response {
+async fn public_takeout(
+    State(exporter): State<Arc<dyn Exporter>>,
+    rec: crate::audit::Recorder,
+    uri: Uri,
+) -> Response {
     match ExportQuery::parse(uri.query()) {
-        Ok(q) if q.format.is_some() => crate::export::stream(exporter, q).await,
+        Ok(q) if q.format.is_some() => audited_stream(exporter, q, &rec, "http").await,
         Ok(_) => {
             ApiError::invalid("format= is required: parquet, csv, json or ndjson").into_response()
         }

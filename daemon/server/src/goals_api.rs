@@ -36,6 +36,7 @@ use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
 use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
+use crate::audit::{Kind, Recorder, pending};
 use crate::error::{ApiError, RETRY_AFTER_UNAVAILABLE};
 use crate::rules::{Face, Need, Routes, SiteIn};
 use crate::stats_api::{StatsState, admit, bad, blocking, site_id, stats_error};
@@ -301,8 +302,13 @@ fn step_of(m: &serde_json::Map<String, Value>, at: &str) -> Result<Step, ApiErro
 /// Most bytes of a definition's body.
 const MAX_DEF_BODY: usize = 16 * 1024;
 
-async fn add_goal(State(st): State<GoalsState>, Path(site): Path<String>, body: Bytes) -> Response {
-    blocking(move || {
+async fn add_goal(
+    State(st): State<GoalsState>,
+    rec: Recorder,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = blocking(move || {
         if body.len() > MAX_DEF_BODY {
             return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
         }
@@ -314,19 +320,26 @@ async fn add_goal(State(st): State<GoalsState>, Path(site): Path<String>, body: 
         };
         let id = site_id(&*st.stats.reader()?, &site)?;
         Ok(match st.admin.add_goal(id, step, name) {
-            Ok(g) => (StatusCode::CREATED, axum::Json(goal_json(&g))).into_response(),
+            Ok(g) => pending(
+                (StatusCode::CREATED, axum::Json(goal_json(&g))).into_response(),
+                Kind::GoalAdded,
+                &site,
+                goal_json(&g),
+            ),
             Err(e) => def_error(e),
         })
     })
-    .await
+    .await;
+    rec.flush(r).await
 }
 
 async fn add_funnel(
     State(st): State<GoalsState>,
+    rec: Recorder,
     Path(site): Path<String>,
     body: Bytes,
 ) -> Response {
-    blocking(move || {
+    let r = blocking(move || {
         if body.len() > MAX_DEF_BODY {
             return Err(bad("body", format!("larger than {MAX_DEF_BODY} bytes")).into());
         }
@@ -345,44 +358,64 @@ async fn add_funnel(
             .collect::<Result<Vec<_>, _>>()?;
         let id = site_id(&*st.stats.reader()?, &site)?;
         Ok(match st.admin.add_funnel(id, name, steps) {
-            Ok(f) => (StatusCode::CREATED, axum::Json(funnel_json(&f))).into_response(),
+            Ok(f) => pending(
+                (StatusCode::CREATED, axum::Json(funnel_json(&f))).into_response(),
+                Kind::FunnelAdded,
+                &site,
+                funnel_json(&f),
+            ),
             Err(e) => def_error(e),
         })
     })
-    .await
+    .await;
+    rec.flush(r).await
 }
 
 /// Removes a goal or a funnel with `remove`; 204, or 404 naming `what`.
 async fn delete_def(
     st: GoalsState,
+    rec: Recorder,
     site: String,
     id: u32,
     what: &'static str,
     remove: fn(&dyn DefAdmin, u16, u32) -> Result<bool, DefError>,
 ) -> Response {
-    blocking(move || {
+    let kind = if what == "goal" {
+        Kind::GoalRemoved
+    } else {
+        Kind::FunnelRemoved
+    };
+    let r = blocking(move || {
         let sid = site_id(&*st.stats.reader()?, &site)?;
         Ok(match remove(&*st.admin, sid, id) {
-            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(true) => pending(
+                StatusCode::NO_CONTENT.into_response(),
+                kind,
+                &site,
+                json!({ "id": id, "via": "api" }),
+            ),
             Ok(false) => {
                 ApiError::not_found(format!("the site has no {what} {id}")).into_response()
             }
             Err(e) => def_error(e),
         })
     })
-    .await
+    .await;
+    rec.flush(r).await
 }
 
 async fn delete_goal(
     State(st): State<GoalsState>,
+    rec: Recorder,
     Path((site, id)): Path<(String, u32)>,
 ) -> Response {
-    delete_def(st, site, id, "goal", |a, s, i| a.delete_goal(s, i)).await
+    delete_def(st, rec, site, id, "goal", |a, s, i| a.delete_goal(s, i)).await
 }
 
 async fn delete_funnel(
     State(st): State<GoalsState>,
+    rec: Recorder,
     Path((site, id)): Path<(String, u32)>,
 ) -> Response {
-    delete_def(st, site, id, "funnel", |a, s, i| a.delete_funnel(s, i)).await
+    delete_def(st, rec, site, id, "funnel", |a, s, i| a.delete_funnel(s, i)).await
 }

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod account;
+pub mod audit;
 pub mod ca;
 pub mod dashboard;
 pub mod edge;

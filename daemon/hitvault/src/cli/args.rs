@@ -61,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         command: super::token::TokenCommand,
     },
+    /// Show the audit log's newest entries, filtered (through the running
+    /// daemon if there is one, else from the file).
+    Audit(super::audit::AuditArgs),
     /// Export hits, their props, the sites, their goals and funnels and
     /// their imported history into a Takeout directory (through the running
     /// daemon if there is one), or check one.

@@ -3,7 +3,9 @@
 //! A backup is a directory holding `hitvault.duckdb`, a consistent copy of
 //! the database made by DuckDB (`hitvault_store::backup`), `accounts.jsonl`
 //! (the accounts' journal, whole records only: users, factors, sessions;
-//! absent when no account exists yet), and `BACKUP`, a
+//! absent when no account exists yet), `audit.jsonl` (the audit log, whole
+//! entries only, the backup's own entry included; absent when empty), and
+//! `BACKUP`, a
 //! JSON manifest with the schema version, the queue position the copy
 //! covers (`committed_seq`), its row counts and the file's size and SHA-256.
 //! The manifest is written last, under a temporary name renamed into place
@@ -18,6 +20,10 @@
 //! the CLI and deletes it. With no daemon, the CLI takes the data dir's lock,
 //! replays what the queue still holds into the database (as a start would),
 //! and copies it itself.
+//!
+//! A backup is recorded in the audit log (by the daemon, or by the CLI
+//! offline) before the log is copied; a restore copies the log back and
+//! records itself in it.
 //!
 //! Restore writes the copy into an empty or new data dir only; a later start
 //! resumes after `committed_seq` with new hit ids above every restored one,
@@ -189,6 +195,12 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
             std::fs::File::open(&file)
                 .and_then(|f| f.sync_all())
                 .or_exit(Exit::Runtime)?;
+            crate::links::audit_cli(
+                cfg,
+                hitvault_accounts::Kind::Backup,
+                None,
+                serde_json::to_value(SnapshotHeader::from((&info, bytes))).unwrap_or_default(),
+            )?;
             (
                 SnapshotHeader::from((&info, bytes)),
                 bytes,
@@ -202,7 +214,8 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
         bytes,
         sha256: sha,
     }];
-    files.extend(copy_accounts(cfg, dir)?);
+    files.extend(copy_journal(cfg, dir, ACCOUNTS_FILE)?);
+    files.extend(copy_journal(cfg, dir, AUDIT_FILE)?);
     sync_dir(dir).or_exit(Exit::Runtime)?;
     let m = BackupManifest {
         backup_version: BACKUP_VERSION,
@@ -245,11 +258,15 @@ pub fn backup(cfg: &Config, dir: &Path) -> Result<(), Failure> {
 /// File name of the accounts' journal in a backup.
 pub const ACCOUNTS_FILE: &str = hitvault_accounts::journal::FILE;
 
-/// Copies the accounts' journal into the backup: its whole records only (a
-/// record being appended meanwhile is left for the next backup), which is
-/// always a state the journal had. `None` when there are no accounts yet.
-fn copy_accounts(cfg: &Config, dir: &Path) -> Result<Option<BackupFile>, Failure> {
-    let from = cfg.data_dir.join(ACCOUNTS_DIR).join(ACCOUNTS_FILE);
+/// File name of the audit log in a backup.
+pub const AUDIT_FILE: &str = hitvault_accounts::audit::FILE;
+
+/// Copies the accounts' journal or the audit log (`name`) into the backup:
+/// its whole lines only (a line being appended meanwhile is left for the
+/// next backup), which is always a state the file had. `None` when the
+/// file does not exist or is empty.
+fn copy_journal(cfg: &Config, dir: &Path, name: &str) -> Result<Option<BackupFile>, Failure> {
+    let from = cfg.data_dir.join(ACCOUNTS_DIR).join(name);
     let mut bytes = match std::fs::read(&from) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -258,34 +275,49 @@ fn copy_accounts(cfg: &Config, dir: &Path) -> Result<Option<BackupFile>, Failure
         }
     };
     bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
-    let to = dir.join(ACCOUNTS_FILE);
+    if bytes.is_empty() && name == AUDIT_FILE {
+        return Ok(None);
+    }
+    let to = dir.join(name);
     let (n, sha) = copy_hashed(&mut &bytes[..], &to)
         .or_exit_with(Exit::Runtime, |e| format!("writing {}: {e}", to.display()))?;
     Ok(Some(BackupFile {
-        name: ACCOUNTS_FILE.to_owned(),
+        name: name.to_owned(),
         bytes: n,
         sha256: sha,
     }))
 }
 
-/// Puts a backup's accounts journal into the data dir being restored, and
-/// checks that it opens.
+/// Puts a backup's accounts journal and audit log into the data dir being
+/// restored, and checks that they open.
 fn restore_accounts(cfg: &Config, dir: &Path, m: &BackupManifest) -> Result<(), String> {
-    let Some(f) = m.files.iter().find(|f| f.name == ACCOUNTS_FILE) else {
-        return Ok(());
-    };
     let accounts = cfg.data_dir.join(ACCOUNTS_DIR);
-    std::fs::create_dir_all(&accounts).map_err(|e| e.to_string())?;
-    let mut src = std::fs::File::open(dir.join(ACCOUNTS_FILE)).map_err(|e| e.to_string())?;
-    let target = accounts.join(ACCOUNTS_FILE);
-    let (_, sha) = copy_hashed(&mut src, &target).map_err(|e| e.to_string())?;
-    if sha != f.sha256 {
-        return Err("the accounts journal changed while it was copied (SHA-256 differs)".into());
+    for name in [ACCOUNTS_FILE, AUDIT_FILE] {
+        let Some(f) = m.files.iter().find(|f| f.name == name) else {
+            continue;
+        };
+        std::fs::create_dir_all(&accounts).map_err(|e| e.to_string())?;
+        let mut src = std::fs::File::open(dir.join(name)).map_err(|e| e.to_string())?;
+        let target = accounts.join(name);
+        let (_, sha) = copy_hashed(&mut src, &target).map_err(|e| e.to_string())?;
+        if sha != f.sha256 {
+            return Err(format!(
+                "{name} changed while it was copied (SHA-256 differs)"
+            ));
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
+        sync_dir(&accounts).map_err(|e| e.to_string())?;
     }
-    sync_dir(&accounts).map_err(|e| e.to_string())?;
-    crate::links::open_accounts(cfg)
-        .map(drop)
-        .map_err(|e| format!("the restored accounts do not open: {e}"))
+    if m.files.iter().any(|f| f.name == ACCOUNTS_FILE) {
+        crate::links::open_accounts(cfg)
+            .map(drop)
+            .map_err(|e| format!("the restored accounts do not open: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Opens the store for writing and commits what the queue still holds
@@ -426,6 +458,18 @@ pub fn restore(cfg: &Config, dir: &Path) -> Result<(), Failure> {
         let _ = std::fs::remove_dir_all(cfg.data_dir.join(ACCOUNTS_DIR));
         undo(e)
     })?;
+    crate::links::audit_cli(
+        cfg,
+        hitvault_accounts::Kind::Restore,
+        None,
+        serde_json::json!({
+            "from": dir.display().to_string(),
+            "created_at": m.created_at,
+            "hits": m.hits,
+            "sites": m.sites,
+            "committed_seq": m.committed_seq,
+        }),
+    )?;
     println!(
         "restored {} into {}: {} hits, {} props, {} sites, queue position {}",
         dir.display(),

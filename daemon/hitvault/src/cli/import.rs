@@ -100,6 +100,12 @@ fn import_offline(
         .commit()
         .or_exit_with(Exit::Usage, |e| format!("nothing imported: {e}"))?;
     store.checkpoint().or_exit(Exit::Runtime)?;
+    crate::links::audit_cli(
+        cfg,
+        hitvault_accounts::Kind::Import,
+        None,
+        serde_json::json!({ "format": "takeout", "counts": crate::control::stats_json(&stats) }),
+    )?;
     report_import(dir, "", &stats, total, started);
     Ok(())
 }

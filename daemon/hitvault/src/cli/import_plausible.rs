@@ -57,6 +57,16 @@ pub fn import(cfg: &Config, site: &str, path: &Path) -> Result<(), Failure> {
             e => Failure::runtime(format!("nothing imported: {e}")),
         })?;
         store.checkpoint().or_exit(Exit::Runtime)?;
+        crate::links::audit_cli(
+            cfg,
+            hitvault_accounts::Kind::Import,
+            Some(site),
+            serde_json::json!({ "format": "plausible", "counts": {
+                "first_day": set.first_day.to_string(), "last_day": set.last_day.to_string(),
+                "days": set.days.len(), "values": set.values.len(),
+                "rows_replaced": r.rows_replaced,
+            } }),
+        )?;
         ("", r.rows_replaced)
     };
     println!(

@@ -8,6 +8,7 @@
 //! `replay`, `links`).
 
 pub mod args;
+pub mod audit;
 pub mod backup;
 pub mod client;
 pub mod import;

@@ -53,6 +53,15 @@ pub fn prune(cfg: &Config, dry_run: bool) -> Result<(), Failure> {
             )
             .or_exit(Exit::Runtime)?;
             store.checkpoint().or_exit(Exit::Runtime)?;
+            if !dry_run {
+                let report = serde_json::to_value(&r).unwrap_or_default();
+                crate::links::audit_cli(
+                    cfg,
+                    hitvault_accounts::Kind::Prune,
+                    None,
+                    hitvault_server::audit::prune_detail(&report),
+                )?;
+            }
             r
         }
     };

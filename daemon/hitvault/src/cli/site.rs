@@ -98,6 +98,12 @@ fn offline(cfg: &Config, cmd: &SiteCommand) -> Result<Vec<SiteInfo>, Failure> {
             let row = store
                 .upsert_site(&host, &aliases, "runtime")
                 .or_exit(Exit::Usage)?;
+            crate::links::audit_cli(
+                cfg,
+                hitvault_accounts::Kind::SiteAdded,
+                Some(&row.hostname),
+                serde_json::json!({ "aliases": row.aliases }),
+            )?;
             Ok(vec![crate::sites::info(row)])
         }
         SiteCommand::List { .. } => {

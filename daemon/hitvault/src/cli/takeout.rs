@@ -125,6 +125,18 @@ pub fn export(cfg: &Config, dir: &Path, format: Format, q: ExportQuery) -> Resul
         }
         None => {
             let db = Store::open_read_only(&cfg.data_dir).or_exit(Exit::Startup)?;
+            // Recorded before any row is read (the daemon records its own).
+            let mut recorded = q.clone();
+            recorded.format = Some(format.to_string());
+            let (site, mut detail) = hitvault_server::export::export_detail(&recorded, "cli");
+            detail["bundle"] = serde_json::Value::String("takeout".into());
+            detail["table"] = serde_json::Value::Null;
+            crate::links::audit_cli(
+                cfg,
+                hitvault_accounts::Kind::Export,
+                site.as_deref(),
+                detail,
+            )?;
             // One DuckDB thread: the encoders use the other core; a second
             // DuckDB thread cost about a tenth more CPU per row in hand-over.
             db.set_threads(1).or_exit(Exit::Startup)?;

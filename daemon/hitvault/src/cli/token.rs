@@ -6,14 +6,16 @@
 //! for its user, narrowed to its scopes and sites (see the guide's "Users,
 //! roles and tokens").
 
+use hitvault_accounts::Kind;
 use hitvault_server::account::control::{
-    CreatedToken, NewToken, TokenInfo, create_token, named, token_info,
+    CreatedToken, NewToken, TokenInfo, create_token, named, token_detail, token_info,
 };
 
 use super::client;
 use crate::config::Config;
 use crate::datadir::{self, CONTROL_SOCKET};
 use crate::exit::{Exit, Failure, OrExit};
+use crate::links::audit_cli;
 
 /// What `hitvault token` was asked to do.
 #[derive(Debug, clap::Subcommand)]
@@ -227,7 +229,9 @@ fn offline(cfg: &Config, cmd: &TokenCommand) -> Result<Done, Failure> {
         TokenCommand::Create { .. } => {
             let new = new_token(cmd)?.expect("a create command");
             let sites = super::site::offline_hostnames(cfg)?;
-            Done::Created(create_token(&a, &sites, &new, unix_now()).map_err(usage)?)
+            let c = create_token(&a, &sites, &new, unix_now()).map_err(usage)?;
+            audit_cli(cfg, Kind::TokenCreated, None, token_detail(&c.token))?;
+            Done::Created(c)
         }
         TokenCommand::List { user, .. } => {
             let id = match user {
@@ -237,8 +241,9 @@ fn offline(cfg: &Config, cmd: &TokenCommand) -> Result<Done, Failure> {
             Done::Listed(a.tokens(id).iter().map(|t| token_info(&a, t)).collect())
         }
         TokenCommand::Revoke { id } => {
-            let t = a.revoke_token(*id, None).map_err(usage)?;
-            Done::Revoked(token_info(&a, &t))
+            let t = token_info(&a, &a.revoke_token(*id, None).map_err(usage)?);
+            audit_cli(cfg, Kind::TokenRevoked, None, token_detail(&t))?;
+            Done::Revoked(t)
         }
     })
 }

@@ -8,12 +8,18 @@
 
 use std::net::SocketAddr;
 
-use hitvault_server::account::control::{Invited, RoleChange, UserInfo, info, set_role};
+use hitvault_server::account::control::{
+    Invited, RoleChange, UserInfo, info, role_entry, set_role,
+};
+
+use hitvault_accounts::Kind;
+use serde_json::json;
 
 use super::client;
 use crate::config::Config;
 use crate::datadir::{self, CONTROL_SOCKET, RUN_FILE};
 use crate::exit::{Exit, Failure, OrExit};
+use crate::links::audit_cli;
 
 /// What `hitvault user` was asked to do.
 #[derive(Debug, clap::Subcommand)]
@@ -215,18 +221,44 @@ fn offline(cfg: &Config, cmd: &UserCommand) -> Result<Done, Failure> {
             let id = a.add_user(name, *admin, now).map_err(usage)?;
             let token = a.invite(Some(id), *admin, now).map_err(usage)?;
             let u = a.user(id).expect("just added");
+            audit_cli(
+                cfg,
+                Kind::UserAdded,
+                None,
+                json!({ "name": name, "admin": admin }),
+            )?;
             Done::Invited(Invited {
                 user: info(&a, &u),
                 token,
             })
         }
         UserCommand::Remove { name } => {
-            a.remove_user(named(name)?.id).map_err(usage)?;
+            let u = named(name)?;
+            a.remove_user(u.id).map_err(usage)?;
+            audit_cli(
+                cfg,
+                Kind::UserRemoved,
+                None,
+                json!({ "name": name, "id": u.id }),
+            )?;
             Done::Removed(name.clone())
         }
         UserCommand::Reset { name } => {
             let u = named(name)?;
+            let sessions = a.sessions_of(u.id).len();
             let token = a.reset_factors(u.id, now).map_err(usage)?;
+            audit_cli(
+                cfg,
+                Kind::FactorsReset,
+                None,
+                json!({ "name": name, "id": u.id }),
+            )?;
+            audit_cli(
+                cfg,
+                Kind::SessionEnded,
+                None,
+                json!({ "how": "reset", "name": name, "sessions": sessions }),
+            )?;
             Done::Invited(Invited {
                 user: info(&a, &u),
                 token,
@@ -238,11 +270,20 @@ fn offline(cfg: &Config, cmd: &UserCommand) -> Result<Done, Failure> {
                 site: site.clone(),
                 role: role.clone(),
             };
-            Done::Changed(set_role(&a, &sites, name, &change).map_err(usage)?)
+            let u = set_role(&a, &sites, name, &change).map_err(usage)?;
+            let (kind, detail) = role_entry(&u.name, role);
+            audit_cli(cfg, kind, Some(site), detail)?;
+            Done::Changed(u)
         }
         UserCommand::Admin { name, admin } => {
             let u = named(name)?;
             a.set_admin(u.id, admin == "yes").map_err(usage)?;
+            audit_cli(
+                cfg,
+                hitvault_accounts::Kind::RoleSet,
+                None,
+                serde_json::json!({ "user": u.name, "instance_role": if admin == "yes" { "admin" } else { "user" } }),
+            )?;
             Done::Changed(info(&a, &a.user(u.id).expect("still there")))
         }
     })

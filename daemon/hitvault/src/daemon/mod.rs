@@ -124,6 +124,7 @@ struct Opened {
     metrics: Arc<Metrics>,
     salts: Arc<SaltKeeper>,
     accounts: Arc<hitvault_accounts::Accounts>,
+    audit: Arc<hitvault_accounts::AuditLog>,
     tls: tls::Tls,
 }
 
@@ -173,6 +174,7 @@ impl Opened {
         );
         let tls = tls::start(cfg)?;
         let accounts = Arc::new(crate::links::open_accounts(cfg)?);
+        let audit = Arc::new(crate::links::open_audit(cfg)?);
         if let Some(token) = accounts
             .setup_link(now_ms().max(0) as u64 / 1000)
             .map_err(|e| Failure::startup(format!("making the set-up link: {e}")))?
@@ -197,6 +199,7 @@ impl Opened {
             metrics,
             salts,
             accounts,
+            audit,
             tls,
         })
     }
@@ -239,6 +242,7 @@ struct Routes {
     commits: Commits,
     adapters: Adapters,
     accounts: hitvault_server::AccountState,
+    audit: Arc<hitvault_accounts::AuditLog>,
     tls: tls::Tls,
     hostnames: hitvault_server::hosts::Hostnames,
 }
@@ -257,6 +261,7 @@ impl Wired {
             metrics,
             salts,
             accounts,
+            audit,
             tls,
         } = opened;
         let Prepared {
@@ -343,6 +348,7 @@ impl Wired {
             retention,
             on_commit: on_commit(commits.clone()),
             exports,
+            audit: audit.clone(),
         };
         Ok(Wired {
             cfg,
@@ -366,6 +372,7 @@ impl Wired {
                     ca_fingerprint: tls.info.ca.as_ref().map(|ca| ca.fingerprint.clone()),
                     ..hitvault_server::AccountState::new(accounts, hostnames.names().to_vec())
                 },
+                audit,
                 hostnames,
                 tls,
             },
@@ -479,6 +486,7 @@ impl Routes {
             commits,
             adapters,
             accounts,
+            audit,
             tls,
             hostnames,
         } = self;
@@ -487,6 +495,7 @@ impl Routes {
             adapters.exporter.clone(),
             adapters.maintenance,
             accounts.accounts.clone(),
+            audit.clone(),
         );
         let dashboard = hitvault_server::DashboardState {
             stats,
@@ -500,6 +509,7 @@ impl Routes {
             exporter: adapters.exporter,
             hostnames,
             tls: tls.info.clone(),
+            audit,
         });
         (public, control, tls)
     }

@@ -349,6 +349,24 @@ pub struct WriterParts {
     pub on_commit: OnCommit,
     /// Exports in progress; rollups wait while there are any.
     pub exports: ExportsRunning,
+    /// Where a scheduled prune is recorded (actor `system`).
+    pub audit: Arc<hitvault_accounts::AuditLog>,
+}
+
+/// Records a scheduled prune that deleted hits.
+fn audit_prune(log: &hitvault_accounts::AuditLog, r: &retention::Report) {
+    let report = serde_json::to_value(r).unwrap_or_default();
+    let mut e = hitvault_accounts::NewEntry::new(
+        crate::links::now_ms(),
+        hitvault_accounts::Actor::System,
+        hitvault_accounts::Kind::Prune,
+    );
+    if let serde_json::Value::Object(m) = hitvault_server::audit::prune_detail(&report) {
+        e.detail = m;
+    }
+    if let Err(e) = log.append(e) {
+        tracing::error!(error = %e, "writing the audit log failed");
+    }
 }
 
 /// Counts exports in progress. Building rollups is background work that
@@ -449,6 +467,9 @@ impl Loop {
                 Ok(r) => {
                     let hits: u64 = r.sites.iter().map(|s| s.hits).sum();
                     tracing::info!(hits, "retention pass done");
+                    if hits > 0 {
+                        audit_prune(&p.audit, &r);
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "retention pass failed; next try in a day"),
             }

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use super::now;
 use crate::SiteAdmin;
+use crate::audit::{Kind, Recorder};
 use crate::error::ApiError;
+use serde_json::json;
 
 /// A user as the control API lists them (no secret in it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result
 
 async fn role(
     State((a, sites)): State<WithSites>,
+    rec: Recorder,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -150,8 +153,12 @@ async fn role(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    let (site, role) = (change.site.clone(), change.role.clone());
     match run(move || set_role(&a, &hostnames(sites.as_ref())?, &name, &change)).await {
-        Ok(u) => axum::Json(u).into_response(),
+        Ok(u) => {
+            audit_role(&rec, &u.name, &site, &role).await;
+            axum::Json(u).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -164,6 +171,7 @@ struct AdminChange {
 
 async fn admin(
     State(a): State<Arc<Accounts>>,
+    rec: Recorder,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -178,7 +186,15 @@ async fn admin(
     })
     .await
     {
-        Ok(u) => axum::Json(u).into_response(),
+        Ok(u) => {
+            rec.note(
+                Kind::RoleSet,
+                None,
+                json!({ "user": u.name, "instance_role": if u.admin { "admin" } else { "user" } }),
+            )
+            .await;
+            axum::Json(u).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -209,7 +225,11 @@ async fn tokens(
     }
 }
 
-async fn new_token(State((a, sites)): State<WithSites>, body: axum::body::Bytes) -> Response {
+async fn new_token(
+    State((a, sites)): State<WithSites>,
+    rec: Recorder,
+    body: axum::body::Bytes,
+) -> Response {
     let new: NewToken = match json_body(
         &body,
         "{\"user\":..,\"name\":..,\"scopes\":[..],\"sites\":[..],\"expires\":unix seconds or null}",
@@ -218,12 +238,16 @@ async fn new_token(State((a, sites)): State<WithSites>, body: axum::body::Bytes)
         Err(e) => return e.into_response(),
     };
     match run(move || create_token(&a, &hostnames(sites.as_ref())?, &new, now())).await {
-        Ok(c) => (StatusCode::CREATED, axum::Json(c)).into_response(),
+        Ok(c) => {
+            rec.note(Kind::TokenCreated, None, token_detail(&c.token))
+                .await;
+            (StatusCode::CREATED, axum::Json(c)).into_response()
+        }
         Err(r) => r,
     }
 }
 
-async fn revoke(State(a): State<Arc<Accounts>>, Path(id): Path<String>) -> Response {
+async fn revoke(State(a): State<Arc<Accounts>>, rec: Recorder, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return ApiError::invalid(format!("{id:?} is not a token id")).into_response();
     };
@@ -233,7 +257,10 @@ async fn revoke(State(a): State<Arc<Accounts>>, Path(id): Path<String>) -> Respo
     })
     .await
     {
-        Ok(t) => axum::Json(t).into_response(),
+        Ok(t) => {
+            rec.note(Kind::TokenRevoked, None, token_detail(&t)).await;
+            axum::Json(t).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -282,6 +309,28 @@ fn known_site(sites: &[String], site: &str) -> Result<(), AccountError> {
             "no site named {site:?} (roles and tokens name a site by its hostname, not an alias)"
         )))
     }
+}
+
+/// What the audit log keeps of a token (never its secret).
+pub fn token_detail(t: &TokenInfo) -> serde_json::Value {
+    json!({
+        "token": t.id, "user": t.user, "name": t.name, "scopes": t.scopes,
+        "sites": t.sites, "expires": t.expires,
+    })
+}
+
+/// The entry of a role given (`role_set`) or taken (`role_removed`).
+pub fn role_entry(user: &str, role: &str) -> (Kind, serde_json::Value) {
+    if role == "none" {
+        (Kind::RoleRemoved, json!({ "user": user }))
+    } else {
+        (Kind::RoleSet, json!({ "user": user, "role": role }))
+    }
+}
+
+async fn audit_role(rec: &Recorder, user: &str, site: &str, role: &str) {
+    let (kind, detail) = role_entry(user, role);
+    rec.note(kind, Some(site), detail).await;
 }
 
 /// Sets `name`'s role on a site of `sites` (the hostnames that exist).
@@ -378,7 +427,7 @@ pub fn named(a: &Accounts, name: &str) -> Result<User, AccountError> {
         .ok_or_else(|| AccountError::NotFound(format!("no user named {name:?}")))
 }
 
-async fn add(State(a): State<Arc<Accounts>>, body: axum::body::Bytes) -> Response {
+async fn add(State(a): State<Arc<Accounts>>, rec: Recorder, body: axum::body::Bytes) -> Response {
     let new: NewUser = match serde_json::from_slice(&body) {
         Ok(n) => n,
         Err(e) => {
@@ -397,31 +446,69 @@ async fn add(State(a): State<Arc<Accounts>>, body: axum::body::Bytes) -> Respons
     })
     .await
     {
-        Ok(i) => (StatusCode::CREATED, axum::Json(i)).into_response(),
+        Ok(i) => {
+            rec.note(
+                Kind::UserAdded,
+                None,
+                json!({ "name": i.user.name, "admin": i.user.admin }),
+            )
+            .await;
+            (StatusCode::CREATED, axum::Json(i)).into_response()
+        }
         Err(r) => r,
     }
 }
 
-async fn remove(State(a): State<Arc<Accounts>>, Path(name): Path<String>) -> Response {
-    match run(move || a.remove_user(named(&a, &name)?.id)).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => r,
-    }
-}
-
-async fn reset(State(a): State<Arc<Accounts>>, Path(name): Path<String>) -> Response {
+async fn remove(
+    State(a): State<Arc<Accounts>>,
+    rec: Recorder,
+    Path(name): Path<String>,
+) -> Response {
     match run(move || {
         let u = named(&a, &name)?;
-        let token = a.reset_factors(u.id, now())?;
-        let u = a.user(u.id).expect("still there");
-        Ok(Invited {
-            user: info(&a, &u),
-            token,
-        })
+        a.remove_user(u.id)?;
+        Ok(u)
     })
     .await
     {
-        Ok(i) => axum::Json(i).into_response(),
+        Ok(u) => {
+            rec.note(
+                Kind::UserRemoved,
+                None,
+                json!({ "name": u.name, "id": u.id }),
+            )
+            .await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn reset(
+    State(a): State<Arc<Accounts>>,
+    rec: Recorder,
+    Path(name): Path<String>,
+) -> Response {
+    match run(move || {
+        let u = named(&a, &name)?;
+        let sessions = a.sessions_of(u.id).len();
+        let token = a.reset_factors(u.id, now())?;
+        let u = a.user(u.id).expect("still there");
+        Ok((
+            Invited {
+                user: info(&a, &u),
+                token,
+            },
+            u,
+            sessions,
+        ))
+    })
+    .await
+    {
+        Ok((i, u, sessions)) => {
+            super::pages::audit_reset(&rec, &u, sessions).await;
+            axum::Json(i).into_response()
+        }
         Err(r) => r,
     }
 }

@@ -31,6 +31,11 @@ pub(crate) mod pages;
 pub(crate) mod passkey;
 pub(crate) mod tokens;
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use hitvault_accounts::Actor;
+
+use crate::audit::{Audit, ControlSocket, Recorder};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +57,23 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Who the audit log says did what this caller does. The one mapping
+    /// from a caller to an audit actor: a new kind of caller gets its
+    /// actor here.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::Local => Actor::Local,
+            Caller::Session(s) => Actor::User {
+                id: s.user.id,
+                name: s.user.name.clone(),
+            },
+            Caller::Token(t) => Actor::Token {
+                id: t.token.id.to_string(),
+                user: t.user.name.clone(),
+            },
+        }
+    }
+
     /// The session's CSRF token (none for the others).
     pub fn csrf(&self) -> Option<&str> {
         match self {
@@ -64,6 +86,38 @@ impl Caller {
     /// (see [`hitvault_accounts::rights`]).
     pub fn may(&self, right: hitvault_accounts::Right, site: Option<&str>) -> bool {
         hitvault_accounts::may(crate::rules::principal(self), right, site)
+    }
+}
+
+/// A handler's [`Recorder`]: the request's caller as its actor (the CLI
+/// on the control socket, anonymous before a session exists) and the
+/// client's address.
+impl<S: Send + Sync> FromRequestParts<S> for Recorder {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> Result<Recorder, axum::response::Response> {
+        use axum::response::IntoResponse;
+        let Some(Audit(log)) = parts.extensions.get::<Audit>().cloned() else {
+            return Err(
+                crate::error::ApiError::internal("auditing", "the route has no audit log")
+                    .into_response(),
+            );
+        };
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical().to_string());
+        let actor = if let Some(c) = parts.extensions.get::<Caller>() {
+            c.actor()
+        } else if parts.extensions.get::<ControlSocket>().is_some() {
+            Actor::Cli
+        } else {
+            Actor::Anonymous
+        };
+        Ok(Recorder::new(log, actor, address))
     }
 }
 

@@ -16,14 +16,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hitvault_accounts::{
-    AccountError, AddressKey, NewSession, RECOVERY_CODES, SignIn, SignInError, User, secret,
+    AccountError, AddressKey, NewSession, RECOVERY_CODES, SignIn, SignInError, User, UserId, secret,
 };
+use serde_json::{Value, json};
 
 use super::{
     AccountState, FORM_COOKIE, SESSION_COOKIE, clear_cookie, cookie, csrf_field, now, now_ms,
     set_cookie,
 };
 use crate::access::{Caller, Denied, admit, request_host};
+use crate::audit::{Actor, Kind, Recorder};
 use crate::dashboard::html::{esc, message_page, page};
 use crate::dashboard::{cross_site, html, security_headers, see_other};
 use crate::rules::{Face, Need, Routes};
@@ -252,6 +254,51 @@ async fn checked<T: Send + 'static>(
     blocking(f).await
 }
 
+/// The audit actor of user `id` (anonymous if they are gone).
+pub(super) fn user_actor(state: &AccountState, id: UserId) -> Actor {
+    match state.accounts.user(id) {
+        Some(u) => Actor::User {
+            id: u.id,
+            name: u.name,
+        },
+        None => Actor::Anonymous,
+    }
+}
+
+/// Records a sign-in that started session `s`.
+pub(super) async fn audit_sign_in(state: &AccountState, rec: &Recorder, s: &NewSession) {
+    rec.as_actor(user_actor(state, s.user))
+        .note(Kind::SignIn, None, json!({ "method": s.method }))
+        .await;
+}
+
+/// Records a failed sign-in: as the user it was for when known, else as
+/// anonymous with the name typed (cut to the longest user name).
+pub(super) async fn audit_failed(
+    rec: &Recorder,
+    user: Option<&User>,
+    typed: Option<&str>,
+    method: &str,
+) {
+    let mut detail = json!({ "method": method });
+    let actor = match user {
+        Some(u) => Actor::User {
+            id: u.id,
+            name: u.name.clone(),
+        },
+        None => {
+            if let Some(t) = typed {
+                let name: String = t.chars().take(hitvault_accounts::MAX_NAME).collect();
+                detail["name"] = Value::String(name);
+            }
+            Actor::Anonymous
+        }
+    };
+    rec.as_actor(actor)
+        .note(Kind::SignInFailed, None, detail)
+        .await;
+}
+
 // ---- set-up -------------------------------------------------------------
 
 async fn setup_page(State(state): State<AccountState>, Path(token): Path<String>) -> Response {
@@ -333,6 +380,7 @@ fn setup_form(
 async fn setup_submit(
     State(state): State<AccountState>,
     Path(token): Path<String>,
+    rec: Recorder,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -361,7 +409,22 @@ async fn setup_submit(
     })
     .await;
     match done {
-        Ok(s) => signed_in(&state, &s, "/account?done=welcome"),
+        Ok(s) => {
+            let me = rec.as_actor(user_actor(&state, s.user));
+            if existing.is_none() {
+                let name = state.accounts.user(s.user).map(|u| u.name);
+                me.note(
+                    Kind::UserAdded,
+                    None,
+                    json!({ "name": name, "admin": invite.admin, "via": "set-up link" }),
+                )
+                .await;
+            }
+            me.note(Kind::PasswordSet, None, json!({ "via": "set-up link" }))
+                .await;
+            audit_sign_in(&state, &rec, &s).await;
+            signed_in(&state, &s, "/account?done=welcome")
+        }
         Err(AccountError::Journal(e)) => account_error(AccountError::Journal(e)),
         Err(e) => setup_form(
             &state,
@@ -410,6 +473,7 @@ fn login_form(next: Option<&str>, error: Option<&str>, status: StatusCode) -> Re
 async fn login_submit(
     State(state): State<AccountState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    rec: Recorder,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -422,14 +486,24 @@ async fn login_submit(
     let password = field(&f, "password").unwrap_or("").to_owned();
     let (accounts, agent) = (state.accounts.clone(), agent(&headers));
     let addr = AddressKey::from(peer.ip());
+    let typed = name.clone();
     let done = checked(&state, move || {
         accounts.sign_in_password(&name, &password, addr, &agent, now_ms())
     })
     .await;
     match done {
-        Ok(SignIn::Done(s)) => signed_in(&state, &s, &next),
+        Ok(SignIn::Done(s)) => {
+            audit_sign_in(&state, &rec, &s).await;
+            signed_in(&state, &s, &next)
+        }
         Ok(SignIn::SecondStep(step)) => code_form(&step, &next, None, StatusCode::OK),
-        Err(e) => sign_in_refused(e, &next),
+        Err(e) => {
+            if matches!(e, SignInError::Failed) {
+                let user = state.accounts.user_named(&typed);
+                audit_failed(&rec, user.as_ref(), Some(&typed), "password").await;
+            }
+            sign_in_refused(e, &next)
+        }
     }
 }
 
@@ -471,6 +545,7 @@ fn code_form(step: &str, next: &str, error: Option<&str>, status: StatusCode) ->
 async fn code_submit(
     State(state): State<AccountState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    rec: Recorder,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -481,15 +556,22 @@ async fn code_submit(
     let (accounts, agent) = (state.accounts.clone(), agent(&headers));
     let addr = AddressKey::from(peer.ip());
     let s2 = step.clone();
+    let user = state.accounts.second_step_user(&step, now());
     let done = blocking(move || accounts.sign_in_second(&s2, &code, addr, &agent, now_ms())).await;
     match done {
-        Ok(s) => signed_in(&state, &s, &next),
-        Err(SignInError::Failed) => code_form(
-            &step,
-            &next,
-            Some("That code is not right (or was used already)."),
-            StatusCode::UNAUTHORIZED,
-        ),
+        Ok(s) => {
+            audit_sign_in(&state, &rec, &s).await;
+            signed_in(&state, &s, &next)
+        }
+        Err(SignInError::Failed) => {
+            audit_failed(&rec, user.as_ref(), None, "code").await;
+            code_form(
+                &step,
+                &next,
+                Some("That code is not right (or was used already)."),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
         Err(e) => sign_in_refused(e, &next),
     }
 }
@@ -497,12 +579,15 @@ async fn code_submit(
 async fn logout(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
 ) -> Response {
     if let Some(axum::Extension(Caller::Session(s))) = caller {
         let (accounts, digest) = (state.accounts.clone(), s.digest.clone());
         if let Err(e) = blocking(move || accounts.end_session(&digest)).await {
             return account_error(e);
         }
+        rec.note(Kind::SignOut, None, json!({ "session": &s.digest[..16] }))
+            .await;
     }
     let mut r = see_other("/login");
     r.headers_mut()
@@ -784,7 +869,8 @@ fn users_html(state: &AccountState, me: &User) -> String {
          <label for=\"user-name\">User name<input type=\"text\" name=\"name\" id=\"user-name\" required maxlength=\"64\"></label>\
          <label for=\"user-admin\">Role<select name=\"admin\" id=\"user-admin\"><option value=\"no\">user</option>\
          <option value=\"yes\">admin</option></select></label>\
-         <button type=\"submit\">Add and make a set-up link</button></form></section>"
+         <button type=\"submit\">Add and make a set-up link</button></form>\
+         <p><a href=\"/admin/audit\" id=\"audit-link\">The audit log</a>: who signed in, changed or exported what.</p></section>"
     );
     m
 }
@@ -807,14 +893,15 @@ fn invite_link(headers: &HeaderMap, token: &str) -> String {
     format!("{scheme}://{host}/setup/{token}")
 }
 
-/// A change of the signed-in user's own account, then back to the page.
+/// A change of the signed-in user's own account, recorded as `kind`
+/// with the detail `f` returns, then back to the page.
 async fn own_change(
     state: &AccountState,
     caller: Option<axum::Extension<Caller>>,
+    rec: &Recorder,
     done: &str,
-    f: impl FnOnce(&hitvault_accounts::Accounts, hitvault_accounts::UserId) -> Result<(), AccountError>
-    + Send
-    + 'static,
+    kind: Option<Kind>,
+    f: impl FnOnce(&hitvault_accounts::Accounts, UserId) -> Result<Value, AccountError> + Send + 'static,
 ) -> Response {
     let s = match session(caller) {
         Ok(s) => s,
@@ -822,7 +909,12 @@ async fn own_change(
     };
     let (accounts, id) = (state.accounts.clone(), s.user.id);
     match blocking(move || f(&accounts, id)).await {
-        Ok(()) => see_other(&format!("/account?done={done}")),
+        Ok(detail) => {
+            if let Some(k) = kind {
+                rec.note(k, None, detail).await;
+            }
+            see_other(&format!("/account?done={done}"))
+        }
         Err(e) => account_error(e),
     }
 }
@@ -830,6 +922,7 @@ async fn own_change(
 async fn password_set(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     body: Bytes,
 ) -> Response {
     let f = form(&body);
@@ -838,19 +931,30 @@ async fn password_set(
         return account_error(AccountError::Invalid("The two passwords differ.".into()));
     }
     let _permit = state.checks.clone().acquire_owned().await;
-    own_change(&state, caller, "password", move |a, id| {
-        a.set_password(id, &pw, now())
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "password",
+        Some(Kind::PasswordSet),
+        move |a, id| a.set_password(id, &pw, now()).map(|()| Value::Null),
+    )
     .await
 }
 
 async fn password_remove(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
 ) -> Response {
-    own_change(&state, caller, "password-removed", |a, id| {
-        a.remove_password(id)
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "password-removed",
+        Some(Kind::PasswordRemoved),
+        |a, id| a.remove_password(id).map(|()| Value::Null),
+    )
     .await
 }
 
@@ -904,26 +1008,42 @@ fn totp_confirm_page(secret: &str, uri: &str, error: Option<&str>, status: Statu
 async fn totp_confirm(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     body: Bytes,
 ) -> Response {
     let f = form(&body);
     let code = field(&f, "code").unwrap_or("").to_owned();
-    own_change(&state, caller, "totp", move |a, id| {
-        a.confirm_totp(id, &code, now())
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "totp",
+        Some(Kind::TotpSet),
+        move |a, id| a.confirm_totp(id, &code, now()).map(|()| Value::Null),
+    )
     .await
 }
 
 async fn totp_remove(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
 ) -> Response {
-    own_change(&state, caller, "totp-removed", |a, id| a.remove_totp(id)).await
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "totp-removed",
+        Some(Kind::TotpRemoved),
+        |a, id| a.remove_totp(id).map(|()| Value::Null),
+    )
+    .await
 }
 
 async fn recovery_new(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
 ) -> Response {
     let s = match session(caller) {
         Ok(s) => s,
@@ -932,6 +1052,12 @@ async fn recovery_new(
     let (accounts, id) = (state.accounts.clone(), s.user.id);
     match blocking(move || accounts.new_recovery_codes(id, now())).await {
         Ok(codes) => {
+            rec.note(
+                Kind::RecoveryCodesSet,
+                None,
+                json!({ "codes": codes.len() }),
+            )
+            .await;
             let mut m = String::from(
                 "<section class=\"message\"><h1>Your recovery codes</h1>\
                  <p>Keep these somewhere safe, away from this device. Each code works once, in place of \
@@ -954,13 +1080,15 @@ async fn recovery_new(
 async fn passkey_rename(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     Path(credential): Path<String>,
     body: Bytes,
 ) -> Response {
     let f = form(&body);
     let name = field(&f, "name").unwrap_or("").to_owned();
-    own_change(&state, caller, "passkey", move |a, id| {
+    own_change(&state, caller, &rec, "passkey", None, move |a, id| {
         a.rename_passkey(id, &credential, &name)
+            .map(|()| Value::Null)
     })
     .await
 }
@@ -968,37 +1096,85 @@ async fn passkey_rename(
 async fn passkey_remove(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     Path(credential): Path<String>,
 ) -> Response {
-    own_change(&state, caller, "passkey-removed", move |a, id| {
-        a.remove_passkey(id, &credential)
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "passkey-removed",
+        Some(Kind::PasskeyRemoved),
+        move |a, id| {
+            let name = a
+                .user(id)
+                .and_then(|u| u.passkeys.into_iter().find(|p| p.credential == credential))
+                .map(|p| p.name);
+            a.remove_passkey(id, &credential)?;
+            Ok(json!({ "name": name, "credential": credential }))
+        },
+    )
     .await
 }
 
 async fn session_end(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     Path(handle): Path<String>,
 ) -> Response {
-    own_change(&state, caller, "session-ended", move |a, id| {
-        a.end_session_handle(id, &handle)
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "session-ended",
+        Some(Kind::SessionEnded),
+        move |a, id| {
+            a.end_session_handle(id, &handle)?;
+            Ok(json!({ "how": "one", "session": handle, "sessions": 1 }))
+        },
+    )
     .await
 }
 
 async fn sessions_end_others(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
 ) -> Response {
     let keep = match &caller {
         Some(axum::Extension(Caller::Session(s))) => s.digest.clone(),
         _ => return see_other("/login?next=/account"),
     };
-    own_change(&state, caller, "others-ended", move |a, id| {
-        a.end_sessions_of(id, Some(&keep)).map(|_| ())
-    })
+    own_change(
+        &state,
+        caller,
+        &rec,
+        "others-ended",
+        Some(Kind::SessionEnded),
+        move |a, id| {
+            let n = a.end_sessions_of(id, Some(&keep))?;
+            Ok(json!({ "how": "others", "sessions": n }))
+        },
+    )
     .await
+}
+
+/// Records an admin's (or the CLI's) reset of `u`'s factors: the reset,
+/// and the sessions it ended.
+pub(crate) async fn audit_reset(rec: &Recorder, u: &User, sessions: usize) {
+    rec.note(
+        Kind::FactorsReset,
+        None,
+        json!({ "name": u.name, "id": u.id }),
+    )
+    .await;
+    rec.note(
+        Kind::SessionEnded,
+        None,
+        json!({ "how": "reset", "name": u.name, "sessions": sessions }),
+    )
+    .await;
 }
 
 /// The signed-in admin, or the answer to send instead.
@@ -1033,6 +1209,7 @@ fn link_page(headers: &HeaderMap, title: &str, text: &str, token: &str) -> Respo
 async fn user_add(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1050,12 +1227,20 @@ async fn user_add(
     })
     .await;
     match made {
-        Ok(token) => link_page(
-            &headers,
-            "User added",
-            &format!("{name} sets up their sign-in with this link:"),
-            &token,
-        ),
+        Ok(token) => {
+            rec.note(
+                Kind::UserAdded,
+                None,
+                json!({ "name": name, "admin": is_admin }),
+            )
+            .await;
+            link_page(
+                &headers,
+                "User added",
+                &format!("{name} sets up their sign-in with this link:"),
+                &token,
+            )
+        }
         Err(e) => account_error(e),
     }
 }
@@ -1063,6 +1248,7 @@ async fn user_add(
 async fn user_reset(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
@@ -1070,13 +1256,20 @@ async fn user_reset(
         return *r;
     }
     let accounts = state.accounts.clone();
+    let target = state.accounts.user(id);
+    let sessions = state.accounts.sessions_of(id).len();
     match blocking(move || accounts.reset_factors(id, now())).await {
-        Ok(token) => link_page(
-            &headers,
-            "Factors reset",
-            "Every factor and session of this user has ended. They set up their sign-in again with this link:",
-            &token,
-        ),
+        Ok(token) => {
+            if let Some(u) = &target {
+                audit_reset(&rec, u, sessions).await;
+            }
+            link_page(
+                &headers,
+                "Factors reset",
+                "Every factor and session of this user has ended. They set up their sign-in again with this link:",
+                &token,
+            )
+        }
         Err(e) => account_error(e),
     }
 }
@@ -1084,6 +1277,7 @@ async fn user_reset(
 async fn user_remove(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     Path(id): Path<u64>,
 ) -> Response {
     let me = match admin(&state, caller) {
@@ -1096,8 +1290,13 @@ async fn user_remove(
         ));
     }
     let accounts = state.accounts.clone();
+    let name = state.accounts.user(id).map(|u| u.name);
     match blocking(move || accounts.remove_user(id)).await {
-        Ok(()) => see_other("/account?done=user-removed"),
+        Ok(()) => {
+            rec.note(Kind::UserRemoved, None, json!({ "name": name, "id": id }))
+                .await;
+            see_other("/account?done=user-removed")
+        }
         Err(e) => account_error(e),
     }
 }

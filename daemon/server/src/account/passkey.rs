@@ -37,6 +37,7 @@ use serde_json::{Value, json};
 
 use super::{AccountState, FORM_COOKIE, SESSION_COOKIE, clear_cookie, now, now_ms, set_cookie};
 use crate::access::Caller;
+use crate::audit::{Kind, Recorder};
 use crate::error::ApiError;
 use crate::rules::{Face, Need, Routes};
 
@@ -156,6 +157,7 @@ async fn sign_in_start(
 async fn sign_in_finish(
     State(state): State<AccountState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    rec: Recorder,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -167,11 +169,28 @@ async fn sign_in_finish(
     let addr = AddressKey::from(peer.ip());
     let agent = agent(&headers);
     let credential = v["credential"].clone();
-    let s = blocking(move || {
+    // Whose passkey it claims to be, for the audit log of a failure.
+    let claimed = credential["id"]
+        .as_str()
+        .and_then(|id| state.accounts.passkey_owner(id))
+        .map(|(u, _)| u);
+    let s = match blocking(move || {
         p.finish_sign_in(&accounts, &ceremony, &credential, addr, &agent, now_ms())
     })
     .await
-    .map_err(refusal)?;
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // Only for a passkey some user holds: an answer naming no known
+            // credential costs the sender nothing and is no one's sign-in,
+            // so it would only grow the log.
+            if matches!(e, PasskeyError::Refused(_) | PasskeyError::Expired) && claimed.is_some() {
+                super::pages::audit_failed(&rec, claimed.as_ref(), None, "passkey").await;
+            }
+            return Err(refusal(e));
+        }
+    };
+    super::pages::audit_sign_in(&state, &rec, &s).await;
     let mut r = Json(json!({ "redirect": next })).into_response();
     let age = state.accounts.policy().absolute_secs;
     let h = r.headers_mut();
@@ -211,6 +230,7 @@ async fn register_start(
 async fn register_finish(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let v = body(&bytes)?;
@@ -231,6 +251,12 @@ async fn register_finish(
         .and_then(|u| u.passkeys.into_iter().find(|p| p.credential == id))
         .map(|p| p.name)
         .unwrap_or_default();
+    rec.note(
+        Kind::PasskeyAdded,
+        None,
+        json!({ "name": name, "credential": id }),
+    )
+    .await;
     Ok(Json(json!({
         "credential": id,
         "name": name,

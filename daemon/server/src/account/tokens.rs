@@ -15,8 +15,10 @@ use axum::response::Response;
 use hitvault_accounts::grants::MAX_LIFETIME_SECS;
 use hitvault_accounts::{AccountError, Scope, TokenSpec, User};
 
+use super::control::{token_detail, token_info};
 use super::pages::{account_error, blocking, fmt_time, form, session};
 use super::{AccountState, Caller, csrf_field, now};
+use crate::audit::{Kind, Recorder};
 use crate::dashboard::html::{esc, page};
 use crate::dashboard::{html, see_other};
 
@@ -140,6 +142,7 @@ fn spec(f: &[(String, String)], u: &User, now: u64) -> Result<TokenSpec, Account
 pub(crate) async fn create(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     body: Bytes,
 ) -> Response {
     let s = match session(caller) {
@@ -160,6 +163,16 @@ pub(crate) async fn create(
     .await;
     match made {
         Ok((t, name)) => {
+            let info = state
+                .accounts
+                .tokens(Some(s.user.id))
+                .into_iter()
+                .find(|x| x.id == t.id)
+                .map(|x| token_info(&state.accounts, &x));
+            if let Some(info) = info {
+                rec.note(Kind::TokenCreated, None, token_detail(&info))
+                    .await;
+            }
             let m = format!(
                 "<section class=\"message\"><h1>Your new token</h1>\
                  <p>Token <strong>{}</strong> is below. Copy it now: it is shown only this once, \
@@ -178,6 +191,7 @@ pub(crate) async fn create(
 pub(crate) async fn revoke(
     State(state): State<AccountState>,
     caller: Option<axum::Extension<Caller>>,
+    rec: Recorder,
     Path(id): Path<String>,
 ) -> Response {
     let s = match session(caller) {
@@ -188,8 +202,13 @@ pub(crate) async fn revoke(
         return account_error(AccountError::NotFound(format!("no token {id:?}")));
     };
     let (accounts, user) = (state.accounts.clone(), s.user.id);
+    let a = state.accounts.clone();
     match blocking(move || accounts.revoke_token(id, Some(user))).await {
-        Ok(_) => see_other("/account?done=token-revoked"),
+        Ok(t) => {
+            rec.note(Kind::TokenRevoked, None, token_detail(&token_info(&a, &t)))
+                .await;
+            see_other("/account?done=token-revoked")
+        }
         Err(e) => account_error(e),
     }
 }

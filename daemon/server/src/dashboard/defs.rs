@@ -32,7 +32,9 @@ use super::explore::step_text;
 use super::html::{esc, int};
 use super::pages::site_base;
 use super::{DashboardState, failed, find_site, html, pages, query};
+use crate::audit::{Kind, Recorder};
 use crate::stats_api::form_urlencoded;
+use serde_json::json;
 
 /// Most bytes of a form body (as the API's definition bodies).
 pub const MAX_FORM_BODY: usize = 16 * 1024;
@@ -386,6 +388,7 @@ fn fields(body: &Bytes) -> Result<Vec<(String, String)>, String> {
 /// `POST /sites/{site}/settings/goals`.
 pub(crate) async fn add_goal(
     State(state): State<DashboardState>,
+    rec: Recorder,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -447,7 +450,16 @@ pub(crate) async fn add_goal(
     };
     let id = site.id;
     match write(&state, move |d| d.add_goal(id, step, display)).await {
-        Ok(_) => see_other(&site, "goal_added", "goals"),
+        Ok(g) => {
+            rec.note(
+                Kind::GoalAdded,
+                Some(&site.hostname),
+                json!({ "id": g.id, "name": g.display_name, "kind": g.step.kind.name(),
+                        "value": g.step.value, "via": "dashboard" }),
+            )
+            .await;
+            see_other(&site, "goal_added", "goals")
+        }
         Err(e) => match refusal(&e) {
             Ok(status) => {
                 form.error = Some(e.to_string());
@@ -470,6 +482,7 @@ pub(crate) async fn add_goal(
 /// `POST /sites/{site}/settings/funnels`.
 pub(crate) async fn add_funnel(
     State(state): State<DashboardState>,
+    rec: Recorder,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -530,7 +543,15 @@ pub(crate) async fn add_funnel(
     if form.error.is_none() {
         let (id, name) = (site.id, form.name.clone());
         match write(&state, move |d| d.add_funnel(id, name, steps)).await {
-            Ok(_) => return see_other(&site, "funnel_added", "funnels"),
+            Ok(f) => {
+                rec.note(
+                    Kind::FunnelAdded,
+                    Some(&site.hostname),
+                    json!({ "id": f.id, "name": f.name, "steps": f.steps.len(), "via": "dashboard" }),
+                )
+                .await;
+                return see_other(&site, "funnel_added", "funnels");
+            }
             Err(e) => match refusal(&e) {
                 Ok(status) => {
                     form.error = Some(e.to_string());
@@ -574,6 +595,7 @@ fn gone(what: &str, id: u32) -> Response {
 /// `POST /sites/{site}/settings/goals/{id}/delete`.
 pub(crate) async fn delete_goal(
     State(state): State<DashboardState>,
+    rec: Recorder,
     Path((name, id)): Path<(String, u32)>,
 ) -> Response {
     let site = match find_site(&state, &name).await {
@@ -582,7 +604,15 @@ pub(crate) async fn delete_goal(
     };
     let sid = site.id;
     match write(&state, move |d| d.delete_goal(sid, id)).await {
-        Ok(true) => see_other(&site, "goal_deleted", "goals"),
+        Ok(true) => {
+            rec.note(
+                Kind::GoalRemoved,
+                Some(&site.hostname),
+                json!({ "id": id, "via": "dashboard" }),
+            )
+            .await;
+            see_other(&site, "goal_deleted", "goals")
+        }
         Ok(false) => gone("goal", id),
         Err(e) => failed("deleting the goal", &e.to_string()),
     }
@@ -591,6 +621,7 @@ pub(crate) async fn delete_goal(
 /// `POST /sites/{site}/settings/funnels/{id}/delete`.
 pub(crate) async fn delete_funnel(
     State(state): State<DashboardState>,
+    rec: Recorder,
     Path((name, id)): Path<(String, u32)>,
 ) -> Response {
     let site = match find_site(&state, &name).await {
@@ -599,7 +630,15 @@ pub(crate) async fn delete_funnel(
     };
     let sid = site.id;
     match write(&state, move |d| d.delete_funnel(sid, id)).await {
-        Ok(true) => see_other(&site, "funnel_deleted", "funnels"),
+        Ok(true) => {
+            rec.note(
+                Kind::FunnelRemoved,
+                Some(&site.hostname),
+                json!({ "id": id, "via": "dashboard" }),
+            )
+            .await;
+            see_other(&site, "funnel_deleted", "funnels")
+        }
         Ok(false) => gone("funnel", id),
         Err(e) => failed("deleting the funnel", &e.to_string()),
     }

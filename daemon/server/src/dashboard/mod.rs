@@ -38,7 +38,7 @@
 
 mod assets;
 mod chart;
-mod csv;
+pub(crate) mod csv;
 mod defs;
 mod explore;
 pub(crate) mod html;
@@ -568,6 +568,7 @@ enum Panel {
 
 async fn export(
     State(state): State<DashboardState>,
+    rec: crate::audit::Recorder,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
@@ -820,6 +821,17 @@ async fn export(
         Ok(b) => b,
         Err(r) => return r,
     };
+    // Recorded before the file leaves; a file that cannot be recorded does not.
+    let detail = serde_json::json!({
+        "via": "dashboard", "format": "csv", "panel": panel_name,
+        "from": v.from.to_string(), "until": v.to.to_string(),
+    });
+    if let Err(r) = rec
+        .before(crate::audit::Kind::Export, Some(&site.hostname), detail)
+        .await
+    {
+        return r;
+    }
     let safe = |s: &str| -> String {
         s.chars()
             .map(|c| {
