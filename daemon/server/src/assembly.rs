@@ -4,9 +4,9 @@
 //! | kind | routes | who may call |
 //! | --- | --- | --- |
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
-//! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]) | requests to one of the appliance's names; the account page needs a session |
+//! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]); a share link's page `/share/{secret}` ([`dashboard::share`]) | requests to one of the appliance's names; the account page needs a session; a share link's page needs its secret (and password) |
 //! | JSON API | stats, goals and definitions, realtime, Takeout, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
-//! | dashboard | the pages ([`crate::dashboard`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
+//! | dashboard | the pages ([`crate::dashboard`]), a site's members and share links ([`dashboard::members`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
 //! | control | sites, users, Takeout, backup, prune, imports ([`crate::control`], [`crate::account::control`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
@@ -91,18 +91,22 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         });
     // What the dashboard's gate admits: the same but tokens, or a redirect
     // to sign in.
-    let pages = dashboard::routes(state).map(|r| {
-        r.layer(axum::middleware::from_fn_with_state(
-            accounts.clone(),
-            dashboard::gate,
-        ))
-        .layer(named.clone())
-    });
+    let pages = dashboard::routes(state.clone())
+        .merge(dashboard::members::routes(state.clone(), accounts.clone()))
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                accounts.clone(),
+                dashboard::gate,
+            ))
+            .layer(named.clone())
+        });
     // Anyone addressing one of our names: sign-in, set-up, the account
-    // pages (which need a session) and the assets.
+    // pages (which need a session), the assets, and share links' pages
+    // (which check their secret).
     let sign_in = account::pages::routes(accounts.clone())
         .merge(account::passkey::routes(accounts.clone()))
         .merge(dashboard::asset_routes())
+        .merge(dashboard::share::routes(state, accounts.clone()))
         .map(|r| {
             r.layer(axum::middleware::from_fn_with_state(
                 accounts,
