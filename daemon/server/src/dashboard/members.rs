@@ -66,18 +66,20 @@ pub(crate) fn routes(dash: DashboardState, accounts: AccountState) -> Routes<()>
         .with_state(PeopleState { dash, accounts })
 }
 
-/// The fields of a form body, or the reason it is refused.
-fn fields(body: &Bytes) -> Result<Vec<(String, String)>, Response> {
-    if body.len() > MAX_FORM_BODY {
-        return Err(html(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            super::html::message_page(
-                "Form too large",
-                &format!("Refused: the form is larger than {MAX_FORM_BODY} bytes."),
-            ),
-        ));
-    }
-    Ok(form_urlencoded(&String::from_utf8_lossy(body)))
+/// The fields of a form body; `None` past [`MAX_FORM_BODY`].
+fn fields(body: &Bytes) -> Option<Vec<(String, String)>> {
+    (body.len() <= MAX_FORM_BODY).then(|| form_urlencoded(&String::from_utf8_lossy(body)))
+}
+
+/// The answer to a form past [`MAX_FORM_BODY`].
+fn too_large() -> Response {
+    html(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        super::html::message_page(
+            "Form too large",
+            &format!("Refused: the form is larger than {MAX_FORM_BODY} bytes."),
+        ),
+    )
 }
 
 fn field<'a>(f: &'a [(String, String)], name: &str) -> &'a str {
@@ -291,9 +293,8 @@ async fn member_add(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let f = match fields(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let Some(f) = fields(&body) else {
+        return too_large();
     };
     let user = field(&f, "name").to_owned();
     let refuse = |status, why: &str, role| {
@@ -336,9 +337,8 @@ async fn member_role(
     Path((name, id)): Path<(String, UserId)>,
     body: Bytes,
 ) -> Response {
-    let f = match fields(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let Some(f) = fields(&body) else {
+        return too_large();
     };
     let role = parse_role(&f);
     change(state, caller, name, id, role.map(Some), "changed").await
@@ -612,9 +612,8 @@ async fn share_create(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let f = match fields(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let Some(f) = fields(&body) else {
+        return too_large();
     };
     let typed = ShareForm {
         name: field(&f, "name").to_owned(),
