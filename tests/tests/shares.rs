@@ -501,6 +501,13 @@ fn a_share_link_shows_one_site_read_only_until_revoked_or_expired() {
     }
     // A panel's row filters the view within the link.
     assert!(page.contains(&format!("href=\"{link}?")), "{page}");
+    assert!(r.header("content-security-policy").is_some());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // Naming another site, or any bad parameter, gets a reason and nothing else.
+    let r = stranger.get(&format!("{link}?{DAY}&site={OTHER}"));
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("unknown parameter"), "{}", text(&r));
+    assert!(!text(&r).contains("/sites") && !text(&r).contains("data-kpi"));
     let r = stranger.get(&format!("{link}?{DAY}&f=page:is:/pricing"));
     assert_eq!(r.status, 200);
     assert_eq!(kpi(&text(&r), "pageviews"), "3");

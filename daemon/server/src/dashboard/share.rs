@@ -121,6 +121,24 @@ async fn shared(
     if !Accounts::share_pass_ok(&share, cookie(&headers, SHARE_COOKIE)) {
         return password_form(&share, StatusCode::OK, None);
     }
+    // A bad view parameter gets its reason on a page without links.
+    if let Err(e) = super::view::View::parse(q.as_deref(), Timestamp::now(), &[]) {
+        return html(
+            StatusCode::BAD_REQUEST,
+            bare_page(
+                "Bad request",
+                "page-message",
+                &banner(&share),
+                &format!(
+                    "<section class=\"message\"><h1>Bad request</h1><p>Parameter {}: {}</p>\
+                     <p><a href=\"/share/{}\">The shared view</a></p></section>",
+                    esc(&format!("{:?}", e.parameter)),
+                    esc(&e.message),
+                    esc(&super::view::encode(&secret)),
+                ),
+            ),
+        );
+    }
     let lookup = share.site.clone();
     let site = match state.dash.realtime.read(move |l| l.site(&lookup)).await {
         Ok(Some(s)) if s.hostname == share.site => s,
