@@ -18,12 +18,16 @@
 //! form. The password is checked with argon2id, at most
 //! [`crate::account::PASSWORD_CHECKS`] at once, under the sign-in limits
 //! (growing delays per link and address, 429 with `Retry-After`). A right
-//! one sets `__Host-hv_share` (`Secure`, `HttpOnly`, `SameSite=Strict`,
-//! until the link's end) to a pass that only the server can make and that
+//! one sets `__Host-hv_share` (`Secure`, `HttpOnly`, `SameSite=Lax`, until
+//! the link's end) to a pass that only the server can make and that
 //! opens that link only (see `Accounts::share_pass`): it keeps no state, a
 //! restart keeps it good, and it stops with the link. A browser holds one
 //! pass at a time: opening a second protected link asks its password, and
-//! the first one's again after.
+//! the first one's again after. `Lax`, not `Strict` like the session: a
+//! share link is opened from a mail or a chat, a navigation from another
+//! site, which a `Strict` cookie would not follow (the password would be
+//! asked at every visit); the pass only reads, and a `Lax` cookie is not
+//! sent with another site's subresources or forms.
 //!
 //! These routes are under the account pages' layer (named hosts, security
 //! headers, cross-site check), not the dashboard's gate: no session needed.
@@ -42,7 +46,7 @@ use super::html::{bare_page, esc};
 use super::members::PeopleState;
 use super::pages::{Shared, overview};
 use super::{DashboardState, html, overview_numbers, see_other};
-use crate::account::{AccountState, MAX_FORM, cookie, now, now_ms, set_cookie};
+use crate::account::{AccountState, MAX_FORM, cookie, now, now_ms};
 use crate::rules::{Face, Need, Routes};
 use crate::stats_api::form_urlencoded;
 
@@ -163,10 +167,29 @@ async fn shared(
     }
 }
 
+/// The `Set-Cookie` of a pass good for `secs` seconds (see the module doc
+/// for `SameSite=Lax`).
+fn pass_cookie(pass: &str, secs: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SHARE_COOKIE}={pass}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={secs}"
+    ))
+    .expect("a pass is an id and hex")
+}
+
+/// The shared view's path, with the view of `query` when it has one.
+fn back(secret: &str, query: Option<&str>) -> String {
+    let base = format!("/share/{}", super::view::encode(secret));
+    match query {
+        Some(q) if !q.is_empty() => format!("{base}?{q}"),
+        _ => base,
+    }
+}
+
 async fn password(
     State(state): State<PeopleState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(secret): Path<String>,
+    RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     let Some(share) = state.accounts.accounts.share(&secret, now()) else {
@@ -180,7 +203,7 @@ async fn password(
         );
     }
     if share.password.is_none() {
-        return see_other(&format!("/share/{}", super::view::encode(&secret)));
+        return see_other(&back(&secret, q.as_deref()));
     }
     let typed = form_urlencoded(&String::from_utf8_lossy(&body))
         .into_iter()
@@ -202,12 +225,10 @@ async fn password(
     };
     match checked {
         Ok(pass) => {
-            let mut r = see_other(&format!("/share/{}", super::view::encode(&secret)));
+            let mut r = see_other(&back(&secret, q.as_deref()));
             let age = share.expires.saturating_sub(now());
-            r.headers_mut().append(
-                header::SET_COOKIE,
-                set_cookie(SHARE_COOKIE, &pass, Some(age)),
-            );
+            r.headers_mut()
+                .append(header::SET_COOKIE, pass_cookie(&pass, age));
             r
         }
         Err(SignInError::TooMany(secs)) => {
