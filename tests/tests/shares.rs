@@ -2,7 +2,8 @@
 //! enforce mode, as every test): owners manage members under the
 //! last-owner rule, viewers and editors are refused both pages, and a
 //! share link shows one site's numbers read-only, behind its password,
-//! until it is revoked or expires.
+//! until it is revoked or expires. One test opens a protected link in
+//! headless Chromium (the pass cookie in a real browser, a clean page).
 //!
 //! The "browsers" send `Host: hitvault.test` (a configured hostname) from
 //! other loopback addresses, so the daemon treats them as LAN clients that
@@ -624,4 +625,88 @@ fn a_password_protected_link_needs_its_password() {
             .status;
     }
     assert_eq!(last, 429);
+}
+
+/// The password form and the shared view in headless Chromium: the pass
+/// cookie is taken and sent back by a real browser, the page loads nothing
+/// from elsewhere and logs no error, and a panel row filters within the link.
+#[test]
+fn a_protected_link_in_headless_chromium() -> Result<(), Box<dyn std::error::Error>> {
+    use hitvault_tests::webdriver::{Browser as Chromium, Options};
+    let (d, _tok) = start();
+    fill(&d);
+    let mut alice = admin(&d);
+    let shares = format!("/sites/{SITE}/shares");
+    let pw = "the shared secret words";
+    let link = share_path(
+        &d,
+        &alice.submit(
+            &shares,
+            &shares,
+            &[("name", "browser"), ("days", "1"), ("password", pw)],
+        ),
+    );
+    // localhost is a loopback name, and a secure context for the browser.
+    let origin = format!("http://localhost:{}", d.addr.port());
+    let b = Chromium::start(Options::default())?;
+    b.navigate(&format!("{origin}{link}?{DAY}"))?;
+    assert_eq!(b.title()?, "Password · hitvault");
+    b.execute(
+        "document.getElementById('share-password').value = arguments[0];
+         document.querySelector('main form button').click();",
+        &[json!(pw)],
+    )?;
+    let kpi = |key: &str| -> Result<String, Box<dyn std::error::Error>> {
+        let v = b.execute(
+            "const e = document.querySelector('[data-kpi=\"' + arguments[0] + '\"] .value');
+             return e ? e.textContent : null;",
+            &[json!(key)],
+        )?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    };
+    let t = Instant::now();
+    while kpi("pageviews")? != "5" {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no numbers after the password"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.current_url()?, format!("{origin}{link}?{DAY}"));
+    b.click(&b.find_css("[data-panel=page] a[data-filter='page:is:/pricing']")?)?;
+    let t = Instant::now();
+    while !b.current_url()?.contains("f=page") {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the filter did not apply"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(b.current_url()?.starts_with(&format!("{origin}{link}?")));
+    assert_eq!(kpi("pageviews")?, "3");
+    let v = b.execute(
+        "return [document.documentElement.getAttribute('data-js-errors'),
+                 performance.getEntriesByType('resource').map(e => e.name),
+                 [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))]",
+        &[],
+    )?;
+    assert!(v[0].is_null(), "script errors: {v}");
+    for r in v[1].as_array().unwrap() {
+        assert!(r.as_str().unwrap().starts_with(&origin), "loaded {r}");
+    }
+    for href in v[2].as_array().unwrap() {
+        let href = href.as_str().unwrap();
+        assert!(
+            href.starts_with(&link) || href.starts_with('#'),
+            "a link out of the shared view: {href}"
+        );
+    }
+    let severe: Vec<_> = b
+        .console_log()?
+        .into_iter()
+        .filter(|e| e.level == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "console errors: {severe:#?}");
+    b.quit()?;
+    Ok(())
 }
