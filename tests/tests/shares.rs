@@ -327,6 +327,8 @@ fn owners_manage_members_and_viewers_and_editors_are_refused() {
         "{overview}"
     );
     assert!(overview.contains(&format!("href=\"{shares}\"")));
+    let settings = text(&bob.get(&format!("/sites/{SITE}/settings")));
+    assert!(settings.contains("Who sees this site"), "{settings}");
     // He adds a viewer and an editor.
     for (who, role) in [("carol", "viewer"), ("dave", "editor")] {
         let r = bob.submit(&members, &members, &[("name", who), ("role", role)]);
@@ -363,6 +365,8 @@ fn owners_manage_members_and_viewers_and_editors_are_refused() {
         assert_eq!(overview.status, 200);
         assert!(!text(&overview).contains(&members));
         assert!(!text(&overview).contains(&shares));
+        let settings = b.get(&format!("/sites/{SITE}/settings"));
+        assert!(!text(&settings).contains(&members), "{}", text(&settings));
         for path in [&members, &shares] {
             let r = b.get(path);
             assert_eq!(r.status, 403, "{path}");

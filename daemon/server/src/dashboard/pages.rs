@@ -716,7 +716,17 @@ pub(crate) fn settings(site: &SiteRow, origin: &str, manage: &str) -> String {
          <button type=\"button\" data-copy=\"batch\">Copy command</button></section>\
          <section class=\"card\" aria-labelledby=\"site-h\"><h2 id=\"site-h\">Site</h2>\
          <dl><dt>Hostname</dt><dd>{host}</dd><dt>Aliases</dt><dd>{aliases}</dd>\
-         <dt>Declared</dt><dd>{origin_kind}</dd></dl></section>",
+         <dt>Declared</dt><dd>{origin_kind}</dd></dl>{people}</section>",
+        people = if crate::account::current_may(hitvault_accounts::Right::Manage, &site.hostname) {
+            format!(
+                "<p>Who sees this site: <a href=\"{b}/members\">Members</a>. \
+                 A read-only view for someone without an account: \
+                 <a href=\"{b}/shares\">Share links</a>.</p>",
+                b = esc(&site_base(&site.hostname))
+            )
+        } else {
+            String::new()
+        },
         host = esc(&site.hostname),
         snippet = esc(&snippet),
         batch = esc(&batch),
