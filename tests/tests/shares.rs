@@ -552,6 +552,16 @@ fn a_share_link_shows_one_site_read_only_until_revoked_or_expired() {
     let r = stranger.get(&brief);
     assert_eq!(r.status, 404, "expired");
     assert_eq!(text(&r), text(&unknown));
+    // A date: the link works through that day (UTC).
+    let day = (unix_now() / 86_400 + 10) * 86_400;
+    let r = alice.submit(
+        &shares,
+        &shares,
+        &[("name", "dated"), ("until", &rfc3339(day)[..10])],
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let end = format!("{} 00:00 UTC", &rfc3339(day + 86_400)[..10]);
+    assert!(text(&r).contains(&end), "expires at {end}: {}", text(&r));
     // Bad expiries are refused with the reason.
     let r = alice.submit(&shares, &shares, &[("name", "x"), ("days", "400")]);
     assert_eq!(r.status, 400);
