@@ -13,6 +13,8 @@
 //! | `/sites/{site}/realtime` | the last 30 minutes, updated over `/api/v1/stats/realtime` |
 //! | `/sites/{site}/settings` | the tracker snippet; goals and funnels to add and delete |
 //! | `POST /sites/{site}/settings/…` | the settings forms (see [`defs`]) |
+//! | `/sites/{site}/members`, `/sites/{site}/shares` and their forms | a site's members and share links, for its owners and the admins (see [`members`]) |
+//! | `/share/{secret}` | what a share link opens, under the account pages' layer, not [`gate`] (see [`share`]) |
 //! | `/sites/{site}/export.csv?panel=…` | CSV of a panel (`page`, `source`, …), `series`, `kpis`, `goals`, `funnel`, `props`, `realtime_pages`, `realtime_sources` |
 //! | `/assets/{name}` | the embedded stylesheet, script and icon |
 //!
