@@ -724,3 +724,49 @@ fn a_protected_link_in_headless_chromium() -> Result<(), Box<dyn std::error::Err
     b.quit()?;
     Ok(())
 }
+
+/// The documented limits of share links, at and past their edge: 50 links
+/// per site, names of 64 characters, 366 days.
+#[test]
+fn share_link_limits_hold_at_their_edge() {
+    let (d, _tok) = start();
+    let mut alice = admin(&d);
+    let shares = format!("/sites/{SITE}/shares");
+    let csrf = hidden(&text(&alice.get(&shares)), "csrf").unwrap();
+    let make = |b: &mut Browser, name: &str, days: &str| {
+        b.post(&shares, &[("csrf", &csrf), ("name", name), ("days", days)])
+    };
+    let long = "n".repeat(64);
+    assert_eq!(make(&mut alice, &long, "366").status, 201, "at the limits");
+    let r = make(&mut alice, &format!("{long}n"), "30");
+    assert_eq!(r.status, 400);
+    assert!(
+        text(&r).contains("1 to 64 printable characters"),
+        "{}",
+        text(&r)
+    );
+    let r = make(&mut alice, "x", "367");
+    assert_eq!(r.status, 400);
+    for i in 1..50 {
+        let r = make(&mut alice, &format!("link {i}"), "30");
+        assert_eq!(r.status, 201, "link {i}: {}", text(&r));
+    }
+    let r = make(&mut alice, "one too many", "30");
+    assert_eq!(r.status, 409);
+    assert!(
+        text(&r).contains("at most 50 share links; revoke one first"),
+        "{}",
+        text(&r)
+    );
+    // Another site has its own 50.
+    let other = format!("/sites/{OTHER}/shares");
+    let r = alice.post(&other, &[("csrf", &csrf), ("name", "a"), ("days", "1")]);
+    assert_eq!(r.status, 201);
+    // A revoked link frees its place.
+    let list = text(&alice.get(&shares));
+    let at = list.find("data-share=\"").unwrap() + 12;
+    let id = &list[at..at + list[at..].find('"').unwrap()];
+    let r = alice.post(&format!("{shares}/{id}/revoke"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(make(&mut alice, "in its place", "30").status, 201);
+}
