@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-pub use grants::{NewSecret, TokenSpec, TokenView};
+pub use grants::{NewSecret, TOKEN_PREFIX, TOKEN_USE_SECS, TokenSpec, TokenView};
 pub use journal::{Journal, JournalError};
 pub use limiter::{AddressKey, Limiter, Limits};
 pub use passkey::{PasskeyError, Passkeys};

@@ -290,6 +290,8 @@ pub struct State {
     pub sessions: BTreeMap<String, Session>,
     pub invites: BTreeMap<String, Invite>,
     pub tokens: BTreeMap<u64, Token>,
+    /// Token ids by digest: the lookup of every request with a token.
+    pub token_digests: BTreeMap<String, u64>,
     pub shares: BTreeMap<u64, Share>,
     /// One past the largest user id ever given.
     pub next_id: UserId,
@@ -361,6 +363,8 @@ impl State {
                 self.sessions.retain(|_, s| s.user != *id);
                 self.invites.retain(|_, i| i.user != Some(*id));
                 self.tokens.retain(|_, t| t.user != *id);
+                self.token_digests
+                    .retain(|_, t| self.tokens.contains_key(t));
                 self.shares.retain(|_, s| s.user != *id);
             }
             Record::AdminSet { id, admin } => self.user(*id)?.admin = *admin,
@@ -388,6 +392,7 @@ impl State {
                     return Err(Inconsistent(format!("token id {token} reused")));
                 }
                 self.next_token = token + 1;
+                self.token_digests.insert(digest.clone(), *token);
                 self.tokens.insert(
                     *token,
                     Token {
@@ -411,9 +416,11 @@ impl State {
                 t.last_used = Some(t.last_used.unwrap_or(0).max(*at));
             }
             Record::TokenRevoked { token } => {
-                self.tokens
+                let t = self
+                    .tokens
                     .remove(token)
                     .ok_or_else(|| Inconsistent(format!("no token {token}")))?;
+                self.token_digests.remove(&t.digest);
             }
             Record::ShareCreated {
                 share,

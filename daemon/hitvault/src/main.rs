@@ -110,6 +110,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Prune { dry_run } => done(cli::prune::prune(&cfg, dry_run)),
         Command::Site { command } => done(cli::site::run(&cfg, command)),
         Command::User { command } => done(cli::user::run(&cfg, command)),
+        Command::Token { command } => done(cli::token::run(&cfg, command)),
         Command::Sandbox {
             command: SandboxCommand::Show,
         } => {

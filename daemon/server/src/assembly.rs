@@ -127,5 +127,6 @@ pub fn control_app(
     maintenance: Arc<dyn Maintenance>,
     accounts: Arc<hitvault_accounts::Accounts>,
 ) -> Router {
-    control::routes(admin, exporter, maintenance).merge(account::control::routes(accounts))
+    control::routes(admin.clone(), exporter, maintenance)
+        .merge(account::control::routes(accounts, admin))
 }

@@ -113,6 +113,7 @@ impl Code {
         match self {
             Code::Hit(Refusal::BodyTooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Hit(Refusal::Unauthorized) => StatusCode::UNAUTHORIZED,
+            Code::Hit(Refusal::Forbidden) => StatusCode::FORBIDDEN,
             Code::Hit(Refusal::QueueFull | Refusal::DiskFull | Refusal::Unavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

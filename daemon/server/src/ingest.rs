@@ -309,6 +309,7 @@ impl Ingest {
         &self,
         hits: Vec<ServerHit>,
         caller: IpAddr,
+        allowed: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<(usize, usize), IngestError> {
         let now = now_ms();
         let mut records = Vec::with_capacity(hits.len());
@@ -317,6 +318,23 @@ impl Ingest {
             let ip = h.ip.unwrap_or(caller);
             let engaged = h.hit.engagement;
             match self.prepare(h.hit, &h.user_agent, ip, h.ts_ms.unwrap_or(now)) {
+                Ok(Ok(hs)) if hs.iter().any(|h| !allowed(&h.site)) => {
+                    let site = hs
+                        .iter()
+                        .find(|h| !allowed(&h.site))
+                        .map(|h| h.site.clone());
+                    return Err(WireError {
+                        reason: Refusal::Forbidden,
+                        message: format!(
+                            "hit {i}: this token may not send hits for site {:?} (it needs the \
+                             ingest scope, the site among its sites, and its user an editor \
+                             or owner of the site)",
+                            site.unwrap_or_default()
+                        ),
+                        field: Some("domain".into()),
+                    }
+                    .into());
+                }
                 Ok(Ok(hs)) => {
                     if engaged.is_some() {
                         engagements += hs.len() as u64;

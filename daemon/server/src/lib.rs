@@ -65,6 +65,9 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Reads the gauges (queue depth, committed position) for `/metrics`.
     pub gauges: Arc<dyn Fn() -> Gauges + Send + Sync>,
+    /// The accounts, whose API tokens with the `ingest` scope may send
+    /// batches (`None`: only the configured ingest token).
+    pub accounts: Option<Arc<hitvault_accounts::Accounts>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -19,6 +19,7 @@ pub enum Refusal {
     MissingUserAgent,
     InvalidUrl,
     Unauthorized,
+    Forbidden,
     TooManyHits,
     QueueFull,
     DiskFull,
@@ -26,7 +27,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::InvalidJson,
         Refusal::InvalidField,
         Refusal::FieldTooLong,
@@ -36,6 +37,7 @@ impl Refusal {
         Refusal::MissingUserAgent,
         Refusal::InvalidUrl,
         Refusal::Unauthorized,
+        Refusal::Forbidden,
         Refusal::TooManyHits,
         Refusal::QueueFull,
         Refusal::DiskFull,
@@ -54,6 +56,7 @@ impl Refusal {
             Refusal::MissingUserAgent => "missing_user_agent",
             Refusal::InvalidUrl => "invalid_url",
             Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
             Refusal::TooManyHits => "too_many_hits",
             Refusal::QueueFull => "queue_full",
             Refusal::DiskFull => "disk_full",
@@ -171,7 +174,7 @@ pub struct Gauges {
 #[derive(Debug)]
 pub struct Metrics {
     accepted: [AtomicU64; 3],
-    refused: [AtomicU64; 13],
+    refused: [AtomicU64; Refusal::ALL.len()],
     dropped: [AtomicU64; 3],
     pub stored: AtomicU64,
     pub batch_errors: AtomicU64,

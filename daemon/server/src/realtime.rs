@@ -48,6 +48,8 @@ pub const MIN_EVENT_GAP: Duration = Duration::from_secs(1);
 pub const REFRESH: Duration = Duration::from_secs(30);
 /// A comment line this often keeps proxies and browsers from timing out.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often an open stream asks whether its caller may still read it.
+pub const RECHECK: Duration = Duration::from_secs(1);
 /// Rows in each top list of an event.
 pub const TOP_ROWS: usize = 10;
 /// Commits a slow stream may fall behind by before it is told it lagged
@@ -179,7 +181,11 @@ fn parse_site(query: Option<&str>) -> Result<String, BadParam> {
         .ok_or_else(|| bad("site", "the site's hostname is required"))
 }
 
-async fn stream(State(state): State<RealtimeState>, RawQuery(query): RawQuery) -> Response {
+async fn stream(
+    State(state): State<RealtimeState>,
+    fresh: Option<axum::Extension<crate::access::Fresh>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let name = match parse_site(query.as_deref()) {
         Ok(s) => s,
         Err(e) => return ApiError::from(e).into_response(),
@@ -204,7 +210,7 @@ async fn stream(State(state): State<RealtimeState>, RawQuery(query): RawQuery) -
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let _permit = permit;
-        feed(state, site, commits, tx).await;
+        feed(state, site, commits, tx, fresh.map(|f| f.0)).await;
     });
     let mut r = Body::new(ChannelBody(rx)).into_response();
     let h = r.headers_mut();
@@ -223,8 +229,12 @@ async fn feed(
     site: SiteRow,
     mut commits: broadcast::Receiver<Commit>,
     tx: mpsc::Sender<Bytes>,
+    fresh: Option<crate::access::Fresh>,
 ) {
     let mut shutdown = state.shutdown.clone();
+    // The caller is asked again every RECHECK: a session ended, a token
+    // revoked or expired, or a role taken ends the stream.
+    let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK, RECHECK);
     if tx
         .send(Bytes::from_static(b"retry: 3000\n\n"))
         .await
@@ -272,6 +282,17 @@ async fn feed(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = tokio::time::sleep_until(next) => dirty = true,
+            _ = recheck.tick() => {
+                if fresh.as_ref().is_some_and(|f| !f.still_may(Right::View, &site.hostname)) {
+                    let _ = tx
+                        .send(Bytes::from_static(
+                            b"event: revoked\ndata: {\"reason\":\"the session, token or role \
+                              that opened this stream no longer admits it\"}\n\n",
+                        ))
+                        .await;
+                    return;
+                }
+            }
             _ = keep_alive.tick() => {
                 if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
                     return;

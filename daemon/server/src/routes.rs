@@ -243,29 +243,51 @@ async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(token) = state.ingest.batch_token.clone() else {
-        return refuse(
-            &state,
-            WireError::new(
-                Refusal::Unauthorized,
-                "server-side ingest is disabled: no ingest token is configured",
-            ),
-        );
+    let given = crate::account::bearer(&headers).unwrap_or("");
+    // The configured ingest token may send for every site; an API token
+    // with the `ingest` scope for the sites its user may send for.
+    let grant = match &state.ingest.batch_token {
+        Some(token) if same(given.as_bytes(), token.as_bytes()) => None,
+        _ => match state
+            .accounts
+            .as_ref()
+            .filter(|_| given.starts_with(hitvault_accounts::TOKEN_PREFIX))
+            .and_then(|a| crate::account::token_lookup(a, given))
+        {
+            Some(v) if v.token.scopes.contains(&hitvault_accounts::Scope::Ingest) => Some(v),
+            Some(_) => {
+                return refuse(
+                    &state,
+                    WireError::new(
+                        Refusal::Forbidden,
+                        "this token lacks the ingest scope; make one with --scope ingest",
+                    ),
+                );
+            }
+            None if state.ingest.batch_token.is_none() && state.accounts.is_none() => {
+                return refuse(
+                    &state,
+                    WireError::new(
+                        Refusal::Unauthorized,
+                        "server-side ingest is disabled: no ingest token is configured",
+                    ),
+                );
+            }
+            None => {
+                let mut r = refuse(
+                    &state,
+                    WireError::new(
+                        Refusal::Unauthorized,
+                        "missing or wrong bearer token (the configured ingest token, or an \
+                         API token with the ingest scope)",
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return r;
+            }
+        },
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same(given.trim().as_bytes(), token.as_bytes()) {
-        let mut r = refuse(
-            &state,
-            WireError::new(Refusal::Unauthorized, "missing or wrong bearer token"),
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
-    }
     let bytes = match read_body(&headers, body, state.ingest.limits.batch_body_bytes).await {
         Ok(b) => b,
         Err(e) => return refuse(&state, e),
@@ -279,7 +301,16 @@ async fn batch(
         forwarded_for(&headers).as_deref(),
         &state.ingest.trusted_proxies,
     );
-    match state.ingest.batch(hits, caller).await {
+    let allowed = |site: &str| {
+        grant.as_ref().is_none_or(|v| {
+            hitvault_accounts::may(
+                hitvault_accounts::Principal::Token(&v.token, &v.user),
+                hitvault_accounts::Right::Ingest,
+                Some(site),
+            )
+        })
+    };
+    match state.ingest.batch(hits, caller, &allowed).await {
         Ok((n, dropped)) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({ "accepted": n, "dropped": dropped })),

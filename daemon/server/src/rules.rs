@@ -14,7 +14,7 @@
 //! parameter or every `site` query parameter; a rule that needs a right on
 //! a site refuses a request that names none.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -336,9 +336,10 @@ fn refuse(face: Face, r: Refusal, req: &Request) -> Response {
 }
 
 /// The last layer of the whole router: a matched route must be in the
-/// table (default deny).
+/// table (default deny). A method the table lacks on a path it has is a
+/// `405` with `Allow`, as the router itself would answer.
 pub(crate) async fn known(
-    State(known): State<Arc<HashSet<(String, String)>>>,
+    State(known): State<Arc<Known>>,
     path: Option<MatchedPath>,
     req: Request,
     next: Next,
@@ -348,25 +349,37 @@ pub(crate) async fn known(
             Method::HEAD => "GET",
             ref m => method_name(m),
         };
-        if !known.contains(&(method.to_owned(), p.as_str().to_owned())) {
-            tracing::error!(
-                method = %req.method(),
-                path = p.as_str(),
-                "a route without an access rule was refused"
-            );
-            return ApiError::forbidden("this route has no access rule, so it is refused")
-                .into_response();
+        match known.get(p.as_str()) {
+            Some(methods) if methods.contains(&method) => {}
+            Some(methods) => {
+                let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+                if let Ok(v) = methods.join(", ").parse() {
+                    r.headers_mut().insert(axum::http::header::ALLOW, v);
+                }
+                return r;
+            }
+            None => {
+                tracing::error!(
+                    method = %req.method(),
+                    path = p.as_str(),
+                    "a route without an access rule was refused"
+                );
+                return ApiError::forbidden("this route has no access rule, so it is refused")
+                    .into_response();
+            }
         }
     }
     next.run(req).await
 }
 
-/// The set [`known`] checks against.
-pub(crate) fn known_set(table: &[Rule]) -> Arc<HashSet<(String, String)>> {
-    Arc::new(
-        table
-            .iter()
-            .map(|r| (r.method.to_owned(), r.path.to_owned()))
-            .collect(),
-    )
+/// The methods of each path of the table.
+pub(crate) type Known = HashMap<String, Vec<&'static str>>;
+
+/// The map [`known`] checks against.
+pub(crate) fn known_set(table: &[Rule]) -> Arc<Known> {
+    let mut m: Known = HashMap::new();
+    for r in table {
+        m.entry(r.path.to_owned()).or_default().push(r.method);
+    }
+    Arc::new(m)
 }

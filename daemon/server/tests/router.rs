@@ -55,6 +55,7 @@ fn state(dir: &std::path::Path, max_bytes: u64) -> (AppState, Queue) {
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
         gauges: Arc::new(Gauges::default),
+        accounts: None,
     };
     (st, queue)
 }

@@ -55,6 +55,12 @@ pub enum Command {
         #[command(subcommand)]
         command: super::user::UserCommand,
     },
+    /// Manage API tokens: create (printed once), list, revoke (through the
+    /// running daemon if there is one).
+    Token {
+        #[command(subcommand)]
+        command: super::token::TokenCommand,
+    },
     /// Export hits, their props, the sites, their goals and funnels and
     /// their imported history into a Takeout directory (through the running
     /// daemon if there is one), or check one.

@@ -15,4 +15,5 @@ pub mod import_plausible;
 pub mod prune;
 pub mod site;
 pub mod takeout;
+pub mod token;
 pub mod user;

@@ -106,3 +106,14 @@ fn offline(cfg: &Config, cmd: &SiteCommand) -> Result<Vec<SiteInfo>, Failure> {
         }
     }
 }
+
+/// The hostname of every site, read from the store (no daemon runs; the
+/// caller holds the data dir's lock).
+pub fn offline_hostnames(cfg: &Config) -> Result<Vec<String>, Failure> {
+    let store = Store::open(&cfg.data_dir, &StoreOptions::default()).or_exit(Exit::Startup)?;
+    let rows = store.sites().or_exit(Exit::Runtime)?;
+    Ok(crate::sites::infos(rows, &cfg.declared_sites())
+        .into_iter()
+        .map(|s| s.hostname)
+        .collect())
+}

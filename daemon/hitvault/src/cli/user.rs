@@ -1,4 +1,4 @@
-//! `hitvault user list|add|remove|reset`: through the running daemon when
+//! `hitvault user list|add|remove|reset|role|admin`: through the running daemon when
 //! there is one, else on the accounts' journal directly, holding the data
 //! dir's lock (so no daemon starts meanwhile).
 //!
@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use hitvault_server::account::control::{Invited, UserInfo, info};
+use hitvault_server::account::control::{Invited, RoleChange, UserInfo, info, set_role};
 
 use super::client;
 use crate::config::Config;
@@ -35,12 +35,28 @@ pub enum UserCommand {
     Remove { name: String },
     /// End every factor and session of a user and print a new set-up link.
     Reset { name: String },
+    /// Give a user a role on a site (viewer, editor, owner), or take it
+    /// (none).
+    Role {
+        name: String,
+        /// The site's hostname.
+        site: String,
+        /// viewer, editor, owner or none.
+        role: String,
+    },
+    /// Make a user an admin (yes) or a user (no); the last admin stays.
+    Admin {
+        name: String,
+        #[arg(value_parser = ["yes", "no"])]
+        admin: String,
+    },
 }
 
 enum Done {
     Users(Vec<UserInfo>),
     Invited(Invited),
     Removed(String),
+    Changed(UserInfo),
 }
 
 /// `hitvault user ...`.
@@ -86,6 +102,16 @@ pub fn run(cfg: &Config, cmd: UserCommand) -> Result<(), Failure> {
             );
         }
         Done::Removed(name) => println!("removed {name}"),
+        Done::Changed(u) => {
+            let roles: Vec<String> = u.roles.iter().map(|(s, r)| format!("{r} of {s}")).collect();
+            println!(
+                "{}: {}{}{}",
+                u.name,
+                if u.admin { "admin" } else { "user" },
+                if roles.is_empty() { "" } else { "; " },
+                roles.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -115,6 +141,18 @@ fn through_daemon(
         UserCommand::Reset { name } => {
             ("POST", format!("/users/{}/reset", encode(name)), None, 200)
         }
+        UserCommand::Role { name, site, role } => (
+            "POST",
+            format!("/users/{}/role", encode(name)),
+            Some(serde_json::json!({ "site": site, "role": role }).to_string()),
+            200,
+        ),
+        UserCommand::Admin { name, admin } => (
+            "POST",
+            format!("/users/{}/admin", encode(name)),
+            Some(serde_json::json!({ "admin": admin == "yes" }).to_string()),
+            200,
+        ),
     };
     let reply = client::request(conn, method, &path, body.as_deref().map(str::as_bytes))
         .or_exit(Exit::Runtime)?;
@@ -135,11 +173,15 @@ fn through_daemon(
                 .or_exit_with(Exit::Runtime, |e| format!("bad reply from the daemon: {e}"))?,
         ),
         UserCommand::Remove { name } => Done::Removed(name.clone()),
+        UserCommand::Role { .. } | UserCommand::Admin { .. } => Done::Changed(
+            serde_json::from_slice(&reply.body)
+                .or_exit_with(Exit::Runtime, |e| format!("bad reply from the daemon: {e}"))?,
+        ),
     })
 }
 
 /// A user name in a URL path: every byte but letters and digits escaped.
-fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -189,6 +231,19 @@ fn offline(cfg: &Config, cmd: &UserCommand) -> Result<Done, Failure> {
                 user: info(&a, &u),
                 token,
             })
+        }
+        UserCommand::Role { name, site, role } => {
+            let sites = super::site::offline_hostnames(cfg)?;
+            let change = RoleChange {
+                site: site.clone(),
+                role: role.clone(),
+            };
+            Done::Changed(set_role(&a, &sites, name, &change).map_err(usage)?)
+        }
+        UserCommand::Admin { name, admin } => {
+            let u = named(name)?;
+            a.set_admin(u.id, admin == "yes").map_err(usage)?;
+            Done::Changed(info(&a, &a.user(u.id).expect("still there")))
         }
     })
 }

@@ -305,6 +305,7 @@ impl Wired {
             metrics: metrics.clone(),
             ready: ready.clone(),
             gauges,
+            accounts: Some(accounts.clone()),
         };
         let hostnames = hitvault_server::hosts::Hostnames::new(cfg.hostnames.clone());
         let (handle, inbox) = writer::channel();

@@ -8,6 +8,14 @@
 //! | `POST /users` `{"name", "admin"}` | 201: the user and a set-up link token ([`Invited`]) |
 //! | `DELETE /users/{name}` | 204 (refused for the last admin) |
 //! | `POST /users/{name}/reset` | every factor and session ended; a new set-up link token ([`Invited`]) |
+//! | `POST /users/{name}/role` `{"site", "role"}` | the role on a site (`viewer`, `editor`, `owner`, or `none`); the user ([`UserInfo`]) |
+//! | `POST /users/{name}/admin` `{"admin"}` | the instance role; the user |
+//! | `GET /tokens[?user=NAME]` | API tokens ([`TokenInfo`], never their secret) |
+//! | `POST /tokens` ([`NewToken`]) | 201: the token and its secret, shown once ([`CreatedToken`]) |
+//! | `DELETE /tokens/{id}` | the revoked token |
+//!
+//! The command line's offline path calls the same functions on the
+//! journal ([`set_role`], [`create_token`]), so both check alike.
 
 use std::sync::Arc;
 
@@ -16,10 +24,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use hitvault_accounts::{AccountError, Accounts, User};
+use hitvault_accounts::{AccountError, Accounts, Scope, SiteRole, Token, TokenSpec, User};
 use serde::{Deserialize, Serialize};
 
 use super::now;
+use crate::SiteAdmin;
 use crate::error::ApiError;
 
 /// A user as the control API lists them (no secret in it).
@@ -33,6 +42,56 @@ pub struct UserInfo {
     pub totp: bool,
     pub recovery_codes_left: usize,
     pub sessions: usize,
+    /// Roles on sites: hostname to `viewer`, `editor` or `owner`.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+/// An API token as the control API lists it (no secret in it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: u64,
+    pub user: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Empty: every site its user may reach.
+    pub sites: Vec<String>,
+    /// Unix seconds; `None`: never.
+    pub expires: Option<u64>,
+    pub created: u64,
+    /// Unix seconds, to [`hitvault_accounts::TOKEN_USE_SECS`].
+    pub last_used: Option<u64>,
+}
+
+/// What `POST /tokens` makes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Whose token it is.
+    pub user: String,
+    pub name: String,
+    /// `stats:read`, `ingest`, `export`, `admin`.
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// Unix seconds; `None` (`null`): never (the operator is an admin).
+    pub expires: Option<u64>,
+}
+
+/// A token just made; `secret` is shown once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: TokenInfo,
+    pub secret: String,
+}
+
+/// What `POST /users/{name}/role` sets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub site: String,
+    /// `viewer`, `editor`, `owner` or `none`.
+    pub role: String,
 }
 
 /// A user and the token of their one-time set-up link.
@@ -50,13 +109,133 @@ struct NewUser {
     admin: bool,
 }
 
-/// The user routes of the control socket.
-pub(crate) fn routes(accounts: Arc<Accounts>) -> Router {
+/// The user and token routes of the control socket.
+pub(crate) fn routes(accounts: Arc<Accounts>, sites: Arc<dyn SiteAdmin>) -> Router {
     Router::new()
         .route("/users", get(list).post(add))
         .route("/users/{name}", delete(remove))
         .route("/users/{name}/reset", post(reset))
-        .with_state(accounts)
+        .route("/users/{name}/admin", post(admin))
+        .route("/tokens/{id}", delete(revoke))
+        .with_state(accounts.clone())
+        .merge(
+            Router::new()
+                .route("/users/{name}/role", post(role))
+                .route("/tokens", get(tokens).post(new_token))
+                .with_state((accounts, sites)),
+        )
+}
+
+type WithSites = (Arc<Accounts>, Arc<dyn SiteAdmin>);
+
+/// The hostnames of every site.
+fn hostnames(sites: &dyn SiteAdmin) -> Result<Vec<String>, AccountError> {
+    sites
+        .list()
+        .map(|l| l.into_iter().map(|s| s.hostname).collect())
+        .map_err(|e| AccountError::Invalid(format!("the sites could not be listed: {e}")))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("body must be {shape}: {e}")))
+}
+
+async fn role(
+    State((a, sites)): State<WithSites>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: RoleChange = match json_body(&body, "{\"site\":..,\"role\":..}") {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match run(move || set_role(&a, &hostnames(sites.as_ref())?, &name, &change)).await {
+        Ok(u) => axum::Json(u).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminChange {
+    admin: bool,
+}
+
+async fn admin(
+    State(a): State<Arc<Accounts>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: AdminChange = match json_body(&body, "{\"admin\":bool}") {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match run(move || {
+        let u = named(&a, &name)?;
+        a.set_admin(u.id, change.admin)?;
+        Ok(info(&a, &a.user(u.id).expect("still there")))
+    })
+    .await
+    {
+        Ok(u) => axum::Json(u).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn tokens(
+    State((a, _)): State<WithSites>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let pairs = crate::stats_api::form_urlencoded(q.as_deref().unwrap_or(""));
+    let user = pairs
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.clone());
+    match run(move || {
+        let id = match &user {
+            Some(name) => Some(named(&a, name)?.id),
+            None => None,
+        };
+        Ok(a.tokens(id)
+            .iter()
+            .map(|t| token_info(&a, t))
+            .collect::<Vec<_>>())
+    })
+    .await
+    {
+        Ok(list) => axum::Json(list).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn new_token(State((a, sites)): State<WithSites>, body: axum::body::Bytes) -> Response {
+    let new: NewToken = match json_body(
+        &body,
+        "{\"user\":..,\"name\":..,\"scopes\":[..],\"sites\":[..],\"expires\":unix seconds or null}",
+    ) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
+    };
+    match run(move || create_token(&a, &hostnames(sites.as_ref())?, &new, now())).await {
+        Ok(c) => (StatusCode::CREATED, axum::Json(c)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn revoke(State(a): State<Arc<Accounts>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return ApiError::invalid(format!("{id:?} is not a token id")).into_response();
+    };
+    match run(move || {
+        let t = a.revoke_token(id, None)?;
+        Ok(token_info(&a, &t))
+    })
+    .await
+    {
+        Ok(t) => axum::Json(t).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// The control API's view of `u`.
@@ -70,7 +249,103 @@ pub fn info(accounts: &Accounts, u: &User) -> UserInfo {
         totp: u.totp.is_some(),
         recovery_codes_left: u.recovery.len(),
         sessions: accounts.sessions_of(u.id).len(),
+        roles: u
+            .roles
+            .iter()
+            .map(|(s, r)| (s.clone(), r.as_str().to_owned()))
+            .collect(),
     }
+}
+
+/// The control API's view of token `t`.
+pub fn token_info(accounts: &Accounts, t: &Token) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        user: accounts
+            .user(t.user)
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("#{}", t.user)),
+        name: t.name.clone(),
+        scopes: t.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        sites: t.sites.clone(),
+        expires: t.expires,
+        created: t.created,
+        last_used: t.last_used,
+    }
+}
+
+fn known_site(sites: &[String], site: &str) -> Result<(), AccountError> {
+    if sites.iter().any(|s| s == site) {
+        Ok(())
+    } else {
+        Err(AccountError::NotFound(format!(
+            "no site named {site:?} (roles and tokens name a site by its hostname, not an alias)"
+        )))
+    }
+}
+
+/// Sets `name`'s role on a site of `sites` (the hostnames that exist).
+pub fn set_role(
+    a: &Accounts,
+    sites: &[String],
+    name: &str,
+    change: &RoleChange,
+) -> Result<UserInfo, AccountError> {
+    let u = named(a, name)?;
+    known_site(sites, &change.site)?;
+    let role = match change.role.as_str() {
+        "none" => None,
+        r => Some(SiteRole::parse(r).ok_or_else(|| {
+            AccountError::Invalid(format!("role {r:?} is none of viewer, editor, owner, none"))
+        })?),
+    };
+    a.set_role(u.id, &change.site, role)?;
+    Ok(info(a, &a.user(u.id).expect("still there")))
+}
+
+/// Makes the token `new` asks for, by the operator (an admin: it may
+/// never expire).
+pub fn create_token(
+    a: &Accounts,
+    sites: &[String],
+    new: &NewToken,
+    now: u64,
+) -> Result<CreatedToken, AccountError> {
+    let u = named(a, &new.user)?;
+    let scopes = new
+        .scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| {
+                AccountError::Invalid(format!(
+                    "scope {s:?} is none of stats:read, ingest, export, admin"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in &new.sites {
+        known_site(sites, s)?;
+    }
+    let made = a.create_token(
+        u.id,
+        TokenSpec {
+            name: new.name.clone(),
+            sites: new.sites.clone(),
+            scopes,
+            expires: new.expires,
+        },
+        true,
+        now,
+    )?;
+    let t = a
+        .tokens(Some(u.id))
+        .into_iter()
+        .find(|t| t.id == made.id)
+        .expect("just made");
+    Ok(CreatedToken {
+        token: token_info(a, &t),
+        secret: made.secret,
+    })
 }
 
 fn refused(e: AccountError) -> Response {
@@ -98,7 +373,7 @@ async fn list(State(a): State<Arc<Accounts>>) -> Response {
     axum::Json(users).into_response()
 }
 
-fn named(a: &Accounts, name: &str) -> Result<User, AccountError> {
+pub fn named(a: &Accounts, name: &str) -> Result<User, AccountError> {
     a.user_named(name)
         .ok_or_else(|| AccountError::NotFound(format!("no user named {name:?}")))
 }

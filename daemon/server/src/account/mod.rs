@@ -10,6 +10,7 @@
 //! | `GET /account` | factors (passkeys, password, TOTP, recovery codes) and sessions |
 //! | `POST /login/passkey/…`, `POST /account/passkeys/{start,finish}` | the passkey ceremonies, JSON ([`passkey`]) |
 //! | `POST /account/…` | the account page's forms ([`pages`]) |
+//! | `POST /account/tokens`, `…/{id}/revoke` | the user's API tokens ([`tokens`]) |
 //! | `GET /ca.crt`-like TLS material | served by the TLS layer, not here |
 //!
 //! The session cookie is `__Host-hv_session`: `Secure`, `HttpOnly`,
@@ -28,6 +29,7 @@
 pub mod control;
 pub(crate) mod pages;
 pub(crate) mod passkey;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -122,20 +124,7 @@ impl AccountState {
     /// sends one (`Some(None)`: it sends one that does not admit). A use
     /// is journaled off the request's thread when due.
     pub fn token_of(&self, headers: &HeaderMap) -> Option<Option<TokenView>> {
-        let secret = bearer(headers)?;
-        let now = now();
-        let view = self.accounts.token(secret, now);
-        if let Some(v) = &view
-            && Accounts::token_use_due(&v.token, now)
-        {
-            let (accounts, id) = (self.accounts.clone(), v.token.id);
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = accounts.token_used(id, now) {
-                    tracing::warn!(error = %e, token = id, "recording a token's use failed");
-                }
-            });
-        }
-        Some(view)
+        Some(token_lookup(&self.accounts, bearer(headers)?))
     }
 
     /// The caller as it stands now, for a long answer (a stream) that
@@ -154,6 +143,22 @@ impl AccountState {
                 .map(|v| Caller::Token(Arc::new(v))),
         }
     }
+}
+
+/// The live token whose secret is `secret`; its use is journaled off the
+/// request's thread when due ([`hitvault_accounts::TOKEN_USE_SECS`]).
+pub(crate) fn token_lookup(accounts: &Arc<Accounts>, secret: &str) -> Option<TokenView> {
+    let now = now();
+    let view = accounts.token(secret, now)?;
+    if Accounts::token_use_due(&view.token, now) {
+        let (accounts, id) = (accounts.clone(), view.token.id);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = accounts.token_used(id, now) {
+                tracing::warn!(error = %e, token = id, "recording a token's use failed");
+            }
+        });
+    }
+    Some(view)
 }
 
 /// The secret of an `Authorization: Bearer` header.

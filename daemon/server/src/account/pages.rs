@@ -50,6 +50,8 @@ pub(crate) fn routes(state: AccountState) -> Routes {
         .post("/account/passkeys/{credential}/remove", own, passkey_remove)
         .post("/account/sessions/{handle}/end", own, session_end)
         .post("/account/sessions/others/end", own, sessions_end_others)
+        .post("/account/tokens", own, super::tokens::create)
+        .post("/account/tokens/{id}/revoke", own, super::tokens::revoke)
         .post("/account/users", Need::Admin, user_add)
         .post("/account/users/{id}/reset", Need::Admin, user_reset)
         .post("/account/users/{id}/remove", Need::Admin, user_remove)
@@ -109,7 +111,7 @@ async fn admitted(caller: Option<Caller>, mut req: Request, next: Next) -> Respo
     super::with_caller(caller, next.run(req)).await
 }
 
-fn form(body: &Bytes) -> Vec<(String, String)> {
+pub(super) fn form(body: &Bytes) -> Vec<(String, String)> {
     form_urlencoded(std::str::from_utf8(body).unwrap_or(""))
 }
 
@@ -201,7 +203,7 @@ fn too_many(secs: u64) -> Response {
     r
 }
 
-fn account_error(e: AccountError) -> Response {
+pub(super) fn account_error(e: AccountError) -> Response {
     let (status, title) = match &e {
         AccountError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not changed"),
         AccountError::Conflict(_) => (StatusCode::CONFLICT, "Not changed"),
@@ -231,7 +233,7 @@ fn account_message(title: &str, text: &str) -> String {
 }
 
 /// Runs blocking account work (a password hash, an fsync) off the runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
         .expect("account work does not panic")
@@ -512,7 +514,7 @@ async fn logout(
 
 /// The signed-in session of a request to an account page, or the answer
 /// to send instead (a redirect to sign in).
-fn session(
+pub(super) fn session(
     caller: Option<axum::Extension<Caller>>,
 ) -> Result<std::sync::Arc<hitvault_accounts::SessionView>, Box<Response>> {
     match caller {
@@ -521,7 +523,7 @@ fn session(
     }
 }
 
-fn fmt_time(secs: u64) -> String {
+pub(super) fn fmt_time(secs: u64) -> String {
     jiff::Timestamp::from_second(secs as i64)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default()
@@ -543,6 +545,7 @@ fn done_notice(done: &str) -> Option<&'static str> {
         "session-ended" => "That session has ended.",
         "others-ended" => "Every other session has ended.",
         "user-removed" => "The user is removed.",
+        "token-revoked" => "The token is revoked: the next request that sends it is refused.",
         _ => return None,
     })
 }
@@ -690,6 +693,7 @@ fn account_html(
                 "None yet. Recovery codes sign you in when your authenticator app is lost.".into(),
         }
     );
+    m.push_str(&super::tokens::section(state, u));
     // Sessions.
     m.push_str(
         "<section class=\"card\" aria-labelledby=\"h-sessions\"><h2 id=\"h-sessions\">Sessions</h2>\
