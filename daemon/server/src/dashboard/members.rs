@@ -622,6 +622,12 @@ async fn share_create(
     };
     let refuse =
         |status, why: &str| render_shares(&state, &site, status, None, Some(why), None, &typed);
+    let now = now();
+    let expires = match share_expiry(&typed.days, &typed.until, now) {
+        Ok(e) => e,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
+    };
+    // The rule admitted the operator too, but a link records who made it.
     let user = match caller.as_deref() {
         Some(Caller::Session(s)) => s.user.id,
         _ => {
@@ -630,11 +636,6 @@ async fn share_create(
                 "a share link records who made it: sign in to make one",
             );
         }
-    };
-    let now = now();
-    let expires = match share_expiry(&typed.days, &typed.until, now) {
-        Ok(e) => e,
-        Err(why) => return refuse(StatusCode::BAD_REQUEST, &why),
     };
     // Not trimmed: a password is what was typed.
     let password = f
