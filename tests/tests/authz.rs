@@ -38,6 +38,8 @@ enum Auth {
     Session { cookie: String, csrf: String },
     /// `Authorization: Bearer`.
     Bearer(String),
+    /// A share link's pass cookie (`__Host-hv_share`), nothing else.
+    SharePass(String),
 }
 
 /// Sends one request as `auth`; returns the status and headers (the body
@@ -60,6 +62,7 @@ fn send(d: &Daemon, auth: &Auth, method: &str, path: &str, body: &str, json: boo
             headers.push(("X-CSRF-Token".into(), csrf.clone()));
         }
         Auth::Bearer(t) => headers.push(("Authorization".into(), format!("Bearer {t}"))),
+        Auth::SharePass(p) => headers.push(("Cookie".into(), format!("__Host-hv_share={p}"))),
         Auth::Nothing | Auth::Local => {}
     }
     if method != "GET" {
@@ -286,6 +289,8 @@ enum Class {
     View,
     Edit,
     Export,
+    /// A site's members and share links: its owners, the admins.
+    Manage,
     /// An admin's own session (user management pages).
     AdminSession,
 }
@@ -359,6 +364,16 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ("POST /account/users/{id}/remove", AdminSession),
         ("POST /account/tokens", Session),
         ("POST /account/tokens/{id}/revoke", Session),
+        ("GET /sites/{site}/members", Manage),
+        ("POST /sites/{site}/members", Manage),
+        ("POST /sites/{site}/members/{id}/role", Manage),
+        ("POST /sites/{site}/members/{id}/remove", Manage),
+        ("GET /sites/{site}/shares", Manage),
+        ("POST /sites/{site}/shares", Manage),
+        ("POST /sites/{site}/shares/{id}/revoke", Manage),
+        // The handler checks the link's secret (tests/tests/shares.rs).
+        ("GET /share/{secret}", Anyone),
+        ("POST /share/{secret}", Anyone),
     ])
 }
 
@@ -381,9 +396,13 @@ enum Who {
     ExpiredToken,
     RevokedToken,
     SignedOut,
+    /// The pass of a live, password-protected share link of a.test.
+    ShareLink,
+    /// The pass of a share link that has expired.
+    ExpiredShareLink,
 }
 
-const WHO: [Who; 14] = [
+const WHO: [Who; 16] = [
     Who::Anonymous,
     Who::Operator,
     Who::Viewer,
@@ -398,6 +417,8 @@ const WHO: [Who; 14] = [
     Who::ExpiredToken,
     Who::RevokedToken,
     Who::SignedOut,
+    Who::ShareLink,
+    Who::ExpiredShareLink,
 ];
 
 /// The expected decision: `true` admitted (the handler answers), `false`
@@ -413,7 +434,9 @@ fn expected(class: Class, who: Who, json_route: bool) -> bool {
         _ => false,
     };
     match who {
-        Anonymous | ExpiredToken | RevokedToken | SignedOut => false,
+        // A share link opens its own page (`/share/{secret}`, open to
+        // anyone and checked by its handler), and nothing of the router.
+        Anonymous | ExpiredToken | RevokedToken | SignedOut | ShareLink | ExpiredShareLink => false,
         ReadToken | IngestToken | ExportToken | AdminToken if !json_route => false,
         ReadToken => matches!(class, C::Admitted | C::View),
         IngestToken => matches!(class, C::Admitted),
@@ -424,7 +447,7 @@ fn expected(class: Class, who: Who, json_route: bool) -> bool {
             C::Anyone | C::Session | C::Admitted => true,
             C::View => role(1),
             C::Edit => role(2),
-            C::Export => role(3),
+            C::Export | C::Manage => role(3),
             C::AdminSession => who == Admin,
         },
     }
@@ -445,6 +468,7 @@ fn concrete(method: &str, path: &str) -> (String, String, bool) {
         .replace("{credential}", "nope")
         .replace("{handle}", "0000000000000000")
         .replace("{token}", "nope")
+        .replace("{secret}", "nope")
         .replace("{name}", "dashboard.css");
     let json =
         p.starts_with("/api/") || p.starts_with("/login/passkey") || p.contains("/passkeys/");
@@ -485,7 +509,22 @@ fn every_route_answers_every_kind_of_caller_as_the_rules_say() {
     let expired = token(&d, "olga", "short", &["stats:read", "export"], &[], "1s");
     let revoked = token(&d, "olga", "gone", &["stats:read", "export"], &[], "1d");
     cli(&d, &["token", "revoke", &token_id(&d, "gone").to_string()]);
+    // Share links of a.test with a password, and their passes: one for a
+    // day, one for the next 2 to 3 seconds.
+    let soon = unix_now() as u64 + 3;
+    let (live_link, live_pass) = share(&d, &admin, &[("days", "1")]);
+    let (brief_link, brief_pass) = share(&d, &admin, &[("until", &rfc3339(soon))]);
     std::thread::sleep(Duration::from_millis(2100));
+    while unix_now() < soon as f64 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (link, pass, want) in [
+        (&live_link, &live_pass, 200),
+        (&brief_link, &brief_pass, 404),
+    ] {
+        let r = send(&d, &Auth::SharePass(pass.clone()), "GET", link, "", false);
+        assert_eq!(r.status, want, "{link}: {}", text(&r));
+    }
     let auth = |w: Who| match w {
         Who::Anonymous => Auth::Nothing,
         Who::Operator => Auth::Local,
@@ -501,6 +540,8 @@ fn every_route_answers_every_kind_of_caller_as_the_rules_say() {
         Who::ExpiredToken => Auth::Bearer(expired.clone()),
         Who::RevokedToken => Auth::Bearer(revoked.clone()),
         Who::SignedOut => signed_out.clone(),
+        Who::ShareLink => Auth::SharePass(live_pass.clone()),
+        Who::ExpiredShareLink => Auth::SharePass(brief_pass.clone()),
     };
 
     // Before the matrix (whose last row signs every session out).
@@ -611,6 +652,46 @@ fn every_route_answers_every_kind_of_caller_as_the_rules_say() {
         wrong.len()
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A password-protected share link of a.test made by `admin` with the
+/// expiry `fields`, and the pass its password gives: (path, pass).
+fn share(d: &Daemon, admin: &Auth, fields: &[(&str, &str)]) -> (String, String) {
+    let mut body = format!("name=matrix&password={}", enc(PASSWORD));
+    for (k, v) in fields {
+        body.push_str(&format!("&{k}={}", enc(v)));
+    }
+    let r = send(d, admin, "POST", "/sites/a.test/shares", &body, false);
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let page = text(&r);
+    let at = page.find("/share/").expect("the link, shown once");
+    let link = page[at..at + page[at..].find('<').unwrap()].to_owned();
+    let body = format!("password={}", enc(PASSWORD));
+    let r = send(d, &Auth::Nothing, "POST", &link, &body, false);
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let pass = set_cookie(&r, "__Host-hv_share").expect("a pass");
+    (link, pass)
+}
+
+/// `secs` (Unix) as RFC 3339 in UTC.
+fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn unix_now() -> f64 {

@@ -7,7 +7,7 @@
 
 use crate::rights::{Scope, SiteRole};
 use crate::state::{Record, Share, Token, User, UserId};
-use crate::{AccountError, Accounts, password, secret};
+use crate::{AccountError, Accounts, AddressKey, SignInError, password, secret};
 
 /// The prefix of every API token (so a leaked one is recognisable).
 pub const TOKEN_PREFIX: &str = "hvt_";
@@ -346,6 +346,57 @@ impl Accounts {
         Ok(s)
     }
 
+    /// Checks the password of share link `share` typed from `addr`: the
+    /// same growing delays as sign-in (the limiter's "account" is the
+    /// link), and one argon2id verification. `Ok` carries the value of
+    /// the link's pass cookie ([`Accounts::share_pass`]).
+    pub fn share_password(
+        &self,
+        share: &Share,
+        typed: &str,
+        addr: AddressKey,
+        now_ms: u64,
+    ) -> Result<String, SignInError> {
+        // A space: no user name has one, so the keys never meet.
+        let key = format!("share {}", share.id);
+        let phc = share.password.as_deref().unwrap_or(&self.dummy_phc);
+        if let Some(ms) = self.wait_ms(&key, addr, now_ms) {
+            return Err(SignInError::TooMany(ms.div_ceil(1000).max(1)));
+        }
+        if share.password.is_none() || !password::verify(typed, phc) {
+            self.lock_limiter().failed(&key, addr, now_ms);
+            return Err(SignInError::Failed);
+        }
+        self.lock_limiter().succeeded(&key, addr);
+        Ok(Self::share_pass(share).expect("the link has a password"))
+    }
+
+    /// The value of the cookie that admits a browser to the password-
+    /// protected share link `share` (`None` without a password):
+    /// `<id>.<HMAC-SHA256 of the id and secret digest, keyed by the
+    /// link's password hash>`. Only the server can make it (the hash never
+    /// leaves it), it is good for this link only, and it stops working
+    /// with the link (revoked or expired: the link is not found).
+    pub fn share_pass(share: &Share) -> Option<String> {
+        let phc = share.password.as_deref()?;
+        let msg = format!("hitvault share {} {}", share.id, share.digest);
+        Some(format!(
+            "{}.{}",
+            share.id,
+            secret::mac(phc.as_bytes(), msg.as_bytes())
+        ))
+    }
+
+    /// Whether the cookie value `pass` admits to `share` (always, for a
+    /// link without a password).
+    pub fn share_pass_ok(share: &Share, pass: Option<&str>) -> bool {
+        match (Self::share_pass(share), pass) {
+            (None, _) => true,
+            (Some(want), Some(got)) => secret::same(&want, got),
+            (Some(_), None) => false,
+        }
+    }
+
     /// The live share link whose secret is `secret`.
     pub fn share(&self, secret: &str, now: u64) -> Option<Share> {
         let digest = secret::digest(secret);
@@ -429,6 +480,44 @@ mod tests {
         a.revoke_token(t.id, None).unwrap();
         let t2 = a.create_token(u, spec(Some(5000)), false, 1300).unwrap();
         assert!(t2.id > t.id);
+    }
+
+    #[test]
+    fn a_share_password_is_checked_under_the_limiter_and_gives_a_pass() {
+        let (_d, a) = open();
+        let u = a.add_user("ana", false, 1000).unwrap();
+        let with = a
+            .create_share(u, "a.test", "board", Some("a long password"), 9000, 1000)
+            .unwrap();
+        let open_link = a
+            .create_share(u, "a.test", "open", None, 9000, 1000)
+            .unwrap();
+        let s = a.share(&with.secret, 1000).unwrap();
+        let o = a.share(&open_link.secret, 1000).unwrap();
+        let addr = AddressKey::from(std::net::IpAddr::from([192, 0, 2, 1]));
+        assert!(Accounts::share_pass_ok(&o, None), "no password, no pass");
+        assert!(!Accounts::share_pass_ok(&s, None));
+        let pass = a
+            .share_password(&s, "a long password", addr, 1_000_000)
+            .unwrap();
+        assert!(Accounts::share_pass_ok(&s, Some(&pass)));
+        assert!(!Accounts::share_pass_ok(&s, Some(&format!("{pass}0"))));
+        // The pass of one link does not open another.
+        let other = a
+            .create_share(u, "a.test", "other", Some("a long password"), 9000, 1000)
+            .unwrap();
+        let other = a.share(&other.secret, 1000).unwrap();
+        assert!(!Accounts::share_pass_ok(&other, Some(&pass)));
+        // Wrong passwords, then the delay.
+        let mut last = Ok(String::new());
+        for _ in 0..6 {
+            last = a.share_password(&s, "wrong password", addr, 1_000_000);
+        }
+        assert!(matches!(last, Err(SignInError::TooMany(_))), "{last:?}");
+        assert!(matches!(
+            a.share_password(&o, "anything", addr, 1_000_000),
+            Err(SignInError::Failed)
+        ));
     }
 
     #[test]

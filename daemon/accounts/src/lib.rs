@@ -511,6 +511,10 @@ impl Accounts {
         }
     }
 
+    pub(crate) fn lock_limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn failed(&self, name: &str, addr: AddressKey, now_ms: u64) -> SignInError {
         self.limiter
             .lock()

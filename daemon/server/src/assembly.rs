@@ -4,10 +4,10 @@
 //! | kind | routes | who may call |
 //! | --- | --- | --- |
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
-//! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]) | requests to one of the appliance's names; the account page needs a session |
-//! | JSON API | stats, goals and definitions, realtime, Takeout, the audit export, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, or a session |
-//! | dashboard | the pages ([`crate::dashboard`]), the audit log ([`crate::audit`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same, else a redirect to sign in |
-//! | control | sites, users, Takeout, backup, prune, imports, the audit log ([`crate::control`], [`crate::account::control`], [`crate::audit`]) | whoever can open the control socket |
+//! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]); a share link's page `/share/{secret}` ([`dashboard::share`]) | requests to one of the appliance's names; the account page needs a session; a share link's page needs its secret (and password) |
+//! | JSON API | stats, goals and definitions, realtime, Takeout, the audit export, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, a session, or an API token |
+//! | dashboard | the pages ([`crate::dashboard`]), a site's members and share links ([`dashboard::members`]), the audit log ([`crate::audit`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same but tokens, else a redirect to sign in |
+//! | control | sites, users, tokens, Takeout, backup, prune, imports, the audit log ([`crate::control`], [`crate::account::control`], [`crate::audit`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
 //! the control socket. The modules only list their routes; the layer of a
@@ -99,7 +99,8 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         });
     // What the dashboard's gate admits: the same but tokens, or a redirect
     // to sign in.
-    let pages = dashboard::routes(state)
+    let pages = dashboard::routes(state.clone())
+        .merge(dashboard::members::routes(state.clone(), accounts.clone()))
         .merge(audit::read::page_routes())
         .map(|r| {
             r.layer(axum::middleware::from_fn_with_state(
@@ -109,10 +110,12 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
             .layer(named.clone())
         });
     // Anyone addressing one of our names: sign-in, set-up, the account
-    // pages (which need a session) and the assets.
+    // pages (which need a session), the assets, and share links' pages
+    // (which check their secret).
     let sign_in = account::pages::routes(accounts.clone())
         .merge(account::passkey::routes(accounts.clone()))
         .merge(dashboard::asset_routes())
+        .merge(dashboard::share::routes(state, accounts.clone()))
         .map(|r| {
             r.layer(axum::middleware::from_fn_with_state(
                 accounts,

@@ -7,6 +7,8 @@
 
 use std::fmt::Write;
 
+use hitvault_accounts::Right;
+
 /// Escapes text for HTML content and double-quoted attribute values.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -64,6 +66,8 @@ pub(crate) struct NavEntry {
     /// Whether the page reads the view (range, filters) from the URL: its
     /// link carries the current view's query.
     pub view: bool,
+    /// The right the page needs: the entry shows only to callers with it.
+    pub right: Right,
 }
 
 /// The site navigation, in order. A new site page adds its entry here and
@@ -73,31 +77,49 @@ pub(crate) const SITE_NAV: &[NavEntry] = &[
         label: "Overview",
         suffix: "",
         view: true,
+        right: Right::View,
     },
     NavEntry {
         label: "Goals",
         suffix: "/goals",
         view: true,
+        right: Right::View,
     },
     NavEntry {
         label: "Funnels",
         suffix: "/funnels",
         view: true,
+        right: Right::View,
     },
     NavEntry {
         label: "Events",
         suffix: "/events",
         view: true,
+        right: Right::View,
     },
     NavEntry {
         label: "Realtime",
         suffix: "/realtime",
         view: false,
+        right: Right::View,
     },
     NavEntry {
         label: "Settings",
         suffix: "/settings",
         view: false,
+        right: Right::Edit,
+    },
+    NavEntry {
+        label: "Members",
+        suffix: "/members",
+        view: false,
+        right: Right::Manage,
+    },
+    NavEntry {
+        label: "Sharing",
+        suffix: "/shares",
+        view: false,
+        right: Right::Manage,
     },
 ];
 
@@ -121,34 +143,10 @@ pub(crate) fn asset_url(name: &str) -> String {
 /// A whole page: head with the embedded stylesheet and script, the header
 /// with the site's navigation, and `main`.
 pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, main: &str) -> String {
-    let mut h = String::with_capacity(main.len() + 4096);
+    let mut h = head(title, body_class, main);
     let _ = write!(
         h,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"color-scheme\" content=\"light dark\">\
-         <title>{title} · hitvault</title>\
-         <link rel=\"icon\" href=\"{icon}\" type=\"image/svg+xml\">\
-         <link rel=\"stylesheet\" href=\"{css}\">\
-         <script defer src=\"{js}\"></script>{passkey}</head>\
-         <body class=\"{body_class}\"><a class=\"skip\" href=\"#main\">Skip to content</a>\
-         <header class=\"top\"><div class=\"top-inner\">\
-         <a class=\"brand\" href=\"/sites\">{logo}<span>hitvault</span></a>",
-        title = esc(title),
-        icon = esc(&asset_url("favicon.svg")),
-        css = esc(&asset_url("dashboard.css")),
-        js = esc(&asset_url("dashboard.js")),
-        // The passkey buttons' script, on the pages that have one.
-        passkey = if main.contains("id=\"passkey-") {
-            format!(
-                "<script defer src=\"{}\"></script>",
-                esc(&asset_url("passkey.js"))
-            )
-        } else {
-            String::new()
-        },
-        body_class = esc(body_class),
-        logo = LOGO,
+        "<a class=\"brand\" href=\"/sites\">{LOGO}<span>hitvault</span></a>"
     );
     if let Some(s) = site {
         let base = format!("/sites/{}", super::view::encode(s.hostname));
@@ -160,8 +158,10 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
             esc(s.hostname),
             base = esc(&base),
         );
-        let edit = crate::account::current_may(hitvault_accounts::Right::Edit, s.hostname);
-        for e in SITE_NAV.iter().filter(|e| e.suffix != "/settings" || edit) {
+        let shown = SITE_NAV
+            .iter()
+            .filter(|e| e.right == Right::View || crate::account::current_may(e.right, s.hostname));
+        for e in shown {
             let href = if e.view && !s.query.is_empty() {
                 format!("{base}{}?{}", e.suffix, s.query)
             } else {
@@ -194,6 +194,53 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
     let _ = writeln!(
         h,
         "</div></header><main id=\"main\" tabindex=\"-1\">{main}</main>\
+         <footer class=\"foot\">hitvault · served from this machine, no external requests</footer>\
+         </body></html>"
+    );
+    h
+}
+
+/// The head of every page and the opening of its header bar.
+fn head(title: &str, body_class: &str, main: &str) -> String {
+    let mut h = String::with_capacity(main.len() + 4096);
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <title>{title} · hitvault</title>\
+         <link rel=\"icon\" href=\"{icon}\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"{css}\">\
+         <script defer src=\"{js}\"></script>{passkey}</head>\
+         <body class=\"{body_class}\"><a class=\"skip\" href=\"#main\">Skip to content</a>\
+         <header class=\"top\"><div class=\"top-inner\">",
+        title = esc(title),
+        icon = esc(&asset_url("favicon.svg")),
+        css = esc(&asset_url("dashboard.css")),
+        js = esc(&asset_url("dashboard.js")),
+        // The passkey buttons' script, on the pages that have one.
+        passkey = if main.contains("id=\"passkey-") {
+            format!(
+                "<script defer src=\"{}\"></script>",
+                esc(&asset_url("passkey.js"))
+            )
+        } else {
+            String::new()
+        },
+        body_class = esc(body_class),
+    );
+    h
+}
+
+/// A page without the dashboard's links (a share link's): the mark
+/// without a link, `banner` under the header, then `main`. Nothing on it
+/// leads to the rest of the dashboard.
+pub(crate) fn bare_page(title: &str, body_class: &str, banner: &str, main: &str) -> String {
+    let mut h = head(title, body_class, main);
+    let _ = writeln!(
+        h,
+        "<span class=\"brand\">{LOGO}<span>hitvault</span></span></div></header>{banner}\
+         <main id=\"main\" tabindex=\"-1\">{main}</main>\
          <footer class=\"foot\">hitvault · served from this machine, no external requests</footer>\
          </body></html>"
     );

@@ -13,6 +13,8 @@
 //! | `/sites/{site}/realtime` | the last 30 minutes, updated over `/api/v1/stats/realtime` |
 //! | `/sites/{site}/settings` | the tracker snippet; goals and funnels to add and delete |
 //! | `POST /sites/{site}/settings/…` | the settings forms (see [`defs`]) |
+//! | `/sites/{site}/members`, `/sites/{site}/shares` and their forms | a site's members and share links, for its owners and the admins (see [`members`]) |
+//! | `/share/{secret}` | what a share link opens, under the account pages' layer, not [`gate`] (see [`share`]) |
 //! | `/sites/{site}/export.csv?panel=…` | CSV of a panel (`page`, `source`, …), `series`, `kpis`, `goals`, `funnel`, `props`, `realtime_pages`, `realtime_sources` |
 //! | `/assets/{name}` | the embedded stylesheet, script and icon |
 //!
@@ -42,7 +44,9 @@ pub(crate) mod csv;
 mod defs;
 mod explore;
 pub(crate) mod html;
+pub(crate) mod members;
 mod pages;
+pub(crate) mod share;
 mod view;
 
 use std::net::SocketAddr;
@@ -54,7 +58,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hitvault_store::SiteRow;
 use hitvault_store::goals::{Funnel, FunnelRow};
-use hitvault_store::stats::{Dim, PANELS, Stats, StatsError, Window};
+use hitvault_store::imported::ImportedInfo;
+use hitvault_store::stats::{Dim, Overview, PANELS, Stats, StatsError, Window};
 use jiff::Timestamp;
 use std::sync::Arc;
 
@@ -358,34 +363,43 @@ async fn overview(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let now = Timestamp::now();
-    let v = match View::parse(q.as_deref(), now, &[]) {
-        Ok((v, _)) => v,
-        Err(e) => return bad_request(e),
-    };
     let site = match find_site(&state, &name).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    match overview_numbers(&state, &site, q.as_deref()).await {
+        Ok((v, o, imported, live)) => html(
+            StatusCode::OK,
+            pages::overview(&site, &v, &o, &imported, live, None),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// What the overview of `site` shows for the view in query `q`: the view,
+/// the numbers, what they include of imported history, the live visitors.
+async fn overview_numbers(
+    state: &DashboardState,
+    site: &SiteRow,
+    q: Option<&str>,
+) -> Result<(View, Overview, ImportedInfo, u64), Response> {
+    let now = Timestamp::now();
+    let v = match View::parse(q, now, &[]) {
+        Ok((v, _)) => v,
+        Err(e) => return Err(bad_request(e)),
+    };
     let id = site.id;
     let live = match state.realtime.read(move |l| l.live_visitors(id, now)).await {
         Ok(n) => n,
-        Err(e) => return failed("reading live visitors", &e),
+        Err(e) => return Err(failed("reading live visitors", &e)),
     };
-    let (w, prev) = window(&site, &v);
+    let (w, prev) = window(site, &v);
     let (filters, interval) = (v.filters.clone(), v.interval);
-    let (o, imported) = match query(&state, move |s| {
+    let (o, imported) = query(state, move |s| {
         s.overview_with_imported(&w, &prev, &filters, interval, &PANELS, PANEL_ROWS)
     })
-    .await
-    {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    html(
-        StatusCode::OK,
-        pages::overview(&site, &v, &o, &imported, live),
-    )
+    .await?;
+    Ok((v, o, imported, live))
 }
 
 async fn realtime(State(state): State<DashboardState>, Path(name): Path<String>) -> Response {

@@ -10,7 +10,7 @@ use hitvault_store::stats::{Dim, Field, Kpis, Op, Overview, Row};
 use jiff::Timestamp;
 
 use super::chart;
-use super::html::{SiteNav, duration, esc, int, monogram, page, percent};
+use super::html::{SiteNav, bare_page, duration, esc, int, monogram, page, percent};
 use super::view::{INTERVALS, Period, View, encode, filter_text, interval_name};
 
 /// Title of a dimension's panel and the name of its value column.
@@ -242,14 +242,25 @@ fn delta(now: f64, before: f64, higher_is_better: bool) -> String {
     )
 }
 
-fn kpis(v_site: &str, k: &Kpis, p: &Kpis, live: u64) -> String {
+/// The KPI tiles; `linked`: the live tile links to the realtime page and
+/// follows the stream (not on a share link's page).
+fn kpis(v_site: &str, k: &Kpis, p: &Kpis, live: u64, linked: bool) -> String {
+    let (stream, title) = if linked {
+        (
+            format!(" data-live-site=\"{}\"", esc(v_site)),
+            format!(
+                "<a href=\"{}/realtime\">Live now</a>",
+                esc(&site_base(v_site))
+            ),
+        )
+    } else {
+        (String::new(), "Live now".to_owned())
+    };
     let mut s = format!(
-        "<section class=\"kpis\" aria-label=\"Key figures\" data-live-site=\"{site}\">\
-         <div class=\"kpi live\" data-kpi=\"live\"><h2><a href=\"{base}/realtime\">Live now</a></h2>\
+        "<section class=\"kpis\" aria-label=\"Key figures\"{stream}>\
+         <div class=\"kpi live\" data-kpi=\"live\"><h2>{title}</h2>\
          <p class=\"value\" data-live=\"live_visitors\">{live}</p>\
          <p class=\"delta\">visitors in the last {LIVE_MINUTES} minutes</p></div>",
-        site = esc(v_site),
-        base = esc(&site_base(v_site)),
         live = int(live),
     );
     let tiles: [(&str, &str, String, f64, f64, bool); 7] = [
@@ -350,17 +361,26 @@ fn kpis(v_site: &str, k: &Kpis, p: &Kpis, live: u64) -> String {
     s
 }
 
-/// One breakdown panel; every row with a value links to the view filtered by it.
-fn panel(action: &str, v: &View, dim: Dim, rows: &[Row]) -> String {
+/// One breakdown panel; every row with a value links to the view filtered
+/// by it; `csv`: with its download link.
+fn panel(action: &str, v: &View, dim: Dim, rows: &[Row], csv: bool) -> String {
     let (title, col) = dim_title(dim);
     let id = format!("panel-{}", dim.name());
+    let download = if csv {
+        format!(
+            "<a class=\"csv\" href=\"{action}/export.csv?panel={name}&amp;{q}\" \
+             download aria-label=\"Download {title} as CSV\">CSV</a>",
+            name = dim.name(),
+            action = esc(action),
+            q = esc(&v.query()),
+        )
+    } else {
+        String::new()
+    };
     let mut s = format!(
         "<section class=\"panel\" aria-labelledby=\"{id}\" data-panel=\"{name}\"><header>\
-         <h2 id=\"{id}\">{title}</h2><a class=\"csv\" href=\"{action}/export.csv?panel={name}&amp;{q}\" \
-         download aria-label=\"Download {title} as CSV\">CSV</a></header>",
+         <h2 id=\"{id}\">{title}</h2>{download}</header>",
         name = dim.name(),
-        action = esc(action),
-        q = esc(&v.query()),
     );
     if rows.is_empty() {
         s.push_str("<p class=\"empty\">Nothing in this period.</p></section>");
@@ -469,16 +489,30 @@ fn days(n: u64) -> String {
     }
 }
 
+/// A share link's frame around the overview (see `dashboard::share`).
+pub(crate) struct Shared<'a> {
+    /// The link's path (`/share/{secret}`): the forms and filters' target.
+    pub base: &'a str,
+    /// The banner naming the site and the link's end.
+    pub banner: &'a str,
+}
+
 /// `/sites/{site}`: KPIs, the chart, every panel; `imported` says whether
-/// the numbers include imported history.
+/// the numbers include imported history. With `shared`, the same numbers
+/// for a share link: its links stay on the link's path, and there is no
+/// site navigation, CSV, realtime link or stream.
 pub(crate) fn overview(
     site: &SiteRow,
     v: &View,
     o: &Overview,
     imported: &ImportedInfo,
     live: u64,
+    shared: Option<&Shared<'_>>,
 ) -> String {
-    let action = site_base(&site.hostname);
+    let action = match shared {
+        Some(sh) => sh.base.to_owned(),
+        None => site_base(&site.hostname),
+    };
     let q = v.query();
     let mut m = format!(
         "<h1 class=\"sr-only\">{} overview</h1>{}{}",
@@ -501,26 +535,42 @@ pub(crate) fn overview(
         }
     );
     m.push_str(&imported_note(imported));
-    m.push_str(&kpis(&site.hostname, &o.kpis, &o.previous, live));
+    m.push_str(&kpis(
+        &site.hostname,
+        &o.kpis,
+        &o.previous,
+        live,
+        shared.is_none(),
+    ));
+    let downloads = if shared.is_none() {
+        format!(
+            "<span class=\"downloads\"><a class=\"csv\" href=\"{a}/export.csv?panel=series&amp;{q}\" \
+             download>Chart CSV</a> · <a class=\"csv\" href=\"{a}/export.csv?panel=kpis&amp;{q}\" \
+             download>Figures CSV</a></span>",
+            a = esc(&action),
+            q = esc(&q),
+        )
+    } else {
+        String::new()
+    };
     let _ = write!(
         m,
         "<section class=\"card chart-card\" aria-labelledby=\"chart-h\"><div class=\"chart-head\">\
          <h2 id=\"chart-h\">Visitors and pageviews</h2><ul class=\"legend\" aria-hidden=\"true\">\
          <li><span class=\"swatch pageviews\"></span>Pageviews</li>\
-         <li><span class=\"swatch visitors\"></span>Visitors</li></ul>\
-         <span class=\"downloads\"><a class=\"csv\" href=\"{a}/export.csv?panel=series&amp;{q}\" download>Chart CSV</a> · \
-         <a class=\"csv\" href=\"{a}/export.csv?panel=kpis&amp;{q}\" download>Figures CSV</a></span></div>{svg}\
+         <li><span class=\"swatch visitors\"></span>Visitors</li></ul>{downloads}</div>{svg}\
          <details class=\"data\"><summary>Show the numbers as a table</summary>{table}</details></section>",
-        a = esc(&action),
-        q = esc(&q),
         svg = chart::svg(&o.series, v.interval),
         table = chart::table(&o.series, v.interval),
     );
     m.push_str("<div class=\"panels\">");
     for (dim, rows) in &o.breakdowns {
-        m.push_str(&panel(&action, v, *dim, rows));
+        m.push_str(&panel(&action, v, *dim, rows, shared.is_none()));
     }
     m.push_str("</div>");
+    if let Some(sh) = shared {
+        return bare_page(&site.hostname, "page-overview page-shared", sh.banner, &m);
+    }
     page(
         &site.hostname,
         Some(SiteNav {
@@ -666,7 +716,17 @@ pub(crate) fn settings(site: &SiteRow, origin: &str, manage: &str) -> String {
          <button type=\"button\" data-copy=\"batch\">Copy command</button></section>\
          <section class=\"card\" aria-labelledby=\"site-h\"><h2 id=\"site-h\">Site</h2>\
          <dl><dt>Hostname</dt><dd>{host}</dd><dt>Aliases</dt><dd>{aliases}</dd>\
-         <dt>Declared</dt><dd>{origin_kind}</dd></dl></section>",
+         <dt>Declared</dt><dd>{origin_kind}</dd></dl>{people}</section>",
+        people = if crate::account::current_may(hitvault_accounts::Right::Manage, &site.hostname) {
+            format!(
+                "<p>Who sees this site: <a href=\"{b}/members\">Members</a>. \
+                 A read-only view for someone without an account: \
+                 <a href=\"{b}/shares\">Share links</a>.</p>",
+                b = esc(&site_base(&site.hostname))
+            )
+        } else {
+            String::new()
+        },
         host = esc(&site.hostname),
         snippet = esc(&snippet),
         batch = esc(&batch),
