@@ -17,10 +17,12 @@
 //! async runtime run them on a blocking thread. Times are unix seconds
 //! (milliseconds where the name says so), passed in, never read here.
 
+pub mod grants;
 pub mod journal;
 pub mod limiter;
 pub mod passkey;
 pub mod password;
+pub mod rights;
 pub mod secret;
 pub mod state;
 pub mod totp;
@@ -29,10 +31,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use grants::{NewSecret, TokenSpec, TokenView};
 pub use journal::{Journal, JournalError};
 pub use limiter::{AddressKey, Limiter, Limits};
 pub use passkey::{PasskeyError, Passkeys};
-pub use state::{Invite, Passkey, Record, Session, State, User, UserId};
+pub use rights::{Principal, Right, Scope, SiteRole, may};
+pub use state::{Invite, Passkey, Record, Session, Share, State, Token, User, UserId};
 
 /// Instance-wide rules for accounts (settings `accounts.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -644,6 +648,24 @@ impl Accounts {
             user,
             digest,
             csrf: s.csrf,
+            created: s.created,
+        })
+    }
+
+    /// The live session whose digest is `digest` (a stream re-checking its
+    /// caller); not counted as a use.
+    pub fn session_by_digest(&self, digest: &str, now: u64) -> Option<SessionView> {
+        let inner = self.lock();
+        let s = inner.state.sessions.get(digest)?;
+        if expired(s, inner.last_seen.get(digest).copied(), self.policy, now) {
+            return None;
+        }
+        let user = inner.state.users.get(&s.user)?.clone();
+        Some(SessionView {
+            must_enrol: self.policy.require_second_factor && !user.strong(),
+            user,
+            digest: digest.to_owned(),
+            csrf: s.csrf.clone(),
             created: s.created,
         })
     }

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rights::{Scope, SiteRole};
+
 /// A user id. Never reused (the next id is one past the largest ever given).
 pub type UserId = u64;
 
@@ -111,10 +113,66 @@ pub enum Record {
     InviteUsed {
         digest: String,
     },
+    /// The instance role: admin or user.
+    AdminSet {
+        id: UserId,
+        admin: bool,
+    },
+    /// A role on a site (by its domain), replacing any other there.
+    RoleSet {
+        id: UserId,
+        site: String,
+        role: SiteRole,
+    },
+    RoleRemoved {
+        id: UserId,
+        site: String,
+    },
+    /// An API token: `digest` is the SHA-256 of its secret; `sites` empty
+    /// means every site its user may reach; `expires` `None` is "never",
+    /// which only an admin may choose.
+    TokenCreated {
+        token: u64,
+        digest: String,
+        id: UserId,
+        name: String,
+        sites: Vec<String>,
+        scopes: Vec<Scope>,
+        expires: Option<u64>,
+        at: u64,
+    },
+    TokenUsed {
+        token: u64,
+        at: u64,
+    },
+    TokenRevoked {
+        token: u64,
+    },
+    /// A read-only link to one site's numbers, made by user `id`;
+    /// `password` is an argon2id PHC string when it asks for one.
+    ShareCreated {
+        share: u64,
+        digest: String,
+        id: UserId,
+        site: String,
+        name: String,
+        password: Option<String>,
+        expires: u64,
+        at: u64,
+    },
+    ShareRevoked {
+        share: u64,
+    },
     /// The last record of a compacted journal: ids below `next_id` were
-    /// given once and are never given again, even when their user is gone.
+    /// given once and are never given again, even when their user is gone
+    /// (likewise tokens below `next_token` and share links below
+    /// `next_share`).
     IdsGiven {
         next_id: UserId,
+        #[serde(default)]
+        next_token: u64,
+        #[serde(default)]
+        next_share: u64,
     },
 }
 
@@ -131,6 +189,51 @@ pub struct User {
     pub recovery: Vec<String>,
     pub recovery_created: Option<u64>,
     pub passkeys: Vec<Passkey>,
+    /// Roles on sites, by domain.
+    pub roles: BTreeMap<String, SiteRole>,
+}
+
+/// An API token (see [`crate::rights`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: u64,
+    pub digest: String,
+    pub user: UserId,
+    pub name: String,
+    pub sites: Vec<String>,
+    pub scopes: Vec<Scope>,
+    pub expires: Option<u64>,
+    pub created: u64,
+    /// The last use journaled (uses are journaled at most every
+    /// [`crate::TOKEN_USE_SECS`]).
+    pub last_used: Option<u64>,
+}
+
+impl Token {
+    /// Whether it still admits at `now`: it expires at the start of the
+    /// second `expires`.
+    pub fn live(&self, now: u64) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+}
+
+/// A share link (see [`Record::ShareCreated`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Share {
+    pub id: u64,
+    pub digest: String,
+    pub user: UserId,
+    pub site: String,
+    pub name: String,
+    pub password: Option<String>,
+    pub expires: u64,
+    pub created: u64,
+}
+
+impl Share {
+    pub fn live(&self, now: u64) -> bool {
+        now < self.expires
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,8 +289,14 @@ pub struct State {
     pub users: BTreeMap<UserId, User>,
     pub sessions: BTreeMap<String, Session>,
     pub invites: BTreeMap<String, Invite>,
+    pub tokens: BTreeMap<u64, Token>,
+    pub shares: BTreeMap<u64, Share>,
     /// One past the largest user id ever given.
     pub next_id: UserId,
+    /// One past the largest token id ever given.
+    pub next_token: u64,
+    /// One past the largest share link id ever given.
+    pub next_share: u64,
 }
 
 /// A record that does not fit the state (a journal written by something
@@ -241,6 +350,7 @@ impl State {
                         recovery: Vec::new(),
                         recovery_created: None,
                         passkeys: Vec::new(),
+                        roles: BTreeMap::new(),
                     },
                 );
             }
@@ -250,6 +360,94 @@ impl State {
                     .ok_or_else(|| Inconsistent(format!("no user {id}")))?;
                 self.sessions.retain(|_, s| s.user != *id);
                 self.invites.retain(|_, i| i.user != Some(*id));
+                self.tokens.retain(|_, t| t.user != *id);
+                self.shares.retain(|_, s| s.user != *id);
+            }
+            Record::AdminSet { id, admin } => self.user(*id)?.admin = *admin,
+            Record::RoleSet { id, site, role } => {
+                self.user(*id)?.roles.insert(site.clone(), *role);
+            }
+            Record::RoleRemoved { id, site } => {
+                self.user(*id)?
+                    .roles
+                    .remove(site)
+                    .ok_or_else(|| Inconsistent(format!("user {id} has no role on {site}")))?;
+            }
+            Record::TokenCreated {
+                token,
+                digest,
+                id,
+                name,
+                sites,
+                scopes,
+                expires,
+                at,
+            } => {
+                self.user(*id)?;
+                if *token < self.next_token {
+                    return Err(Inconsistent(format!("token id {token} reused")));
+                }
+                self.next_token = token + 1;
+                self.tokens.insert(
+                    *token,
+                    Token {
+                        id: *token,
+                        digest: digest.clone(),
+                        user: *id,
+                        name: name.clone(),
+                        sites: sites.clone(),
+                        scopes: scopes.clone(),
+                        expires: *expires,
+                        created: *at,
+                        last_used: None,
+                    },
+                );
+            }
+            Record::TokenUsed { token, at } => {
+                let t = self
+                    .tokens
+                    .get_mut(token)
+                    .ok_or_else(|| Inconsistent(format!("no token {token}")))?;
+                t.last_used = Some(t.last_used.unwrap_or(0).max(*at));
+            }
+            Record::TokenRevoked { token } => {
+                self.tokens
+                    .remove(token)
+                    .ok_or_else(|| Inconsistent(format!("no token {token}")))?;
+            }
+            Record::ShareCreated {
+                share,
+                digest,
+                id,
+                site,
+                name,
+                password,
+                expires,
+                at,
+            } => {
+                self.user(*id)?;
+                if *share < self.next_share {
+                    return Err(Inconsistent(format!("share link id {share} reused")));
+                }
+                self.next_share = share + 1;
+                self.shares.insert(
+                    *share,
+                    Share {
+                        id: *share,
+                        digest: digest.clone(),
+                        user: *id,
+                        site: site.clone(),
+                        name: name.clone(),
+                        password: password.clone(),
+                        expires: *expires,
+                        created: *at,
+                    },
+                );
+            }
+            Record::ShareRevoked { share } => {
+                self.shares
+                    .remove(share)
+                    .ok_or_else(|| Inconsistent(format!("no share link {share}")))?;
             }
             Record::PasswordSet { id, phc, at } => {
                 self.user(*id)?.password = Some((phc.clone(), *at))
@@ -382,7 +580,15 @@ impl State {
                     },
                 );
             }
-            Record::IdsGiven { next_id } => self.next_id = self.next_id.max(*next_id),
+            Record::IdsGiven {
+                next_id,
+                next_token,
+                next_share,
+            } => {
+                self.next_id = self.next_id.max(*next_id);
+                self.next_token = self.next_token.max(*next_token);
+                self.next_share = self.next_share.max(*next_share);
+            }
             Record::InviteUsed { digest } => {
                 self.invites
                     .remove(digest)
@@ -411,6 +617,13 @@ impl State {
                 admin: u.admin,
                 at: u.created,
             });
+            for (site, role) in &u.roles {
+                out.push(Record::RoleSet {
+                    id: u.id,
+                    site: site.clone(),
+                    role: *role,
+                });
+            }
             if let Some((phc, at)) = &u.password {
                 out.push(Record::PasswordSet {
                     id: u.id,
@@ -469,8 +682,37 @@ impl State {
                 expires: i.expires,
             });
         }
+        for t in self.tokens.values() {
+            out.push(Record::TokenCreated {
+                token: t.id,
+                digest: t.digest.clone(),
+                id: t.user,
+                name: t.name.clone(),
+                sites: t.sites.clone(),
+                scopes: t.scopes.clone(),
+                expires: t.expires,
+                at: t.created,
+            });
+            if let Some(at) = t.last_used {
+                out.push(Record::TokenUsed { token: t.id, at });
+            }
+        }
+        for s in self.shares.values() {
+            out.push(Record::ShareCreated {
+                share: s.id,
+                digest: s.digest.clone(),
+                id: s.user,
+                site: s.site.clone(),
+                name: s.name.clone(),
+                password: s.password.clone(),
+                expires: s.expires,
+                at: s.created,
+            });
+        }
         out.push(Record::IdsGiven {
             next_id: self.next_id,
+            next_token: self.next_token,
+            next_share: self.next_share,
         });
         out
     }

@@ -46,6 +46,8 @@ pub enum Denied {
     /// The request names a host that is neither a configured hostname nor
     /// a loopback name (the value).
     ForeignHost(String),
+    /// It sends a bearer token that is unknown, expired or revoked.
+    BadToken,
 }
 
 impl Denied {
@@ -55,6 +57,7 @@ impl Denied {
             Denied::NotLoopback => "sign in first: open /login in a browser (the session \
                  cookie admits the request), or call from this machine itself"
                 .to_owned(),
+            Denied::BadToken => "the bearer token is unknown, expired or revoked".to_owned(),
             Denied::ForeignHost(host) => format!(
                 "the request is addressed to {host:?}, which is not one of this appliance's \
                  names (setting `hostnames`) nor localhost, 127.0.0.1 or [::1] (this refuses \
@@ -67,7 +70,7 @@ impl Denied {
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
         match self {
-            Denied::NotLoopback => ApiError::sign_in_required(self.message()),
+            Denied::NotLoopback | Denied::BadToken => ApiError::sign_in_required(self.message()),
             Denied::ForeignHost(_) => ApiError::forbidden(self.message()),
         }
         .into_response()
@@ -168,12 +171,24 @@ pub async fn api_gate(State(state): State<AccountState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let verdict = match peer {
-        Some(peer) => admit(&peer, request_host(&req), &state.hostnames, || {
+    let token = state.token_of(req.headers());
+    let verdict = match (peer, token) {
+        // A token decides alone (from this machine too), once the Host is ours.
+        (Some(peer), Some(token)) => admit(&peer, request_host(&req), &state.hostnames, || None)
+            .or_else(|d| match d {
+                Denied::NotLoopback => Ok(Caller::Local),
+                d => Err(d),
+            })
+            .and_then(|_| {
+                token
+                    .map(|t| Caller::Token(Arc::new(t)))
+                    .ok_or(Denied::BadToken)
+            }),
+        (Some(peer), None) => admit(&peer, request_host(&req), &state.hostnames, || {
             state.session_of(req.headers())
         }),
         // Served without connection info: nothing to judge the client by.
-        None => Err(Denied::NotLoopback),
+        (None, _) => Err(Denied::NotLoopback),
     };
     let caller = match verdict {
         Ok(c) => c,
@@ -194,8 +209,30 @@ pub async fn api_gate(State(state): State<AccountState>, mut req: Request, next:
             .into_response();
         }
     }
+    req.extensions_mut().insert(Fresh {
+        accounts: state.clone(),
+        caller: caller.clone(),
+    });
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// The caller of a request, re-read: a long answer (the realtime stream)
+/// asks it before each event, so a session ended or a token revoked stops
+/// the stream too.
+#[derive(Clone)]
+pub struct Fresh {
+    accounts: AccountState,
+    caller: Caller,
+}
+
+impl Fresh {
+    /// Whether the caller, as it stands now, still has `right` on `site`.
+    pub fn still_may(&self, right: hitvault_accounts::Right, site: &str) -> bool {
+        self.accounts
+            .fresh(&self.caller)
+            .is_some_and(|c| c.may(right, Some(site)))
+    }
 }
 
 #[cfg(test)]

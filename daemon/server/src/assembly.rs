@@ -15,14 +15,16 @@
 //! surface and into the list of its kind below: there is no way to serve
 //! it without saying who may call it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use serde_json::json;
 
 use crate::account::{self, AccountState};
 use crate::ca::TlsInfo;
 use crate::dashboard::{self, DashboardState};
 use crate::hosts::{self, Hostnames};
+use crate::rules::{self, Face, Need, Routes, Rule};
 use crate::{
     AppState, Exporter, Maintenance, SiteAdmin, access, ca, control, export, goals_api, realtime,
     routes, stats_api,
@@ -47,6 +49,13 @@ pub struct Services {
 
 /// The public listener's routes: every kind but control.
 pub fn app(s: Services) -> Router {
+    let (router, table) = app_with_table(s);
+    let known = rules::known_set(&table);
+    router.route_layer(axum::middleware::from_fn_with_state(known, rules::known))
+}
+
+/// [`app`] before its last layer, and the table of every route's rule.
+fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
     let Services {
         accounts,
         public,
@@ -55,39 +64,55 @@ pub fn app(s: Services) -> Router {
         hostnames,
         tls,
     } = s;
+    // Filled once every route is in: what `GET /api/v1/routes` answers.
+    let table: Arc<OnceLock<Vec<Rule>>> = Arc::new(OnceLock::new());
     // Anyone.
-    let open = routes::router(public).merge(ca::routes(tls));
+    let open = routes::routes(public).merge(ca::routes(tls));
     // Only requests addressed to the appliance's own names (DNS rebinding).
     let named = axum::middleware::from_fn_with_state(hostnames, hosts::gate);
-    // What the access layer admits: loopback, or a session.
-    let api = Router::new()
-        .merge(stats_api::routes(state.stats.clone()))
+    // What the access layer admits: loopback, a session, or a token.
+    let served = table.clone();
+    let api = stats_api::routes(state.stats.clone())
         .merge(goals_api::routes(state.stats.clone(), state.defs.clone()))
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
-        .layer(axum::middleware::from_fn_with_state(
-            accounts.clone(),
-            access::api_gate,
-        ))
-        .layer(named.clone());
-    // What the dashboard's gate admits: the same, or a redirect to sign in.
-    let pages = dashboard::routes(state)
-        .layer(axum::middleware::from_fn_with_state(
+        .merge(
+            Routes::new(Face::Json).get("/api/v1/routes", Need::Admitted, move || {
+                let served = served.clone();
+                async move { axum::Json(json!({ "routes": served.get() })) }
+            }),
+        )
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                accounts.clone(),
+                access::api_gate,
+            ))
+            .layer(named.clone())
+        });
+    // What the dashboard's gate admits: the same but tokens, or a redirect
+    // to sign in.
+    let pages = dashboard::routes(state).map(|r| {
+        r.layer(axum::middleware::from_fn_with_state(
             accounts.clone(),
             dashboard::gate,
         ))
-        .layer(named.clone());
+        .layer(named.clone())
+    });
     // Anyone addressing one of our names: sign-in, set-up, the account
-    // page (which checks its session itself) and the assets.
+    // pages (which need a session) and the assets.
     let sign_in = account::pages::routes(accounts.clone())
         .merge(account::passkey::routes(accounts.clone()))
         .merge(dashboard::asset_routes())
-        .layer(axum::middleware::from_fn_with_state(
-            accounts,
-            account::pages::layer,
-        ))
-        .layer(named);
-    open.merge(api).merge(pages).merge(sign_in)
+        .map(|r| {
+            r.layer(axum::middleware::from_fn_with_state(
+                accounts,
+                account::pages::layer,
+            ))
+            .layer(named)
+        });
+    let (router, rules) = open.merge(api).merge(pages).merge(sign_in).into_parts();
+    let _ = table.set(rules.clone());
+    (router, rules)
 }
 
 /// The control socket's routes. The socket is the gate: mode 0600 inside

@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::error::ApiError;
+use crate::rules::{Face, Need, Routes};
 
 /// The media type of `/ca.crt`: browsers offer to import a CA served so
 /// (the body is PEM, which they read as well as DER).
@@ -45,9 +44,9 @@ pub struct CaInfo {
 }
 
 /// The public `/ca.crt` route.
-pub(crate) fn routes(info: TlsInfo) -> Router {
-    Router::new()
-        .route("/ca.crt", get(ca_crt))
+pub(crate) fn routes(info: TlsInfo) -> Routes {
+    Routes::new(Face::Json)
+        .get("/ca.crt", Need::Anyone, ca_crt)
         .with_state(Arc::new(info))
 }
 

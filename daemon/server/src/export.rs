@@ -9,15 +9,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 
 use crate::error::{AdminError, ApiError};
+use crate::rules::{Face, Need, Routes, SiteIn};
+use hitvault_accounts::Right;
 
 /// What to export, as the caller wrote it (times and sites are checked by the daemon).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -318,9 +318,13 @@ pub async fn stream_prepared(
 /// public listener: one table (hits by default) as one streamed file, behind
 /// the access layer ([`crate::access`]), which [`crate::app`] applies:
 /// loopback only until accounts exist.
-pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Router {
-    Router::new()
-        .route("/api/v1/takeout", get(public_takeout))
+pub(crate) fn routes(exporter: Arc<dyn Exporter>) -> Routes {
+    Routes::new(Face::Json)
+        .get(
+            "/api/v1/takeout",
+            Need::site(Right::Export, SiteIn::QueryOrAll),
+            public_takeout,
+        )
         .with_state(exporter)
 }
 

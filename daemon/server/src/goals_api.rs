@@ -27,19 +27,19 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use hitvault_store::QueryError;
 use hitvault_store::goals::{DefError, Funnel, Goal, GoalKind, Step};
 use hitvault_store::stats::Stats;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, RETRY_AFTER_UNAVAILABLE};
+use crate::rules::{Face, Need, Routes, SiteIn};
 use crate::stats_api::{StatsState, admit, bad, blocking, site_id, stats_error};
+use hitvault_accounts::Right;
 
 /// Writes definitions; the daemon runs them on DuckDB's one writer.
 pub trait DefAdmin: Send + Sync + 'static {
@@ -57,19 +57,21 @@ struct GoalsState {
 
 /// The routes above, on the stats readers and a definitions writer;
 /// [`crate::app`] puts them behind the access layer.
-pub(crate) fn routes(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Router {
-    Router::new()
-        .route("/api/v1/stats/goals", get(goal_stats))
-        .route("/api/v1/stats/funnel", get(funnel_stats))
-        .route("/api/v1/stats/props", get(props))
-        .route("/api/v1/sites/{site}/goals", get(list_goals).post(add_goal))
-        .route("/api/v1/sites/{site}/goals/{id}", delete(delete_goal))
-        .route(
-            "/api/v1/sites/{site}/funnels",
-            get(list_funnels).post(add_funnel),
-        )
-        .route("/api/v1/sites/{site}/funnels/{id}", delete(delete_funnel))
-        .route("/api/v1/openapi.json", get(openapi))
+pub(crate) fn routes(stats: StatsState, admin: Arc<dyn DefAdmin>) -> Routes {
+    let read = Need::site(Right::View, SiteIn::Query);
+    let view = Need::site(Right::View, SiteIn::Path);
+    let edit = Need::site(Right::Edit, SiteIn::Path);
+    Routes::new(Face::Json)
+        .get("/api/v1/stats/goals", read, goal_stats)
+        .get("/api/v1/stats/funnel", read, funnel_stats)
+        .get("/api/v1/stats/props", read, props)
+        .get("/api/v1/sites/{site}/goals", view, list_goals)
+        .post("/api/v1/sites/{site}/goals", edit, add_goal)
+        .delete("/api/v1/sites/{site}/goals/{id}", edit, delete_goal)
+        .get("/api/v1/sites/{site}/funnels", view, list_funnels)
+        .post("/api/v1/sites/{site}/funnels", edit, add_funnel)
+        .delete("/api/v1/sites/{site}/funnels/{id}", edit, delete_funnel)
+        .get("/api/v1/openapi.json", Need::Admitted, openapi)
         .with_state(GoalsState { stats, admin })
 }
 

@@ -35,6 +35,7 @@ mod control;
 mod error;
 pub mod export;
 mod routes;
+pub mod rules;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -23,12 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use hitvault_store::SiteRow;
 use hitvault_store::live::{LIVE_MINUTES, LiveStats, RECENT_MINUTES, Realtime, RecentRow};
@@ -38,7 +36,9 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::rules::{Face, Need, Routes, SiteIn};
 use crate::stats_api::{BadParam, bad, form_urlencoded};
+use hitvault_accounts::Right;
 
 /// Most realtime streams served at once; more get a 503.
 pub const MAX_STREAMS: usize = 32;
@@ -134,9 +134,13 @@ impl RealtimeState {
 
 /// The realtime stream's route; [`crate::app`] puts it behind the access
 /// layer.
-pub(crate) fn routes(state: RealtimeState) -> Router {
-    Router::new()
-        .route("/api/v1/stats/realtime", get(stream))
+pub(crate) fn routes(state: RealtimeState) -> Routes {
+    Routes::new(Face::Json)
+        .get(
+            "/api/v1/stats/realtime",
+            Need::site(Right::View, SiteIn::Query),
+            stream,
+        )
         .with_state(state)
 }
 

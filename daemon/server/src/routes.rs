@@ -12,13 +12,13 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ingest::{IngestError, Outcome, client_ip, now_ms};
 use crate::metrics::{Endpoint, Refusal};
+use crate::rules::{Face, Need, Routes};
 use crate::tracker;
 use crate::wire::{self, WireError};
 
@@ -28,16 +28,24 @@ use crate::wire::{self, WireError};
 /// one reference count is cheaper than the dozen in `AppState` and `Ingest`
 /// (each a cache line the HTTP threads would pass back and forth).
 pub fn router(state: AppState) -> Router {
+    routes(state).into_parts().0
+}
+
+/// [`router`] with its access rules: every route is open to anyone
+/// (batch ingest checks its bearer token itself).
+pub(crate) fn routes(state: AppState) -> Routes {
     let state = Arc::new(state);
-    Router::new()
-        .route("/hv.js", get(script))
-        .route("/api/collect", post(collect).options(preflight))
-        .route("/api/event", post(event).options(preflight))
-        .route("/api/ingest/batch", post(batch))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
+    Routes::new(Face::Json)
+        .get("/hv.js", Need::Anyone, script)
+        .post("/api/collect", Need::Anyone, collect)
+        .options("/api/collect", Need::Anyone, preflight)
+        .post("/api/event", Need::Anyone, event)
+        .options("/api/event", Need::Anyone, preflight)
+        .post("/api/ingest/batch", Need::Anyone, batch)
+        .get("/healthz", Need::Anyone, healthz)
+        .get("/readyz", Need::Anyone, readyz)
+        .get("/metrics", Need::Anyone, metrics)
+        .map(|r| r.fallback(not_found))
         .with_state(state)
 }
 

@@ -26,10 +26,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hitvault_store::imported::ImportedInfo;
 use hitvault_store::live::LiveStats;
 use hitvault_store::stats::{
@@ -41,6 +39,8 @@ use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::rules::{Face, Need, Routes, SiteIn};
+use hitvault_accounts::Right;
 
 /// The stats readers the API runs queries on (each its own DuckDB connection).
 #[derive(Clone)]
@@ -60,9 +60,13 @@ impl StatsState {
 }
 
 /// The stats API's routes; [`crate::app`] puts them behind the access layer.
-pub(crate) fn routes(state: StatsState) -> Router {
-    Router::new()
-        .route("/api/v1/stats/overview", get(overview))
+pub(crate) fn routes(state: StatsState) -> Routes {
+    Routes::new(Face::Json)
+        .get(
+            "/api/v1/stats/overview",
+            Need::site(Right::View, SiteIn::Query),
+            overview,
+        )
         .with_state(state)
 }
 

@@ -35,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, header};
-use hitvault_accounts::{Accounts, Passkeys, SessionView};
+use hitvault_accounts::{Accounts, Passkeys, SessionView, TokenView};
 use tokio::sync::Semaphore;
 
 /// Who a request comes from, once admitted (see [`crate::access::admit`]).
@@ -45,15 +45,23 @@ pub enum Caller {
     Local,
     /// A signed-in user.
     Session(Arc<SessionView>),
+    /// An API token (`Authorization: Bearer hvt_…`), JSON routes only.
+    Token(Arc<TokenView>),
 }
 
 impl Caller {
-    /// The session's CSRF token (none for [`Caller::Local`]).
+    /// The session's CSRF token (none for the others).
     pub fn csrf(&self) -> Option<&str> {
         match self {
-            Caller::Local => None,
             Caller::Session(s) => Some(&s.csrf),
+            Caller::Local | Caller::Token(_) => None,
         }
+    }
+
+    /// Whether `right` on `site` (`None`: every site) is the caller's
+    /// (see [`hitvault_accounts::rights`]).
+    pub fn may(&self, right: hitvault_accounts::Right, site: Option<&str>) -> bool {
+        hitvault_accounts::may(crate::rules::principal(self), right, site)
     }
 }
 
@@ -109,6 +117,50 @@ impl AccountState {
         let token = cookie(headers, SESSION_COOKIE)?;
         self.accounts.session(token, now())
     }
+
+    /// The live API token of the request's `Authorization: Bearer`, if it
+    /// sends one (`Some(None)`: it sends one that does not admit). A use
+    /// is journaled off the request's thread when due.
+    pub fn token_of(&self, headers: &HeaderMap) -> Option<Option<TokenView>> {
+        let secret = bearer(headers)?;
+        let now = now();
+        let view = self.accounts.token(secret, now);
+        if let Some(v) = &view
+            && Accounts::token_use_due(&v.token, now)
+        {
+            let (accounts, id) = (self.accounts.clone(), v.token.id);
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = accounts.token_used(id, now) {
+                    tracing::warn!(error = %e, token = id, "recording a token's use failed");
+                }
+            });
+        }
+        Some(view)
+    }
+
+    /// The caller as it stands now, for a long answer (a stream) that
+    /// re-checks it: `None` once its session ended or its token was
+    /// revoked or expired.
+    pub fn fresh(&self, caller: &Caller) -> Option<Caller> {
+        match caller {
+            Caller::Local => Some(Caller::Local),
+            Caller::Session(s) => self
+                .accounts
+                .session_by_digest(&s.digest, now())
+                .map(|v| Caller::Session(Arc::new(v))),
+            Caller::Token(t) => self
+                .accounts
+                .token_by_id(t.token.id, now())
+                .map(|v| Caller::Token(Arc::new(v))),
+        }
+    }
+}
+
+/// The secret of an `Authorization: Bearer` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// Unix seconds now.
@@ -175,6 +227,13 @@ pub(crate) async fn with_caller<F: std::future::Future>(caller: Option<Caller>, 
 /// The caller of the request being answered ([`with_caller`]), if any.
 pub(crate) fn current() -> Option<Caller> {
     CALLER.try_with(|c| c.clone()).ok().flatten()
+}
+
+/// Whether the request's caller has `right` on `site` (no caller: no).
+/// Pages use it to show only what the caller may do; the routes' rules
+/// enforce it.
+pub(crate) fn current_may(right: hitvault_accounts::Right, site: &str) -> bool {
+    current().is_some_and(|c| c.may(right, Some(site)))
 }
 
 /// The hidden field that every form of a signed-in page carries (empty

@@ -10,13 +10,11 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
 use hitvault_accounts::{
     AccountError, AddressKey, NewSession, RECOVERY_CODES, SignIn, SignInError, User, secret,
 };
@@ -28,35 +26,33 @@ use super::{
 use crate::access::{Caller, Denied, admit, request_host};
 use crate::dashboard::html::{esc, message_page, page};
 use crate::dashboard::{cross_site, html, security_headers, see_other};
+use crate::rules::{Face, Need, Routes};
 use crate::stats_api::form_urlencoded;
 
 /// The account routes; [`crate::app`] puts them behind [`layer`].
-pub(crate) fn routes(state: AccountState) -> Router {
-    Router::new()
-        .route("/setup/{token}", get(setup_page).post(setup_submit))
-        .route("/login", get(login_page).post(login_submit))
-        .route("/login/code", post(code_submit))
-        .route("/logout", post(logout))
-        .route("/account", get(account_page))
-        .route("/account/password", post(password_set))
-        .route("/account/password/remove", post(password_remove))
-        .route("/account/totp", post(totp_begin))
-        .route("/account/totp/confirm", post(totp_confirm))
-        .route("/account/totp/remove", post(totp_remove))
-        .route("/account/recovery", post(recovery_new))
-        .route(
-            "/account/passkeys/{credential}/rename",
-            post(passkey_rename),
-        )
-        .route(
-            "/account/passkeys/{credential}/remove",
-            post(passkey_remove),
-        )
-        .route("/account/sessions/{handle}/end", post(session_end))
-        .route("/account/sessions/others/end", post(sessions_end_others))
-        .route("/account/users", post(user_add))
-        .route("/account/users/{id}/reset", post(user_reset))
-        .route("/account/users/{id}/remove", post(user_remove))
+pub(crate) fn routes(state: AccountState) -> Routes {
+    let own = Need::Session;
+    Routes::new(Face::Page)
+        .get("/setup/{token}", Need::Anyone, setup_page)
+        .post("/setup/{token}", Need::Anyone, setup_submit)
+        .get("/login", Need::Anyone, login_page)
+        .post("/login", Need::Anyone, login_submit)
+        .post("/login/code", Need::Anyone, code_submit)
+        .post("/logout", Need::Anyone, logout)
+        .get("/account", own, account_page)
+        .post("/account/password", own, password_set)
+        .post("/account/password/remove", own, password_remove)
+        .post("/account/totp", own, totp_begin)
+        .post("/account/totp/confirm", own, totp_confirm)
+        .post("/account/totp/remove", own, totp_remove)
+        .post("/account/recovery", own, recovery_new)
+        .post("/account/passkeys/{credential}/rename", own, passkey_rename)
+        .post("/account/passkeys/{credential}/remove", own, passkey_remove)
+        .post("/account/sessions/{handle}/end", own, session_end)
+        .post("/account/sessions/others/end", own, sessions_end_others)
+        .post("/account/users", Need::Admin, user_add)
+        .post("/account/users/{id}/reset", Need::Admin, user_reset)
+        .post("/account/users/{id}/remove", Need::Admin, user_remove)
         .with_state(state)
 }
 

@@ -27,12 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use hitvault_accounts::passkey::{MAX_ANSWER_BYTES, PasskeyError, Started};
 use hitvault_accounts::{AccountError, AddressKey, Passkeys};
 use serde_json::{Value, json};
@@ -40,14 +38,15 @@ use serde_json::{Value, json};
 use super::{AccountState, FORM_COOKIE, SESSION_COOKIE, clear_cookie, now, now_ms, set_cookie};
 use crate::access::Caller;
 use crate::error::ApiError;
+use crate::rules::{Face, Need, Routes};
 
 /// The passkey routes, under the account layer like the account pages.
-pub(crate) fn routes(state: AccountState) -> Router {
-    Router::new()
-        .route("/login/passkey/start", post(sign_in_start))
-        .route("/login/passkey/finish", post(sign_in_finish))
-        .route("/account/passkeys/start", post(register_start))
-        .route("/account/passkeys/finish", post(register_finish))
+pub(crate) fn routes(state: AccountState) -> Routes {
+    Routes::new(Face::Json)
+        .post("/login/passkey/start", Need::Anyone, sign_in_start)
+        .post("/login/passkey/finish", Need::Anyone, sign_in_finish)
+        .post("/account/passkeys/start", Need::Session, register_start)
+        .post("/account/passkeys/finish", Need::Session, register_finish)
         .with_state(state)
 }
 

@@ -160,7 +160,8 @@ pub(crate) fn page(title: &str, site: Option<SiteNav<'_>>, body_class: &str, mai
             esc(s.hostname),
             base = esc(&base),
         );
-        for e in SITE_NAV {
+        let edit = crate::account::current_may(hitvault_accounts::Right::Edit, s.hostname);
+        for e in SITE_NAV.iter().filter(|e| e.suffix != "/settings" || edit) {
             let href = if e.view && !s.query.is_empty() {
                 format!("{base}{}?{}", e.suffix, s.query)
             } else {

@@ -48,12 +48,10 @@ mod view;
 use std::net::SocketAddr;
 use std::sync::MutexGuard;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use hitvault_store::SiteRow;
 use hitvault_store::goals::{Funnel, FunnelRow};
 use hitvault_store::stats::{Dim, PANELS, Stats, StatsError, Window};
@@ -64,8 +62,10 @@ use crate::DefAdmin;
 use crate::access::{Caller, Denied, admit, request_host};
 use crate::account::AccountState;
 use crate::realtime::{RealtimeState, TOP_ROWS};
+use crate::rules::{Face, Need, Routes, SiteIn};
 use crate::stats_api::{BadParam, StatsState};
 pub(crate) use defs::cross_site;
+use hitvault_accounts::Right;
 use view::View;
 
 /// Rows of each panel on the overview.
@@ -90,34 +90,38 @@ pub struct DashboardState {
 
 /// The dashboard's pages; [`crate::app`] puts them behind [`gate`] (the
 /// realtime stream they read is a JSON API route).
-pub(crate) fn routes(state: DashboardState) -> Router {
-    Router::new()
-        .route("/", get(sites))
-        .route("/sites", get(sites))
-        .route("/sites/{site}", get(overview))
-        .route("/sites/{site}/goals", get(goals))
-        .route("/sites/{site}/funnels", get(funnels))
-        .route("/sites/{site}/events", get(events))
-        .route("/sites/{site}/realtime", get(realtime))
-        .route("/sites/{site}/settings", get(defs::settings))
-        .route("/sites/{site}/settings/goals", post(defs::add_goal))
-        .route(
+pub(crate) fn routes(state: DashboardState) -> Routes<()> {
+    let view = Need::site(Right::View, SiteIn::Path);
+    let edit = Need::site(Right::Edit, SiteIn::Path);
+    Routes::new(Face::Page)
+        .get("/", Need::Admitted, sites)
+        .get("/sites", Need::Admitted, sites)
+        .get("/sites/{site}", view, overview)
+        .get("/sites/{site}/goals", view, goals)
+        .get("/sites/{site}/funnels", view, funnels)
+        .get("/sites/{site}/events", view, events)
+        .get("/sites/{site}/realtime", view, realtime)
+        .get("/sites/{site}/export.csv", view, export)
+        .get("/sites/{site}/settings", edit, defs::settings)
+        .post("/sites/{site}/settings/goals", edit, defs::add_goal)
+        .post(
             "/sites/{site}/settings/goals/{id}/delete",
-            post(defs::delete_goal),
+            edit,
+            defs::delete_goal,
         )
-        .route("/sites/{site}/settings/funnels", post(defs::add_funnel))
-        .route(
+        .post("/sites/{site}/settings/funnels", edit, defs::add_funnel)
+        .post(
             "/sites/{site}/settings/funnels/{id}/delete",
-            post(defs::delete_funnel),
+            edit,
+            defs::delete_funnel,
         )
-        .route("/sites/{site}/export.csv", get(export))
         .with_state(state)
 }
 
 /// The embedded stylesheet, script and icon: served without a session (the
 /// sign-in page uses them), under the account pages' layer.
-pub(crate) fn asset_routes() -> Router {
-    Router::new().route("/assets/{name}", get(asset))
+pub(crate) fn asset_routes() -> Routes<()> {
+    Routes::new(Face::Page).get("/assets/{name}", Need::Anyone, asset)
 }
 
 /// The one access check of the dashboard (see the module doc), and the
@@ -133,7 +137,7 @@ pub(crate) async fn gate(
     });
     let mut r = match verdict {
         Err(d @ Denied::ForeignHost(_)) => html(StatusCode::FORBIDDEN, denied_page(&d)),
-        Err(Denied::NotLoopback) => sign_in_first(&req),
+        Err(Denied::NotLoopback | Denied::BadToken) => sign_in_first(&req),
         Ok(caller) => match defs::cross_site(req.method(), req.headers()) {
             Some(why) => html(
                 StatusCode::FORBIDDEN,
@@ -174,7 +178,7 @@ async fn admitted(caller: Caller, mut req: Request, next: Next) -> Response {
 
 /// The answer to a request that needs a session and has none: the
 /// sign-in page for a page view, a 401 page for anything else.
-fn sign_in_first(req: &Request) -> Response {
+pub(crate) fn sign_in_first(req: &Request) -> Response {
     if req.method() == axum::http::Method::GET {
         let here = req
             .uri()
@@ -334,8 +338,17 @@ fn window(site: &SiteRow, v: &View) -> (Window, Window) {
 
 async fn sites(State(state): State<DashboardState>) -> Response {
     let now = Timestamp::now();
+    let caller = crate::account::current();
     match state.realtime.read(move |l| l.sites(now)).await {
-        Ok(list) => html(StatusCode::OK, pages::sites(&list)),
+        Ok(mut list) => {
+            // Only the sites the caller may read.
+            list.retain(|s| {
+                caller
+                    .as_ref()
+                    .is_some_and(|c| c.may(Right::View, Some(&s.site.hostname)))
+            });
+            html(StatusCode::OK, pages::sites(&list))
+        }
         Err(e) => failed("reading the sites", &e),
     }
 }
@@ -875,7 +888,9 @@ fn opt1(x: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
     use axum::body::Body;
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     fn accounts() -> (tempfile::TempDir, AccountState) {

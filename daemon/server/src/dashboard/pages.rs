@@ -93,8 +93,13 @@ pub(crate) fn sites(list: &[SiteSummary]) -> String {
             m,
             "<tr><th scope=\"row\"><a href=\"{b}\">{icon}{h}</a>{aliases}</th>\
              <td class=\"num\">{v}</td><td class=\"num\">{p}</td>\
-             <td class=\"hide-small\"><a href=\"{b}/realtime\">Realtime</a> · \
-             <a href=\"{b}/settings\">Settings</a></td></tr>",
+             <td class=\"hide-small\"><a href=\"{b}/realtime\">Realtime</a>{settings}</td></tr>",
+            settings =
+                if crate::account::current_may(hitvault_accounts::Right::Edit, &s.site.hostname) {
+                    format!(" · <a href=\"{}/settings\">Settings</a>", esc(&base))
+                } else {
+                    String::new()
+                },
             b = esc(&base),
             icon = monogram(&s.site.hostname),
             h = esc(&s.site.hostname),
