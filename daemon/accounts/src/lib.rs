@@ -24,6 +24,7 @@ pub mod limiter;
 pub mod passkey;
 pub mod password;
 pub mod rights;
+pub mod roles;
 pub mod secret;
 pub mod state;
 pub mod totp;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rights::{Scope, SiteRole};
+use crate::roles::{Scope, SiteRole};
 
 /// A user id. Never reused (the next id is one past the largest ever given).
 pub type UserId = u64;

@@ -330,8 +330,9 @@ mod tests {
             assert_eq!(Code::Hit(r).wire(), r.code());
         }
         let names = Code::wire_names();
-        // "unavailable" is both an ingest reason and the API's 503: one name.
-        assert_eq!(names.len(), Refusal::ALL.len() + Code::OTHERS.len() - 1);
+        // "unavailable" and "forbidden" are both ingest reasons and the
+        // API's 503 and 403: one name each.
+        assert_eq!(names.len(), Refusal::ALL.len() + Code::OTHERS.len() - 2);
         for c in Code::OTHERS {
             assert!(names.contains(&c.wire()), "{c:?}");
         }

@@ -32,11 +32,13 @@ pub mod tracker;
 pub mod wire;
 
 mod assembly;
+pub mod caller;
 mod control;
 mod error;
 pub mod export;
 mod routes;
 pub mod rules;
+mod urlencoded;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

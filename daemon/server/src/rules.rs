@@ -24,10 +24,11 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
-use hitvault_accounts::{Principal, Right, may};
+use hitvault_accounts::{Right, may};
 use serde::Serialize;
 
-use crate::account::Caller;
+use crate::caller::Caller;
+pub use crate::caller::principal;
 use crate::error::ApiError;
 
 /// Where a route finds the site it acts on.
@@ -185,15 +186,6 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// The principal of a caller, for [`may`].
-pub fn principal(caller: &Caller) -> Principal<'_> {
-    match caller {
-        Caller::Local => Principal::Operator,
-        Caller::Session(s) => Principal::User(&s.user),
-        Caller::Token(t) => Principal::Token(&t.token, &t.user),
-    }
-}
-
 /// Why the rule refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -287,7 +279,7 @@ pub fn check(
 
 /// Every value of the `site` query parameter.
 pub fn query_sites(query: Option<&str>) -> Vec<String> {
-    crate::stats_api::form_urlencoded(query.unwrap_or(""))
+    crate::urlencoded::form_urlencoded(query.unwrap_or(""))
         .into_iter()
         .filter(|(k, _)| k == "site")
         .map(|(_, v)| v)
@@ -317,7 +309,22 @@ async fn guard(
     }
 }
 
-fn refuse(face: Face, r: Refusal, req: &Request) -> Response {
+/// A page's refusal, for the layer of its kind to render (a page with the
+/// site's look, or the sign-in redirect): an empty answer carrying this.
+#[derive(Debug, Clone)]
+pub struct PageRefusal {
+    /// No caller: to the sign-in page.
+    pub sign_in: bool,
+    /// The reason, for a 403 page.
+    pub message: String,
+}
+
+fn refuse(face: Face, r: Refusal, _req: &Request) -> Response {
+    let page = |sign_in: bool, message: String| {
+        let mut r = StatusCode::FORBIDDEN.into_response();
+        r.extensions_mut().insert(PageRefusal { sign_in, message });
+        r
+    };
     match (face, r) {
         (Face::Json, Refusal::SignIn) => ApiError::sign_in_required(
             "sign in first (a session cookie), or send an API token as `Authorization: Bearer`",
@@ -327,11 +334,8 @@ fn refuse(face: Face, r: Refusal, req: &Request) -> Response {
         (_, Refusal::NoSite) => {
             ApiError::bad_parameter("site", "the site's hostname is required").into_response()
         }
-        (Face::Page, Refusal::SignIn) => crate::dashboard::sign_in_first(req),
-        (Face::Page, Refusal::Forbidden(why)) => crate::dashboard::html(
-            StatusCode::FORBIDDEN,
-            crate::dashboard::html::message_page("Not allowed", &format!("Refused: {why}.")),
-        ),
+        (Face::Page, Refusal::SignIn) => page(true, String::new()),
+        (Face::Page, Refusal::Forbidden(why)) => page(false, why),
     }
 }
 

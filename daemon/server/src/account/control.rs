@@ -506,7 +506,7 @@ async fn reset(
     .await
     {
         Ok((i, u, sessions)) => {
-            super::pages::audit_reset(&rec, &u, sessions).await;
+            super::common::audit_reset(&rec, &u, sessions).await;
             axum::Json(i).into_response()
         }
         Err(r) => r,

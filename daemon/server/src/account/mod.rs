@@ -26,6 +26,7 @@
 //! random token that must equal the `__Host-hv_form` cookie set with the
 //! page (a double-submit token).
 
+mod common;
 pub mod control;
 pub(crate) mod pages;
 pub(crate) mod passkey;
@@ -45,16 +46,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use hitvault_accounts::{Accounts, Passkeys, SessionView, TokenView};
 use tokio::sync::Semaphore;
 
-/// Who a request comes from, once admitted (see [`crate::access::admit`]).
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// A client on this machine, addressing a loopback name.
-    Local,
-    /// A signed-in user.
-    Session(Arc<SessionView>),
-    /// An API token (`Authorization: Bearer hvt_…`), JSON routes only.
-    Token(Arc<TokenView>),
-}
+pub use crate::caller::Caller;
 
 impl Caller {
     /// Who the audit log says did what this caller does. The one mapping
@@ -72,20 +64,6 @@ impl Caller {
                 user: t.user.name.clone(),
             },
         }
-    }
-
-    /// The session's CSRF token (none for the others).
-    pub fn csrf(&self) -> Option<&str> {
-        match self {
-            Caller::Session(s) => Some(&s.csrf),
-            Caller::Local | Caller::Token(_) => None,
-        }
-    }
-
-    /// Whether `right` on `site` (`None`: every site) is the caller's
-    /// (see [`hitvault_accounts::rights`]).
-    pub fn may(&self, right: hitvault_accounts::Right, site: Option<&str>) -> bool {
-        hitvault_accounts::may(crate::rules::principal(self), right, site)
     }
 }
 
@@ -316,7 +294,7 @@ pub(crate) async fn check_csrf(req: Request, csrf: &str) -> Result<Request, Stri
         .await
         .map_err(|_| format!("the form is larger than {MAX_FORM} bytes"))?;
     let form = std::str::from_utf8(&bytes).unwrap_or("");
-    let ok = crate::stats_api::form_urlencoded(form)
+    let ok = crate::urlencoded::form_urlencoded(form)
         .iter()
         .any(|(k, v)| k == "csrf" && hitvault_accounts::secret::same(v, csrf));
     if !ok {

@@ -20,6 +20,9 @@ use hitvault_accounts::{
 };
 use serde_json::{Value, json};
 
+use super::common::{
+    account_error, account_message, audit_reset, blocking, fmt_time, form, session,
+};
 use super::{
     AccountState, FORM_COOKIE, SESSION_COOKIE, clear_cookie, cookie, csrf_field, now, now_ms,
     set_cookie,
@@ -110,11 +113,7 @@ async fn admitted(caller: Option<Caller>, mut req: Request, next: Next) -> Respo
     if let Some(c) = &caller {
         req.extensions_mut().insert(c.clone());
     }
-    super::with_caller(caller, next.run(req)).await
-}
-
-pub(super) fn form(body: &Bytes) -> Vec<(String, String)> {
-    form_urlencoded(std::str::from_utf8(body).unwrap_or(""))
+    super::with_caller(caller, crate::dashboard::run_page(req, next)).await
 }
 
 fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -203,42 +202,6 @@ fn too_many(secs: u64) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
-}
-
-pub(super) fn account_error(e: AccountError) -> Response {
-    let (status, title) = match &e {
-        AccountError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not changed"),
-        AccountError::Conflict(_) => (StatusCode::CONFLICT, "Not changed"),
-        AccountError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        AccountError::Journal(j) => {
-            tracing::error!(error = %j, "writing the accounts journal failed");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                message_page("Not changed", crate::error::INTERNAL_MESSAGE),
-            );
-        }
-    };
-    html(status, account_message(title, &e.to_string()))
-}
-
-fn account_message(title: &str, text: &str) -> String {
-    page(
-        title,
-        None,
-        "page-message",
-        &format!(
-            "<section class=\"message\"><h1>{}</h1><p>{}</p><p><a href=\"/account\">Back to your account</a></p></section>",
-            esc(title),
-            esc(text)
-        ),
-    )
-}
-
-/// Runs blocking account work (a password hash, an fsync) off the runtime.
-pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("account work does not panic")
 }
 
 /// Runs a password check, at most [`super::PASSWORD_CHECKS`] at once.
@@ -596,23 +559,6 @@ async fn logout(
 }
 
 // ---- the account page ---------------------------------------------------
-
-/// The signed-in session of a request to an account page, or the answer
-/// to send instead (a redirect to sign in).
-pub(super) fn session(
-    caller: Option<axum::Extension<Caller>>,
-) -> Result<std::sync::Arc<hitvault_accounts::SessionView>, Box<Response>> {
-    match caller {
-        Some(axum::Extension(Caller::Session(s))) => Ok(s),
-        _ => Err(Box::new(see_other("/login?next=/account"))),
-    }
-}
-
-pub(super) fn fmt_time(secs: u64) -> String {
-    jiff::Timestamp::from_second(secs as i64)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
 
 fn done_notice(done: &str) -> Option<&'static str> {
     Some(match done {
@@ -1158,23 +1104,6 @@ async fn sessions_end_others(
         },
     )
     .await
-}
-
-/// Records an admin's (or the CLI's) reset of `u`'s factors: the reset,
-/// and the sessions it ended.
-pub(crate) async fn audit_reset(rec: &Recorder, u: &User, sessions: usize) {
-    rec.note(
-        Kind::FactorsReset,
-        None,
-        json!({ "name": u.name, "id": u.id }),
-    )
-    .await;
-    rec.note(
-        Kind::SessionEnded,
-        None,
-        json!({ "how": "reset", "name": u.name, "sessions": sessions }),
-    )
-    .await;
 }
 
 /// The signed-in admin, or the answer to send instead.

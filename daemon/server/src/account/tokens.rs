@@ -15,8 +15,8 @@ use axum::response::Response;
 use hitvault_accounts::grants::MAX_LIFETIME_SECS;
 use hitvault_accounts::{AccountError, Scope, TokenSpec, User};
 
+use super::common::{account_error, blocking, fmt_time, form, session};
 use super::control::{token_detail, token_info};
-use super::pages::{account_error, blocking, fmt_time, form, session};
 use super::{AccountState, Caller, csrf_field, now};
 use crate::audit::{Kind, Recorder};
 use crate::dashboard::html::{esc, page};

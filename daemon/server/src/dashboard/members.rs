@@ -41,8 +41,10 @@ use super::pages::site_base;
 use super::{DashboardState, find_site, html, see_other};
 use crate::access::Caller;
 use crate::account::{AccountState, csrf_field, now};
+use crate::audit::{Kind, Recorder};
 use crate::rules::{Face, Need, Routes, SiteIn};
 use crate::stats_api::form_urlencoded;
+use serde_json::json;
 
 /// What the members and share-link pages need.
 #[derive(Clone)]
@@ -286,6 +288,7 @@ fn parse_role(f: &[(String, String)]) -> Result<SiteRole, String> {
 
 async fn member_add(
     State(state): State<PeopleState>,
+    rec: Recorder,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -325,8 +328,17 @@ async fn member_add(
         );
     }
     let (accounts, host) = (state.accounts.accounts.clone(), site.hostname.clone());
+    let who = u.name.clone();
     match blocking(move || accounts.set_role(u.id, &host, Some(role))).await {
-        Ok(()) => see_other(&format!("{}/members?done=added", site_base(&site.hostname))),
+        Ok(()) => {
+            rec.note(
+                Kind::RoleSet,
+                Some(&site.hostname),
+                json!({ "user": who, "role": role.as_str() }),
+            )
+            .await;
+            see_other(&format!("{}/members?done=added", site_base(&site.hostname)))
+        }
         Err(e) => refuse(account_status(&e), &account_message(&e), Some(role)),
     }
 }
@@ -334,6 +346,7 @@ async fn member_add(
 async fn member_role(
     State(state): State<PeopleState>,
     caller: Option<Extension<Caller>>,
+    rec: Recorder,
     Path((name, id)): Path<(String, UserId)>,
     body: Bytes,
 ) -> Response {
@@ -341,21 +354,23 @@ async fn member_role(
         return too_large();
     };
     let role = parse_role(&f);
-    change(state, caller, name, id, role.map(Some), "changed").await
+    change(state, caller, rec, name, id, role.map(Some), "changed").await
 }
 
 async fn member_remove(
     State(state): State<PeopleState>,
     caller: Option<Extension<Caller>>,
+    rec: Recorder,
     Path((name, id)): Path<(String, UserId)>,
 ) -> Response {
-    change(state, caller, name, id, Ok(None), "removed").await
+    change(state, caller, rec, name, id, Ok(None), "removed").await
 }
 
 /// Sets (or takes, `None`) member `id`'s role, under the last-owner rule.
 async fn change(
     state: PeopleState,
     caller: Option<Extension<Caller>>,
+    rec: Recorder,
     name: String,
     id: UserId,
     role: Result<Option<SiteRole>, String>,
@@ -386,11 +401,19 @@ async fn change(
         return refuse(StatusCode::CONFLICT, &why);
     }
     let (accounts, host) = (state.accounts.accounts.clone(), site.hostname.clone());
+    let who = state.accounts.accounts.user(id).map(|u| u.name);
     match blocking(move || accounts.set_role(id, &host, role)).await {
-        Ok(()) => see_other(&format!(
-            "{}/members?done={done}",
-            site_base(&site.hostname)
-        )),
+        Ok(()) => {
+            let (kind, detail) = match role {
+                Some(r) => (Kind::RoleSet, json!({ "user": who, "role": r.as_str() })),
+                None => (Kind::RoleRemoved, json!({ "user": who })),
+            };
+            rec.note(kind, Some(&site.hostname), detail).await;
+            see_other(&format!(
+                "{}/members?done={done}",
+                site_base(&site.hostname)
+            ))
+        }
         Err(e) => refuse(account_status(&e), &account_message(&e)),
     }
 }
@@ -604,6 +627,7 @@ fn share_url(state: &PeopleState, headers: &HeaderMap, secret: &str) -> String {
 async fn share_create(
     State(state): State<PeopleState>,
     caller: Option<Extension<Caller>>,
+    rec: Recorder,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -643,6 +667,7 @@ async fn share_create(
         .find(|(k, _)| k == "password")
         .map(|(_, v)| v.clone())
         .filter(|p| !p.is_empty());
+    let typed_password = password.is_some();
     let (accounts, host, label) = (
         state.accounts.accounts.clone(),
         site.hostname.clone(),
@@ -663,6 +688,12 @@ async fn share_create(
     };
     match made {
         Ok(s) => {
+            rec.note(
+                Kind::ShareCreated,
+                Some(&site.hostname),
+                json!({ "share": s.id, "name": typed.name, "password": typed_password, "expires": expires }),
+            )
+            .await;
             let made = Made {
                 url: share_url(&state, &headers, &s.secret),
                 name: typed.name.clone(),
@@ -683,6 +714,7 @@ async fn share_create(
 
 async fn share_revoke(
     State(state): State<PeopleState>,
+    rec: Recorder,
     Path((name, id)): Path<(String, u64)>,
 ) -> Response {
     let site = match find_site(&state.dash, &name).await {
@@ -691,10 +723,18 @@ async fn share_revoke(
     };
     let (accounts, host) = (state.accounts.accounts.clone(), site.hostname.clone());
     match blocking(move || accounts.revoke_share(id, &host)).await {
-        Ok(_) => see_other(&format!(
-            "{}/shares?done=revoked",
-            site_base(&site.hostname)
-        )),
+        Ok(s) => {
+            rec.note(
+                Kind::ShareRevoked,
+                Some(&site.hostname),
+                json!({ "share": s.id, "name": s.name }),
+            )
+            .await;
+            see_other(&format!(
+                "{}/shares?done=revoked",
+                site_base(&site.hostname)
+            ))
+        }
         Err(e) => render_shares(
             &state,
             &site,

@@ -178,18 +178,44 @@ async fn admitted(caller: Caller, mut req: Request, next: Next) -> Response {
         }
     }
     req.extensions_mut().insert(caller.clone());
-    crate::account::with_caller(Some(caller), next.run(req)).await
+    crate::account::with_caller(Some(caller), run_page(req, next)).await
+}
+
+/// Runs a page's route and renders a refusal of its rule
+/// ([`crate::rules::PageRefusal`]): the sign-in redirect, or a 403 page.
+pub(crate) async fn run_page(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let here = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let r = next.run(req).await;
+    match r.extensions().get::<crate::rules::PageRefusal>() {
+        None => r,
+        Some(p) if p.sign_in => sign_in_first_at(&method, &here),
+        Some(p) => html(
+            StatusCode::FORBIDDEN,
+            html::message_page("Not allowed", &format!("Refused: {}.", p.message)),
+        ),
+    }
 }
 
 /// The answer to a request that needs a session and has none: the
 /// sign-in page for a page view, a 401 page for anything else.
 pub(crate) fn sign_in_first(req: &Request) -> Response {
-    if req.method() == axum::http::Method::GET {
-        let here = req
-            .uri()
+    sign_in_first_at(
+        req.method(),
+        req.uri()
             .path_and_query()
             .map(|p| p.as_str())
-            .unwrap_or("/");
+            .unwrap_or("/"),
+    )
+}
+
+/// [`sign_in_first`] for a request by its method and path (and query).
+fn sign_in_first_at(method: &axum::http::Method, here: &str) -> Response {
+    if method == axum::http::Method::GET {
         let next: String = here
             .bytes()
             .map(|b| match b {
