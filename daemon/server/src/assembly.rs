@@ -51,6 +51,10 @@ pub struct Services {
     pub tls: TlsInfo,
     /// The audit log, which the routes write and the admins read.
     pub audit: Arc<hitvault_accounts::AuditLog>,
+    /// The control API's sites and maintenance, which admins also reach
+    /// over the network under `/api/v1/control` ([`control_routes`]).
+    pub sites: Arc<dyn SiteAdmin>,
+    pub maintenance: Arc<dyn Maintenance>,
 }
 
 /// The public listener's routes: every kind but control.
@@ -70,7 +74,15 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         hostnames,
         tls,
         audit: log,
+        sites,
+        maintenance,
     } = s;
+    let control = control_routes(
+        sites,
+        exporter.clone(),
+        maintenance,
+        accounts.accounts.clone(),
+    );
     // Filled once every route is in: what `GET /api/v1/routes` answers.
     let table: Arc<OnceLock<Vec<Rule>>> = Arc::new(OnceLock::new());
     // Anyone.
@@ -84,6 +96,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         .merge(realtime::routes(state.realtime.clone()))
         .merge(export::routes(exporter))
         .merge(audit::read::api_routes())
+        .nest("/api/v1/control", control)
         .merge(
             Routes::new(Face::Json).get("/api/v1/routes", Need::Admitted, move || {
                 let served = served.clone();
@@ -137,9 +150,26 @@ pub fn control_app(
     accounts: Arc<hitvault_accounts::Accounts>,
     audit: Arc<hitvault_accounts::AuditLog>,
 ) -> Router {
+    control_routes(admin, exporter, maintenance, accounts)
+        .into_parts()
+        .0
+        // Whoever opens the socket is the operator.
+        .layer(axum::Extension(crate::caller::Caller::Local))
+        .layer(axum::Extension(audit::ControlSocket))
+        .layer(axum::Extension(audit::Audit(audit)))
+}
+
+/// The control API: sites, users, tokens, Takeout, backup, prune, imports
+/// and the audit log, every route for an instance admin. Served on the
+/// socket (the operator) and under `/api/v1/control` of the JSON API (an
+/// admin's session, or an admin's token with the admin scope and no sites).
+fn control_routes(
+    admin: Arc<dyn SiteAdmin>,
+    exporter: Arc<dyn Exporter>,
+    maintenance: Arc<dyn Maintenance>,
+    accounts: Arc<hitvault_accounts::Accounts>,
+) -> Routes {
     control::routes(admin.clone(), exporter, maintenance)
         .merge(account::control::routes(accounts, admin))
         .merge(audit::read::control_routes())
-        .layer(axum::Extension(audit::ControlSocket))
-        .layer(axum::Extension(audit::Audit(audit)))
 }

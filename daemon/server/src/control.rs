@@ -5,17 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Kind, Recorder};
 use crate::error::{AdminError, ApiError};
 use crate::export::{ExportQuery, Exporter, Prepared};
+use crate::rules::{Face, Need, Routes};
 use serde_json::json;
 
 /// A site as the control API shows it.
@@ -64,29 +62,35 @@ pub const PLAUSIBLE_BODY_MAX: usize = 1 << 30;
 /// Arrow frames, or one file when `format=` is given), `POST /backup` (a
 /// snapshot of the database), `POST /prune[?dry_run=1]`, `POST /import` and
 /// `POST /import-plausible`; [`crate::control_app`] serves them.
+/// Every route needs an instance admin: on the socket the caller is the
+/// operator; over the network ([`crate::app`] serves them under
+/// `/api/v1/control`) an admin's session or an admin's token.
 pub(crate) fn routes(
     admin: Admin,
     exporter: Arc<dyn Exporter>,
     maintenance: Arc<dyn Maintenance>,
-) -> Router {
-    Router::new()
-        .route("/sites", get(list).post(add))
+) -> Routes {
+    let a = Need::Admin;
+    Routes::new(Face::Json)
+        .get("/sites", a, list)
+        .post("/sites", a, add)
         .with_state(admin)
         .merge(
-            Router::new()
-                .route("/takeout", get(takeout))
+            Routes::new(Face::Json)
+                .get("/takeout", a, takeout)
                 .with_state(exporter),
         )
         .merge(
-            Router::new()
-                .route("/backup", axum::routing::post(backup))
-                .route("/prune", axum::routing::post(prune))
-                .route("/import", axum::routing::post(import))
-                .route(
-                    "/import-plausible",
-                    axum::routing::post(import_plausible)
-                        .layer(axum::extract::DefaultBodyLimit::max(PLAUSIBLE_BODY_MAX)),
-                )
+            Routes::new(Face::Json)
+                .post("/backup", a, backup)
+                .post("/prune", a, prune)
+                .post("/import", a, import)
+                .with_state(maintenance.clone()),
+        )
+        .merge(
+            Routes::new(Face::Json)
+                .post("/import-plausible", a, import_plausible)
+                .map(|r| r.layer(axum::extract::DefaultBodyLimit::max(PLAUSIBLE_BODY_MAX)))
                 .with_state(maintenance),
         )
 }

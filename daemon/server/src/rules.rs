@@ -76,7 +76,7 @@ pub enum Face {
 #[derive(Debug, Clone, Serialize)]
 pub struct Rule {
     pub method: &'static str,
-    pub path: &'static str,
+    pub path: String,
     #[serde(flatten)]
     pub need: Need,
 }
@@ -144,7 +144,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self.router = self.router.route(path, mr);
         self.table.push(Rule {
             method: method_name(&method),
-            path,
+            path: path.to_owned(),
             need,
         });
         self
@@ -157,6 +157,16 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             table: self.table,
             face: self.face,
         }
+    }
+
+    /// `other`'s routes under `prefix` (their rules keep their needs).
+    pub fn nest(mut self, prefix: &'static str, other: Routes<S>) -> Self {
+        self.router = self.router.nest(prefix, other.router);
+        self.table.extend(other.table.into_iter().map(|r| Rule {
+            path: format!("{prefix}{}", r.path),
+            ..r
+        }));
+        self
     }
 
     pub fn merge(mut self, other: Routes<S>) -> Self {
@@ -383,7 +393,7 @@ pub(crate) type Known = HashMap<String, Vec<&'static str>>;
 pub(crate) fn known_set(table: &[Rule]) -> Arc<Known> {
     let mut m: Known = HashMap::new();
     for r in table {
-        m.entry(r.path.to_owned()).or_default().push(r.method);
+        m.entry(r.path.clone()).or_default().push(r.method);
     }
     Arc::new(m)
 }

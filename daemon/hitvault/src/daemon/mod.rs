@@ -491,9 +491,9 @@ impl Routes {
             hostnames,
         } = self;
         let control = hitvault_server::control_app(
-            adapters.sites,
+            adapters.sites.clone(),
             adapters.exporter.clone(),
-            adapters.maintenance,
+            adapters.maintenance.clone(),
             accounts.accounts.clone(),
             audit.clone(),
         );
@@ -510,6 +510,8 @@ impl Routes {
             hostnames,
             tls: tls.info.clone(),
             audit,
+            sites: adapters.sites,
+            maintenance: adapters.maintenance,
         });
         (public, control, tls)
     }

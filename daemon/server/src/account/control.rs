@@ -19,11 +19,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use hitvault_accounts::{AccountError, Accounts, Scope, SiteRole, Token, TokenSpec, User};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +29,7 @@ use super::now;
 use crate::SiteAdmin;
 use crate::audit::{Kind, Recorder};
 use crate::error::ApiError;
+use crate::rules::{Face, Need, Routes};
 use serde_json::json;
 
 /// A user as the control API lists them (no secret in it).
@@ -112,18 +111,21 @@ struct NewUser {
 }
 
 /// The user and token routes of the control socket.
-pub(crate) fn routes(accounts: Arc<Accounts>, sites: Arc<dyn SiteAdmin>) -> Router {
-    Router::new()
-        .route("/users", get(list).post(add))
-        .route("/users/{name}", delete(remove))
-        .route("/users/{name}/reset", post(reset))
-        .route("/users/{name}/admin", post(admin))
-        .route("/tokens/{id}", delete(revoke))
+pub(crate) fn routes(accounts: Arc<Accounts>, sites: Arc<dyn SiteAdmin>) -> Routes {
+    let a = Need::Admin;
+    Routes::new(Face::Json)
+        .get("/users", a, list)
+        .post("/users", a, add)
+        .delete("/users/{name}", a, remove)
+        .post("/users/{name}/reset", a, reset)
+        .post("/users/{name}/admin", a, admin)
+        .delete("/tokens/{id}", a, revoke)
         .with_state(accounts.clone())
         .merge(
-            Router::new()
-                .route("/users/{name}/role", post(role))
-                .route("/tokens", get(tokens).post(new_token))
+            Routes::new(Face::Json)
+                .post("/users/{name}/role", a, role)
+                .get("/tokens", a, tokens)
+                .post("/tokens", a, new_token)
                 .with_state((accounts, sites)),
         )
 }

@@ -88,10 +88,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Recorder {
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_canonical().to_string());
-        let actor = if let Some(c) = parts.extensions.get::<Caller>() {
-            c.actor()
-        } else if parts.extensions.get::<ControlSocket>().is_some() {
+        // The socket's caller is the operator, and its actor the CLI.
+        let actor = if parts.extensions.get::<ControlSocket>().is_some() {
             Actor::Cli
+        } else if let Some(c) = parts.extensions.get::<Caller>() {
+            c.actor()
         } else {
             Actor::Anonymous
         };

@@ -5,11 +5,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hitvault_accounts::audit::{AuditError, AuditLog, Entry, Filter, MAX_LIMIT};
 use serde_json::Value;
 
@@ -144,8 +142,8 @@ pub(crate) fn api_routes() -> Routes {
 }
 
 /// `GET /audit` of the control socket.
-pub(crate) fn control_routes() -> Router {
-    Router::new().route("/audit", get(control_list))
+pub(crate) fn control_routes() -> Routes {
+    Routes::new(Face::Json).get("/audit", Need::Admin, control_list)
 }
 
 async fn audit_page(
