@@ -36,7 +36,7 @@
 //! Needs root, qemu-system-x86 10 and OVMF, dosfstools, mtools, e2fsprogs
 //! and the tools of image/build (tests/run installs them all); it fails,
 //! never skips, when any is missing. KVM is not used. The figures of
-//! README's "The appliance in figures" are printed (`--nocapture`).
+//! the figures of docs/operations/appliance.md are printed (`--nocapture`).
 
 use std::collections::BTreeMap;
 use std::fs;

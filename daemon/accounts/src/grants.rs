@@ -260,7 +260,7 @@ impl Accounts {
     pub fn token_used(&self, id: u64, now: u64) -> Result<(), AccountError> {
         let mut inner = self.lock();
         match inner.state.tokens.get(&id) {
-            Some(t) if t.last_used.is_none_or(|l| now >= l + TOKEN_USE_SECS) => {
+            Some(t) if Accounts::token_use_due(t, now) => {
                 inner.commit(Record::TokenUsed { token: id, at: now })
             }
             _ => Ok(()),

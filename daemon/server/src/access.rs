@@ -86,11 +86,8 @@ pub fn admit(
     hostnames: &[String],
     session: impl FnOnce() -> Option<SessionView>,
 ) -> Result<Caller, Denied> {
-    if let Some(h) = host
-        && !loopback_host(h)
-        && !configured_host(h, hostnames)
-    {
-        return Err(Denied::ForeignHost(h.to_owned()));
+    if let Some(d) = foreign_host(host, hostnames) {
+        return Err(d);
     }
     if authorize(peer, host).is_ok() {
         return Ok(Caller::Local);
@@ -98,6 +95,13 @@ pub fn admit(
     session()
         .map(|s| Caller::Session(Arc::new(s)))
         .ok_or(Denied::NotLoopback)
+}
+
+/// The refusal of a request addressed to a name that is neither one of
+/// `hostnames` nor a loopback name (step 1 of the module doc).
+fn foreign_host(host: Option<&str>, hostnames: &[String]) -> Option<Denied> {
+    host.filter(|h| !loopback_host(h) && !configured_host(h, hostnames))
+        .map(|h| Denied::ForeignHost(h.to_owned()))
 }
 
 /// Whether `host` (`name` or `name:port`) is one of `hostnames`.
@@ -174,16 +178,12 @@ pub async fn api_gate(State(state): State<AccountState>, mut req: Request, next:
     let token = state.token_of(req.headers());
     let verdict = match (peer, token) {
         // A token decides alone (from this machine too), once the Host is ours.
-        (Some(peer), Some(token)) => admit(&peer, request_host(&req), &state.hostnames, || None)
-            .or_else(|d| match d {
-                Denied::NotLoopback => Ok(Caller::Local),
-                d => Err(d),
-            })
-            .and_then(|_| {
-                token
-                    .map(|t| Caller::Token(Arc::new(t)))
-                    .ok_or(Denied::BadToken)
-            }),
+        (Some(_), Some(token)) => match foreign_host(request_host(&req), &state.hostnames) {
+            Some(d) => Err(d),
+            None => token
+                .map(|t| Caller::Token(Arc::new(t)))
+                .ok_or(Denied::BadToken),
+        },
         (Some(peer), None) => admit(&peer, request_host(&req), &state.hostnames, || {
             state.session_of(req.headers())
         }),

@@ -315,7 +315,7 @@ async fn guard(
     );
     match verdict {
         Ok(()) => next.run(req).await,
-        Err(r) => refuse(g.face, r, &req),
+        Err(r) => refuse(g.face, r),
     }
 }
 
@@ -329,7 +329,7 @@ pub struct PageRefusal {
     pub message: String,
 }
 
-fn refuse(face: Face, r: Refusal, _req: &Request) -> Response {
+fn refuse(face: Face, r: Refusal) -> Response {
     let page = |sign_in: bool, message: String| {
         let mut r = StatusCode::FORBIDDEN.into_response();
         r.extensions_mut().insert(PageRefusal { sign_in, message });
