@@ -11,6 +11,10 @@ use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use hitvault_core::{EngagementRef, Hit, HitRef};
 
+use std::collections::HashMap;
+
+use crate::sessions::{self, Key, Last, Open, ToNumber};
+use crate::stats::model::DAY_US;
 use crate::{QueryError, Store};
 
 /// Appending a batch failed; nothing of it is stored and the committed position
@@ -73,6 +77,9 @@ pub(crate) fn hits_schema() -> Arc<Schema> {
         s("language"),
         Field::new("screen_width", DataType::UInt16, true),
         Field::new("visitor", DataType::UInt64, false),
+        // The session's number within the visitor's day; NULL until
+        // numbered (see `crate::sessions`).
+        Field::new("sess", DataType::UInt8, true),
     ]))
 }
 
@@ -139,6 +146,11 @@ fn attribute(conn: &duckdb::Connection, lo_us: i64, hi_us: i64) -> duckdb::Resul
     )
 }
 
+/// The `i`th acquisition column of a hit: its session's, or its own.
+fn pick<'x>(session: &'x Option<sessions::Acquisition>, i: usize, own: &'x str) -> &'x str {
+    session.as_ref().map_or(own, |a| &a[i])
+}
+
 /// Appends an optional string: empty means unknown and is stored as NULL.
 fn opt(b: &mut StringBuilder, v: &str) {
     if v.is_empty() {
@@ -202,6 +214,43 @@ impl Store {
         }
         let n = hits.len();
         let mut stats = AppendStats::default();
+        // Sessions first: each hit's number is one of its columns.
+        let today = jiff::Timestamp::now().as_microsecond().div_euclid(DAY_US);
+        let open = match self.open.take() {
+            Some(mut o) => {
+                o.advance(today);
+                o
+            }
+            None => Open::load(&self.conn, today)?,
+        };
+        let sids: Vec<Option<u16>> = hits
+            .iter()
+            .map(|(_, h)| self.site_ids.get(h.site).copied())
+            .collect();
+        let to_number: Vec<ToNumber> = hits
+            .iter()
+            .zip(&sids)
+            .filter_map(|((seq, h), sid)| {
+                let us = h.ts_ms.saturating_mul(1000);
+                sid.map(|s| ToNumber {
+                    key: (s, h.visitor, us.div_euclid(DAY_US)),
+                    us,
+                    id: *seq,
+                    acq: [
+                        h.referrer,
+                        h.source,
+                        h.utm.source,
+                        h.utm.medium,
+                        h.utm.campaign,
+                        h.utm.term,
+                        h.utm.content,
+                    ],
+                })
+            })
+            .collect();
+        let assigned = open.assign(&to_number);
+        self.open = Some(open);
+        let mut numbers = assigned.sess.iter().zip(&assigned.acq);
         let mut min_ts = i64::MAX;
         let mut id = UInt64Builder::with_capacity(n);
         let mut site = UInt16Builder::with_capacity(n);
@@ -215,6 +264,7 @@ impl Store {
         let mut language = StringBuilder::new();
         let mut width = UInt16Builder::with_capacity(n);
         let mut visitor = UInt64Builder::with_capacity(n);
+        let mut sess = UInt8Builder::with_capacity(n);
         let (mut p_id, mut p_site, mut p_key, mut p_val) = (
             UInt64Builder::new(),
             UInt16Builder::new(),
@@ -223,11 +273,13 @@ impl Store {
         );
         let mut p_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
 
-        for (seq, h) in hits {
-            let Some(&sid) = self.site_ids.get(h.site) else {
+        for ((seq, h), sid) in hits.iter().zip(&sids) {
+            let Some(sid) = *sid else {
                 stats.unknown_site += 1;
                 continue;
             };
+            let (number, session_acq) = numbers.next().expect("one number per stored hit");
+            sess.append_value(*number);
             let micros = h.ts_ms.saturating_mul(1000);
             min_ts = min_ts.min(micros);
             id.append_value(*seq);
@@ -236,14 +288,17 @@ impl Store {
             kind.append_value(h.kind as u8);
             name.append_value(h.name);
             path.append_value(h.path);
+            // A hit that continues a session stores the session's
+            // acquisition (see `crate::sessions`).
+            let acq = |i, own| pick(session_acq, i, own);
             let texts = [
-                h.referrer,
-                h.source,
-                h.utm.source,
-                h.utm.medium,
-                h.utm.campaign,
-                h.utm.term,
-                h.utm.content,
+                acq(0, h.referrer),
+                acq(1, h.source),
+                acq(2, h.utm.source),
+                acq(3, h.utm.medium),
+                acq(4, h.utm.campaign),
+                acq(5, h.utm.term),
+                acq(6, h.utm.content),
                 h.browser,
                 h.browser_version,
                 h.os,
@@ -287,6 +342,7 @@ impl Store {
             Arc::new(language.finish()),
             Arc::new(width.finish()),
             Arc::new(visitor.finish()),
+            Arc::new(sess.finish()),
         ]);
         let hits_batch = RecordBatch::try_new(hits_schema(), cols)?;
         let props_batch = RecordBatch::try_new(
@@ -344,11 +400,20 @@ impl Store {
         let to_attribute = engaged_batch.as_ref().map_or(0, |b| b.num_rows());
 
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> Result<usize, AppendError> {
+        let horizon = self.open.as_ref().map_or(today - 1, |o| o.horizon());
+        let result = (|| -> Result<(usize, HashMap<Key, Last>), AppendError> {
             if hits_batch.num_rows() > 0 {
                 let mut app = self.conn.appender("hits")?;
                 app.append_record_batch(hits_batch)?;
                 app.flush()?;
+            }
+            let mut latest = assigned.latest;
+            if !assigned.dirty.is_empty() {
+                latest.extend(sessions::renumber_dirty(
+                    &self.conn,
+                    &assigned.dirty,
+                    horizon,
+                )?);
             }
             if props_batch.num_rows() > 0 {
                 let mut app = self.conn.appender("hit_props")?;
@@ -370,10 +435,13 @@ impl Store {
                 [committed_seq],
             )?;
             self.conn.execute_batch("COMMIT")?;
-            Ok(attributed)
+            Ok((attributed, latest))
         })();
         match result {
-            Ok(attributed) => {
+            Ok((attributed, latest)) => {
+                if let Some(o) = &mut self.open {
+                    o.keep(latest);
+                }
                 stats.engagements = attributed;
                 stats.unattributed = to_attribute - attributed;
             }

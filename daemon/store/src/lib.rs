@@ -17,6 +17,7 @@ pub mod imported;
 pub mod live;
 mod migrate;
 mod prune;
+mod sessions;
 pub mod stats;
 pub mod takeout;
 
@@ -159,6 +160,9 @@ pub struct Store {
     /// The table function imports append hits through, registered on
     /// `conn` by the first import.
     feed: Option<feed::Feed>,
+    /// The latest session of the recent days' visitors, read at the first
+    /// append (see [`sessions`]).
+    open: Option<sessions::Open>,
 }
 
 impl std::fmt::Debug for Store {
@@ -206,6 +210,7 @@ impl Store {
             changes: Arc::default(),
             site_ids: HashMap::new(),
             feed: None,
+            open: None,
         };
         store.refresh_sites().map_err(|e| match e {
             QueryError::Db(source) => OpenError::Open {
@@ -237,6 +242,7 @@ impl Store {
             changes: Arc::default(),
             site_ids: HashMap::new(),
             feed: None,
+            open: None,
         })
     }
 
@@ -445,5 +451,7 @@ mod imported_tests;
 mod rollup_tests;
 #[cfg(test)]
 mod selection_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 mod stats_tests;

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "engagements",
         include_str!("../migrations/0004_engagements.sql"),
     ),
+    (
+        5,
+        "sessions",
+        include_str!("../migrations/0005_sessions.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
@@ -66,6 +71,11 @@ pub(crate) fn apply(conn: &Connection) -> Result<(), OpenError> {
         };
         conn.execute_batch("BEGIN TRANSACTION").map_err(fail)?;
         let run = conn.execute_batch(sql).and_then(|_| {
+            if version == 5 {
+                // Every stored hit gets its session's number (the rule is
+                // code, `crate::sessions`, not this migration's text).
+                crate::sessions::renumber(conn, crate::sessions::Keys::Unnumbered)?;
+            }
             conn.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, now())",
                 duckdb::params![version, name],

@@ -42,7 +42,8 @@ fn migrations_apply_once_and_record_version() {
             vec![Some("1".into()), Some("initial".into())],
             vec![Some("2".into()), Some("goals_funnels_rollups".into())],
             vec![Some("3".into()), Some("imported".into())],
-            vec![Some("4".into()), Some("engagements".into())]
+            vec![Some("4".into()), Some("engagements".into())],
+            vec![Some("5".into()), Some("sessions".into())]
         ]
     );
     assert_eq!(s.committed_seq().unwrap(), 0);

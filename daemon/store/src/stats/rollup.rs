@@ -52,12 +52,12 @@ use crate::stats::cache::Cache;
 use crate::stats::model::{
     DAY_US, Dim, Interval, Kpis, Overview, Point, Row, StatsError, Window, check_window,
 };
-use crate::stats::sql::{Sql, bucket_bounds, buckets, hits_in, session_numbers};
+use crate::stats::sql::{Sql, bucket_bounds, buckets, hits_in};
 use crate::{Changes, QueryError};
 
 /// How rollups are derived. Raise it with any change to what [`derive`]
 /// computes: rollups of another version are neither used nor kept.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Microseconds in a quarter hour, the rollups' time resolution.
 pub(crate) const SLOT_US: i64 = 900_000_000;
@@ -85,14 +85,12 @@ fn derive(
     if ranges.is_empty() {
         return Ok(false);
     }
-    // The hits without their session numbers (`w`): those are computed
-    // for `hv_rs` alone, on the few columns sessions need.
     let h = hits_in(site_id, ranges);
     conn.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE hv_rh AS WITH {} SELECT dn, v64, visitor, us, id, kind,
                name, path, referrer, source, utm_source, utm_medium, utm_campaign, utm_term,
-               utm_content, country, browser, os, device, language, screen_width FROM w",
+               utm_content, country, browser, os, device, language, screen_width, sess FROM w",
             h.text
         ),
         params_from_iter(h.params.iter()),
@@ -101,17 +99,15 @@ fn derive(
     if n == 0 {
         return Ok(false);
     }
-    conn.execute_batch(&format!(
+    conn.execute_batch(
         "CREATE OR REPLACE TEMP TABLE hv_rs AS
-           WITH {sessions}
            SELECT dn, visitor, sess, min(us) AS t0, max(us) - min(us) AS dur_us,
                   count(*) FILTER (WHERE kind = 0) AS pv,
                   count(*) FILTER (WHERE kind = 1) AS ev,
                   arg_min(path, us) FILTER (WHERE kind = 0) AS entry_page,
                   arg_max(path, us) FILTER (WHERE kind = 0) AS exit_page
-           FROM hv_rh JOIN sn USING (id) GROUP BY dn, visitor, sess",
-        sessions = session_numbers("hv_rh"),
-    ))?;
+           FROM hv_rh GROUP BY dn, visitor, sess",
+    )?;
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {out}_rv AS
            SELECT dn AS day, v64 AS visitor,

@@ -1,5 +1,5 @@
 //! The SQL the stats engine is built from: the window's hits with their
-//! session numbers ([`hits_in`], [`session_numbers`]), what the filters
+//! sessions ([`hits_in`]), what the filters
 //! select ([`conds`], [`base`], [`base_hits`]), local time in the window's
 //! zone and the chart's buckets ([`buckets`], [`bucket_bounds`]).
 //!
@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::stats::model::{
-    DAY_US, Dim, Field, Filter, Interval, Op, SESSION_GAP_MINUTES, StatsError, Window, check_window,
+    DAY_US, Dim, Field, Filter, Interval, Op, StatsError, Window, check_window,
 };
 
 impl Dim {
@@ -103,11 +103,10 @@ pub(crate) fn base_hits(w: &Window, filters: &[Filter]) -> Result<Sql, StatsErro
     })
 }
 
-/// CTEs `w`, `marked`, `sn` and `h`: the window's hits, each with its session
-/// number `sess` (per visitor). When the filters have conditions on hits,
-/// only the hits of visitors with at least one matching hit: a session
-/// belongs to one visitor, so no other visitor's session can be selected,
-/// and numbering the sessions of the few is much cheaper than of all.
+/// CTEs `w` and `h`: the window's hits, each with its session (`visitor`,
+/// `sess`). When the filters have conditions on hits, only the hits of
+/// sessions with at least one matching hit: no other session can be
+/// selected, and grouping the few sessions is much cheaper than all.
 pub(crate) fn hits_cte(w: &Window, c: &Conds) -> Result<Sql, StatsError> {
     check_window(w)?;
     let ranges = [(w.from.as_microsecond(), w.to.as_microsecond())];
@@ -118,20 +117,20 @@ pub(crate) fn hits_cte(w: &Window, c: &Conds) -> Result<Sql, StatsError> {
         Sql {
             text: format!(
                 "{}, w AS (
-                  SELECT * FROM w_all
-                  WHERE visitor IN (SELECT visitor FROM w_all WHERE {})
-                ), {}",
+                  SELECT * FROM w_all SEMI JOIN (
+                    SELECT DISTINCT visitor, sess FROM w_all WHERE {}
+                  ) USING (visitor, sess)
+                ), h AS (SELECT * FROM w)",
                 scan.text,
                 and(&c.hit),
-                numbered("w"),
             ),
             params: c.hit_params.clone(),
         }
     })
 }
 
-/// CTEs `w`, `marked`, `sn` and `h` over the site's hits in the half-open UTC
-/// ranges `ranges` (microseconds; no range, no hits).
+/// CTEs `w` and `h` over the site's hits in the half-open UTC ranges
+/// `ranges` (microseconds; no range, no hits), each with its session.
 ///
 /// A visitor is a visitor id *within one UTC day*: the ids are keyed with a
 /// salt that rotates at UTC midnight, so a person's hits on two days carry
@@ -140,10 +139,12 @@ pub(crate) fn hits_cte(w: &Window, c: &Conds) -> Result<Sql, StatsError> {
 /// `v64` the stored id and `dn` the day number; sessions never cross a UTC
 /// midnight. Counts of visitors are therefore sums over UTC days, which is
 /// what lets [`crate::stats::rollup`] answer from per-day rollups exactly.
+/// A session is `(visitor, sess)`, numbered when the hits were stored
+/// ([`crate::sessions`]).
 pub(crate) fn hits_in(site_id: u16, ranges: &[(i64, i64)]) -> Sql {
     let scan = window_hits("w", site_id, ranges);
     Sql {
-        text: format!("{}, {}", scan.text, numbered("w")),
+        text: format!("{}, h AS (SELECT * FROM w)", scan.text),
         params: scan.params,
     }
 }
@@ -175,7 +176,7 @@ fn window_hits(name: &str, site_id: u16, ranges: &[(i64, i64)]) -> Sql {
                  visitor::UHUGEINT * 65536 + (epoch_us(ts) // {DAY_US})::UHUGEINT AS visitor,
                  ts, epoch_us(ts) AS us, kind, name, path, referrer, source,
                  utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-                 country, browser, os, device, language, screen_width
+                 country, browser, os, device, language, screen_width, sess
           FROM ({scan})
         )"
     );
@@ -183,40 +184,6 @@ fn window_hits(name: &str, site_id: u16, ranges: &[(i64, i64)]) -> Sql {
         text,
         params: Vec::new(),
     }
-}
-
-/// CTEs `marked`, `sn` and `h`: the hits of `rel` (shaped like `w` of
-/// [`window_hits`]) with their session number `sess`.
-fn numbered(rel: &str) -> String {
-    // The session number is computed on a narrow projection and joined
-    // back: DuckDB's window operator sorts its whole input, and sorting
-    // every column of the hits twice cost more than the rest of the query.
-    format!(
-        "{sessions}, h AS (
-          SELECT {rel}.*, sn.sess FROM {rel} JOIN sn USING (id)
-        )",
-        sessions = session_numbers(rel),
-    )
-}
-
-/// CTEs `marked` and `sn`: the session number `sess` of every hit (`id`)
-/// of `rel`, which has `id`, `visitor` and `us`. The one place that defines
-/// a session: a visitor's hits with at most [`SESSION_GAP_MINUTES`] between
-/// each and the next.
-pub(crate) fn session_numbers(rel: &str) -> String {
-    format!(
-        "marked AS (
-          SELECT id, visitor, us,
-                 CASE WHEN us - lag(us) OVER (PARTITION BY visitor ORDER BY us, id)
-                      <= {gap} THEN 0 ELSE 1 END AS starts
-          FROM {rel}
-        ), sn AS (
-          SELECT id, sum(starts) OVER (PARTITION BY visitor ORDER BY us, id
-                                       ROWS UNBOUNDED PRECEDING) AS sess
-          FROM marked
-        )",
-        gap = SESSION_GAP_MINUTES * 60_000_000,
-    )
 }
 
 /// A condition on a hit (its `id`) of `w` for a filter on the custom

@@ -97,6 +97,9 @@ impl Store {
         // under `perf`. Other connections' queries run on one thread until
         // the import ends.
         let threads = self.threads()?;
+        // Imported hits may fall on the days the writer keeps sessions of
+        // in memory: it reads them again at its next batch.
+        self.open = None;
         self.conn
             .execute_batch("SET threads = 1; BEGIN TRANSACTION")?;
         let mut imp = Importer {
@@ -417,6 +420,9 @@ impl Importer<'_> {
             props_added,
             ..Default::default()
         };
+        // Sessions of the visitor-days that gained hits, numbered again
+        // with their stored hits.
+        crate::sessions::renumber(c, crate::sessions::Keys::Unnumbered)?;
         merge_definitions(c, &mut stats)?;
         merge_imported(c, &mut stats)?;
         c.execute_batch(
@@ -517,6 +523,8 @@ fn hits_rows(
     cols[1] = Arc::new(UInt16Array::from(site_col));
     cols[3] = Arc::new(kind);
     cols[17] = Arc::new(device);
+    // Numbered with the rest of their visitor-days at commit.
+    cols.push(Arc::new(UInt8Array::new_null(batch.num_rows())));
     let all = RecordBatch::try_new(hits_schema(), cols).map_err(|e| bad(e.to_string()))?;
     Ok(HitsRows {
         all,
