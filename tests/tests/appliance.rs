@@ -15,7 +15,8 @@
 //!   UKI's command line. Hits ingested over HTTPS (a 202 each, and 20,000
 //!   more by batch) are counted by the stats API. A USB stick with the
 //!   Takeout label gets a Takeout that `hitvault takeout verify` accepts on
-//!   the host, and a stick with another label is left byte for byte as it
+//!   the host, and the admin's dashboard shows that run (USB Takeout page);
+//!   a stick with another label is left byte for byte as it
 //!   was. An update stick (signed SHA256SUMS) installs version 2 into the
 //!   spare slot with boot counting; the next boot runs version 2 from slot
 //!   B, verified, with the data, the CA and the session kept, and the health
@@ -1166,6 +1167,21 @@ fn lifecycle() {
         .filter_map(|f| f["rows"].as_u64())
         .sum();
     assert_eq!(rows, 5 + BULK, "the Takeout's hits: {manifest}");
+    // The admin sees the run on the dashboard's USB Takeout page.
+    let r = browser.get(&vm, "/admin/usb-takeouts");
+    let page = body(&r);
+    assert_eq!(r.status, 200, "{page}");
+    let run = page
+        .split("<tr class=\"usb-run\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no USB Takeout on the dashboard: {page}"));
+    assert!(
+        run.contains("data-result=\"done\"")
+            && run.contains(&name)
+            && run.contains("HVTAKEOUT on sd")
+            && run.contains("<td>yes</td>"),
+        "the dashboard does not show the verified stick run: {run}"
+    );
 
     // Update to version 2 from a stick with the update label.
     install_update(&mut vm, dir, &v2, 2);
@@ -1206,7 +1222,10 @@ fn lifecycle() {
         "echo APPLIANCE_HEALTH_TIMEOUT=5 >/etc/hitvault/appliance.conf && systemctl mask --runtime --now hitvault.service",
     );
     let (code, out) = vm.exec("systemctl restart hitvault-health.service");
-    assert_ne!(code, 0, "the health check passed with the daemon stopped: {out}");
+    assert_ne!(
+        code, 0,
+        "the health check passed with the daemon stopped: {out}"
+    );
     let report = vm.wait_output(
         "journalctl -b -o cat --no-pager -u hitvault-health-failed.service",
         "not rebooting",
@@ -1217,20 +1236,26 @@ fn lifecycle() {
         "{report}"
     );
     std::thread::sleep(Duration::from_secs(10));
-    assert!(vm.alive(), "the failed health check powered the machine off");
+    assert!(
+        vm.alive(),
+        "the failed health check powered the machine off"
+    );
     assert_eq!(
         vm.sh("cat /proc/sys/kernel/random/boot_id"),
         boot_id,
         "a failed health check on a blessed boot rebooted the machine"
     );
     assert_eq!(
-        vm.exec("systemctl is-failed hitvault-health.service").1.trim(),
+        vm.exec("systemctl is-failed hitvault-health.service")
+            .1
+            .trim(),
         "failed"
     );
     let issue = vm.sh("cat /etc/issue.d/60-hitvault-health.issue");
     assert!(issue.contains("did not answer its health check"), "{issue}");
     assert!(
-        vm.serial_log().contains("FAILED on a boot that is not on trial"),
+        vm.serial_log()
+            .contains("FAILED on a boot that is not on trial"),
         "the console does not show the failed health check:\n{}",
         vm.tail()
     );
