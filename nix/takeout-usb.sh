@@ -3,7 +3,8 @@
 # (nix/module.nix) when a USB stick carrying the Takeout label appears.
 # Mounts the stick, writes a Takeout into a new directory on it through the
 # running daemon (or from the data dir when it is stopped), verifies it
-# against its MANIFEST, syncs and unmounts; the journal gets every step. On
+# against its MANIFEST, syncs and unmounts; the journal gets every step, and
+# the dashboard the outcome (/admin/usb-takeouts). On
 # any failure the stick is unmounted and the exit status says so.
 #
 #   $1                 the block device
@@ -36,8 +37,10 @@ mount -o nosuid,nodev,noexec "$device" "$mnt"
 mounted=yes
 name="hitvault-takeout-$(date -u +%Y%m%dT%H%M%SZ)"
 echo "hitvault: Takeout ($TAKEOUT_FORMAT) onto $device (label $TAKEOUT_LABEL) into $name"
-hitvault takeout --to "$mnt/$name" --format "$TAKEOUT_FORMAT"
-hitvault takeout verify "$mnt/$name"
+# Exports, verifies against the MANIFEST and syncs; the outcome, good or
+# bad, is recorded for the dashboard's /admin/usb-takeouts page.
+hitvault takeout --to "$mnt/$name" --format "$TAKEOUT_FORMAT" \
+    --stick-label "$TAKEOUT_LABEL" --stick-device "${device##*/}"
 sync --file-system "$mnt"
 umount "$mnt"
 mounted=no

@@ -977,6 +977,17 @@ fn the_usb_takeout_script_writes_a_verified_takeout_and_unmounts() {
             .unwrap_or_else(|| panic!("no hits file in {manifest}"))
     });
     assert_eq!(rows, 25, "every stored hit is on the stick");
+    // The daemon recorded the run for the dashboard's USB Takeout page.
+    let runs = d.get("/api/v1/control/usb-takeouts").unwrap().json();
+    let device = stick.device.rsplit('/').next().unwrap();
+    assert!(
+        runs[0]["ok"] == true
+            && runs[0]["verified"] == true
+            && runs[0]["label"] == "HV-TAKEOUT"
+            && runs[0]["device"] == device
+            && runs[0]["format"] == "csv",
+        "{runs}"
+    );
 
     // A failure half-way (a format the CLI refuses) leaves the stick
     // unmounted, says so, and exits non-zero.

@@ -6,7 +6,7 @@
 //! Takeout carries too.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hitvault_tests::{
@@ -1236,4 +1236,171 @@ fn definitions_and_history_import_through_the_daemon_and_versions_1_and_2_still_
         }
         verify_fails(&old, "expected one file each for");
     }
+}
+
+/// `hitvault takeout --to DIR --stick-label L --stick-device D`, the
+/// appliance's stick unit's command, as that unit runs it (`sh` sets
+/// `prelude`'s limits first).
+fn stick_export(data: &Path, dir: &Path, format: &str, device: &str, prelude: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{prelude} exec \"$0\" \"$@\""))
+        .arg(binary())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "takeout",
+            "--to",
+            dir.to_str().unwrap(),
+            "--format",
+            format,
+            "--stick-label",
+            "HVTAKEOUT",
+            "--stick-device",
+            device,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn stick_runs_good_and_failed_are_recorded_for_the_dashboard() {
+    let root = tempfile::Builder::new()
+        .prefix("hitvault-takeout")
+        .tempdir()
+        .unwrap();
+    let data = root.path().join("data");
+    seed(&data, 3_000);
+    let out = tempfile::tempdir().unwrap();
+    let (d, _tok) = start_on(root, data.clone());
+    let r = d.get("/admin/usb-takeouts").unwrap();
+    assert!(
+        r.status == 200 && text(&r).contains("No stick has been plugged in yet"),
+        "{} {}",
+        r.status,
+        text(&r)
+    );
+
+    // A good run: through the daemon, verified, recorded by the daemon.
+    let good = out.path().join("hitvault-takeout-good");
+    let o = stick_export(&data, &good, "csv", "sdx1", "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("through the running daemon"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("valid csv Takeout"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let m = manifest(&good);
+    let sum = |k: &str| -> u64 {
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f[k].as_u64().unwrap())
+            .sum()
+    };
+
+    // A stick that fills up: the file size limit makes every write past
+    // 8 KiB fail (EFBIG), as a full stick's do (ENOSPC).
+    let full = out.path().join("hitvault-takeout-full");
+    let o = stick_export(
+        &data,
+        &full,
+        "parquet",
+        "sdy1",
+        "trap '' XFSZ; ulimit -f 16;",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the export past the limit succeeded");
+    assert!(err.contains("File too large"), "{err}");
+
+    // The record, newest first, through the control API.
+    let r = d.get("/api/v1/control/usb-takeouts").unwrap();
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let runs = r.json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let (failed, done) = (&runs[0], &runs[1]);
+    assert_eq!(done["ok"], true);
+    assert_eq!(done["verified"], true);
+    assert_eq!(done["label"], "HVTAKEOUT");
+    assert_eq!(done["device"], "sdx1");
+    assert_eq!(done["dir"], "hitvault-takeout-good");
+    assert_eq!(done["format"], "csv");
+    assert_eq!(done["rows"].as_u64(), Some(sum("rows")));
+    assert_eq!(done["bytes"].as_u64(), Some(sum("bytes")));
+    assert!(sum("rows") >= 3_000);
+    assert!(done["error"].is_null());
+    assert_eq!(failed["ok"], false);
+    assert_eq!(failed["verified"], false);
+    assert_eq!(failed["device"], "sdy1");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("File too large")),
+        "{failed}"
+    );
+
+    // The dashboard's page shows both, the failed one with its reason.
+    let r = d.get("/admin/usb-takeouts").unwrap();
+    assert_eq!(r.status, 200);
+    let page = text(&r);
+    let rows: Vec<&str> = page.split("<tr class=\"usb-run\"").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{page}");
+    assert!(
+        rows[0].contains("data-result=\"failed\"")
+            && rows[0].contains("File too large")
+            && rows[0].contains("HVTAKEOUT on sdy1"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("data-result=\"done\"")
+            && rows[1].contains("hitvault-takeout-good")
+            && rows[1].contains("<td>yes</td>"),
+        "{}",
+        rows[1]
+    );
+
+    // A record that does not hold together is refused, naming why.
+    let r = d.post_json(
+        "/api/v1/control/usb-takeouts",
+        r#"{"label":"HVTAKEOUT","device":"sdb1","dir":"x","format":"xml","ok":true,"verified":true}"#,
+    );
+    assert_eq!(r.status, 400, "{}", text(&r));
+    assert!(text(&r).contains("format must be"), "{}", text(&r));
+    let r = d.post_json(
+        "/api/v1/control/usb-takeouts",
+        r#"{"label":"HVTAKEOUT","device":"sdb1","dir":"x","format":"csv","ok":false,"verified":false}"#,
+    );
+    assert_eq!(r.status, 400, "{}", text(&r));
+    assert!(text(&r).contains("needs its error"), "{}", text(&r));
+    assert_eq!(
+        d.get("/api/v1/control/usb-takeouts")
+            .unwrap()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // With no daemon, the command records the run itself.
+    let stopped = d.stop();
+    let offline = out.path().join("hitvault-takeout-offline");
+    let o = stick_export(&stopped.data_dir, &offline, "ndjson", "sdz1", "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stopped.data_dir.join("usb-takeouts.json")).unwrap())
+            .unwrap();
+    let file = file.as_array().unwrap();
+    assert_eq!(file.len(), 3);
+    assert_eq!(file[2]["dir"], "hitvault-takeout-offline");
+    assert_eq!(file[2]["ok"], true);
+}
+
+fn text(r: &hitvault_tests::Reply) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
 }

@@ -99,7 +99,16 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 table: None,
                 bundle: None,
             };
-            done(cli::takeout::export(&cfg, &dir, args.format, q))
+            match (args.stick_label, args.stick_device) {
+                (Some(label), Some(device)) => done(cli::takeout::stick(
+                    &cfg,
+                    &dir,
+                    args.format,
+                    q,
+                    cli::takeout::Stick { label, device },
+                )),
+                _ => done(cli::takeout::export(&cfg, &dir, args.format, q)),
+            }
         }
         Command::Import { dir } => done(cli::import::import(&cfg, &dir)),
         Command::ImportPlausible { site, path } => {

@@ -6,8 +6,8 @@
 //! | public | tracker, ingest, health, metrics ([`crate::routes`]), `/ca.crt` ([`crate::ca`]) | anyone |
 //! | sign-in | set-up, sign-in, sign-out, the account page, the assets ([`crate::account`]); a share link's page `/share/{secret}` ([`dashboard::share`]) | requests to one of the appliance's names; the account page needs a session; a share link's page needs its secret (and password) |
 //! | JSON API | stats, goals and definitions, realtime, Takeout, the audit export, OpenAPI | requests to one of the appliance's names ([`hosts::gate`]) that [`access::api_gate`] admits: loopback, a session, or an API token |
-//! | dashboard | the pages ([`crate::dashboard`]), a site's members and share links ([`dashboard::members`]), the audit log ([`crate::audit`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same but tokens, else a redirect to sign in |
-//! | control | sites, users, tokens, Takeout, backup, prune, imports, the audit log ([`crate::control`], [`crate::account::control`], [`crate::audit`]) | whoever can open the control socket |
+//! | dashboard | the pages ([`crate::dashboard`]), a site's members and share links ([`dashboard::members`]), the audit log ([`crate::audit`]), the USB Takeouts ([`crate::usb`]) | requests to one of the appliance's names ([`hosts::gate`]) that the dashboard's gate admits: the same but tokens, else a redirect to sign in |
+//! | control | sites, users, tokens, Takeout, backup, prune, imports, the audit log, the USB Takeouts ([`crate::control`], [`crate::account::control`], [`crate::audit`], [`crate::usb`]) | whoever can open the control socket |
 //!
 //! [`app`] is the public listener (the first three kinds); [`control_app`]
 //! the control socket. The modules only list their routes; the layer of a
@@ -31,7 +31,7 @@ use crate::hosts::{self, Hostnames};
 use crate::rules::{self, Face, Need, Routes, Rule};
 use crate::{
     AppState, Exporter, Maintenance, SiteAdmin, access, audit, ca, control, export, goals_api,
-    realtime, routes, stats_api,
+    realtime, routes, stats_api, usb,
 };
 
 /// What the public listener serves from.
@@ -55,6 +55,9 @@ pub struct Services {
     /// over the network under `/api/v1/control` ([`control_routes`]).
     pub sites: Arc<dyn SiteAdmin>,
     pub maintenance: Arc<dyn Maintenance>,
+    /// The record of USB Takeouts, which the control API writes and the
+    /// admins read ([`usb`]).
+    pub usb: Arc<usb::Runs>,
 }
 
 /// The public listener's routes: every kind but control.
@@ -76,6 +79,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         audit: log,
         sites,
         maintenance,
+        usb: usb_runs,
     } = s;
     let control = control_routes(
         sites,
@@ -115,6 +119,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
     let pages = dashboard::routes(state.clone())
         .merge(dashboard::members::routes(state.clone(), accounts.clone()))
         .merge(audit::read::page_routes())
+        .merge(usb::page_routes())
         .map(|r| {
             r.layer(axum::middleware::from_fn_with_state(
                 accounts.clone(),
@@ -138,7 +143,12 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         });
     let (router, rules) = open.merge(api).merge(pages).merge(sign_in).into_parts();
     let _ = table.set(rules.clone());
-    (router.layer(axum::Extension(audit::Audit(log))), rules)
+    (
+        router
+            .layer(axum::Extension(audit::Audit(log)))
+            .layer(axum::Extension(usb::UsbTakeouts(usb_runs))),
+        rules,
+    )
 }
 
 /// The control socket's routes. The socket is the gate: mode 0600 inside
@@ -149,6 +159,7 @@ pub fn control_app(
     maintenance: Arc<dyn Maintenance>,
     accounts: Arc<hitvault_accounts::Accounts>,
     audit: Arc<hitvault_accounts::AuditLog>,
+    usb_runs: Arc<usb::Runs>,
 ) -> Router {
     control_routes(admin, exporter, maintenance, accounts)
         .into_parts()
@@ -157,10 +168,11 @@ pub fn control_app(
         .layer(axum::Extension(crate::caller::Caller::Local))
         .layer(axum::Extension(audit::ControlSocket))
         .layer(axum::Extension(audit::Audit(audit)))
+        .layer(axum::Extension(usb::UsbTakeouts(usb_runs)))
 }
 
-/// The control API: sites, users, tokens, Takeout, backup, prune, imports
-/// and the audit log, every route for an instance admin. Served on the
+/// The control API: sites, users, tokens, Takeout, backup, prune, imports,
+/// the audit log and the record of USB Takeouts, every route for an instance admin. Served on the
 /// socket (the operator) and under `/api/v1/control` of the JSON API (an
 /// admin's session, or an admin's token with the admin scope and no sites).
 fn control_routes(
@@ -172,4 +184,5 @@ fn control_routes(
     control::routes(admin.clone(), exporter, maintenance)
         .merge(account::control::routes(accounts, admin))
         .merge(audit::read::control_routes())
+        .merge(usb::control_routes())
 }

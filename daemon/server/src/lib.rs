@@ -29,6 +29,7 @@ pub mod realtime;
 pub mod salt;
 pub mod stats_api;
 pub mod tracker;
+pub mod usb;
 pub mod wire;
 
 mod assembly;

@@ -135,6 +135,14 @@ pub struct TakeoutArgs {
     /// days that end (next UTC midnight) at or before it.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// The export goes onto the USB stick with this file system label (the
+    /// appliance's stick unit): it is verified and the stick synced, and
+    /// the outcome is recorded for the dashboard (/admin/usb-takeouts).
+    #[arg(long, value_name = "LABEL", requires = "stick_device")]
+    pub stick_label: Option<String>,
+    /// The stick's device (sdb1), with --stick-label.
+    #[arg(long, value_name = "DEV", requires = "stick_label")]
+    pub stick_device: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -231,6 +231,127 @@ pub fn verify(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The stick an export goes onto (the appliance's stick unit).
+pub struct Stick {
+    pub label: String,
+    pub device: String,
+}
+
+/// `hitvault takeout --to DIR --stick-label L --stick-device D`: the
+/// export, then `verify` of what was written and a sync of the stick's file
+/// system; the outcome, good or bad, is recorded for the dashboard
+/// ([`hitvault_server::usb`]) through the daemon, or in the data dir when
+/// no daemon runs. Fails as the export or the verify failed.
+pub fn stick(
+    cfg: &Config,
+    dir: &Path,
+    format: Format,
+    q: ExportQuery,
+    stick: Stick,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut verified = false;
+    let outcome = export(cfg, dir, format, q).and_then(|()| {
+        let m = hitvault_takeout::verify(dir).or_exit(Exit::Runtime)?;
+        verified = true;
+        println!(
+            "{}: valid {} Takeout, {} files, {} rows",
+            dir.display(),
+            m.format,
+            m.files.len(),
+            m.files.iter().map(|f| f.rows).sum::<u64>()
+        );
+        syncfs(dir).or_exit_with(Exit::Runtime, |e| {
+            format!("syncing the stick's file system: {e}")
+        })
+    });
+    let (rows, bytes) = hitvault_takeout::read_manifest(dir)
+        .map(|m| {
+            (
+                m.files.iter().map(|f| f.rows).sum(),
+                m.files.iter().map(|f| f.bytes).sum(),
+            )
+        })
+        .unwrap_or((0, 0));
+    let run = hitvault_server::usb::StickRun {
+        at_ms: crate::links::now_ms(),
+        label: stick.label,
+        device: stick.device,
+        dir: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+        format: format.to_string(),
+        ok: outcome.is_ok(),
+        verified: verified && outcome.is_ok(),
+        rows,
+        bytes,
+        millis: started.elapsed().as_millis() as u64,
+        error: outcome.as_ref().err().map(failure_text),
+    };
+    if let Err(e) = record(cfg, run) {
+        eprintln!(
+            "the USB Takeout's outcome is not recorded for the dashboard: {}",
+            failure_text(&e)
+        );
+    }
+    outcome
+}
+
+/// A failure and its causes, on one line.
+fn failure_text(f: &Failure) -> String {
+    let mut t = f.message.clone();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(f);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !t.contains(&c_text) {
+            t.push_str(": ");
+            t.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    t
+}
+
+/// `fsync` of the whole file system `dir` is on (the stick).
+fn syncfs(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Records a stick run: through the daemon's control socket, or, with no
+/// daemon, into the data dir under its lock.
+fn record(cfg: &Config, run: hitvault_server::usb::StickRun) -> Result<(), Failure> {
+    let socket = cfg.data_dir.join(CONTROL_SOCKET);
+    match client::connect(&socket) {
+        Some(conn) => {
+            let body = serde_json::to_vec(&run).expect("a run serializes");
+            let reply = client::request(conn, "POST", "/usb-takeouts", Some(&body))
+                .or_exit(Exit::Runtime)?;
+            if reply.status != 201 {
+                return Err(client::refusal(
+                    reply.status,
+                    &reply.body,
+                    "the daemon refused the record",
+                ));
+            }
+            Ok(())
+        }
+        None => {
+            let run = run.check().map_err(Failure::usage)?;
+            let _lock = crate::datadir::lock(&cfg.data_dir)?;
+            hitvault_server::usb::record(&cfg.data_dir, run).or_exit_with(Exit::Runtime, |e| {
+                format!("writing {}: {e}", hitvault_server::usb::RUNS_FILE)
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The Takeout checks `imported_values.dim` against its own list (the

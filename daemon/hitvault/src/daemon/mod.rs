@@ -243,6 +243,8 @@ struct Routes {
     adapters: Adapters,
     accounts: hitvault_server::AccountState,
     audit: Arc<hitvault_accounts::AuditLog>,
+    /// The record of USB Takeouts, in the data dir.
+    usb: Arc<hitvault_server::usb::Runs>,
     tls: tls::Tls,
     hostnames: hitvault_server::hosts::Hostnames,
 }
@@ -350,6 +352,7 @@ impl Wired {
             exports,
             audit: audit.clone(),
         };
+        let usb = Arc::new(hitvault_server::usb::Runs::new(&cfg.data_dir));
         Ok(Wired {
             cfg,
             lock,
@@ -373,6 +376,7 @@ impl Wired {
                     ..hitvault_server::AccountState::new(accounts, hostnames.names().to_vec())
                 },
                 audit,
+                usb,
                 hostnames,
                 tls,
             },
@@ -487,6 +491,7 @@ impl Routes {
             adapters,
             accounts,
             audit,
+            usb,
             tls,
             hostnames,
         } = self;
@@ -496,6 +501,7 @@ impl Routes {
             adapters.maintenance.clone(),
             accounts.accounts.clone(),
             audit.clone(),
+            usb.clone(),
         );
         let dashboard = hitvault_server::DashboardState {
             stats,
@@ -512,6 +518,7 @@ impl Routes {
             audit,
             sites: adapters.sites,
             maintenance: adapters.maintenance,
+            usb,
         });
         (public, control, tls)
     }

@@ -816,7 +816,8 @@ fn users_html(state: &AccountState, me: &User) -> String {
          <label for=\"user-admin\">Role<select name=\"admin\" id=\"user-admin\"><option value=\"no\">user</option>\
          <option value=\"yes\">admin</option></select></label>\
          <button type=\"submit\">Add and make a set-up link</button></form>\
-         <p><a href=\"/admin/audit\" id=\"audit-link\">The audit log</a>: who signed in, changed or exported what.</p></section>"
+         <p><a href=\"/admin/audit\" id=\"audit-link\">The audit log</a>: who signed in, changed or exported what.</p>\
+         <p><a href=\"/admin/usb-takeouts\" id=\"usb-takeouts-link\">USB Takeout</a>: the Takeouts written onto USB sticks, and why one failed.</p></section>"
     );
     m
 }
