@@ -222,3 +222,55 @@ fn plausible_export_into_a_running_daemon_and_back_through_the_stats_api() {
         39
     );
 }
+
+/// Plausible's current `imported_pages` layout (scroll depth and time on
+/// page as totals) and its oldest (neither) import to the same numbers as
+/// the fixture's; the engagement columns are read and checked, not stored,
+/// so the imported pages have no time on page and no scroll depth (`null`,
+/// never 0).
+#[test]
+fn current_and_oldest_pages_layouts_import_alike() {
+    let d = Daemon::start(&[("HITVAULT_SITES", "ex.test")]);
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, pages) in [
+        (
+            "current",
+            "date,hostname,page,visits,visitors,pageviews,total_scroll_depth,\
+             total_scroll_depth_visits,total_time_on_page,total_time_on_page_visits\n\
+             2024-03-01,ex.test,/,8,7,20,0,0,0,0\n\
+             2024-03-01,ex.test,/pricing,4,3,10,110,2,95,3\n\
+             2024-03-02,ex.test,/,6,5,9,,,,\n",
+        ),
+        (
+            "oldest",
+            "date,hostname,page,visits,visitors,pageviews\n\
+             2024-03-01,ex.test,/,8,7,20\n\
+             2024-03-01,ex.test,/pricing,4,3,10\n\
+             2024-03-02,ex.test,/,6,5,9\n",
+        ),
+    ] {
+        let dir = tmp.path().join(name);
+        edited_plausible_fixture(&dir, "2024-03-01", "2024-03-01");
+        std::fs::write(dir.join("imported_pages_20240301_20240302.csv"), pages).unwrap();
+        let out = ok(&d.data_dir, &dir);
+        assert!(out.contains("through the running daemon"), "{name}: {out}");
+        let v = overview(&d, "");
+        check_fixture_overview(&v);
+        let k = &v["kpis"];
+        assert_eq!(
+            (&k["time_on_page"], &k["scroll_depth"]),
+            (&Value::Null, &Value::Null),
+            "{name}: {k}"
+        );
+        let page = &v["breakdowns"]["page"];
+        assert_eq!(page.as_array().unwrap().len(), 2, "{name}: {page}");
+        for p in page.as_array().unwrap() {
+            assert_eq!(
+                (&p["time_on_page"], &p["scroll_depth"]),
+                (&Value::Null, &Value::Null),
+                "{name}: {p}"
+            );
+        }
+    }
+    d.stop();
+}

@@ -71,6 +71,8 @@ pub fn stats_json(s: &ImportStats) -> serde_json::Value {
         "imported_days_added": s.imported_days_added,
         "imported_days_replaced": s.imported_days_replaced,
         "imported_days_present": s.imported_days_present,
+        "engagements_added": s.engagements_added,
+        "engagements_present": s.engagements_present,
         "conflicts": s.conflicts,
     })
 }
@@ -91,6 +93,8 @@ pub fn stats_of_json(v: &serde_json::Value) -> ImportStats {
         imported_days_added: n("imported_days_added"),
         imported_days_replaced: n("imported_days_replaced"),
         imported_days_present: n("imported_days_present"),
+        engagements_added: n("engagements_added"),
+        engagements_present: n("engagements_present"),
         conflicts: v["conflicts"]
             .as_array()
             .map(|c| {
@@ -120,6 +124,8 @@ mod tests {
             imported_days_added: 9,
             imported_days_replaced: 10,
             imported_days_present: 11,
+            engagements_added: 13,
+            engagements_present: 14,
             conflicts: vec!["c".into()],
         };
         assert_eq!(super::stats_of_json(&super::stats_json(&s)), s);

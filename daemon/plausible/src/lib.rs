@@ -104,16 +104,7 @@ impl Table {
                 ("visit_duration", Num),
                 ("bounces", Num32),
             ],
-            Table::Pages => &[
-                ("date", Day),
-                ("hostname", Text),
-                ("page", Text),
-                ("visits", Num),
-                ("visitors", Num),
-                ("pageviews", Num),
-                ("scroll_depth", NumOrNull),
-                ("pageleave_visitors", Num),
-            ],
+            Table::Pages => PAGES_TOTALS,
             Table::EntryPages => &[
                 ("date", Day),
                 ("entry_page", Text),
@@ -183,6 +174,71 @@ impl Table {
         }
     }
 }
+
+/// The layouts of `imported_pages` Plausible has written, newest first:
+/// with time on page and scroll depth as totals and the visits they are
+/// over; with scroll depth totals only (a site without the new time on
+/// page); with a mean scroll depth and the visitors it is over; and
+/// without either.
+const PAGES_TOTALS: Layout = &[
+    ("date", Col::Day),
+    ("hostname", Col::Text),
+    ("page", Col::Text),
+    ("visits", Col::Num),
+    ("visitors", Col::Num),
+    ("pageviews", Col::Num),
+    ("total_scroll_depth", Col::NumOrNull),
+    ("total_scroll_depth_visits", Col::NumOrNull),
+    ("total_time_on_page", Col::NumOrNull),
+    ("total_time_on_page_visits", Col::NumOrNull),
+];
+const PAGES_SCROLL_TOTALS: Layout = &[
+    ("date", Col::Day),
+    ("hostname", Col::Text),
+    ("page", Col::Text),
+    ("visits", Col::Num),
+    ("visitors", Col::Num),
+    ("pageviews", Col::Num),
+    ("total_scroll_depth", Col::NumOrNull),
+    ("total_scroll_depth_visits", Col::NumOrNull),
+];
+const PAGES_SCROLL_MEAN: Layout = &[
+    ("date", Col::Day),
+    ("hostname", Col::Text),
+    ("page", Col::Text),
+    ("visits", Col::Num),
+    ("visitors", Col::Num),
+    ("pageviews", Col::Num),
+    ("scroll_depth", Col::NumOrNull),
+    ("pageleave_visitors", Col::Num),
+];
+const PAGES_PLAIN: Layout = &[
+    ("date", Col::Day),
+    ("hostname", Col::Text),
+    ("page", Col::Text),
+    ("visits", Col::Num),
+    ("visitors", Col::Num),
+    ("pageviews", Col::Num),
+];
+
+impl Table {
+    /// Every header layout read for this table, newest first: the columns
+    /// of each (any order in the file).
+    fn layouts(self) -> Vec<Layout> {
+        match self {
+            Table::Pages => vec![
+                PAGES_TOTALS,
+                PAGES_SCROLL_TOTALS,
+                PAGES_SCROLL_MEAN,
+                PAGES_PLAIN,
+            ],
+            other => vec![other.columns()],
+        }
+    }
+}
+
+/// A header layout: each column's name and what it holds.
+type Layout = &'static [(&'static str, Col)];
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +364,7 @@ fn read_csv(
     let header = rdr
         .headers()
         .map_err(|e| bad(name, None, format!("no readable header: {e}")))?;
-    let at = check_header(name, table, header)?;
+    let (columns, at) = check_header(name, table, header)?;
     let mut rows = 0u64;
     let mut rec = csv::StringRecord::new();
     loop {
@@ -329,7 +385,7 @@ fn read_csv(
             }
         }
         rows = row;
-        let parsed = parse_row(name, row, table, &at, &rec, range)?;
+        let parsed = parse_row(name, row, columns, &at, &rec, range)?;
         apply_row(table, &parsed, range, acc).map_err(|reason| bad(name, Some(row), reason))?;
     }
     drop(rdr);
@@ -343,11 +399,22 @@ fn read_csv(
     Ok(rows)
 }
 
-/// Checks that `header` holds exactly `table`'s columns, each once, in any
-/// order; returns where each of the table's columns is in the file.
-fn check_header(name: &str, table: Table, header: &csv::StringRecord) -> Result<Vec<usize>, Bad> {
+/// Checks that `header` holds exactly the columns of one of `table`'s
+/// layouts, each once, in any order; returns that layout's columns and
+/// where each is in the file. A header that fits none is compared with the
+/// newest layout in the error.
+fn check_header(
+    name: &str,
+    table: Table,
+    header: &csv::StringRecord,
+) -> Result<(Layout, Vec<usize>), Bad> {
     let header: Vec<&str> = header.iter().collect();
-    let cols = table.columns();
+    let layouts = table.layouts();
+    let cols = layouts
+        .iter()
+        .copied()
+        .find(|l| l.len() == header.len() && l.iter().all(|c| header.contains(&c.0)))
+        .unwrap_or(layouts[0]);
     let missing: Vec<&str> = cols
         .iter()
         .map(|c| c.0)
@@ -363,9 +430,14 @@ fn check_header(name: &str, table: Table, header: &csv::StringRecord) -> Result<
             name,
             None,
             format!(
-                "the header does not match {}: missing {missing:?}, unknown {extra:?} (expected {:?})",
+                "the header does not match {}: missing {missing:?}, unknown {extra:?} (expected {:?}{})",
                 table.name(),
-                cols.iter().map(|c| c.0).collect::<Vec<_>>()
+                cols.iter().map(|c| c.0).collect::<Vec<_>>(),
+                if layouts.len() > 1 {
+                    ", or an older layout: see the import guide"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -376,10 +448,12 @@ fn check_header(name: &str, table: Table, header: &csv::StringRecord) -> Result<
             format!("column {:?} appears twice", header[dup]),
         ));
     }
-    Ok(cols
-        .iter()
-        .map(|c| header.iter().position(|h| *h == c.0).expect("checked"))
-        .collect())
+    Ok((
+        cols,
+        cols.iter()
+            .map(|c| header.iter().position(|h| *h == c.0).expect("checked"))
+            .collect(),
+    ))
 }
 
 /// One data row, checked: its day (the file's start when the table has no
@@ -409,17 +483,16 @@ impl CsvRow<'_> {
     }
 }
 
-/// Parses and checks the fields of data row `row` (1-based) of a file of
-/// `table`, whose columns are at `at` in the file.
+/// Parses and checks the fields of data row `row` (1-based) of a file
+/// whose header has `columns` (a layout of its table) at `at`.
 fn parse_row<'r>(
     name: &str,
     row: u64,
-    table: Table,
+    columns: Layout,
     at: &[usize],
     rec: &'r csv::StringRecord,
     (start, end): (Date, Date),
 ) -> Result<CsvRow<'r>, Bad> {
-    let columns = table.columns();
     let mut parsed = CsvRow {
         day: start,
         columns,
@@ -1016,6 +1089,82 @@ mod tests {
         let d = copy();
         edit(d.path(), "visitors", |t| t + "2024-03-02,1,1,1,1,1\n");
         refused(d.path(), &["row 3", "date 2024-03-02 appears twice"]);
+    }
+
+    /// Every layout Plausible has written for `imported_pages` is read, to
+    /// the same page panel; a header that mixes two layouts is refused,
+    /// naming what differs from the newest one.
+    #[test]
+    fn every_layout_of_imported_pages_is_read() {
+        let pages = |text: &str| {
+            let d = copy();
+            edit(d.path(), "pages", |_| text.to_owned());
+            let (set, _) = read_export(d.path()).unwrap();
+            let mut rows: Vec<(String, String, u64, u64)> = set
+                .values
+                .iter()
+                .filter(|v| v.dim == Dim::Page)
+                .map(|v| {
+                    let p = v.value.clone().unwrap_or_default();
+                    (v.day.to_string(), p, v.visitors, v.count)
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let want = pages(
+            "date,hostname,page,visits,visitors,pageviews\n\
+             2024-03-01,ex.test,/,8,7,20\n\
+             2024-03-01,ex.test,/pricing,4,3,10\n",
+        );
+        assert_eq!(
+            want,
+            [
+                ("2024-03-01".into(), "/".into(), 7, 20),
+                ("2024-03-01".into(), "/pricing".into(), 3, 10)
+            ]
+        );
+        for text in [
+            "date,hostname,page,visits,visitors,pageviews,scroll_depth,pageleave_visitors\n\
+             2024-03-01,ex.test,/,8,7,20,,0\n\
+             2024-03-01,ex.test,/pricing,4,3,10,55,2\n",
+            "visitors,date,hostname,page,visits,pageviews,total_scroll_depth,total_scroll_depth_visits\n\
+             7,2024-03-01,ex.test,/,8,20,0,0\n\
+             3,2024-03-01,ex.test,/pricing,4,10,110,2\n",
+            "date,hostname,page,visits,visitors,pageviews,total_scroll_depth,total_scroll_depth_visits,\
+             total_time_on_page,total_time_on_page_visits\n\
+             2024-03-01,ex.test,/,8,7,20,0,0,,\n\
+             2024-03-01,ex.test,/pricing,4,3,10,110,2,95,3\n",
+        ] {
+            assert_eq!(pages(text), want, "{text}");
+        }
+        let d = copy();
+        edit(d.path(), "pages", |_| {
+            "date,hostname,page,visits,visitors,pageviews,scroll_depth,total_scroll_depth_visits\n"
+                .to_owned()
+        });
+        refused(
+            d.path(),
+            &[
+                "imported_pages_20240301_20240302.csv",
+                "unknown [\"scroll_depth\"]",
+                "or an older layout",
+            ],
+        );
+        let d = copy();
+        edit(d.path(), "pages", |_| {
+            "date,hostname,page,visits,visitors,pageviews,total_scroll_depth,total_scroll_depth_visits,\
+             total_time_on_page,total_time_on_page_visits\n\
+             2024-03-01,ex.test,/,8,7,20,0,0,x,1\n"
+                .to_owned()
+        });
+        refused(
+            d.path(),
+            &[
+                "row 1",
+                "total_time_on_page: \"x\" is not an unsigned integer",
+            ],
+        );
     }
 
     #[test]

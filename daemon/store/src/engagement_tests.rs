@@ -334,3 +334,263 @@ fn migration_removes_engagements_stored_as_events() {
         .unwrap();
     assert_eq!(props, vec![vec![Some("0".into())]]);
 }
+
+/// Every batch of an export of the whole store, with its table.
+fn export_all(s: &Store) -> Vec<(&'static str, crate::RecordBatch)> {
+    let mut out = Vec::new();
+    s.reader()
+        .unwrap()
+        .export(&crate::ExportFilter::default(), &mut |t, b| {
+            out.push((t, b));
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn import(
+    s: &mut Store,
+    batches: &[(&'static str, crate::RecordBatch)],
+) -> Result<crate::ImportStats, crate::TakeoutError> {
+    let mut imp = s.begin_import()?;
+    for (t, b) in batches {
+        imp.append(t, b.clone())?;
+    }
+    imp.commit()
+}
+
+/// The engagement of a day of `site_id` (2026-01-10): overall and per
+/// page, from the overview.
+fn engagement_of(s: &Store, site_id: u16) -> (EngagementSums, Vec<(String, EngagementSums)>) {
+    let w = Window {
+        site_id,
+        from: "2026-01-10T00:00:00Z".parse().unwrap(),
+        to: "2026-01-11T00:00:00Z".parse().unwrap(),
+        tz: TimeZone::UTC,
+    };
+    let prev = Window {
+        from: "2026-01-09T00:00:00Z".parse().unwrap(),
+        to: "2026-01-10T00:00:00Z".parse().unwrap(),
+        ..w.clone()
+    };
+    let o = s
+        .stats()
+        .unwrap()
+        .overview(&w, &prev, &[], Interval::Day, &[Dim::Page], 10)
+        .unwrap();
+    let mut pages: Vec<(String, EngagementSums)> = o.breakdowns[0]
+        .1
+        .iter()
+        .filter_map(|r| Some((r.value.clone()?, r.engagement?)))
+        .collect();
+    pages.sort_by(|a, b| a.0.cmp(&b.0));
+    (o.kpis.engagement, pages)
+}
+
+/// The day of `time_on_page_and_scroll_depth_per_page_and_overall`, in
+/// one batch: `/a` 96 s over 3 pageviews (200 % over 3), `/b` 12 s, no
+/// scroll depth; 108 s over 4 overall.
+fn read_day(fx: &mut Fixture) {
+    fx.batch(
+        &[
+            pv(1, "2026-01-10T10:00:00Z", "/a"),
+            pv(2, "2026-01-10T10:00:00Z", "/a"),
+            pv(3, "2026-01-10T10:00:00Z", "/b"),
+            pv(1, "2026-01-10T10:05:00Z", "/b"),
+            pv(1, "2026-01-10T10:10:00Z", "/a"),
+        ],
+        &[
+            eng(1, "2026-01-10T10:01:00Z", "/a", 20_000, Some(40)),
+            eng(1, "2026-01-10T10:03:00Z", "/a", 10_000, Some(80)),
+            eng(2, "2026-01-10T10:04:00Z", "/a", 60_000, Some(20)),
+            eng(1, "2026-01-10T10:06:00Z", "/b", 12_000, None),
+            eng(1, "2026-01-10T10:11:00Z", "/a", 6_000, Some(100)),
+        ],
+    );
+}
+
+/// A Takeout of a store, imported into an empty one, gives the same time
+/// on page and scroll depth per page and overall; imported again, it adds
+/// nothing.
+#[test]
+fn a_takeout_round_trip_keeps_time_on_page_and_scroll_depth() {
+    let mut a = Fixture::new();
+    read_day(&mut a);
+    let before = engagement_of(&a.store, a.site_id);
+    assert_eq!(before.0, sums(108_000, 4, 200, 3));
+    assert_eq!(
+        before.1,
+        [
+            ("/a".to_owned(), sums(96_000, 3, 200, 3)),
+            ("/b".to_owned(), sums(12_000, 1, 0, 0)),
+        ]
+    );
+    let batches = export_all(&a.store);
+    let exported: usize = batches
+        .iter()
+        .filter(|(t, _)| *t == "engagements")
+        .map(|(_, b)| b.num_rows())
+        .sum();
+    assert_eq!(exported, 5);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let st = import(&mut b, &batches).unwrap();
+    assert_eq!((st.hits_added, st.engagements_added), (5, 5));
+    let site = b.sites().unwrap()[0].id;
+    assert_eq!(engagement_of(&b, site), before);
+    // Each engagement is stored as it was: id, pageview, time, path, numbers.
+    let rows = |s: &Store| {
+        s.query_text(
+            "SELECT id, hit_id, ts, path, engaged_ms, scroll_depth FROM engagements ORDER BY id",
+        )
+        .unwrap()
+    };
+    assert_eq!(rows(&b), rows(&a.store));
+    let again = import(&mut b, &batches).unwrap();
+    assert_eq!(
+        (
+            again.hits_added,
+            again.engagements_added,
+            again.engagements_present
+        ),
+        (0, 0, 5)
+    );
+    assert_eq!(engagement_of(&b, site), before);
+}
+
+/// Import into an instance that holds hits of its own under the same ids:
+/// the imported pageviews get new ids and their engagements follow them. A
+/// later Takeout of the same source, with engagements that arrived since,
+/// adds those and only those: nothing lost, nothing counted twice, and the
+/// instance's own engagement unchanged.
+#[test]
+fn merged_engagements_follow_renumbered_pageviews_and_are_not_counted_twice() {
+    let mut a = Fixture::new();
+    read_day(&mut a);
+    let first = export_all(&a.store);
+    // Later: another read of visitor 2's `/a` and visitor 3's `/b`.
+    a.batch(
+        &[],
+        &[
+            eng(2, "2026-01-10T10:20:00Z", "/a", 30_000, Some(90)),
+            eng(3, "2026-01-10T10:20:00Z", "/b", 8_000, Some(10)),
+        ],
+    );
+    let second = export_all(&a.store);
+    let source = engagement_of(&a.store, a.site_id);
+    // Visitor 2's `/a` now 90 s, deepest 90 %; visitor 3's `/b` 8 s, 10 %:
+    // 30 + 90 + 8 + 12 + 6 s over 5 pageviews, 80 + 90 + 10 + 100 % over 4.
+    assert_eq!(source.0, sums(146_000, 5, 280, 4));
+
+    // The other instance: its own site and hits numbered 1.. too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    b.upsert_site("b.example", &[], "config").unwrap();
+    let own: Vec<Hit> = (0..7)
+        .map(|i| Hit {
+            visitor: 9,
+            ..crate::tests::hit("b.example", ms("2026-01-10T09:00:00Z") + i, "/own")
+        })
+        .collect();
+    let own_refs: Vec<(u64, HitRef<'_>)> = own
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (i as u64 + 1, h.as_ref()))
+        .collect();
+    let own_eng = Engagement {
+        site: "b.example".into(),
+        ..eng(9, "2026-01-10T09:30:00Z", "/own", 4_000, Some(60))
+    };
+    let st = b
+        .append_batch(&own_refs, &[(8, own_eng.as_ref())], 8)
+        .unwrap();
+    assert_eq!(st.engagements, 1);
+    let b_site = |b: &Store, host: &str| {
+        b.sites()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.hostname == host)
+            .unwrap()
+            .id
+    };
+    let own_before = engagement_of(&b, b_site(&b, "b.example"));
+    assert_eq!(own_before.0, sums(4_000, 1, 60, 1));
+
+    let st = import(&mut b, &first).unwrap();
+    assert_eq!((st.hits_renumbered, st.engagements_added), (5, 5));
+    let st = import(&mut b, &second).unwrap();
+    assert_eq!(
+        (st.hits_added, st.engagements_added, st.engagements_present),
+        (0, 2, 5)
+    );
+    assert_eq!(engagement_of(&b, b_site(&b, "a.example")), source);
+    assert_eq!(engagement_of(&b, b_site(&b, "b.example")), own_before);
+    // Each imported engagement belongs to an a.example pageview of its path.
+    let wrong = b
+        .query_text(
+            "SELECT count(*) FROM engagements e JOIN hits h ON h.id = e.hit_id \
+             WHERE h.site_id <> e.site_id OR h.path <> e.path OR h.ts <> e.ts OR h.kind <> 0",
+        )
+        .unwrap();
+    assert_eq!(wrong, vec![vec![Some("0".into())]]);
+    // The second Takeout on its own, into a third instance, says the same.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    import(&mut c, &second).unwrap();
+    assert_eq!(engagement_of(&c, c.sites().unwrap()[0].id), source);
+}
+
+/// An engagement must name a pageview of the same Takeout; anything else
+/// is refused, naming the engagement, and nothing is imported.
+#[test]
+fn engagements_of_missing_hits_or_of_events_are_refused() {
+    use duckdb::arrow::array::{ArrayRef, UInt16Array, UInt64Array};
+    use std::sync::Arc;
+    let mut a = Fixture::new();
+    let signup = Hit {
+        kind: hitvault_core::Kind::Event,
+        name: "signup".into(),
+        ..pv(1, "2026-01-10T10:00:30Z", "/a")
+    };
+    a.batch(&[pv(1, "2026-01-10T10:00:00Z", "/a"), signup], &[]);
+    let base = export_all(&a.store);
+    let one = |id: u64, hit: u64| {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![id])),
+            Arc::new(UInt64Array::from(vec![hit])),
+            Arc::new(UInt64Array::from(vec![1_000u64])),
+            Arc::new(UInt16Array::from(vec![Some(50u16)])),
+        ];
+        let b = crate::RecordBatch::try_from_iter(
+            ["id", "hit_id", "engaged_ms", "scroll_depth"]
+                .into_iter()
+                .zip(cols),
+        )
+        .unwrap();
+        let mut all = base.clone();
+        all.push(("engagements", b));
+        all
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    for (batches, why) in [
+        (
+            one(10, 7),
+            "engagements: id 10 names hit 7, which is not in the hits file",
+        ),
+        (
+            one(10, 2),
+            "engagements: id 10 names hit 2, which is an event, not a pageview",
+        ),
+    ] {
+        let e = import(&mut b, &batches).unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+        assert_eq!(
+            b.query_text("SELECT count(*) FROM hits").unwrap(),
+            vec![vec![Some("0".into())]]
+        );
+    }
+    let st = import(&mut b, &one(10, 1)).unwrap();
+    assert_eq!((st.hits_added, st.engagements_added), (2, 1));
+}

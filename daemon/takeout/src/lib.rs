@@ -1,8 +1,8 @@
 //! Takeout: the export format of hitvault, and reading it back.
 //!
-//! A Takeout is a directory holding seven tables (sites, hits, props, goals,
-//! funnels, imported_days, imported_values; version 1 had the first three,
-//! version 2 the first five) as data files in one format
+//! A Takeout is a directory holding eight tables (sites, hits, props, goals,
+//! funnels, imported_days, imported_values, engagements; version 1 had the
+//! first three, version 2 the first five, versions 3 and 4 the first seven) as data files in one format
 //! (Parquet, CSV, JSON or NDJSON) and a `MANIFEST` (JSON) listing every file
 //! with its table, row count, size and SHA-256. The manifest is written last,
 //! under a temporary name that is renamed into place after every data file

@@ -17,7 +17,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use crate::json::{Cell, CellVisitor};
-use crate::schema::{DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, Table, conform};
+use crate::schema::{
+    DEVICES, GOAL_KINDS, IMPORTED_DIMS, KINDS, MAX_ENGAGED_MS, MAX_SCROLL_DEPTH, Table, conform,
+};
 use crate::{Format, json};
 
 /// Rows per batch handed to the sink by the text readers.
@@ -135,7 +137,8 @@ impl Builders {
 }
 
 /// Checks the values the schema's types cannot: `kind`, `device`, a funnel's
-/// `step`, an imported value's `dim`, non-NULL columns (the rules of a
+/// `step`, an imported value's `dim`, an engagement's `engaged_ms` and
+/// `scroll_depth`, non-NULL columns (the rules of a
 /// goal's or funnel's values, how a funnel's rows fit together, and
 /// repeated keys are checked by the store's import). `first_row` is the
 /// 1-based number of the batch's first row.
@@ -188,6 +191,35 @@ fn check(table: Table, batch: &RecordBatch, first_row: u64) -> Result<(), (u64, 
             return Err((
                 first_row + r as u64,
                 "step 0: steps are numbered from 1".into(),
+            ));
+        }
+    }
+    if table == Table::Engagements {
+        use arrow_array::types::{UInt16Type, UInt64Type};
+        let ms = batch
+            .column_by_name("engaged_ms")
+            .expect("in the schema")
+            .as_primitive::<UInt64Type>();
+        if let Some(r) = ms.iter().position(|v| v > Some(MAX_ENGAGED_MS)) {
+            return Err((
+                first_row + r as u64,
+                format!(
+                    "engaged_ms {} is above {MAX_ENGAGED_MS} (one day)",
+                    ms.value(r)
+                ),
+            ));
+        }
+        let sd = batch
+            .column_by_name("scroll_depth")
+            .expect("in the schema")
+            .as_primitive::<UInt16Type>();
+        if let Some(r) = sd.iter().position(|v| v > Some(MAX_SCROLL_DEPTH)) {
+            return Err((
+                first_row + r as u64,
+                format!(
+                    "scroll_depth {} is above {MAX_SCROLL_DEPTH} (percent)",
+                    sd.value(r)
+                ),
             ));
         }
     }
@@ -784,6 +816,37 @@ mod tests {
             "{}",
             e.reason
         );
+    }
+
+    #[test]
+    fn engagements_are_held_to_a_day_and_a_hundred_percent() {
+        let head = "id,hit_id,engaged_ms,scroll_depth\r\n";
+        let b = read_one(
+            Table::Engagements,
+            Format::Csv,
+            &format!("{head}9,7,86400000,100\r\n10,7,0,\r\n"),
+        )
+        .unwrap();
+        assert_eq!(b.num_rows(), 2);
+        assert!(b.column(3).is_valid(0) && b.column(3).is_null(1));
+        for (row, why) in [
+            ("9,7,86400001,50", "engaged_ms 86400001 is above 86400000"),
+            ("9,7,1000,101", "scroll_depth 101 is above 100"),
+            ("9,,1000,50", "hit_id must not be empty"),
+        ] {
+            let e =
+                read_one(Table::Engagements, Format::Csv, &format!("{head}{row}\r\n")).unwrap_err();
+            assert_eq!(e.row, Some(1), "{row}");
+            assert!(e.reason.contains(why), "{row}: {}", e.reason);
+        }
+        let e = read_one(
+            Table::Engagements,
+            Format::Ndjson,
+            "{\"id\":9,\"hit_id\":7,\"engaged_ms\":5,\"scroll_depth\":100}\n{\"id\":10,\"hit_id\":7,\"engaged_ms\":5,\"scroll_depth\":250}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.row, Some(2), "{e}");
+        assert!(e.reason.contains("scroll_depth 250"), "{e}");
     }
 
     #[test]

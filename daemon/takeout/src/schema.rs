@@ -1,5 +1,5 @@
-//! The Takeout schema: seven tables (three in version 1, five in version 2),
-//! their columns and Arrow types. `docs/reference/takeout-format.md`
+//! The Takeout schema: eight tables (three in version 1, five in version 2,
+//! seven in versions 3 and 4), their columns and Arrow types. `docs/reference/takeout-format.md`
 //! documents each column; this is the one definition the writers, the
 //! readers and the store's export queries are checked against.
 //!
@@ -19,12 +19,18 @@ use crate::Format;
 /// Version of the Takeout layout (tables, columns, types, MANIFEST) that
 /// exports write. Independent of the database's migrations. Version 2 added
 /// the `goals` and `funnels` tables, version 3 `imported_days` and
-/// `imported_values`, version 4 the manifest's `hit_ids`; readers take every
-/// version in [`READ_VERSIONS`] and refuse any other.
-pub const TAKEOUT_VERSION: u32 = 4;
+/// `imported_values`, version 4 the manifest's `hit_ids`, version 5
+/// `engagements`; readers take every version in [`READ_VERSIONS`] and
+/// refuse any other.
+pub const TAKEOUT_VERSION: u32 = 5;
 
 /// Layout versions this hitvault reads.
-pub const READ_VERSIONS: [u32; 4] = [1, 2, 3, 4];
+pub const READ_VERSIONS: [u32; 5] = [1, 2, 3, 4, 5];
+
+/// Largest `engagements.engaged_ms`: one day, as ingest takes it.
+pub const MAX_ENGAGED_MS: u64 = 86_400_000;
+/// Largest `engagements.scroll_depth`, in percent.
+pub const MAX_SCROLL_DEPTH: u16 = 100;
 
 /// A table of a Takeout, one data file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,11 +51,14 @@ pub enum Table {
     /// History imported from another product: per site, day, dimension and
     /// value, visitors and a count (version 3 on).
     ImportedValues,
+    /// Time on page and scroll depth reported for a pageview: (id, hit
+    /// id, engaged ms, scroll depth) (version 5 on).
+    Engagements,
 }
 
 impl Table {
     /// In the order they are exported and imported (the current version's).
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Sites,
         Table::Hits,
         Table::Props,
@@ -57,6 +66,7 @@ impl Table {
         Table::Funnels,
         Table::ImportedDays,
         Table::ImportedValues,
+        Table::Engagements,
     ];
 
     /// The tables of a layout version, in order; `None` for a version this
@@ -65,7 +75,8 @@ impl Table {
         match version {
             1 => Some(&Table::ALL[..3]),
             2 => Some(&Table::ALL[..5]),
-            3 | 4 => Some(&Table::ALL),
+            3 | 4 => Some(&Table::ALL[..7]),
+            5 => Some(&Table::ALL),
             _ => None,
         }
     }
@@ -79,6 +90,7 @@ impl Table {
             Table::Funnels => "funnels",
             Table::ImportedDays => "imported_days",
             Table::ImportedValues => "imported_values",
+            Table::Engagements => "engagements",
         }
     }
 
@@ -96,6 +108,7 @@ impl Table {
             Table::Funnels => funnels_schema(),
             Table::ImportedDays => imported_days_schema(),
             Table::ImportedValues => imported_values_schema(),
+            Table::Engagements => engagements_schema(),
         }
     }
 }
@@ -203,6 +216,12 @@ fn imported_values_schema() -> SchemaRef {
         s("value", true),
     ];
     f.extend(u64s(&["visitors", "count"]));
+    Arc::new(Schema::new(f))
+}
+
+fn engagements_schema() -> SchemaRef {
+    let mut f = u64s(&["id", "hit_id", "engaged_ms"]);
+    f.push(Field::new("scroll_depth", DataType::UInt16, true));
     Arc::new(Schema::new(f))
 }
 

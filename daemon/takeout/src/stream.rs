@@ -24,6 +24,7 @@ fn tag(t: Table) -> u8 {
         Table::Funnels => 5,
         Table::ImportedDays => 6,
         Table::ImportedValues => 7,
+        Table::Engagements => 8,
     }
 }
 

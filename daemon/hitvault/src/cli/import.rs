@@ -220,7 +220,8 @@ fn report_import(dir: &Path, how: &str, s: &ImportStats, total: u64, started: In
     println!(
         "imported {}{how}: {} hits added ({} under new ids), {} already present, {} props added, {} sites added, \
          {} goals added, {} goals present, {} funnels added, {} funnels present, \
-         {} imported days added, {} replaced, {} present \
+         {} imported days added, {} replaced, {} present, \
+         {} engagements added, {} present \
          ({total} rows read in {secs:.2} s, {:.0} rows/s)",
         dir.display(),
         s.hits_added,
@@ -235,6 +236,8 @@ fn report_import(dir: &Path, how: &str, s: &ImportStats, total: u64, started: In
         s.imported_days_added,
         s.imported_days_replaced,
         s.imported_days_present,
+        s.engagements_added,
+        s.engagements_present,
         total as f64 / secs.max(1e-6)
     );
     report_conflicts(s.conflicts.iter().map(String::as_str));

@@ -1,12 +1,13 @@
 //! Export: every table of a Takeout as Arrow record batches, from one
 //! read transaction on a [`Reader`].
 //!
-//! Sites, hits, props, goals, funnels and the imported aggregates are one
-//! consistent snapshot while ingest keeps committing. Rows stream out as
+//! Sites, hits, props, goals, funnels, the imported aggregates and the
+//! engagements are one consistent snapshot while ingest keeps committing. Rows stream out as
 //! Arrow record batches. Goals and funnels are definitions: the site filter
 //! applies to them, the time range does not. Imported aggregates are per
 //! day: a day is selected when the whole UTC day lies inside the time range
-//! ([`ExportFilter::days`]).
+//! ([`ExportFilter::days`]). Engagements are selected with their pageview
+//! (by its site and time), so each names a hit of the same export.
 
 use duckdb::Connection;
 use duckdb::arrow::record_batch::RecordBatch;
@@ -27,7 +28,7 @@ pub struct ExportFilter {
 }
 
 /// A table of the export, in the order they are streamed.
-pub const EXPORT_TABLES: [&str; 7] = [
+pub const EXPORT_TABLES: [&str; 8] = [
     "sites",
     "hits",
     "props",
@@ -35,6 +36,7 @@ pub const EXPORT_TABLES: [&str; 7] = [
     "funnels",
     "imported_days",
     "imported_values",
+    "engagements",
 ];
 
 impl ExportFilter {
@@ -110,8 +112,8 @@ impl Reader {
         count_hits(&self.conn, filter)
     }
 
-    /// Streams sites, hits, props, goals, funnels and the imported aggregates
-    /// matching `filter`, from one snapshot.
+    /// Streams sites, hits, props, goals, funnels, the imported aggregates
+    /// and the engagements matching `filter`, from one snapshot.
     pub fn export(
         &self,
         filter: &ExportFilter,
@@ -205,6 +207,15 @@ fn export(
                  FROM imported_values v JOIN sites s ON s.id = v.site_id WHERE {} \
                  ORDER BY site, v.day, v.dim, v.value NULLS FIRST",
                 filter.days_sql("v.day")
+            ),
+        ),
+        (
+            "engagements",
+            format!(
+                "SELECT e.id, e.hit_id, e.engaged_ms::UBIGINT AS engaged_ms, \
+                 e.scroll_depth::USMALLINT AS scroll_depth \
+                 FROM engagements e JOIN sites s ON s.id = e.site_id WHERE {}",
+                filter.where_sql("e.ts")
             ),
         ),
     ];

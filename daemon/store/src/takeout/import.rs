@@ -9,8 +9,8 @@
 //! own (a Takeout of another instance) is staged and, at the end, stored
 //! under a new id above every id in use, unless a hit with its content is
 //! stored already (it was imported before under a new id). Any failure
-//! rolls the whole import back. How definitions and imported aggregates are
-//! merged is `merge`'s.
+//! rolls the whole import back. How definitions, imported aggregates and
+//! engagements are merged is `merge`'s.
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use duckdb::{Connection, OptionalExt};
 use crate::Store;
 use crate::append::hits_schema;
 use crate::feed::{Converter, Feed};
-use crate::takeout::merge::{merge_definitions, merge_imported};
+use crate::takeout::merge::{merge_definitions, merge_engagements, merge_imported};
 use crate::takeout::{ImportStats, TakeoutError, quote};
 
 /// An import in progress: one open transaction. Dropped without
@@ -83,6 +83,8 @@ CREATE TEMP TABLE _import_imported_days (
     bounces UBIGINT, visit_duration_s UBIGINT);
 CREATE TEMP TABLE _import_imported_values (
     site VARCHAR, day DATE, dim VARCHAR, value VARCHAR, visitors UBIGINT, count UBIGINT);
+CREATE TEMP TABLE _import_engagements (
+    id UBIGINT, hit_id UBIGINT, engaged_ms UBIGINT, scroll_depth USMALLINT);
 ";
 
 impl Store {
@@ -159,6 +161,7 @@ impl Importer<'_> {
             "funnels" => "_import_funnels",
             "imported_days" => "_import_imported_days",
             "imported_values" => "_import_imported_values",
+            "engagements" => "_import_engagements",
             other => return Err(TakeoutError::Invalid(format!("no table {other:?}"))),
         };
         let mut app = self.conn.appender(staging)?;
@@ -381,6 +384,14 @@ impl Importer<'_> {
             "SELECT 'imported_values: site ' || site || ' day ' || day || ' has ' || dim || ' ' || \
                     coalesce('\"' || value || '\"', 'NULL') || ' ' || count(*) || ' times' \
                  FROM _import_imported_values GROUP BY site, day, dim, value HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'engagements: id ' || e.id || ' names hit ' || e.hit_id || ', which is not in the hits file' \
+                 FROM _import_engagements e ANTI JOIN _import_ids i ON i.id = e.hit_id LIMIT 1",
+            "SELECT 'engagements: id ' || id || ' appears ' || count(*) || ' times' \
+                 FROM _import_engagements GROUP BY id HAVING count(*) > 1 LIMIT 1",
+            "SELECT 'engagements: id ' || id || ' has engaged_ms ' || engaged_ms || ', above 86400000 (one day)' \
+                 FROM _import_engagements WHERE engaged_ms > 86400000 LIMIT 1",
+            "SELECT 'engagements: id ' || id || ' has scroll_depth ' || scroll_depth || ', above 100 (percent)' \
+                 FROM _import_engagements WHERE scroll_depth > 100 LIMIT 1",
         ];
         for sql in checks {
             if let Some(problem) = self.one(sql)? {
@@ -425,8 +436,9 @@ impl Importer<'_> {
         crate::sessions::renumber(c, crate::sessions::Keys::Unnumbered)?;
         merge_definitions(c, &mut stats)?;
         merge_imported(c, &mut stats)?;
+        merge_engagements(c, &mut stats)?;
         c.execute_batch(
-            "DROP TABLE _import_ids; DROP TABLE _import_props; \
+            "DROP TABLE _import_ids; DROP TABLE _import_props; DROP TABLE _import_engagements; \
              DROP TABLE _import_clash; DROP TABLE _import_renum; \
              DROP TABLE _import_sites; DROP TABLE _import_goals; DROP TABLE _import_funnels; \
              DROP TABLE _import_imported_days; DROP TABLE _import_imported_values; COMMIT",

@@ -12,6 +12,14 @@
 //! does not hold are left alone. This is what `import-plausible` does for
 //! the days of its range: the import brought last wins, and a day's rows
 //! always come from one source, never a mix.
+//!
+//! Engagements are keyed by (pageview, engagement id), as hits are by id:
+//! each goes to the hit its pageview is stored as (the same id, the new id
+//! a clashing hit got, or the stored hit with the content of one imported
+//! before under a new id), and one the instance holds for that pageview
+//! under the same id is present and left alone. So an import brought twice,
+//! or a later Takeout of the same instance over an earlier one, adds only
+//! the engagements that are new, and drops none.
 
 use duckdb::{Connection, OptionalExt};
 
@@ -260,5 +268,60 @@ pub(super) fn merge_imported(c: &Connection, stats: &mut ImportStats) -> Result<
     stats.imported_days_added = changed - replaced;
     stats.imported_days_replaced = replaced;
     stats.imported_days_present = keys - changed;
+    Ok(())
+}
+
+/// Stores the staged engagements (checked already: each names a hit of the
+/// import, no id twice, values in range), each with the hit its pageview is
+/// stored as, unless the instance holds an engagement of that id for that
+/// pageview. Runs after the hits are stored and renumbered.
+pub(super) fn merge_engagements(
+    c: &Connection,
+    stats: &mut ImportStats,
+) -> Result<(), TakeoutError> {
+    let staged: u64 = c.query_row("SELECT count(*) FROM _import_engagements", [], |r| r.get(0))?;
+    if staged == 0 {
+        return Ok(());
+    }
+    // The stored id of each engagement's pageview: a renumbered hit's new
+    // id; a clashing hit not renumbered was imported before under a new id
+    // (the stored hit with its content); any other hit is stored under its
+    // own id (added now, or present with the same site, time and visitor).
+    c.execute_batch(
+        "CREATE TEMP TABLE _import_eng_target AS
+         SELECT e.id, e.engaged_ms, e.scroll_depth,
+                coalesce(r.new_id, CASE WHEN k.id IS NULL THEN e.hit_id END, (
+                  SELECT min(h.id) FROM hits h
+                  WHERE h.site_id = k.site_id AND h.ts = k.ts AND h.visitor = k.visitor
+                    AND h.kind = k.kind AND h.name IS NOT DISTINCT FROM k.name
+                    AND h.path IS NOT DISTINCT FROM k.path)) AS hit_id,
+                e.hit_id AS file_hit_id
+         FROM _import_engagements e
+         LEFT JOIN _import_renum r ON r.old_id = e.hit_id
+         LEFT JOIN _import_clash k ON k.id = e.hit_id",
+    )?;
+    let not_pageview: Option<String> = c
+        .query_row(
+            "SELECT 'engagements: id ' || t.id || ' names hit ' || t.file_hit_id || \
+                    ', which is an event, not a pageview' \
+             FROM _import_eng_target t JOIN hits h ON h.id = t.hit_id WHERE h.kind <> 0 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(problem) = not_pageview {
+        return Err(TakeoutError::Invalid(problem));
+    }
+    let added = c.execute(
+        "INSERT INTO engagements
+         SELECT t.id, h.id, h.site_id, h.ts, h.path, t.engaged_ms::UINTEGER, t.scroll_depth::UTINYINT
+         FROM _import_eng_target t JOIN hits h ON h.id = t.hit_id
+         WHERE NOT EXISTS (
+           SELECT 1 FROM engagements s WHERE s.hit_id = t.hit_id AND s.id = t.id)",
+        [],
+    )? as u64;
+    c.execute_batch("DROP TABLE _import_eng_target")?;
+    stats.engagements_added = added;
+    stats.engagements_present = staged - added;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! keeps committing (`export`). Import runs in one transaction on the
 //! writer's connection ([`Importer`], `import`); at its end the staged
 //! definitions and imported aggregates are merged into the instance's
-//! (`merge`).
+//! (`merge`), and so are the engagements, once every hit has its id.
 //!
 //! This module holds what both directions share: the [`Reader`], the error,
 //! the counts of an import.
@@ -64,6 +64,11 @@ pub struct ImportStats {
     pub imported_days_replaced: u64,
     /// Imported days the instance had with the same rows: left alone.
     pub imported_days_present: u64,
+    /// Engagements stored, with the pageview they belong to.
+    pub engagements_added: u64,
+    /// Engagements the instance had already (the same id for the same
+    /// pageview): left alone.
+    pub engagements_present: u64,
     /// Goals and funnels whose name the instance already gives to a
     /// different definition: the instance's was kept. One sentence each.
     pub conflicts: Vec<String>,
