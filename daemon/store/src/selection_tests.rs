@@ -4,9 +4,9 @@
 //! hits of the sessions that pass the session filters). The fixture is
 //! generated, with gaps of exactly 30 and 31 minutes, hits on both sides of
 //! the window and of UTC midnight, empty values, events and properties, so
-//! that every shortcut the SQL takes for filtered queries (numbering the
-//! sessions of the visitors with a matching hit only, skipping sessions for
-//! numbers about hits) is held to what the rules say.
+//! that every shortcut the SQL takes for filtered queries (grouping only the
+//! sessions with a matching hit, skipping sessions for numbers about hits)
+//! and the session numbers the writer stored are held to what the rules say.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -279,8 +279,52 @@ pub(crate) enum Keys<'a> {
     /// Those listed (the writer's dirty keys).
     Listed(&'a [Key]),
     /// Every visitor-day with a hit that has no number yet (imports, the
-    /// migration that added the column).
+    /// migration that added the column), a stretch of whole UTC days at a
+    /// time ([`MAX_RENUMBER_HITS`]).
     Unnumbered,
+    /// Those with a hit without a number in the whole UTC days `[lo, hi)`
+    /// (microseconds).
+    Range { lo: i64, hi: i64 },
+}
+
+/// The most hits one statement of [`renumber`] numbers over
+/// [`Keys::Unnumbered`] (more when one UTC day holds more): the window
+/// functions and the update of a statement must fit DuckDB's memory limit.
+pub(crate) const MAX_RENUMBER_HITS: u64 = 1_000_000;
+
+/// [`Keys::Unnumbered`]: the days holding hits without a number, cut into
+/// stretches of at most [`MAX_RENUMBER_HITS`] hits (sessions never cross a
+/// UTC midnight, so each stretch is numbered on its own).
+fn renumber_unnumbered(conn: &Connection) -> duckdb::Result<usize> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT epoch_us(ts) // {DAY_US} AS dn, count(*) FROM hits
+         WHERE epoch_us(ts) // {DAY_US} IN
+               (SELECT DISTINCT epoch_us(ts) // {DAY_US} FROM hits WHERE sess IS NULL)
+         GROUP BY dn ORDER BY dn"
+    ))?;
+    let days: Vec<(i64, u64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut done = 0;
+    let mut i = 0;
+    while i < days.len() {
+        let (first, mut n) = (days[i].0, days[i].1);
+        let mut j = i + 1;
+        while j < days.len() && n + days[j].1 <= MAX_RENUMBER_HITS {
+            n += days[j].1;
+            j += 1;
+        }
+        let last = days[j - 1].0;
+        done += renumber(
+            conn,
+            Keys::Range {
+                lo: first * DAY_US,
+                hi: (last + 1) * DAY_US,
+            },
+        )?;
+        i = j;
+    }
+    Ok(done)
 }
 
 /// The temporary table the writer lists its dirty keys in.
@@ -308,24 +352,17 @@ pub(crate) fn renumber(conn: &Connection, keys: Keys<'_>) -> duckdb::Result<usiz
             let hi = (list.iter().map(|k| k.2).max().expect("not empty") + 1) * DAY_US;
             ("SELECT * FROM hv_dirty".to_owned(), lo, hi)
         }
-        Keys::Unnumbered => {
-            let bounds: (Option<i64>, Option<i64>) = conn.query_row(
-                "SELECT min(epoch_us(ts)), max(epoch_us(ts)) FROM hits WHERE sess IS NULL",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let (Some(lo), Some(hi)) = bounds else {
-                return Ok(0);
-            };
-            (
-                format!(
-                    "SELECT DISTINCT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn
-                     FROM hits WHERE sess IS NULL"
-                ),
-                lo.div_euclid(DAY_US) * DAY_US,
-                (hi.div_euclid(DAY_US) + 1) * DAY_US,
-            )
-        }
+        Keys::Unnumbered => return renumber_unnumbered(conn),
+        Keys::Range { lo, hi } => (
+            format!(
+                "SELECT DISTINCT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn
+                 FROM hits WHERE sess IS NULL
+                   AND ts >= make_timestamp({lo}::BIGINT)::TIMESTAMPTZ
+                   AND ts < make_timestamp({hi}::BIGINT)::TIMESTAMPTZ"
+            ),
+            lo,
+            hi,
+        ),
     };
     let range = |t: &str| {
         format!(

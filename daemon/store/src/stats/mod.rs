@@ -5,11 +5,14 @@
 //!
 //! - **Window.** A site, a half-open UTC range `[from, to)`, and an IANA time
 //!   zone that only decides where hours, days, weeks and months begin.
-//! - **Sessions** are derived here, never stored: a visitor's hits in the
-//!   window, ordered by time; a gap of more than 30 minutes starts a new
-//!   session. Sessions are always cut from all of the visitor's hits, so a
-//!   filter never moves where a session begins or ends. (Visitor ids rotate
-//!   daily with the salt, so no session spans a UTC midnight.)
+//! - **Sessions**: a visitor's hits of a UTC day, ordered by time; a gap of
+//!   more than 30 minutes starts a new session. They are decided when the
+//!   hits are stored (`hits.sess`, see [`crate::sessions`]), never here;
+//!   a window sees the part of each session inside it. Sessions are always
+//!   cut from all of the visitor's hits, so a filter never moves where a
+//!   session begins or ends. (Visitor ids rotate daily with the salt, so no
+//!   session spans a UTC midnight.) A visit's source, referrer and UTM
+//!   values are its first hit's, stored on each of its hits.
 //! - **Bounce**: a session with exactly one pageview and no custom event.
 //!   **Duration**: last hit minus first hit of the session.
 //! - **Filters** select hits. Hit-level dimensions (page, source, country, ...)
@@ -32,13 +35,12 @@
 //!
 //! # What a query derives
 //!
-//! Numbering sessions (a window function that sorts the range's hits by
-//! visitor and time) is most of a query's cost, so it is done only where
-//! the rules need it, and the rules fix what may be skipped: a session
-//! belongs to one visitor, so with conditions on hits only the visitors
-//! with a matching hit are numbered ([`sql::base`]); and a number about hits
-//! alone (a breakdown of a hit dimension, goal conversions, property keys
-//! and values) needs no session unless a filter is on one ([`sql::base_hits`]).
+//! Grouping hits into their sessions is most of a query's cost, so it is
+//! done only where the rules need it, and the rules fix what may be
+//! skipped: with conditions on hits only the sessions with a matching hit
+//! are grouped ([`sql::base`]); and a number about hits alone (a breakdown
+//! of a hit dimension, goal conversions, property keys and values) needs no
+//! session unless a filter is on one ([`sql::base_hits`]).
 //! `selection_tests` holds both to a model of the rules in plain Rust.
 //!
 //! # Where things are
