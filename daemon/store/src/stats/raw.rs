@@ -164,24 +164,46 @@ pub(crate) fn overview(
     limit: usize,
 ) -> Result<Overview, StatsError> {
     let c = conds(w, filters);
-    let h = hits_cte(w, &c)?;
-    conn.execute(
-        &format!(
-            "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
-            h.text
-        ),
-        params_from_iter(h.params.iter()),
-    )?;
-    let sel = selection_cte(&c);
-    for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
+    if c.sess_free() {
+        // The selected hits are a filtered scan, and the sessions need
+        // only the few columns they are grouped from (DuckDB reads no
+        // other column of the hits for them).
+        let hits = base_hits(w, filters)?;
         conn.execute(
             &format!(
-                "CREATE OR REPLACE TEMP TABLE {table} AS
-                 WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
-                sel.text
+                "CREATE OR REPLACE TEMP TABLE hv_sel AS {} SELECT * FROM sel",
+                hits.text
             ),
-            params_from_iter(sel.params.iter()),
+            params_from_iter(hits.params.iter()),
         )?;
+        let (h, sel) = (hits_cte(w, &c)?, selection_cte(&c));
+        conn.execute(
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE hv_sess AS WITH {}, {} SELECT * FROM sess_sel",
+                h.text, sel.text
+            ),
+            params_from_iter(h.params.iter().chain(sel.params.iter())),
+        )?;
+    } else {
+        let h = hits_cte(w, &c)?;
+        conn.execute(
+            &format!(
+                "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
+                h.text
+            ),
+            params_from_iter(h.params.iter()),
+        )?;
+        let sel = selection_cte(&c);
+        for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
+            conn.execute(
+                &format!(
+                    "CREATE OR REPLACE TEMP TABLE {table} AS
+                     WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
+                    sel.text
+                ),
+                params_from_iter(sel.params.iter()),
+            )?;
+        }
     }
     let cached = Sql {
         text: "WITH sel AS (SELECT * FROM hv_sel), sess_sel AS (SELECT * FROM hv_sess)".into(),

@@ -231,6 +231,13 @@ pub(crate) struct Conds {
     sess_params: Vec<duckdb::types::Value>,
 }
 
+impl Conds {
+    /// True when no filter is on a session dimension (entry or exit page).
+    pub(crate) fn sess_free(&self) -> bool {
+        self.sess.is_empty()
+    }
+}
+
 /// The conditions of `filters` within the window `w`.
 pub(crate) fn conds(w: &Window, filters: &[Filter]) -> Conds {
     use duckdb::types::Value as V;
