@@ -396,3 +396,73 @@ fn a_visit_counts_once_under_the_source_it_came_from() {
         .unwrap();
     assert_eq!((k.sessions, k.events), (1, 1));
 }
+
+/// Issue: a year of a large site answered "Out of Memory" until its rollups
+/// were built. With sessions stored, the raw path groups instead of sorting
+/// windows: a year of hits with no rollups, under a 64 MB limit (a sixteenth
+/// of the default), answers every overview, filtered or not.
+#[test]
+fn a_year_without_rollups_answers_inside_a_small_memory_limit() {
+    use crate::stats::{Dim, Filter, Interval, Op, PANELS, Window};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        threads: 2,
+        memory_limit: "64MB".into(),
+    };
+    let mut s = Store::open(dir.path(), &opts).unwrap();
+    s.upsert_site(SITE, &[], "config").unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let start = now - 365 * 86_400_000;
+    let mut r = Lcg(3);
+    let countries = ["DE", "FR", "US", "GB", ""];
+    let pages = ["/", "/pricing", "/docs", "/blog/a", "/blog/b", "/about"];
+    let mut seq = 0u64;
+    let mut hits = Vec::new();
+    for visit in 0..200_000u64 {
+        let mut t = start + (visit as i64) * (365 * 86_400_000 / 200_000);
+        for _ in 0..1 + r.next(3) {
+            seq += 1;
+            let mut h = crate::tests::hit(SITE, t, pages[r.next(6) as usize]);
+            h.visitor = visit % 50_000;
+            h.country = countries[(visit % 5) as usize].into();
+            if r.next(3) == 0 {
+                h.source = "Google".into();
+            }
+            hits.push((seq, h));
+            t += MINUTE_MS * (1 + r.next(20) as i64);
+        }
+        if hits.len() >= 50_000 {
+            s.append(&hits, seq).unwrap();
+            hits.clear();
+        }
+    }
+    s.append(&hits, seq).unwrap();
+    let st = s.stats().unwrap();
+    let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap();
+    let w = Window {
+        site_id: s.sites().unwrap()[0].id,
+        from: at(start - 86_400_000),
+        // The last visits run up to an hour past now.
+        to: at(now + 2 * 60 * MINUTE_MS),
+        tz: jiff::tz::TimeZone::get("Europe/Berlin").unwrap(),
+    };
+    let prev = Window {
+        from: at(start - 400 * 86_400_000),
+        to: w.from,
+        ..w.clone()
+    };
+    for filters in [
+        vec![],
+        vec![Filter::dim(Dim::Country, Op::Is, "DE")],
+        vec![Filter::dim(Dim::EntryPage, Op::Is, "/pricing")],
+        vec![Filter::dim(Dim::Source, Op::IsNot, "Google")],
+    ] {
+        let o = st
+            .overview(&w, &prev, &filters, Interval::Month, &PANELS, 10)
+            .unwrap_or_else(|e| panic!("{filters:?}: {e}"));
+        assert!(o.kpis.pageviews > 0, "{filters:?}: nothing counted");
+        assert_eq!(o.breakdowns.len(), PANELS.len());
+    }
+    let all = st.kpis(&w, &[]).unwrap();
+    assert_eq!(all.pageviews, seq, "every hit of the year counted");
+}
