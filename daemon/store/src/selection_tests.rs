@@ -25,10 +25,10 @@ const DAY_MS: i64 = 86_400_000;
 const DAY0_MS: i64 = 1_772_323_200_000;
 
 /// A small deterministic generator (64-bit LCG, high bits).
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
+    pub(crate) fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)

@@ -122,32 +122,15 @@ impl Open {
     /// `today` (a UTC day number) on.
     pub(crate) fn load(conn: &Connection, today: i64) -> duckdb::Result<Open> {
         let horizon = today - 1;
-        let mut open = Open {
-            horizon,
-            last: HashMap::new(),
-        };
         let from = horizon * DAY_US;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn, {LATEST}
-             FROM hits WHERE ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
-               AND sess IS NOT NULL
-             GROUP BY ALL"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                (
-                    r.get::<_, u16>(0)?,
-                    r.get::<_, u64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ),
-                last_of(r)?,
-            ))
-        })?;
-        for row in rows {
-            let (k, l) = row?;
-            open.last.insert(k, l);
-        }
-        Ok(open)
+        let last = latest(
+            conn,
+            &format!(
+                "FROM hits WHERE ts >= make_timestamp({from}::BIGINT)::TIMESTAMPTZ
+                   AND sess IS NOT NULL"
+            ),
+        )?;
+        Ok(Open { horizon, last })
     }
 
     /// Visitor-days held.
@@ -440,33 +423,30 @@ pub(crate) fn renumber_dirty(
 /// The latest sessions of `keys` (listed in `hv_dirty`) within the horizon
 /// starting at `horizon`.
 fn reload(conn: &Connection, keys: &[Key], horizon: i64) -> duckdb::Result<HashMap<Key, Last>> {
-    let held: Vec<Key> = keys.iter().copied().filter(|k| k.2 >= horizon).collect();
-    let mut out = HashMap::new();
-    if held.is_empty() {
-        return Ok(out);
+    if !keys.iter().any(|k| k.2 >= horizon) {
+        return Ok(HashMap::new());
     }
     let lo = horizon * DAY_US;
+    latest(
+        conn,
+        &format!(
+            "FROM hits SEMI JOIN hv_dirty d
+                  ON d.site_id = hits.site_id AND d.visitor = hits.visitor
+                     AND d.dn = epoch_us(hits.ts) // {DAY_US}
+             WHERE ts >= make_timestamp({lo}::BIGINT)::TIMESTAMPTZ"
+        ),
+    )
+}
+
+/// The latest session of each visitor-day among the hits `from` selects
+/// (a `FROM ... WHERE ...` over `hits`).
+fn latest(conn: &Connection, from: &str) -> duckdb::Result<HashMap<Key, Last>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn, {LATEST}
-         FROM hits SEMI JOIN hv_dirty d
-              ON d.site_id = hits.site_id AND d.visitor = hits.visitor
-                 AND d.dn = epoch_us(hits.ts) // {DAY_US}
-         WHERE ts >= make_timestamp({lo}::BIGINT)::TIMESTAMPTZ
-         GROUP BY ALL"
+        "SELECT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn, {LATEST} {from} GROUP BY ALL"
     ))?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            (
-                r.get::<_, u16>(0)?,
-                r.get::<_, u64>(1)?,
-                r.get::<_, i64>(2)?,
-            ),
-            last_of(r)?,
-        ))
+        let key: Key = (r.get(0)?, r.get(1)?, r.get(2)?);
+        Ok((key, last_of(r)?))
     })?;
-    for row in rows {
-        let (k, l) = row?;
-        out.insert(k, l);
-    }
-    Ok(out)
+    rows.collect()
 }

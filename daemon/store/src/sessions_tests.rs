@@ -7,25 +7,13 @@ use std::collections::BTreeMap;
 
 use hitvault_core::Hit;
 
+use crate::selection_tests::Lcg;
 use crate::sessions::{GAP_US, Open, ToNumber};
 use crate::stats::model::DAY_US;
 use crate::{Store, StoreOptions};
 
 const SITE: &str = "sessions.example";
 const MINUTE_MS: i64 = 60_000;
-
-/// A small deterministic generator (64-bit LCG, high bits).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
 
 /// What a hit stores of its session: the number, and the referrer, source
 /// and campaign of the session's first hit.
