@@ -304,7 +304,11 @@ fn passkeys_in_headless_chromium_over_the_daemons_own_tls() -> TestResult {
     type_into(&b, "#pw-new", PASSWORD)?;
     type_into(&b, "#pw-confirm", PASSWORD)?;
     b.click(&b.find_css("form[action='/account/password'] button")?)?;
-    wait_for_url(&b, "set the password", |u| u.contains("done=password"));
+    // Not `contains("done=password")`: the page before it, with
+    // `done=password-removed`, would match at once.
+    wait_for_url(&b, "set the password", |u| {
+        u.contains("done=password") && !u.contains("done=password-removed")
+    });
     b.click(&b.find_css("form[action^='/account/passkeys/'][action$='/remove'] button")?)?;
     wait_for_url(&b, "remove the passkey", |u| {
         u.contains("done=passkey-removed")
