@@ -264,31 +264,21 @@ fn read_batch(
 }
 
 /// How often the writer looks for days whose stats rollups are missing or
-/// stale. Idle, it looks every [`ROLLUP_EVERY`], and while days are left it
-/// builds them one large turn after another ([`ROLLUP_DAYS_PER_IDLE_TURN`],
-/// [`ROLLUP_HITS_PER_IDLE_TURN`]): history that arrived in bulk is summarised
-/// as fast as the machine allows, and an ingest batch that arrives meanwhile
-/// waits for one turn in the durable queue. Under sustained ingest it takes a
-/// short turn ([`ROLLUP_DAYS_PER_TURN`], [`ROLLUP_HITS_PER_TURN`]) every
-/// [`ROLLUP_BUSY_BEHIND`] while days are left, else every
-/// [`ROLLUP_BUSY_EVERY`].
+/// stale, when it is idle; under sustained ingest it looks at least every
+/// [`ROLLUP_BUSY_EVERY`]. Each turn builds at most [`ROLLUP_DAYS_PER_TURN`]
+/// (site, day) rollups and [`ROLLUP_HITS_PER_TURN`] hits, so ingest waits
+/// for one short turn at most.
 const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 const ROLLUP_BUSY_EVERY: Duration = Duration::from_secs(300);
-const ROLLUP_BUSY_BEHIND: Duration = Duration::from_secs(10);
 const ROLLUP_DAYS_PER_TURN: usize = 31;
-/// At most this many hits are derived in a busy turn (but always one day),
-/// which bounds the pause it costs ingest.
+/// At most this many hits are derived in one turn (but always one day), which
+/// bounds the memory and the pause a turn costs on a large store.
 const ROLLUP_HITS_PER_TURN: u64 = 50_000;
-/// An idle turn: a year of days, a million hits (measured within DuckDB's
-/// default 1 GB limit; halved with the days after a failure).
-const ROLLUP_DAYS_PER_IDLE_TURN: usize = 366;
-const ROLLUP_HITS_PER_IDLE_TURN: u64 = 1_000_000;
 
 /// When the writer last refreshed the rollups, whether work was left, and
-/// how many site-days a busy turn may take: halved after a failure (a turn
-/// that did not fit in `store.memory_limit`, say), and from then on never as
-/// many as failed; doubled back towards that after a success. An idle turn
-/// takes the same share of its own budget.
+/// how many site-days a turn may take: halved after a failure (a turn that
+/// did not fit in `store.memory_limit`, say), and from then on never as many
+/// as failed; doubled back towards that after a success.
 struct Rollups {
     last: Instant,
     more: bool,
@@ -313,8 +303,6 @@ impl Rollups {
         let since = self.last.elapsed();
         let due = if idle {
             self.more || since >= ROLLUP_EVERY
-        } else if self.more {
-            since >= ROLLUP_BUSY_BEHIND
         } else {
             since >= ROLLUP_BUSY_EVERY
         };
@@ -322,17 +310,7 @@ impl Rollups {
             return;
         }
         self.last = Instant::now();
-        let (days, hits) = if idle {
-            // The share of the idle budget the busy turn's days have.
-            let share = |full: u64| full * self.days as u64 / ROLLUP_DAYS_PER_TURN as u64;
-            (
-                share(ROLLUP_DAYS_PER_IDLE_TURN as u64).max(1) as usize,
-                share(ROLLUP_HITS_PER_IDLE_TURN).max(1),
-            )
-        } else {
-            (self.days, ROLLUP_HITS_PER_TURN)
-        };
-        match store.refresh_rollups(days, hits) {
+        match store.refresh_rollups(self.days, ROLLUP_HITS_PER_TURN) {
             Ok(r) => {
                 self.more = r.more;
                 self.days = (self.days * 2).min(self.cap);
