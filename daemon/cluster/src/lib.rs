@@ -1,0 +1,335 @@
+//! Clustering: every node ingests, a majority holds every acknowledged hit.
+//!
+//! Consensus is openraft (the pinned 0.9 line). What it orders is a
+//! [`Command`]: today a batch of hits from one node's durable queue. Each
+//! node applies the committed log to its own store through a [`Apply`]
+//! implementation (the daemon's writer), recording the machine's [`State`]
+//! (the applied log id, the membership, each origin's highest hit) in the
+//! same transaction, so a replay is exactly-once.
+//!
+//! The pieces:
+//! - [`log`]: the Raft log and vote on disk, fsync'd before openraft hears
+//!   they are flushed;
+//! - [`machine`]: the state machine: deduplicates hits by origin and hands
+//!   each applied stretch of the log to [`Apply`];
+//! - [`wire`] and [`net`]: the cluster's own RPC, length-prefixed postcard
+//!   frames authenticated with HMAC-SHA256 under the cluster key, over TCP on
+//!   the cluster address only;
+//! - [`forward`]: reads this node's queue and proposes its hits, to the
+//!   leader directly or through it, and tells ingest which hits a majority
+//!   holds ([`Acks`]).
+//!
+//! The crate does no HTTP and opens no database; the daemon wires it.
+
+pub mod forward;
+pub mod log;
+pub mod machine;
+pub mod net;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use forward::{Acks, Forwarder};
+pub use machine::{Apply, Batch, State, StateMachine};
+pub use openraft::BasicNode;
+
+/// A node's id: unique in the cluster's life, never reused.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// hitvault's Raft types.
+    pub Types:
+        D = Command,
+        R = Applied,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// A Raft handle of hitvault's types.
+pub type Raft = openraft::Raft<Types>;
+
+/// What the log orders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Hits from `origin`'s queue: `(seq, record)` in ascending seq, each
+    /// record as the queue holds it. A seq is a hit's id: the queue of node
+    /// `n` numbers from [`id_floor`]`(n)`, so ids are unique across nodes.
+    Hits {
+        origin: NodeId,
+        records: Vec<(u64, Vec<u8>)>,
+    },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Hits { origin, records } => write!(
+                f,
+                "hits from node {origin}: {} records, seq {}..={}",
+                records.len(),
+                records.first().map_or(0, |r| r.0),
+                records.last().map_or(0, |r| r.0)
+            ),
+        }
+    }
+}
+
+/// What applying a log entry did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Records handed to the store.
+    pub stored: u32,
+    /// Records an earlier entry had applied already (a proposal sent again
+    /// after its answer was lost).
+    pub duplicates: u32,
+}
+
+/// Bits of a hit id below the node id: node `n`'s queue numbers from
+/// `n << ID_SHIFT`, which leaves 2^48 hits to each node.
+pub const ID_SHIFT: u32 = 48;
+
+/// The first hit id of node `node`.
+pub fn id_floor(node: NodeId) -> u64 {
+    node << ID_SHIFT
+}
+
+/// The highest node id: ids must leave the top bits of a hit id to the node.
+pub const MAX_NODE_ID: NodeId = (1 << (64 - ID_SHIFT)) - 1;
+
+/// How the cluster's timing is set: elections after 1 to 2 s without a
+/// leader's heartbeat (sent every 250 ms), so a dead leader is replaced
+/// within about 3 s.
+pub fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "hitvault".into(),
+        heartbeat_interval: HEARTBEAT.as_millis() as u64,
+        election_timeout_min: 1000,
+        election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
+        // The whole log is kept: catch-up replays it (see machine.rs on
+        // snapshots).
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        // An entry holds at most MAX_PROPOSAL_BYTES; this bounds a frame.
+        max_payload_entries: 16,
+        ..Default::default()
+    }
+}
+
+/// The leader's heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_millis(250);
+/// A follower that heard nothing from its leader for this long stops
+/// taking hits in `majority` mode (an election is due by then).
+pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(2000);
+
+/// Largest record bytes in one proposal; with `max_payload_entries` it
+/// bounds a replication frame (16 × 4 MiB, under [`wire::MAX_FRAME`]).
+pub const MAX_PROPOSAL_BYTES: usize = 4 << 20;
+
+/// The cluster's peers: node id to `host:port` on the cluster network.
+pub type Peers = BTreeMap<NodeId, String>;
+
+/// What a node says about itself (`hitvault cluster status`, the
+/// dashboard).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub node: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// Voters and learners, with their addresses.
+    pub voters: BTreeMap<NodeId, String>,
+    pub learners: BTreeMap<NodeId, String>,
+    /// Node ids removed from the cluster: never accepted again.
+    pub retired: Vec<NodeId>,
+    /// On the leader: each follower's matched log index.
+    pub matched: BTreeMap<NodeId, Option<u64>>,
+    /// This node's hits a majority holds (its queue's seq).
+    pub acked_seq: u64,
+}
+
+/// A node's status from its Raft metrics and state machine.
+pub fn status(raft: &Raft, state: &machine::Shared, acks: &Acks) -> Status {
+    let m = raft.metrics().borrow().clone();
+    let role = match m.state {
+        openraft::ServerState::Leader => "leader",
+        openraft::ServerState::Follower => "follower",
+        openraft::ServerState::Candidate => "candidate",
+        openraft::ServerState::Learner => "learner",
+        openraft::ServerState::Shutdown => "shutdown",
+    };
+    let mem = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<NodeId> = mem.voter_ids().collect();
+    let mut s = Status {
+        node: m.id,
+        role: role.into(),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        retired: state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired
+            .iter()
+            .copied()
+            .collect(),
+        acked_seq: acks.acked(),
+        ..Status::default()
+    };
+    for (id, n) in mem.nodes() {
+        if voters.contains(id) {
+            s.voters.insert(*id, n.addr.clone());
+        } else {
+            s.learners.insert(*id, n.addr.clone());
+        }
+    }
+    if let Some(r) = &m.replication {
+        for (id, l) in r.iter() {
+            s.matched.insert(*id, l.map(|l| l.index));
+        }
+    }
+    s
+}
+
+/// Shared by the daemon's parts of one node.
+#[derive(Clone)]
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: machine::Shared,
+    pub acks: Acks,
+    pub contact: net::Contact,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish()
+    }
+}
+
+impl Node {
+    /// Whether this node may take a hit in `majority` mode now: it is the
+    /// leader and a majority answered within [`ELECTION_TIMEOUT_MAX`], or
+    /// it follows a leader it heard from that recently.
+    pub fn in_quorum(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let limit = ELECTION_TIMEOUT_MAX.as_millis() as u64;
+        match m.state {
+            openraft::ServerState::Leader => m.millis_since_quorum_ack.is_some_and(|ms| ms < limit),
+            _ => m.current_leader.is_some() && self.contact.millis_since() < limit,
+        }
+    }
+
+    /// This node's status.
+    pub fn status(&self) -> Status {
+        status(&self.raft, &self.state, &self.acks)
+    }
+}
+
+/// Refusals of the cluster's admin actions.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("node id {0} was removed from this cluster once; node ids are never reused")]
+    Retired(NodeId),
+    #[error("node id {0} is already a member")]
+    Member(NodeId),
+    #[error("node id {0} is not a member")]
+    NotMember(NodeId),
+    #[error("node id must be between 1 and {MAX_NODE_ID}")]
+    BadId,
+    #[error("this node is not the leader (the leader is {0:?}); run it there")]
+    NotLeader(Option<NodeId>),
+    #[error("{0}")]
+    Raft(String),
+}
+
+impl Node {
+    /// Adds `id` at `addr` as a learner, waits until it caught up, then
+    /// makes it a voter.
+    pub async fn add(&self, id: NodeId, addr: String) -> Result<Status, AdminError> {
+        if id == 0 || id > MAX_NODE_ID {
+            return Err(AdminError::BadId);
+        }
+        if self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .retired
+            .contains(&id)
+        {
+            return Err(AdminError::Retired(id));
+        }
+        let m = self.raft.metrics().borrow().clone();
+        if m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+        {
+            return Err(AdminError::Member(id));
+        }
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| self.admin_error(e))?;
+        let mut voters: std::collections::BTreeSet<NodeId> =
+            m.membership_config.membership().voter_ids().collect();
+        voters.insert(id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.admin_error(e))?;
+        Ok(self.status())
+    }
+
+    /// Removes `id` from the voters and learners; its id is retired.
+    pub async fn remove(&self, id: NodeId) -> Result<Status, AdminError> {
+        let m = self.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        if !mem.nodes().any(|(n, _)| *n == id) {
+            return Err(AdminError::NotMember(id));
+        }
+        let voters: std::collections::BTreeSet<NodeId> =
+            mem.voter_ids().filter(|v| *v != id).collect();
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| self.admin_error(e))?;
+        Ok(self.status())
+    }
+
+    fn admin_error(
+        &self,
+        e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+    ) -> AdminError {
+        match e {
+            openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            ) => AdminError::NotLeader(f.leader_id),
+            other => AdminError::Raft(other.to_string()),
+        }
+    }
+}
+
+/// Starts this node's Raft on `dir` (the log) and `sm`.
+pub async fn start(
+    id: NodeId,
+    log: log::LogStore,
+    sm: StateMachine,
+    key: Arc<wire::Key>,
+) -> Result<Raft, openraft::error::Fatal<NodeId>> {
+    let config = Arc::new(
+        raft_config()
+            .validate()
+            .expect("the built-in Raft configuration is valid"),
+    );
+    let network = net::Network::new(key);
+    openraft::Raft::new(id, config, network, log, sm).await
+}

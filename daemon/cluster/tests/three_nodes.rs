@@ -1,0 +1,271 @@
+//! Three nodes in one process, over real TCP on loopback, with real queues
+//! and Raft logs on disk, and an in-memory model of the store (rows in log
+//! order, the state committed with them). Proves the glue: every hit a
+//! node's queue took and a majority acknowledged is applied exactly once, in
+//! the same order, on every node, across a leader's death and a restart.
+//! The daemon-level test (tests/tests/cluster.rs) does the same with three
+//! real daemons in network namespaces.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hitvault_cluster::machine::{Apply, Batch, State, StateMachine};
+use hitvault_cluster::net::{self, Contact};
+use hitvault_cluster::wire::Key;
+use hitvault_cluster::{Acks, BasicNode, Forwarder, NodeId, Raft, id_floor, log::LogStore};
+use hitvault_queue::{Queue, QueueConfig};
+
+/// The model store: what a node's DuckDB would hold.
+#[derive(Default)]
+struct Mem {
+    rows: Mutex<Vec<(u64, Vec<u8>)>>,
+    state: Mutex<Option<Vec<u8>>>,
+    queue: Mutex<Option<Queue>>,
+}
+
+impl Apply for Mem {
+    fn store(&self, b: Batch) -> Result<(), String> {
+        self.rows.lock().unwrap().extend(b.records);
+        *self.state.lock().unwrap() = Some(b.state);
+        if b.own > 0
+            && let Some(q) = &*self.queue.lock().unwrap()
+        {
+            let _ = q.mark_committed(b.own);
+        }
+        Ok(())
+    }
+    fn load(&self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+}
+
+impl Mem {
+    fn state(&self) -> State {
+        self.load()
+            .unwrap()
+            .map(|b| State::decode(&b).unwrap())
+            .unwrap_or_default()
+    }
+}
+
+struct TestNode {
+    id: NodeId,
+    raft: Raft,
+    queue: Queue,
+    acks: Acks,
+    mem: Arc<Mem>,
+    stop: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn key() -> Arc<Key> {
+    Arc::new(Key::from_file_bytes(&[b'k'; 32]).unwrap())
+}
+
+async fn start(
+    id: NodeId,
+    dir: &Path,
+    listener: tokio::net::TcpListener,
+    mem: Arc<Mem>,
+) -> TestNode {
+    let (log, _) = LogStore::open(&dir.join("raft")).unwrap();
+    let own = mem.state().origins.get(&id).copied().unwrap_or(0);
+    let queue = Queue::open(
+        QueueConfig {
+            dir: dir.join("queue"),
+            ..QueueConfig::default()
+        },
+        own,
+        (own + 1).max(id_floor(id) + 1),
+        None,
+    )
+    .unwrap();
+    *mem.queue.lock().unwrap() = Some(queue.clone());
+    let sm = StateMachine::open(id, mem.clone()).unwrap();
+    let shared = sm.shared();
+    let key = key();
+    let raft = hitvault_cluster::start(id, log, sm, key.clone())
+        .await
+        .unwrap();
+    let acks = Acks::new(own);
+    let contact = Contact::default();
+    let (r, s, a) = (raft.clone(), shared.clone(), acks.clone());
+    let server = tokio::spawn(net::serve(
+        listener,
+        raft.clone(),
+        key.clone(),
+        contact,
+        Arc::new(move || hitvault_cluster::status(&r, &s, &a)),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(
+        Forwarder::new(
+            id,
+            raft.clone(),
+            queue.clone(),
+            acks.clone(),
+            key,
+            stop.clone(),
+        )
+        .run(own),
+    );
+    TestNode {
+        id,
+        raft,
+        queue,
+        acks,
+        mem,
+        stop,
+        server,
+    }
+}
+
+async fn leader(nodes: &[&TestNode]) -> NodeId {
+    let t = Instant::now();
+    loop {
+        for n in nodes {
+            if n.raft.current_leader().await == Some(n.id) {
+                return n.id;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no leader elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Appends `count` hits to `n`'s queue in groups of 10 and waits until a
+/// majority holds each; returns their seqs.
+async fn send(n: &TestNode, count: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for g in 0..count / 10 {
+        let payloads: Vec<Vec<u8>> = (0..10)
+            .map(|i| format!("node {} hit {}", n.id, g * 10 + i).into_bytes())
+            .collect();
+        let r = n.queue.append_all(payloads).await.unwrap();
+        assert!(
+            n.acks.wait(*r.end(), Duration::from_secs(20)).await,
+            "node {}: hits up to {} not acknowledged",
+            n.id,
+            r.end()
+        );
+        seqs.extend(r);
+    }
+    seqs
+}
+
+async fn applied_equal(nodes: &[&TestNode], want: usize) {
+    let t = Instant::now();
+    loop {
+        let lens: Vec<usize> = nodes
+            .iter()
+            .map(|n| n.mem.rows.lock().unwrap().len())
+            .collect();
+        if lens.iter().all(|l| *l >= want) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "rows applied: {lens:?}, want {want} on each"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for i in 1..=3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(i, BasicNode::new(l.local_addr().unwrap().to_string()));
+        listeners.push(l);
+    }
+    let mems: Vec<Arc<Mem>> = (0..3).map(|_| Arc::new(Mem::default())).collect();
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(start(i as u64 + 1, &dirs[i], l, mems[i].clone()).await);
+    }
+    // Every node initialises with the same members: allowed, and what the
+    // daemon does on a first start.
+    // NotAllowed: another node's election reached this one first.
+    for n in &nodes {
+        match n.raft.initialize(members.clone()).await {
+            Ok(()) => {}
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => {}
+            Err(e) => panic!("initialising node {}: {e}", n.id),
+        }
+    }
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let first = leader(&all).await;
+    let mut acked = Vec::new();
+    for n in &nodes {
+        acked.extend(send(n, 100).await);
+    }
+    applied_equal(&all, 300).await;
+
+    // The leader dies.
+    let dead = nodes.iter().position(|n| n.id == first).unwrap();
+    let gone = nodes.remove(dead);
+    gone.stop.store(true, std::sync::atomic::Ordering::Release);
+    gone.server.abort();
+    gone.raft.shutdown().await.unwrap();
+    let t = Instant::now();
+    let rest: Vec<&TestNode> = nodes.iter().collect();
+    let second = leader(&rest).await;
+    eprintln!(
+        "leader {first} died; {second} leads after {:?}",
+        t.elapsed()
+    );
+    assert_ne!(first, second);
+    for n in &nodes {
+        acked.extend(send(n, 100).await);
+    }
+    applied_equal(&rest, 500).await;
+
+    // It comes back with its log, queue and store, and catches up.
+    let gone_id = gone.id;
+    let gone_mem = gone.mem.clone();
+    gone.queue.close();
+    *gone_mem.queue.lock().unwrap() = None;
+    drop(gone);
+    // The forwarder's last read returns within its 200 ms wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = tokio::net::TcpListener::bind(&members[&gone_id].addr)
+        .await
+        .unwrap();
+    let back = start(gone_id, &dirs[gone_id as usize - 1], l, gone_mem).await;
+    nodes.push(back);
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(send(nodes.last().unwrap(), 50).await);
+    applied_equal(&all, 550).await;
+
+    acked.sort_unstable();
+    let reference = nodes[0].mem.rows.lock().unwrap().clone();
+    let mut ids: Vec<u64> = reference.iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids, acked,
+        "the stored ids are not exactly the acknowledged ones"
+    );
+    for n in &nodes {
+        assert_eq!(
+            *n.mem.rows.lock().unwrap(),
+            reference,
+            "node {} holds other rows or another order",
+            n.id
+        );
+        // Ids carry their node.
+        assert!(ids.iter().all(|id| (id >> hitvault_cluster::ID_SHIFT) >= 1));
+    }
+    for n in &nodes {
+        n.stop.store(true, std::sync::atomic::Ordering::Release);
+        n.raft.shutdown().await.unwrap();
+    }
+}
