@@ -45,7 +45,7 @@
       key_file = credentialPath "tls-key";
     };
     cluster = {
-      inherit (cfg.cluster) enable node_id bind peers ack;
+      inherit (cfg.cluster) enable node_id bind peers ack init;
       key_file = credentialPath "cluster-key";
     };
   }));
@@ -183,11 +183,10 @@ in {
       description = "The interfaces facing the LAN, where `openFirewall` opens the dashboard's port. Empty: every interface.";
     };
 
-    # Settings of the cluster issue (18). The daemon does not read them yet:
-    # enabling the cluster fails the build (check-config names `cluster`)
-    # until it does.
+    # The cluster (docs/operations/cluster.md): checked by the daemon itself
+    # at build time, as every setting.
     cluster = {
-      enable = mkEnableOption "the cluster over a private interface (issue 18; not in the daemon yet)";
+      enable = mkEnableOption "this appliance as a node of a cluster over a private interface";
       node_id = mkOption {
         type = types.nullOr types.ints.positive;
         default = s.options.cluster.node_id;
@@ -200,10 +199,18 @@ in {
         description = "The cluster address, `host:port` on the cluster interface.";
       };
       peers = mkOption {
-        type = types.listOf types.str;
+        type = types.attrsOf types.str;
         default = s.options.cluster.peers;
-        example = ["10.77.0.2:7946" "10.77.0.3:7946"];
-        description = "The other nodes' cluster addresses.";
+        example = {
+          "2" = "10.77.0.2:7946";
+          "3" = "10.77.0.3:7946";
+        };
+        description = "The other nodes: node id to cluster address. A node connects only to these, so list every node this one may ever talk to.";
+      };
+      init = mkOption {
+        type = types.nullOr types.bool;
+        default = s.options.cluster.init;
+        description = "On the first start, form the cluster from this node and `peers` (set it alike on every founding node); leave it unset on a node that joins later with `hitvault cluster add`.";
       };
       key_file = mkOption {
         type = types.nullOr types.str;

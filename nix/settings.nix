@@ -172,11 +172,18 @@ in rec {
       session_idle_minutes = 60;
       session_lifetime_hours = 12;
     };
+    cluster = {
+      enable = false;
+      node_id = null;
+      bind = null;
+      peers = {};
+      key_file = null;
+      ack = "majority";
+      init = false;
+    };
   };
 
-  pending = {
-    "18" = ["cluster.enable" "cluster.node_id" "cluster.bind" "cluster.peers" "cluster.key_file" "cluster.ack"];
-  };
+  pending = {};
 
   options = {
     hostnames = [];
@@ -190,9 +197,10 @@ in rec {
       enable = false;
       node_id = null;
       bind = null;
-      peers = [];
+      peers = {};
       key_file = null;
       ack = "majority";
+      init = null;
     };
   };
 
@@ -241,8 +249,8 @@ in rec {
     else fromJSON (head m);
 
   # The dashboard's port (TCP) on every LAN interface (all interfaces when
-  # none is named); with the cluster, its port (TCP for Raft, UDP and TCP
-  # for gossip) on the cluster interface only, which must not be a LAN one.
+  # none is named); with the cluster, its port (TCP: the cluster's RPC) on
+  # the cluster interface only, which must not be a LAN one.
   firewall = {
     listen,
     lanInterfaces ? [],
@@ -275,7 +283,6 @@ in rec {
           // {
             ${cluster.interface} = {
               allowedTCPPorts = [port];
-              allowedUDPPorts = [port];
             };
           };
       };

@@ -165,6 +165,29 @@ impl Daemon {
         Daemon::spawn(Some(root), data_dir, env, wrapper)
     }
 
+    /// Starts the daemon on `listen` through `wrapper` (e.g. `ip netns exec
+    /// NS`), on `data_dir` (kept by `root` when given).
+    pub fn start_in(
+        listen: &str,
+        root: Option<tempfile::TempDir>,
+        data_dir: PathBuf,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        Daemon::spawn_on(listen, root, data_dir, env, wrapper)
+    }
+
+    /// [`Daemon::restart`] on `listen` through `wrapper`.
+    pub fn restart_in(
+        stopped: StoppedDaemon,
+        listen: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Daemon {
+        let StoppedDaemon { data_dir, root, .. } = stopped;
+        Daemon::spawn_on(listen, root, data_dir, env, wrapper)
+    }
+
     /// Starts a daemon on an existing data dir (a restart after a stop or a kill).
     pub fn restart(stopped: StoppedDaemon, env: &[(&str, &str)]) -> Daemon {
         let StoppedDaemon { data_dir, root, .. } = stopped;

@@ -323,8 +323,8 @@ fn the_modules_typed_options_load_in_the_daemon_as_far_as_it_reads_them() {
           allow_plain_http = false;
           tls = {{ mode = "files"; cert_file = s.credential "tls-cert"; key_file = s.credential "tls-key"; }};
           cluster = {{ enable = true; node_id = 1; bind = "10.77.0.1:7946";
-                      peers = [ "10.77.0.2:7946" "10.77.0.3:7946" ];
-                      key_file = s.credential "cluster-key"; ack = "majority"; }};
+                      peers = {{ "2" = "10.77.0.2:7946"; "3" = "10.77.0.3:7946"; }};
+                      key_file = s.credential "cluster-key"; ack = "majority"; init = true; }};
         }}"#
     ));
     let pending: BTreeSet<String> = eval(&format!(
@@ -464,7 +464,7 @@ fn the_module_merges_its_typed_options_into_the_settings() {
           settings = {{ listen = "0.0.0.0:8080"; tls.mode = "from-settings"; allow_plain_http = true; }};
           hostnames = [ "analytics.clinic.lan" ];
           tls = {{ mode = null; cert_file = "/run/credentials/hitvault.service/tls-cert"; key_file = null; }};
-          cluster = {{ enable = false; node_id = 1; bind = null; peers = []; key_file = null; ack = "majority"; }};
+          cluster = {{ enable = false; node_id = 1; bind = null; peers = {{ }}; key_file = null; ack = "majority"; init = null; }};
         }}"#
     ));
     assert_eq!(
@@ -480,13 +480,13 @@ fn the_module_merges_its_typed_options_into_the_settings() {
     );
     let config = eval(&format!(
         r#"{SETTINGS}.configOf {{
-          cluster = {SETTINGS}.options.cluster // {{ enable = true; node_id = 2; bind = "10.77.0.2:7946"; peers = [ "10.77.0.1:7946" ]; }};
+          cluster = {SETTINGS}.options.cluster // {{ enable = true; node_id = 2; bind = "10.77.0.2:7946"; peers = {{ "1" = "10.77.0.1:7946"; }}; }};
         }}"#
     ));
     assert_eq!(
         config,
         json!({"cluster": {"enable": true, "node_id": 2, "bind": "10.77.0.2:7946",
-                           "peers": ["10.77.0.1:7946"], "ack": "majority"}})
+                           "peers": {"1": "10.77.0.1:7946"}, "ack": "majority"}})
     );
     // The typed options' defaults: every one leaves its key to the daemon.
     assert_eq!(
@@ -543,7 +543,7 @@ fn the_firewall_opens_the_dashboard_on_the_lan_and_the_cluster_port_on_its_inter
         }"#),
         json!({"interfaces": {
             "enp1s0": {"allowedTCPPorts": [8080]},
-            "enp2s0": {"allowedTCPPorts": [7946], "allowedUDPPorts": [7946]},
+            "enp2s0": {"allowedTCPPorts": [7946]},
         }})
     );
     let err = eval_error(&format!(

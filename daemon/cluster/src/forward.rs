@@ -172,10 +172,25 @@ impl Forwarder {
                 .peers
                 .entry(leader)
                 .or_insert_with(|| Peer::new(leader, addr, key));
-            match peer.call(&Request::Forward(cmd.clone()), FORWARD_TTL).await {
-                Ok(Answer::Forward(f)) => f,
-                Ok(_) => return Err("unexpected answer".into()),
-                Err(e) => return Err(e.to_string()),
+            // A leader cut off answers nothing: give up on it as soon as
+            // another one is known (the proposal may still be committed;
+            // the state machine then skips the copy sent next).
+            let mut metrics = self.raft.metrics();
+            let moved = metrics.wait_for(|m| m.current_leader.is_some_and(|l| l != leader));
+            let req = Request::Forward(cmd.clone());
+            let answer = tokio::select! {
+                r = peer.call(&req, FORWARD_TTL) => Some(r),
+                _ = moved => None,
+            };
+            match answer {
+                Some(Ok(Answer::Forward(f))) => f,
+                Some(Ok(_)) => return Err("unexpected answer".into()),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => {
+                    // The connection may hold a late answer: drop it.
+                    self.peers.remove(&leader);
+                    return Err(format!("leader {leader} was replaced"));
+                }
             }
         };
         match answer {

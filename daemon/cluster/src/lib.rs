@@ -207,6 +207,7 @@ pub struct Node {
     pub state: machine::Shared,
     pub acks: Acks,
     pub contact: net::Contact,
+    pub key: Arc<wire::Key>,
 }
 
 impl std::fmt::Debug for Node {
@@ -231,6 +232,39 @@ impl Node {
     /// This node's status.
     pub fn status(&self) -> Status {
         status(&self.raft, &self.state, &self.acks)
+    }
+
+    /// Every member's status as it answers for itself (this node's own
+    /// without a call), or why it did not answer within a second.
+    pub async fn statuses(&self) -> BTreeMap<NodeId, Result<Status, String>> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let calls = m
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, n)| {
+                let mut peer = net::Peer::new(*id, n.addr.clone(), self.key.clone());
+                let id = *id;
+                async move {
+                    let r = match peer
+                        .call(&net::Request::Status, Duration::from_secs(1))
+                        .await
+                    {
+                        Ok(net::Answer::Status(s)) => Ok(*s),
+                        Ok(_) => Err("unexpected answer".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (id, r)
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut out = BTreeMap::new();
+        for c in calls {
+            let (id, r) = c.await;
+            out.insert(id, r);
+        }
+        out.insert(self.id, Ok(self.status()));
+        out
     }
 }
 
@@ -315,6 +349,67 @@ impl Node {
             ) => AdminError::NotLeader(f.leader_id),
             other => AdminError::Raft(other.to_string()),
         }
+    }
+}
+
+/// Forms the cluster from `members` on a pristine node (every founding
+/// node may do so with the same members: openraft allows it). `Ok(false)`
+/// when the cluster was formed already, by this node or another.
+pub async fn form(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<bool, String> {
+    match raft.initialize(members).await {
+        Ok(()) => Ok(true),
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::InitializeError::NotAllowed(_),
+        )) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How long a voter may be without a leader before [`break_ties`] calls an
+/// election itself.
+pub const STALL: Duration = Duration::from_secs(3);
+
+/// Breaks split votes. openraft 0.9 draws a node's election timeout once per
+/// process and keeps it (the per-campaign redraw is on the 0.10 line only),
+/// so two surviving voters of three whose timeouts lie within a round trip
+/// of each other can split every vote and never elect a leader. A voter that
+/// has seen no leader for [`STALL`] waits a random 0 to 1 s, drawn anew
+/// each time, and then calls an election: the two no longer start together.
+pub async fn break_ties(raft: Raft) {
+    use std::hash::BuildHasher;
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let m = raft.metrics().borrow().clone();
+        if m.state == openraft::ServerState::Shutdown {
+            return;
+        }
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id);
+        if m.current_leader.is_some() || !voter {
+            since = None;
+            continue;
+        }
+        let t = *since.get_or_insert_with(std::time::Instant::now);
+        if t.elapsed() < STALL {
+            continue;
+        }
+        let jitter = std::collections::hash_map::RandomState::new()
+            .hash_one(std::time::Instant::now())
+            % 1000;
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        if raft.current_leader().await.is_none() {
+            tracing::info!(
+                node = m.id,
+                term = m.current_term,
+                "no leader for a while: calling an election"
+            );
+            let _ = raft.trigger().elect().await;
+        }
+        since = Some(std::time::Instant::now());
     }
 }
 

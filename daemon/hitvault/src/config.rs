@@ -99,6 +99,48 @@ pub struct FileConfig {
     pub allow_plain_http: Option<bool>,
     pub tls: Option<TlsFile>,
     pub accounts: Option<AccountsFile>,
+    pub cluster: Option<ClusterFile>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub enable: Option<bool>,
+    pub node_id: Option<i64>,
+    pub bind: Option<String>,
+    pub peers: Option<BTreeMap<String, String>>,
+    pub key_file: Option<PathBuf>,
+    pub ack: Option<String>,
+    pub init: Option<bool>,
+}
+
+/// When a cluster node answers 202.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ack {
+    /// Once the batch holding the hit is committed on a majority of voters.
+    Majority,
+    /// Once the hit is fsync'd in this node's queue, as a single node does:
+    /// a node that never comes back loses what it had not yet sent.
+    Local,
+}
+
+/// A cluster node's settings (`[cluster]` with `enable = true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClusterConfig {
+    /// This node's id: 1 to 65535, unique in the cluster's life.
+    pub node_id: u64,
+    /// Address of the cluster RPC, on the cluster network only.
+    pub bind: SocketAddr,
+    /// The other nodes: id to address.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// The shared key that authenticates every cluster frame.
+    pub key_file: PathBuf,
+    pub ack: Ack,
+    /// On a node's first start, form the cluster from this node and
+    /// `peers` (set on every founding node alike); unset, wait to be added.
+    pub init: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +328,9 @@ pub struct Config {
     pub session_idle_minutes: u64,
     /// Hours after sign-in after which a session ends, used or not.
     pub session_lifetime_hours: u64,
+    /// The cluster node this daemon is; `None`: a single node.
+    #[serde(serialize_with = "cluster_table")]
+    pub cluster: Option<ClusterConfig>,
     /// `tls.mode` was set by some layer (else it follows `listen` and the files).
     #[serde(skip)]
     tls_mode_set: bool,
@@ -328,6 +373,7 @@ impl Default for Config {
             tls_mode: TlsMode::Off,
             tls_cert_file: None,
             tls_key_file: None,
+            cluster: None,
             tls_mode_set: false,
             data_dir_set: false,
         }
@@ -442,6 +488,114 @@ fn parse_listen(key: &str, origin: &str, s: &str) -> Result<SocketAddr, ConfigEr
             ),
         )
     })
+}
+
+/// `cluster` as the file's table: every key, `enable` false on a single node.
+fn cluster_table<S: serde::Serializer>(c: &Option<ClusterConfig>, s: S) -> Result<S::Ok, S::Error> {
+    let v = match c {
+        Some(c) => serde_json::json!({
+            "enable": true,
+            "node_id": c.node_id,
+            "bind": c.bind.to_string(),
+            "peers": c.peers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            "key_file": c.key_file,
+            "ack": c.ack,
+            "init": c.init,
+        }),
+        None => serde_json::json!({
+            "enable": false,
+            "node_id": null,
+            "bind": null,
+            "peers": {},
+            "key_file": null,
+            "ack": "majority",
+            "init": false,
+        }),
+    };
+    serde::Serialize::serialize(&v, s)
+}
+
+fn parse_cluster(origin: &str, c: ClusterFile) -> Result<Option<ClusterConfig>, ConfigError> {
+    // A table with `enable` off is inert, whatever else it holds (the NixOS
+    // module writes its defaults).
+    if !c.enable.unwrap_or(false) {
+        return Ok(None);
+    }
+    let max = hitvault_cluster::MAX_NODE_ID;
+    let id = |key: &str, v: i64| -> Result<u64, ConfigError> {
+        u64::try_from(v)
+            .ok()
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| bad(key, origin, format!("{v} is not a node id from 1 to {max}")))
+    };
+    let node_id = id(
+        "cluster.node_id",
+        c.node_id
+            .ok_or_else(|| bad("cluster.node_id", origin, "a cluster node needs its id"))?,
+    )?;
+    let bind = parse_listen(
+        "cluster.bind",
+        origin,
+        &c.bind.ok_or_else(|| {
+            bad(
+                "cluster.bind",
+                origin,
+                "a cluster node needs the address of its cluster RPC (host:port on the cluster \
+                 network)",
+            )
+        })?,
+    )?;
+    if bind.ip().is_unspecified() || bind.port() == 0 {
+        return Err(bad(
+            "cluster.bind",
+            origin,
+            format!("{bind} must name one address of the cluster network and a port"),
+        ));
+    }
+    let mut peers = BTreeMap::new();
+    for (k, v) in c.peers.unwrap_or_default() {
+        let key = format!("cluster.peers.{k}");
+        let n = k
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| bad(&key, origin, format!("{k:?} is not a node id")))?;
+        let n = id(&key, n)?;
+        if n == node_id {
+            return Err(bad(
+                &key,
+                origin,
+                format!("{n} is this node's own id (`cluster.node_id`); list the other nodes"),
+            ));
+        }
+        peers.insert(n, parse_listen(&key, origin, &v)?);
+    }
+    let key_file = c.key_file.ok_or_else(|| {
+        bad(
+            "cluster.key_file",
+            origin,
+            "a cluster node needs the cluster key (a file of at least 32 bytes, the same on \
+             every node)",
+        )
+    })?;
+    let ack = match c.ack.as_deref().map(str::trim) {
+        None | Some("majority") => Ack::Majority,
+        Some("local") => Ack::Local,
+        Some(other) => {
+            return Err(bad(
+                "cluster.ack",
+                origin,
+                format!("{other:?} is not `majority` or `local`"),
+            ));
+        }
+    };
+    Ok(Some(ClusterConfig {
+        node_id,
+        bind,
+        peers,
+        key_file,
+        ack,
+        init: c.init.unwrap_or(false),
+    }))
 }
 
 fn parse_nets(key: &str, origin: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
@@ -656,6 +810,9 @@ impl Config {
                 self.tls_key_file = Some(v);
             }
         }
+        if let Some(c) = f.cluster {
+            self.cluster = parse_cluster(origin, c)?;
+        }
         if let Some(a) = f.accounts {
             if let Some(v) = a.require_second_factor {
                 self.require_second_factor = v;
@@ -793,6 +950,16 @@ impl Config {
                 "retention.archive_dir",
                 "the configuration",
                 "must not be empty",
+            ));
+        }
+        if let Some(c) = &self.cluster
+            && c.bind.port() == self.listen.port()
+            && (c.bind.ip() == self.listen.ip() || self.listen.ip().is_unspecified())
+        {
+            return Err(bad(
+                "cluster.bind",
+                "the configuration",
+                format!("{} is the HTTP listener's address (`listen`)", c.bind),
             ));
         }
         if self.queue_segment_bytes < 64 * 1024 || self.queue_segment_bytes > (1 << 30) {
@@ -1399,6 +1566,72 @@ mod tests {
             let e = Config::load(&env(&[(var, value)]), &Overrides::default()).unwrap_err();
             assert!(e.key.starts_with("retention."), "{e}");
             assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn cluster_settings_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hv.toml");
+        let flags = Overrides {
+            config: Some(f.clone()),
+            ..Overrides::default()
+        };
+        let node =
+            "[cluster]\nenable = true\nnode_id = 2\nbind = \"10.77.0.2:7400\"\nkey_file = \"/k\"\n";
+        std::fs::write(
+            &f,
+            format!("{node}[cluster.peers]\n\"1\" = \"10.77.0.1:7400\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(&env(&[]), &flags).unwrap().cluster.unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.peers.get(&1), Some(&"10.77.0.1:7400".parse().unwrap()));
+        assert_eq!(c.ack, Ack::Majority);
+        assert!(!c.init);
+        // Off, the table is inert.
+        std::fs::write(&f, "[cluster]\nenable = false\nack = \"local\"\n").unwrap();
+        assert!(Config::load(&env(&[]), &flags).unwrap().cluster.is_none());
+        for (text, key) in [
+            ("[cluster]\nenable = true\n".to_owned(), "cluster.node_id"),
+            (
+                node.replace("node_id = 2", "node_id = 0"),
+                "cluster.node_id",
+            ),
+            (
+                node.replace("node_id = 2", "node_id = 65536"),
+                "cluster.node_id",
+            ),
+            (
+                node.replace("bind = \"10.77.0.2:7400\"\n", ""),
+                "cluster.bind",
+            ),
+            (
+                node.replace("10.77.0.2:7400", "0.0.0.0:7400"),
+                "cluster.bind",
+            ),
+            (
+                node.replace("10.77.0.2:7400", "127.0.0.1:8080"),
+                "cluster.bind",
+            ),
+            (node.replace("key_file = \"/k\"\n", ""), "cluster.key_file"),
+            (format!("{node}ack = \"all\"\n"), "cluster.ack"),
+            (
+                format!("{node}[cluster.peers]\n\"2\" = \"10.77.0.1:7400\"\n"),
+                "cluster.peers.2",
+            ),
+            (
+                format!("{node}[cluster.peers]\nx = \"10.77.0.1:7400\"\n"),
+                "cluster.peers.x",
+            ),
+            (
+                format!("{node}[cluster.peers]\n\"3\" = \"somewhere\"\n"),
+                "cluster.peers.3",
+            ),
+        ] {
+            std::fs::write(&f, &text).unwrap();
+            let e = Config::load(&env(&[]), &flags).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
         }
     }
 

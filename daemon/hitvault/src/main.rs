@@ -29,8 +29,14 @@ use crate::config::{Config, LogFormat, Overrides};
 use crate::exit::{Exit, Failure, OrExit};
 
 fn init_logging(cfg: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    // openraft logs every heartbeat's vote at info (0.9.14 on): its warnings
+    // and errors only, unless the filter names it.
+    let level = if cfg.log_level.contains("openraft") {
+        cfg.log_level.clone()
+    } else {
+        format!("{},openraft=warn", cfg.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "info".into());
     // Colours only on a terminal: under systemd, stderr goes to the journal.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -121,6 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::User { command } => done(cli::user::run(&cfg, command)),
         Command::Token { command } => done(cli::token::run(&cfg, command)),
         Command::Audit(args) => done(cli::audit::run(&cfg, &args)),
+        Command::Cluster { command } => done(cli::cluster::run(&cfg, &command)),
         Command::Sandbox {
             command: SandboxCommand::Show,
         } => {

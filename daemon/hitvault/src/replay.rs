@@ -19,9 +19,16 @@ use crate::datadir::QUEUE_DIR;
 
 /// Replays the queue of `cfg`'s data dir into `store`, checkpoints, and
 /// returns the position reached, or `None` when there was nothing to replay.
+///
+/// A cluster node's queue is never replayed here: its hits reach the store
+/// only through the replicated log, in the cluster's order (the daemon's
+/// forwarder proposes them at its next start).
 pub fn drain(cfg: &Config, store: &mut Store) -> Result<Option<u64>, String> {
     let dir = cfg.data_dir.join(QUEUE_DIR);
-    if !dir.exists() {
+    if !dir.exists()
+        || cfg.cluster.is_some()
+        || store.cluster_state().map_err(|e| e.to_string())?.is_some()
+    {
         return Ok(None);
     }
     let mut after = store.committed_seq().map_err(|e| e.to_string())?;

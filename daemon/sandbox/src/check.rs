@@ -164,7 +164,7 @@ pub fn run_with(spec: &Spec, mode: Mode) -> Vec<CheckResult> {
         Ok(u) => u,
         Err(e) => return setup_failed("look up the sandbox user", &e),
     };
-    let filters = match Filters::compile(mode) {
+    let filters = match Filters::compile_for(mode, !spec.connect_tcp.is_empty()) {
         Ok(f) => f,
         Err(e) => return setup_failed("compile the seccomp policy", &e),
     };

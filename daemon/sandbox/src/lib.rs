@@ -107,7 +107,12 @@ impl Spec {
             ports(&self.connect_tcp)
         ));
         out.push("landlock: no signals to, and no abstract unix sockets of, processes outside the sandbox (ABI >= 6)".to_owned());
-        let allowed = seccomp::allowed().map(|v| v.len()).unwrap_or(0);
+        let allowed = seccomp::allowed().map(|v| v.len()).unwrap_or(0)
+            + if self.connect_tcp.is_empty() {
+                0
+            } else {
+                seccomp::cluster().map(|v| v.len()).unwrap_or(0)
+            };
         let other = match mode {
             seccomp::Mode::Enforce => {
                 "any other syscall kills the process (SIGSYS, after a line on stderr naming it)"
@@ -188,7 +193,7 @@ pub fn confine(spec: &Spec, mode: seccomp::Mode) -> Result<ConfineReport, Confin
     }
     landlock::check_paths(spec)?;
     let user = spec.user.as_deref().map(privileges::lookup).transpose()?;
-    let filters = seccomp::Filters::compile(mode)?;
+    let filters = seccomp::Filters::compile_for(mode, !spec.connect_tcp.is_empty())?;
     confine_with(spec, user.as_ref(), &filters)
 }
 

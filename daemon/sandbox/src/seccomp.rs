@@ -148,9 +148,9 @@ fn policy() -> Result<Value, SeccompError> {
         .ok_or_else(|| SeccompError::Policy("not a JSON object".into()))?;
     let mut names: Vec<&String> = obj.keys().collect();
     names.sort();
-    if names != ["allow", "enosys"] {
+    if names != ["allow", "cluster", "enosys"] {
         return Err(SeccompError::Policy(format!(
-            "expected the filters `allow` and `enosys`, found {names:?}"
+            "expected the filters `allow` and `enosys` and the section `cluster`, found {names:?}"
         )));
     }
     if v["allow"]["mismatch_action"] != "trap" || v["allow"]["match_action"] != "allow" {
@@ -223,6 +223,12 @@ pub fn allowed() -> Result<Vec<Entry>, SeccompError> {
     entries(&policy()?, "allow")
 }
 
+/// The entries a cluster node adds to the allow-list (outbound TCP to its
+/// peers).
+pub fn cluster() -> Result<Vec<Entry>, SeccompError> {
+    entries(&policy()?, "cluster")
+}
+
 /// The syscalls answered ENOSYS, with the reason.
 pub fn enosys() -> Result<Vec<Entry>, SeccompError> {
     entries(&policy()?, "enosys")
@@ -242,10 +248,27 @@ impl Filters {
     /// Checks and compiles the embedded policy for `mode`. Pure computation:
     /// do it early to fail before anything is confined.
     pub fn compile(mode: Mode) -> Result<Filters, SeccompError> {
+        Filters::compile_for(mode, false)
+    }
+
+    /// [`Filters::compile`], with the `cluster` section added to the
+    /// allow-list when `outbound` (a cluster node: it dials its peers).
+    pub fn compile_for(mode: Mode, outbound: bool) -> Result<Filters, SeccompError> {
         if std::env::consts::ARCH != POLICY_ARCH {
             return Err(SeccompError::UnsupportedArch(std::env::consts::ARCH));
         }
         let mut v = policy()?;
+        let cluster = v
+            .as_object_mut()
+            .and_then(|o| o.remove("cluster"))
+            .expect("checked by policy()");
+        if outbound {
+            let extra = cluster["filter"].as_array().cloned().unwrap_or_default();
+            v["allow"]["filter"]
+                .as_array_mut()
+                .expect("checked by policy()")
+                .extend(extra);
+        }
         let allowed = entries(&v, "allow")?.len();
         let enosys_names = entries(&v, "enosys")?
             .into_iter()

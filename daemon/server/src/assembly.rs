@@ -30,8 +30,8 @@ use crate::dashboard::{self, DashboardState};
 use crate::hosts::{self, Hostnames};
 use crate::rules::{self, Face, Need, Routes, Rule};
 use crate::{
-    AppState, Exporter, Maintenance, SiteAdmin, access, audit, ca, control, export, goals_api,
-    realtime, routes, stats_api, usb,
+    AppState, Exporter, Maintenance, SiteAdmin, access, audit, ca, cluster, control, export,
+    goals_api, realtime, routes, stats_api, usb,
 };
 
 /// What the public listener serves from.
@@ -58,6 +58,8 @@ pub struct Services {
     /// The record of USB Takeouts, which the control API writes and the
     /// admins read ([`usb`]).
     pub usb: Arc<usb::Runs>,
+    /// The cluster node, if this daemon is one ([`cluster`]).
+    pub cluster: cluster::Cluster,
 }
 
 /// The public listener's routes: every kind but control.
@@ -80,6 +82,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         sites,
         maintenance,
         usb: usb_runs,
+        cluster: cluster_node,
     } = s;
     let control = control_routes(
         sites,
@@ -146,7 +149,8 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
     (
         router
             .layer(axum::Extension(audit::Audit(log)))
-            .layer(axum::Extension(usb::UsbTakeouts(usb_runs))),
+            .layer(axum::Extension(usb::UsbTakeouts(usb_runs)))
+            .layer(axum::Extension(cluster_node)),
         rules,
     )
 }
@@ -160,6 +164,7 @@ pub fn control_app(
     accounts: Arc<hitvault_accounts::Accounts>,
     audit: Arc<hitvault_accounts::AuditLog>,
     usb_runs: Arc<usb::Runs>,
+    cluster_node: cluster::Cluster,
 ) -> Router {
     control_routes(admin, exporter, maintenance, accounts)
         .into_parts()
@@ -169,6 +174,7 @@ pub fn control_app(
         .layer(axum::Extension(audit::ControlSocket))
         .layer(axum::Extension(audit::Audit(audit)))
         .layer(axum::Extension(usb::UsbTakeouts(usb_runs)))
+        .layer(axum::Extension(cluster_node))
 }
 
 /// The control API: sites, users, tokens, Takeout, backup, prune, imports,
@@ -185,4 +191,5 @@ fn control_routes(
         .merge(account::control::routes(accounts, admin))
         .merge(audit::read::control_routes())
         .merge(usb::control_routes())
+        .merge(cluster::control_routes())
 }

@@ -5,7 +5,9 @@
 //! and is used for the country, the visitor hash and the exclusion list; it is
 //! never written to the queue, the store or the logs.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +39,22 @@ pub struct Ingest {
     pub excluded: Arc<Vec<IpNet>>,
     /// Bearer token of `POST /api/ingest/batch`; `None` disables the endpoint.
     pub batch_token: Option<Arc<str>>,
+    /// On a cluster node: when a hit may be taken, and when it may be
+    /// acknowledged. `None` on a single node: durable in the queue is enough.
+    pub replication: Option<Arc<dyn Replication>>,
+}
+
+/// A cluster node's part in ingest.
+pub trait Replication: Send + Sync {
+    /// Whether this node may take hits now; `Err` says why not (a node cut
+    /// off from the cluster's majority, in `majority` mode).
+    fn admit(&self) -> Result<(), String>;
+    /// Waits until the hits up to `seq` are held as the acknowledgement mode
+    /// requires (a majority's log in `majority` mode; at once in `local`
+    /// mode); `false` after [`Replication::timeout`].
+    fn acked(&self, seq: u64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+    /// How long [`Replication::acked`] waits.
+    fn timeout(&self) -> Duration;
 }
 
 impl std::fmt::Debug for Ingest {
@@ -204,6 +222,43 @@ impl Ingest {
         Ok(Ok(out))
     }
 
+    /// On a cluster node: refuses before anything is queued when the node
+    /// may not take hits.
+    fn admit(&self) -> Result<(), IngestError> {
+        match self.replication.as_ref().map(|r| r.admit()) {
+            Some(Err(why)) => Err(IngestError::Unavailable {
+                reason: Refusal::Unavailable,
+                retry_after: Duration::from_secs(2),
+                message: why,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// On a cluster node: waits until the hits up to `seq` are held as the
+    /// acknowledgement mode requires. A 503 after the wait means the hits
+    /// are in this node's queue but not known to be on a majority: they are
+    /// proposed again until they are, so a retry may store them twice
+    /// (docs/operations/cluster.md).
+    async fn replicated(&self, seq: u64) -> Result<(), IngestError> {
+        let Some(r) = &self.replication else {
+            return Ok(());
+        };
+        if r.acked(seq).await {
+            return Ok(());
+        }
+        self.metrics.unreplicated.fetch_add(1, Relaxed);
+        Err(IngestError::Unavailable {
+            reason: Refusal::Unavailable,
+            retry_after: Duration::from_secs(2),
+            message: format!(
+                "the cluster's majority did not confirm the hit within {} s; it is kept on this \
+                 node and sent again until it is",
+                r.timeout().as_secs()
+            ),
+        })
+    }
+
     fn queue_error(&self, e: AppendError) -> IngestError {
         let (reason, retry_after, message) = match e {
             AppendError::Full { retry_after } => (
@@ -283,15 +338,16 @@ impl Ingest {
             .into_iter()
             .map(|h| record(h, engaged))
             .collect::<Vec<_>>();
+        self.admit()?;
         let res = if n == 1 {
             self.queue
                 .append(records.into_iter().next().expect("one record"))
                 .await
-                .map(|_| ())
         } else {
-            self.queue.append_all(records).await.map(|_| ())
+            self.queue.append_all(records).await.map(|r| *r.end())
         };
-        res.map_err(|e| self.queue_error(e))?;
+        let last = res.map_err(|e| self.queue_error(e))?;
+        self.replicated(last).await?;
         match engaged {
             Some(_) => {
                 self.metrics
@@ -353,10 +409,13 @@ impl Ingest {
         }
         let n = records.len();
         if n > 0 {
-            self.queue
+            self.admit()?;
+            let seqs = self
+                .queue
                 .append_all(records)
                 .await
                 .map_err(|e| self.queue_error(e))?;
+            self.replicated(*seqs.end()).await?;
         }
         self.metrics
             .accepted(Endpoint::Batch, n as u64 - engagements);

@@ -19,6 +19,7 @@ pub mod access;
 pub mod account;
 pub mod audit;
 pub mod ca;
+pub mod cluster;
 pub mod dashboard;
 pub mod edge;
 pub mod goals_api;

@@ -179,6 +179,10 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub batch_errors: AtomicU64,
     pub undecodable: AtomicU64,
+    /// Cluster nodes: ingest requests answered 503 because the majority did
+    /// not confirm their hits in time (the hits stay queued and are sent
+    /// again).
+    pub unreplicated: AtomicU64,
     /// Engagements acknowledged with 202 (durable in the queue).
     pub engagements_accepted: AtomicU64,
     /// Engagements stored with their pageview.
@@ -200,6 +204,7 @@ impl Default for Metrics {
             stored: AtomicU64::new(0),
             batch_errors: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            unreplicated: AtomicU64::new(0),
             engagements_accepted: AtomicU64::new(0),
             engagements_stored: AtomicU64::new(0),
             engagements_unattributed: AtomicU64::new(0),
@@ -298,6 +303,11 @@ impl Metrics {
                 "hitvault_queue_undecodable_total",
                 "Queue records that could not be decoded.",
                 self.undecodable.load(Relaxed),
+            ),
+            (
+                "hitvault_cluster_unreplicated_total",
+                "Cluster nodes: ingest requests answered 503 because a majority did not confirm their hits in time (the hits stay queued and are sent again).",
+                self.unreplicated.load(Relaxed),
             ),
         ];
         for (name, help, v) in counters {

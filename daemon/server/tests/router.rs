@@ -49,6 +49,7 @@ fn state(dir: &std::path::Path, max_bytes: u64) -> (AppState, Queue) {
         trusted_proxies: Arc::new(vec![]),
         excluded: Arc::new(vec![]),
         batch_token: None,
+        replication: None,
     };
     let st = AppState {
         ingest,

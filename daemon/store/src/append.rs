@@ -206,6 +206,47 @@ impl Store {
                 committed: current,
             });
         }
+        self.append_with(hits, engagements, committed_seq, None)
+    }
+
+    /// A stretch of the cluster's replicated log: its hits and engagements
+    /// (each id unique across the cluster, each applied once: the cluster's
+    /// state machine decided which), the position up to which this node's
+    /// own queue is now stored (`own`, kept if lower than the stored one),
+    /// and the machine's `state` after the stretch, all in one transaction,
+    /// as [`Store::append_batch`] does. The cluster's state machine skips
+    /// entries at or below the applied index that `state` records, which is
+    /// what makes a replay exactly-once.
+    pub fn append_replicated(
+        &mut self,
+        hits: &[(u64, HitRef<'_>)],
+        engagements: &[(u64, EngagementRef<'_>)],
+        own: u64,
+        state: &[u8],
+    ) -> Result<AppendStats, AppendError> {
+        let current = self.committed_seq()?;
+        self.append_with(hits, engagements, own.max(current), Some(state))
+    }
+
+    /// The cluster state the last [`Store::append_replicated`] stored.
+    pub fn cluster_state(&self) -> Result<Option<Vec<u8>>, QueryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT state FROM cluster_state WHERE id = 1")?;
+        let mut rows = st.query([])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
+    fn append_with(
+        &mut self,
+        hits: &[(u64, HitRef<'_>)],
+        engagements: &[(u64, EngagementRef<'_>)],
+        committed_seq: u64,
+        cluster: Option<&[u8]>,
+    ) -> Result<AppendStats, AppendError> {
         if hits
             .iter()
             .any(|(_, h)| !self.site_ids.contains_key(h.site))
@@ -437,6 +478,12 @@ impl Store {
                 "UPDATE ingest_state SET committed_seq = ? WHERE id = 1",
                 [committed_seq],
             )?;
+            if let Some(state) = cluster {
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO cluster_state VALUES (1, ?)",
+                    [state],
+                )?;
+            }
             self.conn.execute_batch("COMMIT")?;
             Ok((attributed, latest))
         })();

@@ -327,6 +327,16 @@ impl Store {
             .query_row("SELECT coalesce(max(id), 0) FROM hits", [], |r| r.get(0))?)
     }
 
+    /// The largest hit id stored in `lo..=hi` (0 when none): a cluster
+    /// node's queue numbers its hits in its own range, above its largest.
+    pub fn max_hit_id_in(&self, lo: u64, hi: u64) -> Result<u64, QueryError> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(id), 0) FROM hits WHERE id BETWEEN ? AND ?",
+            [lo, hi],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Number of rows in `hits`.
     pub fn hit_count(&self) -> Result<u64, QueryError> {
         Ok(self

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/0005_sessions.sql"),
     ),
+    (6, "cluster", include_str!("../migrations/0006_cluster.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -64,6 +64,12 @@ pub enum Command {
     /// Show the audit log's newest entries, filtered (through the running
     /// daemon if there is one, else from the file).
     Audit(super::audit::AuditArgs),
+    /// The cluster's members: status, add a node, remove one (through the
+    /// running daemon).
+    Cluster {
+        #[command(subcommand)]
+        command: super::cluster::ClusterCommand,
+    },
     /// Export hits, their props, the sites, their goals and funnels and
     /// their imported history into a Takeout directory (through the running
     /// daemon if there is one), or check one.

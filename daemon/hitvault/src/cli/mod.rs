@@ -11,6 +11,7 @@ pub mod args;
 pub mod audit;
 pub mod backup;
 pub mod client;
+pub mod cluster;
 pub mod import;
 pub mod import_plausible;
 pub mod prune;

@@ -19,9 +19,11 @@
 //!   the GeoIP database and the ingest token are read before confinement,
 //!   so no rule grants them afterwards (the system paths of
 //!   `hitvault_sandbox::landlock::SYSTEM_READ_ONLY` are always added);
-//! - bind: the `listen` port (already bound before confinement);
-//! - connect: nothing (no cluster peers are configurable yet), so every TCP
-//!   connect is refused where the kernel has Landlock ABI 4.
+//! - bind: the `listen` port and, on a cluster node, the `cluster.bind`
+//!   port (both already bound before confinement);
+//! - connect: on a cluster node, the ports of `cluster.peers` (and seccomp
+//!   adds its `cluster` section: TCP sockets); otherwise nothing, so every
+//!   TCP connect is refused where the kernel has Landlock ABI 4.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -49,9 +51,16 @@ pub fn spec(cfg: &Config) -> Spec {
             .collect(),
         bind_tcp: [cfg.listen.port()]
             .into_iter()
+            .chain(cfg.cluster.as_ref().map(|c| c.bind.port()))
             .filter(|p| *p != 0)
             .collect(),
-        connect_tcp: vec![],
+        connect_tcp: cfg
+            .cluster
+            .iter()
+            .flat_map(|c| c.peers.values().map(|a| a.port()))
+            .collect::<std::collections::BTreeSet<u16>>()
+            .into_iter()
+            .collect(),
         user: cfg.user.clone(),
     }
 }

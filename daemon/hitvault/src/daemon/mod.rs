@@ -22,6 +22,7 @@
 //! listener's certificate, loaded confined and kept fresh).
 
 pub mod adapters;
+pub mod cluster;
 pub mod confine;
 pub mod tls;
 pub mod writer;
@@ -79,6 +80,8 @@ struct Prepared {
     geo: GeoIp,
     token: Option<Arc<str>>,
     ua_key: [u8; 16],
+    /// A cluster node's RPC listener and key.
+    cluster: Option<cluster::Prepared>,
 }
 
 impl Prepared {
@@ -94,6 +97,7 @@ impl Prepared {
         listener.set_nonblocking(true).or_exit(Exit::Startup)?;
         let local = listener.local_addr().or_exit(Exit::Startup)?;
         let control = bind_control(&cfg.data_dir.join(CONTROL_SOCKET), owner)?;
+        let cluster = cluster::prepare(cfg)?;
         Ok(Prepared {
             lock,
             listener,
@@ -106,6 +110,7 @@ impl Prepared {
                 .map(read_token)
                 .transpose()?,
             ua_key: random_key()?,
+            cluster,
         })
     }
 }
@@ -126,6 +131,8 @@ struct Opened {
     accounts: Arc<hitvault_accounts::Accounts>,
     audit: Arc<hitvault_accounts::AuditLog>,
     tls: tls::Tls,
+    /// A cluster node's Raft log and the state its store holds.
+    cluster: Option<(hitvault_cluster::log::LogStore, Option<Vec<u8>>)>,
 }
 
 impl Opened {
@@ -155,7 +162,21 @@ impl Opened {
             crate::sites::registry(&declared, &store).or_exit(Exit::Startup)?,
         )));
         let committed = store.committed_seq().or_exit(Exit::Startup)?;
-        let floor = store.max_hit_id().or_exit(Exit::Startup)?.max(committed) + 1;
+        let floor = match &cfg.cluster {
+            // A node numbers its hits in its own range (ids are unique
+            // across the cluster), above the largest it stored.
+            Some(c) => {
+                let lo = hitvault_cluster::id_floor(c.node_id);
+                let hi = hitvault_cluster::id_floor(c.node_id + 1) - 1;
+                store
+                    .max_hit_id_in(lo, hi)
+                    .or_exit(Exit::Startup)?
+                    .max(committed)
+                    .max(lo)
+                    + 1
+            }
+            None => store.max_hit_id().or_exit(Exit::Startup)?.max(committed) + 1,
+        };
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
         let observer: hitvault_queue::GroupObserver =
@@ -173,6 +194,21 @@ impl Opened {
             SaltKeeper::open(&cfg.data_dir.join(SALTS_DIR), now_ms()).or_exit(Exit::Startup)?,
         );
         let tls = tls::start(cfg)?;
+        let cluster = match &cfg.cluster {
+            Some(_) => {
+                let (log, opened) =
+                    hitvault_cluster::log::LogStore::open(&cfg.data_dir.join(cluster::CLUSTER_DIR))
+                        .map_err(|e| Failure::startup(format!("opening the Raft log: {e}")))?;
+                let state = store.cluster_state().or_exit(Exit::Startup)?;
+                tracing::info!(
+                    entries = opened.entries,
+                    cut = opened.cut,
+                    "Raft log opened"
+                );
+                Some((log, state))
+            }
+            None => None,
+        };
         let accounts = Arc::new(crate::links::open_accounts(cfg)?);
         let audit = Arc::new(crate::links::open_audit(cfg)?);
         if let Some(token) = accounts
@@ -201,6 +237,7 @@ impl Opened {
             accounts,
             audit,
             tls,
+            cluster,
         })
     }
 }
@@ -232,6 +269,8 @@ struct Wired {
     writer: writer::WriterParts,
     /// What the routes serve.
     routes: Routes,
+    /// A cluster node's parts, started on the runtime.
+    cluster: Option<cluster::Parts>,
 }
 
 /// Everything the HTTP routes and the control socket are built from.
@@ -245,6 +284,8 @@ struct Routes {
     audit: Arc<hitvault_accounts::AuditLog>,
     /// The record of USB Takeouts, in the data dir.
     usb: Arc<hitvault_server::usb::Runs>,
+    /// The cluster node's admin routes (`None` on a single node).
+    cluster: hitvault_server::cluster::Cluster,
     tls: tls::Tls,
     hostnames: hitvault_server::hosts::Hostnames,
 }
@@ -265,6 +306,7 @@ impl Wired {
             accounts,
             audit,
             tls,
+            cluster: cluster_log,
         } = opened;
         let Prepared {
             lock,
@@ -274,7 +316,28 @@ impl Wired {
             geo,
             token,
             ua_key,
+            cluster: cluster_prepared,
         } = prepared;
+        let gate = cfg
+            .cluster
+            .as_ref()
+            .map(|c| Arc::new(cluster::Gate::new(c)));
+        // A cluster node's writer stores the committed log, not the queue.
+        let (replicated, cluster) = match (cluster_prepared, cluster_log, &gate) {
+            (Some(prepared), Some((log, state)), Some(gate)) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let parts = cluster::Parts {
+                    prepared,
+                    log,
+                    apply: cluster::WriterApply::new(tx, state),
+                    queue: queue.clone(),
+                    gate: gate.clone(),
+                    stop: Arc::new(AtomicBool::new(false)),
+                };
+                (Some(rx), Some(parts))
+            }
+            _ => (None, None),
+        };
         let ingest = Ingest {
             limits: Arc::new(Limits::default()),
             enricher: Arc::new(Enricher::new(
@@ -289,6 +352,9 @@ impl Wired {
             trusted_proxies: Arc::new(cfg.trusted_proxies.clone()),
             excluded: Arc::new(cfg.excluded_addresses.clone()),
             batch_token: token,
+            replication: gate
+                .clone()
+                .map(|g| g as Arc<dyn hitvault_server::ingest::Replication>),
         };
         let position = Position {
             committed: Arc::new(AtomicU64::new(committed)),
@@ -351,6 +417,7 @@ impl Wired {
             on_commit: on_commit(commits.clone()),
             exports,
             audit: audit.clone(),
+            replicated,
         };
         let usb = Arc::new(hitvault_server::usb::Runs::new(&cfg.data_dir));
         Ok(Wired {
@@ -379,7 +446,11 @@ impl Wired {
                 usb,
                 hostnames,
                 tls,
+                cluster: hitvault_server::cluster::Cluster(
+                    gate.map(|g| g as Arc<dyn hitvault_server::cluster::ClusterAdmin>),
+                ),
             },
+            cluster,
         })
     }
 
@@ -398,6 +469,7 @@ impl Wired {
             ready,
             mut writer,
             routes,
+            cluster,
         } = self;
         writer.heartbeat = heartbeat(notifier.clone());
         let writer_thread = std::thread::Builder::new()
@@ -422,6 +494,13 @@ impl Wired {
                 let _ = rx.wait_for(|v| *v).await;
             };
             let (public, control_app, tls) = routes.build(rx.clone());
+            let node = match cluster {
+                Some(parts) => {
+                    let stop = parts.stop.clone();
+                    Some((cluster::start(parts).await?, stop))
+                }
+                None => None,
+            };
             tokio::spawn(tls::Tls::keep(tls.certs(), hup, rx.clone()));
             let control_task = tokio::spawn({
                 let shutdown = wait(rx.clone());
@@ -455,6 +534,14 @@ impl Wired {
             let served = hitvault_server::serve(listener, public, tls.edge, wait(rx)).await;
             ready.store(false, Ordering::Release);
             let _ = control_task.await;
+            if let Some((node, stop)) = node {
+                // The forwarder stops after its current proposal; Raft stops
+                // handing batches to the writer.
+                stop.store(true, Ordering::Release);
+                if let Err(e) = node.raft.shutdown().await {
+                    tracing::warn!(error = %e, "stopping the cluster node");
+                }
+            }
             served.map_err(|e| Failure::runtime(format!("HTTP server failed: {e}")))
         });
         // In-flight requests are done: every acknowledged hit is in the queue.
@@ -494,6 +581,7 @@ impl Routes {
             usb,
             tls,
             hostnames,
+            cluster,
         } = self;
         let control = hitvault_server::control_app(
             adapters.sites.clone(),
@@ -502,6 +590,7 @@ impl Routes {
             accounts.accounts.clone(),
             audit.clone(),
             usb.clone(),
+            cluster.clone(),
         );
         let dashboard = hitvault_server::DashboardState {
             stats,
@@ -519,6 +608,7 @@ impl Routes {
             sites: adapters.sites,
             maintenance: adapters.maintenance,
             usb,
+            cluster,
         });
         (public, control, tls)
     }

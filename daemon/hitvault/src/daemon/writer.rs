@@ -13,8 +13,12 @@
 //! them between batches, so DuckDB has exactly one writer. A call the writer
 //! has not taken up within [`OP_TIMEOUT`] is withdrawn and answered
 //! [`Unavailable`]; once taken up it runs to its end. Nothing outside this
-//! module holds a channel to the writer: the cluster's replicated log will
-//! sit in front of exactly this seam.
+//! module holds a channel to the writer.
+//!
+//! On a cluster node the loop does not read the queue (the cluster's
+//! forwarder does): it stores the committed log as the state machine hands
+//! it over ([`Replicated`]), each stretch with the machine's state in the
+//! same transaction, and serves calls and rollups between them.
 //!
 //! When DuckDB invalidates its database after a fatal error (a full disk
 //! during a commit or a checkpoint does that), the writer drops the store and
@@ -351,6 +355,16 @@ pub struct WriterParts {
     pub exports: ExportsRunning,
     /// Where a scheduled prune is recorded (actor `system`).
     pub audit: Arc<hitvault_accounts::AuditLog>,
+    /// On a cluster node, the committed log's batches: the writer stores
+    /// these instead of reading the queue (the forwarder reads it).
+    pub replicated: Option<Receiver<Replicated>>,
+}
+
+/// A stretch of the cluster's committed log to store, and where to say it
+/// is stored.
+pub struct Replicated {
+    pub batch: hitvault_cluster::Batch,
+    pub done: Sender<()>,
 }
 
 /// Records a scheduled prune that deleted hits.
@@ -398,7 +412,10 @@ impl Drop for ExportGuard {
 
 /// Runs until `position.stop` is set and every durable record is committed,
 /// then checkpoints.
-pub fn run(parts: WriterParts) -> Finished {
+pub fn run(mut parts: WriterParts) -> Finished {
+    if let Some(log) = parts.replicated.take() {
+        return Loop::new(parts).run_replicated(log);
+    }
     let mut w = Loop::new(parts);
     loop {
         w.maintenance_turn();
@@ -510,11 +527,53 @@ impl Loop {
         Some(records)
     }
 
+    /// A cluster node's loop: stores each stretch of the committed log as
+    /// the state machine hands it over, serves calls and rollups between
+    /// them, and stops once asked (after the Raft node stopped, so nothing
+    /// is handed over any more).
+    fn run_replicated(mut self, log: Receiver<Replicated>) -> Finished {
+        loop {
+            self.maintenance_turn();
+            match log.recv_timeout(HEARTBEAT_EVERY) {
+                Ok(r) => {
+                    let cluster = (r.batch.own, r.batch.state.as_slice());
+                    if let Err(stopped) = self.commit_with(&r.batch.records, Some(cluster)) {
+                        return stopped;
+                    }
+                    let _ = r.done.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.stopping() {
+                        return self.finish();
+                    }
+                    if !self.parts.exports.any() {
+                        self.rollups.turn(&self.parts.store, true);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return self.finish(),
+            }
+        }
+    }
+
     /// Commits `records` in one transaction, retrying until DuckDB takes
     /// them: the queue keeps them meanwhile, and fills up (503) rather than
     /// losing anything. `Err` when asked to stop with them uncommitted.
     fn commit(&mut self, records: &[(u64, Vec<u8>)]) -> Result<(), Finished> {
-        let last = records.last().map(|r| r.0).expect("non-empty");
+        self.commit_with(records, None)
+    }
+
+    /// [`Loop::commit`]; on a cluster node with `cluster`: this node's own
+    /// position in its queue and the state machine's state, stored with the
+    /// records (which may be none: a membership change, say).
+    fn commit_with(
+        &mut self,
+        records: &[(u64, Vec<u8>)],
+        cluster: Option<(u64, &[u8])>,
+    ) -> Result<(), Finished> {
+        let last = match cluster {
+            Some((own, _)) => own.max(self.after),
+            None => records.last().map(|r| r.0).expect("non-empty"),
+        };
         let mut hits = Vec::with_capacity(records.len());
         let mut engagements = Vec::new();
         for (seq, bytes) in records {
@@ -534,7 +593,15 @@ impl Loop {
             (self.parts.heartbeat)();
             let t = Instant::now();
             let metrics = &self.parts.metrics;
-            match self.parts.store.append_batch(&hits, &engagements, last) {
+            let appended = match cluster {
+                Some((own, state)) => {
+                    self.parts
+                        .store
+                        .append_replicated(&hits, &engagements, own, state)
+                }
+                None => self.parts.store.append_batch(&hits, &engagements, last),
+            };
+            match appended {
                 Ok(stats) => {
                     metrics
                         .batch_commit_seconds
@@ -578,14 +645,24 @@ impl Loop {
                     }
                     self.pause();
                     if invalidated(&e) && self.reopen() {
-                        return Ok(());
+                        let Some((_, state)) = cluster else {
+                            return Ok(());
+                        };
+                        // The commit may have landed before DuckDB failed:
+                        // then the stored state is this batch's.
+                        if self.parts.store.cluster_state().ok().flatten().as_deref() == Some(state)
+                        {
+                            break;
+                        }
                     }
                 }
             }
         }
         self.set_committed(last);
         (self.parts.on_commit)(&hits);
-        if let Err(e) = self.parts.queue.mark_committed(last) {
+        if last > 0
+            && let Err(e) = self.parts.queue.mark_committed(last)
+        {
             tracing::warn!(error = %e, "could not free committed queue segments");
         }
         Ok(())

@@ -1,0 +1,306 @@
+//! A cluster node's wiring: the cluster crate's parts joined to this
+//! daemon's queue, writer and ingest.
+//!
+//! - Before confinement, [`prepare`] binds the cluster RPC on `cluster.bind`
+//!   and reads the key file.
+//! - Confined, the Raft log opens in `<data dir>/cluster/`, the state machine
+//!   from the state the store holds ([`WriterApply`]: each applied stretch of
+//!   the log goes to the writer thread as a [`Replicated`], stored in one
+//!   transaction with the machine's state).
+//! - On the runtime, [`start`] starts Raft, serves the RPC, forms the cluster
+//!   on a first start with `cluster.init`, and starts the forwarder, which
+//!   reads this node's queue in place of the writer.
+//! - Ingest asks the [`Gate`] before it queues a hit (in `majority` mode a
+//!   node cut off from the majority refuses with 503) and before it answers
+//!   202 (in `majority` mode, once a majority holds the hit).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hitvault_cluster::log::LogStore;
+use hitvault_cluster::machine::{Apply, Batch, StateMachine};
+use hitvault_cluster::net::{self, Contact};
+use hitvault_cluster::wire::Key;
+use hitvault_cluster::{Acks, BasicNode, Forwarder, Node};
+use hitvault_queue::Queue;
+use hitvault_server::ingest::Replication;
+
+use super::writer::Replicated;
+use crate::config::{Ack, ClusterConfig, Config};
+use crate::exit::Failure;
+
+/// The Raft log's directory in the data dir.
+pub const CLUSTER_DIR: &str = "cluster";
+
+/// How long `majority`-mode ingest waits for a majority before it answers
+/// 503 (the hits stay queued and are proposed again).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`prepare`] got before confinement.
+pub struct Prepared {
+    pub cfg: ClusterConfig,
+    listener: std::net::TcpListener,
+    key: Arc<Key>,
+}
+
+/// Binds the cluster RPC and reads the key (before confinement).
+pub fn prepare(cfg: &Config) -> Result<Option<Prepared>, Failure> {
+    let Some(c) = &cfg.cluster else {
+        return Ok(None);
+    };
+    let key = Key::read(&c.key_file)
+        .map_err(|e| Failure::startup(format!("invalid setting `cluster.key_file`: {e}")))?;
+    let listener = std::net::TcpListener::bind(c.bind).map_err(|e| {
+        Failure::startup(format!(
+            "invalid setting `cluster.bind`: cannot bind {}: {e}",
+            c.bind
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Failure::startup(format!("cluster listener: {e}")))?;
+    Ok(Some(Prepared {
+        cfg: c.clone(),
+        listener,
+        key: Arc::new(key),
+    }))
+}
+
+/// The state machine's way to the writer thread.
+pub struct WriterApply {
+    tx: Mutex<SyncSender<Replicated>>,
+    /// The state the store held at start.
+    initial: Option<Vec<u8>>,
+}
+
+impl WriterApply {
+    pub fn new(tx: SyncSender<Replicated>, initial: Option<Vec<u8>>) -> WriterApply {
+        WriterApply {
+            tx: Mutex::new(tx),
+            initial,
+        }
+    }
+}
+
+impl Apply for WriterApply {
+    fn store(&self, batch: Batch) -> Result<(), String> {
+        let (done, stored) = std::sync::mpsc::channel::<()>();
+        let send: Sender<()> = done;
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Replicated { batch, done: send })
+            .map_err(|_| "the writer has stopped".to_owned())?;
+        stored
+            .recv()
+            .map_err(|_| "the writer stopped before storing the batch".to_owned())
+    }
+
+    fn load(&self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.initial.clone())
+    }
+}
+
+/// Ingest's view of the cluster (see the module doc).
+pub struct Gate {
+    ack: Ack,
+    /// The configured peers: the only nodes that may be added (Landlock
+    /// lets this node connect to their ports only).
+    peers: BTreeMap<u64, std::net::SocketAddr>,
+    node: OnceLock<Node>,
+}
+
+impl Gate {
+    pub fn new(cfg: &ClusterConfig) -> Gate {
+        Gate {
+            ack: cfg.ack,
+            peers: cfg.peers.clone(),
+            node: OnceLock::new(),
+        }
+    }
+}
+
+impl Replication for Gate {
+    fn admit(&self) -> Result<(), String> {
+        let Some(n) = self.node.get() else {
+            return Err("this cluster node is starting".into());
+        };
+        if self.ack == Ack::Majority && !n.in_quorum() {
+            return Err(format!(
+                "this cluster node is cut off from the majority (no leader heard from within {} \
+                 ms); send the hit to another node or retry",
+                hitvault_cluster::ELECTION_TIMEOUT_MAX.as_millis()
+            ));
+        }
+        Ok(())
+    }
+
+    fn acked(&self, seq: u64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            match (self.ack, self.node.get()) {
+                (Ack::Local, _) => true,
+                (Ack::Majority, Some(n)) => n.acks.wait(seq, ACK_TIMEOUT).await,
+                (Ack::Majority, None) => false,
+            }
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        ACK_TIMEOUT
+    }
+}
+
+/// Everything [`start`] needs, gathered while the daemon is wired.
+pub struct Parts {
+    pub prepared: Prepared,
+    pub log: LogStore,
+    pub apply: WriterApply,
+    pub queue: Queue,
+    pub gate: Arc<Gate>,
+    /// Stops the forwarder.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Starts this node: Raft, the RPC server, the cluster's formation on a
+/// first start with `cluster.init`, and the forwarder.
+pub async fn start(p: Parts) -> Result<Node, Failure> {
+    let Parts {
+        prepared,
+        log,
+        apply,
+        queue,
+        gate,
+        stop,
+    } = p;
+    let Prepared { cfg, listener, key } = prepared;
+    let me = cfg.node_id;
+    let sm = StateMachine::open(me, Arc::new(apply))
+        .map_err(|e| Failure::startup(format!("the cluster's state: {e}")))?;
+    let state = sm.shared();
+    let own = state
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .origins
+        .get(&me)
+        .copied()
+        .unwrap_or(0);
+    let raft = hitvault_cluster::start(me, log, sm, key.clone())
+        .await
+        .map_err(|e| Failure::startup(format!("starting the cluster node: {e}")))?;
+    let acks = Acks::new(own);
+    let contact = Contact::default();
+    let node = Node {
+        id: me,
+        raft: raft.clone(),
+        state: state.clone(),
+        acks: acks.clone(),
+        contact: contact.clone(),
+        key: key.clone(),
+    };
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Failure::startup(format!("cluster listener: {e}")))?;
+    let status = {
+        let n = node.clone();
+        Arc::new(move || n.status())
+    };
+    tokio::spawn(net::serve(
+        listener,
+        raft.clone(),
+        key.clone(),
+        contact,
+        status,
+    ));
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| Failure::startup(format!("the cluster node: {e}")))?;
+    if cfg.init && !initialized {
+        let members: BTreeMap<u64, BasicNode> = std::iter::once((me, cfg.bind))
+            .chain(cfg.peers.iter().map(|(id, a)| (*id, *a)))
+            .map(|(id, a)| (id, BasicNode::new(a.to_string())))
+            .collect();
+        match hitvault_cluster::form(&raft, members).await {
+            Ok(true) => tracing::info!(node = me, "formed the cluster"),
+            Ok(false) => tracing::info!(node = me, "the cluster was formed by another node"),
+            Err(e) => return Err(Failure::startup(format!("forming the cluster: {e}"))),
+        }
+    } else if !initialized {
+        tracing::info!(
+            node = me,
+            "not a member yet: waiting to be added (`hitvault cluster add {me} {}` on the leader)",
+            cfg.bind
+        );
+    }
+    tokio::spawn(hitvault_cluster::break_ties(raft.clone()));
+    tokio::spawn(Forwarder::new(me, raft, queue, acks, key, stop).run(own));
+    let _ = gate.node.set(node.clone());
+    tracing::info!(node = me, bind = %cfg.bind, own, "cluster node started");
+    Ok(node)
+}
+
+impl hitvault_server::cluster::ClusterAdmin for Gate {
+    fn status(&self) -> hitvault_server::cluster::Boxed<'_, serde_json::Value> {
+        Box::pin(async move {
+            let Some(n) = self.node.get() else {
+                return serde_json::json!({ "enabled": true, "starting": true });
+            };
+            let nodes: BTreeMap<String, serde_json::Value> = n
+                .statuses()
+                .await
+                .into_iter()
+                .map(|(id, r)| {
+                    let v = match r {
+                        Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+                        Err(e) => serde_json::json!({ "node": id, "error": e }),
+                    };
+                    (id.to_string(), v)
+                })
+                .collect();
+            serde_json::json!({
+                "enabled": true,
+                "node": n.id,
+                "ack": self.ack,
+                "in_quorum": n.in_quorum(),
+                "nodes": nodes,
+            })
+        })
+    }
+
+    fn add(
+        &self,
+        id: u64,
+        addr: String,
+    ) -> hitvault_server::cluster::Boxed<'_, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let n = self.node.get().ok_or("this cluster node is starting")?;
+            match self.peers.get(&id) {
+                Some(a) if a.to_string() == addr => {}
+                _ => {
+                    return Err(format!(
+                        "node {id} at {addr} is not in this node's `cluster.peers`: list it there \
+                         on every node first (a node connects only to the peers it was started \
+                         with)"
+                    ));
+                }
+            }
+            let s = n.add(id, addr).await.map_err(|e| e.to_string())?;
+            Ok(serde_json::to_value(s).unwrap_or_default())
+        })
+    }
+
+    fn remove(
+        &self,
+        id: u64,
+    ) -> hitvault_server::cluster::Boxed<'_, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            let n = self.node.get().ok_or("this cluster node is starting")?;
+            let s = n.remove(id).await.map_err(|e| e.to_string())?;
+            Ok(serde_json::to_value(s).unwrap_or_default())
+        })
+    }
+}

@@ -1,0 +1,456 @@
+//! Three real daemons in three network namespaces, joined by veth pairs and
+//! a bridge that this test makes and removes, under continuous load from
+//! clients that record every 202. It kills the leader (SIGKILL), restarts
+//! it, stops the next leader for 10 s (SIGSTOP), cuts a leader and then a
+//! follower off with nftables, and heals. Then every node is stopped and
+//! its store read: every acknowledged hit is stored exactly once on every
+//! node, and all nodes hold the same rows. It prints what it injected and
+//! what it found. Needs root (namespaces, nftables), as CI runs it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hitvault_tests::{CHROME_UA, Daemon, StoppedDaemon, hitvault, request, require_root};
+
+const NODES: u64 = 3;
+const HTTP_PORT: u16 = 8080;
+const CLUSTER_PORT: u16 = 7400;
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The namespaces, the veths and the bridge; removed on drop.
+struct Net {
+    tag: String,
+    bridge: String,
+}
+
+impl Net {
+    fn new() -> Net {
+        let tag = format!("hv{}", std::process::id() % 100_000);
+        let bridge = format!("{tag}br");
+        let net = Net { tag, bridge };
+        net.cleanup();
+        sh(&["ip", "link", "add", &net.bridge, "type", "bridge"]);
+        sh(&["ip", "addr", "add", "10.77.0.254/24", "dev", &net.bridge]);
+        sh(&["ip", "link", "set", &net.bridge, "up"]);
+        for n in 1..=NODES {
+            let ns = net.ns(n);
+            let host = format!("{}v{n}", net.tag);
+            sh(&["ip", "netns", "add", &ns]);
+            sh(&[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            sh(&["ip", "link", "set", &host, "master", &net.bridge, "up"]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", ip(n)),
+                "dev",
+                "eth0",
+            ]);
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    fn ns(&self, n: u64) -> String {
+        format!("{}n{n}", self.tag)
+    }
+
+    fn wrapper(&self, n: u64) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.ns(n)]
+    }
+
+    /// Drops every packet between node `n` and the other nodes (the test's
+    /// own address, the bridge's, still reaches it).
+    fn cut(&self, n: u64) {
+        let others: Vec<String> = (1..=NODES).filter(|m| *m != n).map(ip).collect();
+        let set = others.join(", ");
+        let rules = format!(
+            "table inet hvcut {{\n chain i {{ type filter hook input priority 0; policy accept; ip saddr {{ {set} }} drop; }}\n chain o {{ type filter hook output priority 0; policy accept; ip daddr {{ {set} }} drop; }}\n}}\n"
+        );
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns(n), "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "nft refused the partition");
+    }
+
+    fn heal(&self, n: u64) {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(n),
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "hvcut",
+        ]);
+    }
+
+    fn cleanup(&self) {
+        for n in 1..=NODES {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .output();
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{}v{n}", self.tag)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn ip(n: u64) -> String {
+    format!("10.77.0.{n}")
+}
+
+fn http(n: u64) -> SocketAddr {
+    format!("{}:{HTTP_PORT}", ip(n)).parse().unwrap()
+}
+
+/// Writes node `n`'s configuration; returns its path.
+fn config(dir: &Path, n: u64, key: &Path) -> PathBuf {
+    let peers: String = (1..=NODES)
+        .filter(|m| *m != n)
+        .map(|m| format!("\"{m}\" = \"{}:{CLUSTER_PORT}\"\n", ip(m)))
+        .collect();
+    let text = format!(
+        "sites = [\"shop.test\"]\nallow_plain_http = true\nhostnames = [\"{ip}\"]\n\
+         [tls]\nmode = \"off\"\n\
+         [cluster]\nenable = true\nnode_id = {n}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
+         key_file = \"{key}\"\ninit = true\n[cluster.peers]\n{peers}",
+        ip = ip(n),
+        key = key.display()
+    );
+    let path = dir.join(format!("node{n}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Node {
+    n: u64,
+    config: PathBuf,
+    daemon: Option<Daemon>,
+    stopped: Option<StoppedDaemon>,
+}
+
+fn start(net: &Net, n: u64, config: &Path, data: PathBuf) -> Daemon {
+    let w = net.wrapper(n);
+    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    let cfg = config.to_str().unwrap();
+    Daemon::start_in(
+        &http(n).to_string(),
+        None,
+        data,
+        &[("HITVAULT_CONFIG", cfg)],
+        &w,
+    )
+}
+
+fn status(data_dir: &Path) -> Option<serde_json::Value> {
+    let out = hitvault(&[
+        "cluster",
+        "status",
+        "--json",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The leader, as the running nodes in `among` see it (waits up to 30 s).
+fn leader(nodes: &[Node], among: &[u64]) -> u64 {
+    let t = Instant::now();
+    loop {
+        for node in nodes.iter().filter(|x| among.contains(&x.n)) {
+            if let Some(d) = &node.daemon
+                && let Some(s) = status(&d.data_dir)
+                && s["nodes"][node.n.to_string()]["role"] == "leader"
+            {
+                return node.n;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no leader within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Clients posting pageviews with unique paths to every node; each keeps
+/// the paths answered 202.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<BTreeMap<u16, u64>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start() -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(BTreeMap::new()));
+        let mut workers = Vec::new();
+        for n in 1..=NODES {
+            for w in 0..2 {
+                let (stop, acked, refused) = (stop.clone(), acked.clone(), refused.clone());
+                workers.push(std::thread::spawn(move || {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let path = format!("/n{n}w{w}/{i}");
+                        i += 1;
+                        let body = format!(r#"{{"n":"pageview","u":"https://shop.test{path}"}}"#);
+                        match request(
+                            http(n),
+                            "POST",
+                            "/api/collect",
+                            &[("User-Agent", CHROME_UA)],
+                            body.as_bytes(),
+                        ) {
+                            Ok(r) if r.status == 202 => acked.lock().unwrap().push(path),
+                            Ok(r) => {
+                                *refused.lock().unwrap().entry(r.status).or_default() += 1;
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            Err(_) => {
+                                *refused.lock().unwrap().entry(0).or_default() += 1;
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        Load {
+            stop,
+            acked,
+            refused,
+            workers,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn finish(self) -> (Vec<String>, BTreeMap<u16, u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        let a = self.acked.lock().unwrap().clone();
+        let r = self.refused.lock().unwrap().clone();
+        (a, r)
+    }
+}
+
+/// Runs the load for `d`, printing how many hits were acknowledged.
+fn under_load(load: &Load, what: &str, d: Duration) {
+    let before = load.acked();
+    std::thread::sleep(d);
+    eprintln!(
+        "  {what}: {} hits acknowledged in {:?}",
+        load.acked() - before,
+        d
+    );
+}
+
+/// Waits until every node applied the same log index and stays there.
+fn converged(nodes: &[Node]) -> u64 {
+    let t = Instant::now();
+    let mut last = None;
+    loop {
+        let applied: BTreeSet<Option<u64>> = nodes
+            .iter()
+            .map(|x| {
+                let d = x.daemon.as_ref().unwrap();
+                status(&d.data_dir)
+                    .and_then(|s| s["nodes"][x.n.to_string()]["applied_index"].as_u64())
+            })
+            .collect();
+        if applied.len() == 1
+            && let Some(Some(i)) = applied.first()
+        {
+            if last == Some(*i) {
+                return *i;
+            }
+            last = Some(*i);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "nodes did not converge: applied {applied:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_partitions() {
+    require_root("it makes network namespaces, veth pairs, a bridge and nftables rules");
+    let tmp = tempfile::Builder::new()
+        .prefix("hv-cluster")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let key = tmp.path().join("cluster.key");
+    std::fs::write(&key, "a-cluster-key-of-more-than-32-bytes-for-the-test\n").unwrap();
+    let net = Net::new();
+    let mut nodes: Vec<Node> = (1..=NODES)
+        .map(|n| {
+            let config = config(tmp.path(), n, &key);
+            let dir = tmp.path().join(format!("n{n}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+                .unwrap();
+            let daemon = start(&net, n, &config, dir.join("data"));
+            Node {
+                n,
+                config,
+                daemon: Some(daemon),
+                stopped: None,
+            }
+        })
+        .collect();
+    let all: Vec<u64> = (1..=NODES).collect();
+    let t = Instant::now();
+    let first = leader(&nodes, &all);
+    eprintln!("cluster formed; node {first} leads after {:?}", t.elapsed());
+    let load = Load::start();
+    under_load(&load, "steady", Duration::from_secs(5));
+
+    // 1. SIGKILL the leader.
+    eprintln!("inject: SIGKILL leader {first}");
+    let killed = nodes[first as usize - 1].daemon.take().unwrap().kill();
+    let t = Instant::now();
+    let rest: Vec<u64> = all.iter().copied().filter(|n| *n != first).collect();
+    let second = leader(&nodes, &rest);
+    eprintln!("  node {second} leads {:?} after the kill", t.elapsed());
+    under_load(&load, "two nodes", Duration::from_secs(4));
+
+    // 2. The killed node comes back and catches up.
+    eprintln!("inject: restart node {first}");
+    {
+        let node = &mut nodes[first as usize - 1];
+        let w = net.wrapper(first);
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        let cfg = node.config.to_str().unwrap().to_owned();
+        node.daemon = Some(Daemon::restart_in(
+            killed,
+            &http(first).to_string(),
+            &[("HITVAULT_CONFIG", &cfg)],
+            &w,
+        ));
+    }
+    under_load(&load, "three nodes again", Duration::from_secs(4));
+
+    // 3. SIGSTOP the leader for 10 s.
+    let l = leader(&nodes, &all);
+    eprintln!("inject: SIGSTOP leader {l} for 10 s");
+    let pid = nodes[l as usize - 1].daemon.as_ref().unwrap().pid();
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    under_load(&load, "leader stopped", Duration::from_secs(10));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    under_load(&load, "leader resumed", Duration::from_secs(4));
+
+    // 4. Cut the leader off from the others for 8 s.
+    let l = leader(&nodes, &all);
+    eprintln!("inject: partition leader {l} from the majority for 8 s");
+    net.cut(l);
+    under_load(&load, "leader cut off", Duration::from_secs(8));
+    net.heal(l);
+    under_load(&load, "healed", Duration::from_secs(4));
+
+    // 5. Cut a follower off for 8 s.
+    let l = leader(&nodes, &all);
+    let f = all.iter().copied().find(|n| *n != l).unwrap();
+    eprintln!("inject: partition follower {f} for 8 s");
+    net.cut(f);
+    under_load(&load, "follower cut off", Duration::from_secs(8));
+    net.heal(f);
+    under_load(&load, "healed", Duration::from_secs(4));
+
+    let (acked, refused) = load.finish();
+    let index = converged(&nodes);
+    eprintln!(
+        "load stopped: {} acknowledged; refusals by status (0: no answer): {refused:?}; all nodes applied log index {index}",
+        acked.len()
+    );
+    let mut rows = Vec::new();
+    for node in &mut nodes {
+        let stopped = node.daemon.take().unwrap().stop();
+        rows.push(stopped.query("SELECT id, path FROM hits ORDER BY id"));
+        node.stopped = Some(stopped);
+    }
+    let want: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
+    assert_eq!(want.len(), acked.len(), "a path was acknowledged twice");
+    for (i, r) in rows.iter().enumerate() {
+        let mut seen = BTreeMap::<&str, u32>::new();
+        for row in r {
+            *seen.entry(row[1].as_str()).or_default() += 1;
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+        assert!(twice.is_empty(), "node {}: stored twice: {twice:?}", i + 1);
+        let lost: Vec<_> = want.iter().filter(|p| !seen.contains_key(*p)).collect();
+        assert!(
+            lost.is_empty(),
+            "node {}: {} acknowledged hits lost, e.g. {:?}",
+            i + 1,
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        eprintln!(
+            "node {}: {} rows; every acknowledged hit once; {} stored without a 202 (refused or cut off, then sent on)",
+            i + 1,
+            r.len(),
+            r.len() - want.len()
+        );
+    }
+    for (i, r) in rows.iter().enumerate().skip(1) {
+        assert_eq!(r, &rows[0], "node {} holds other rows than node 1", i + 1);
+    }
+    // Ids carry their node: every node took hits.
+    let origins: BTreeSet<u64> = rows[0]
+        .iter()
+        .map(|r| r[0].parse::<u64>().unwrap() >> 48)
+        .collect();
+    assert_eq!(origins, BTreeSet::from([1, 2, 3]));
+}
