@@ -32,6 +32,7 @@ pub use append::{AppendError, AppendStats};
 pub use backup::{SnapshotError, SnapshotInfo};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use prune::{Expired, PruneError};
+pub use sessions::SessionWork;
 /// The per-day rollups, where they have always been found.
 pub use stats::rollup;
 pub use takeout::{ExportFilter, ImportStats, Importer, Reader, TakeoutError};
@@ -163,6 +164,8 @@ pub struct Store {
     /// The latest session of the recent days' visitors, read at the first
     /// append (see [`sessions`]).
     open: Option<sessions::Open>,
+    /// How the appends' visitor-days were numbered (see [`Store::session_work`]).
+    session_work: sessions::SessionWork,
 }
 
 impl std::fmt::Debug for Store {
@@ -211,6 +214,7 @@ impl Store {
             site_ids: HashMap::new(),
             feed: None,
             open: None,
+            session_work: Default::default(),
         };
         store.refresh_sites().map_err(|e| match e {
             QueryError::Db(source) => OpenError::Open {
@@ -243,6 +247,7 @@ impl Store {
             site_ids: HashMap::new(),
             feed: None,
             open: None,
+            session_work: Default::default(),
         })
     }
 
@@ -282,6 +287,13 @@ impl Store {
             self.changes.any();
         }
         r
+    }
+
+    /// How the visitor-days of the batches appended since the store was
+    /// opened were numbered: in memory, or again in SQL (see the
+    /// `sessions` module). For benchmarks and tests.
+    pub fn session_work(&self) -> SessionWork {
+        self.session_work
     }
 
     /// Takes over `old`'s change counters, for a store reopened in its place:
