@@ -335,7 +335,6 @@ const DIRTY: &str = "CREATE TEMP TABLE IF NOT EXISTS hv_dirty (
 /// either changed. Runs in the caller's transaction.
 /// Returns the number of hits whose number was written.
 pub(crate) fn renumber(conn: &Connection, keys: Keys<'_>) -> duckdb::Result<usize> {
-    let listed = matches!(keys, Keys::Listed(_));
     let (keys_sql, lo, hi) = match keys {
         Keys::Listed([]) => return Ok(0),
         Keys::Listed(list) => {
@@ -361,12 +360,7 @@ pub(crate) fn renumber(conn: &Connection, keys: Keys<'_>) -> duckdb::Result<usiz
              AND {t}ts < make_timestamp({hi}::BIGINT)::TIMESTAMPTZ"
         )
     };
-    let (mut inner, outer) = (range(""), range("hits."));
-    if listed {
-        // Listed keys may be spread over many days (history in random
-        // order): only their visitors' hits are read and numbered.
-        inner.push_str(" AND visitor IN (SELECT visitor FROM hv_dirty)");
-    }
+    let (inner, outer) = (range(""), range("hits."));
     let cols = ACQUISITION.join(", ");
     let firsts = ACQUISITION
         .map(|c| format!("first_value({c}) OVER s AS {c}"))
