@@ -445,50 +445,65 @@ impl Store {
 
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let horizon = self.open.as_ref().map_or(today - 1, |o| o.horizon());
-        let result = (|| -> Result<(usize, HashMap<Key, Last>), AppendError> {
-            if hits_batch.num_rows() > 0 {
-                let mut app = self.conn.appender("hits")?;
-                app.append_record_batch(hits_batch)?;
-                app.flush()?;
-            }
-            let mut latest = assigned.latest;
-            if !assigned.dirty.is_empty() {
-                latest.extend(sessions::renumber_dirty(
-                    &self.conn,
-                    &assigned.dirty,
-                    horizon,
-                )?);
-            }
-            if props_batch.num_rows() > 0 {
-                let mut app = self.conn.appender("hit_props")?;
-                app.append_record_batch(props_batch)?;
-                app.flush()?;
-            }
-            let mut attributed = 0;
-            if let Some(b) = engaged_batch {
-                self.conn.execute_batch(ENGAGED_IN)?;
-                let mut app = self.conn.appender("hv_engaged_in")?;
-                app.append_record_batch(b)?;
-                app.flush()?;
-                drop(app);
-                attributed = attribute(&self.conn, e_lo, e_hi)?;
-                self.conn.execute_batch("DELETE FROM hv_engaged_in")?;
-            }
-            self.conn.execute(
-                "UPDATE ingest_state SET committed_seq = ? WHERE id = 1",
-                [committed_seq],
-            )?;
-            if let Some(state) = cluster {
+        let result =
+            (|| -> Result<(usize, HashMap<Key, Last>, sessions::SessionWork), AppendError> {
+                // Before the batch is stored: which dirty visitor-days mix
+                // with hits stored earlier (the others are numbered already).
+                let sql = if assigned.dirty.is_empty() {
+                    Vec::new()
+                } else {
+                    sessions::mixed(&self.conn, &assigned.dirty, horizon)?
+                };
+                if hits_batch.num_rows() > 0 {
+                    let mut app = self.conn.appender("hits")?;
+                    app.append_record_batch(hits_batch)?;
+                    app.flush()?;
+                }
+                let mut latest = assigned.latest;
+                let mut work = sessions::SessionWork {
+                    history_in_memory: (assigned.dirty.len() - sql.len()) as u64,
+                    keys_in_sql: sql.len() as u64,
+                    hits_rewritten: 0,
+                };
+                if !sql.is_empty() {
+                    let (l, written) = sessions::renumber_dirty(&self.conn, &sql, horizon)?;
+                    latest.extend(l);
+                    work.hits_rewritten = written as u64;
+                }
+                if props_batch.num_rows() > 0 {
+                    let mut app = self.conn.appender("hit_props")?;
+                    app.append_record_batch(props_batch)?;
+                    app.flush()?;
+                }
+                let mut attributed = 0;
+                if let Some(b) = engaged_batch {
+                    self.conn.execute_batch(ENGAGED_IN)?;
+                    let mut app = self.conn.appender("hv_engaged_in")?;
+                    app.append_record_batch(b)?;
+                    app.flush()?;
+                    drop(app);
+                    attributed = attribute(&self.conn, e_lo, e_hi)?;
+                    self.conn.execute_batch("DELETE FROM hv_engaged_in")?;
+                }
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO cluster_state VALUES (1, ?)",
-                    [state],
+                    "UPDATE ingest_state SET committed_seq = ? WHERE id = 1",
+                    [committed_seq],
                 )?;
-            }
-            self.conn.execute_batch("COMMIT")?;
-            Ok((attributed, latest))
-        })();
+                if let Some(state) = cluster {
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO cluster_state VALUES (1, ?)",
+                        [state],
+                    )?;
+                }
+                self.conn.execute_batch("COMMIT")?;
+                Ok((attributed, latest, work))
+            })();
         match result {
-            Ok((attributed, latest)) => {
+            Ok((attributed, latest, work)) => {
+                let w = &mut self.session_work;
+                w.history_in_memory += work.history_in_memory;
+                w.keys_in_sql += work.keys_in_sql;
+                w.hits_rewritten += work.hits_rewritten;
                 if let Some(o) = &mut self.open {
                     o.keep(latest);
                 }

@@ -32,6 +32,7 @@ pub use append::{AppendError, AppendStats};
 pub use backup::{SnapshotError, SnapshotInfo};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use prune::{Expired, PruneError};
+pub use sessions::SessionWork;
 /// The per-day rollups, where they have always been found.
 pub use stats::rollup;
 pub use takeout::{ExportFilter, ImportStats, Importer, Reader, TakeoutError};
@@ -163,6 +164,8 @@ pub struct Store {
     /// The latest session of the recent days' visitors, read at the first
     /// append (see [`sessions`]).
     open: Option<sessions::Open>,
+    /// How the appends' visitor-days were numbered (see [`Store::session_work`]).
+    session_work: sessions::SessionWork,
 }
 
 impl std::fmt::Debug for Store {
@@ -211,6 +214,7 @@ impl Store {
             site_ids: HashMap::new(),
             feed: None,
             open: None,
+            session_work: Default::default(),
         };
         store.refresh_sites().map_err(|e| match e {
             QueryError::Db(source) => OpenError::Open {
@@ -243,6 +247,7 @@ impl Store {
             site_ids: HashMap::new(),
             feed: None,
             open: None,
+            session_work: Default::default(),
         })
     }
 
@@ -282,6 +287,39 @@ impl Store {
             self.changes.any();
         }
         r
+    }
+
+    /// Every (site, day) before today (UTC) whose rollup is missing or
+    /// stale, by site and day, with its hits; build them with
+    /// [`Store::build_rollups`], a step at a time ([`rollup::step`]).
+    pub fn stale_rollups(&self) -> Result<Vec<rollup::Stale>, QueryError> {
+        rollup::stale(&self.conn, jiff::Timestamp::now())
+    }
+
+    /// Builds the rollups of `days` (from [`Store::stale_rollups`]).
+    pub fn build_rollups(&self, days: &[rollup::Stale]) -> Result<(), QueryError> {
+        if days.is_empty() {
+            return Ok(());
+        }
+        let r = rollup::build(&self.conn, days);
+        self.changes.any();
+        r
+    }
+
+    /// DuckDB's memory limit (`store.memory_limit`), in bytes; None if
+    /// DuckDB prints it in a form not understood here.
+    pub fn memory_limit_bytes(&self) -> Result<Option<u64>, QueryError> {
+        let text: String =
+            self.conn
+                .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))?;
+        Ok(parse_bytes(&text))
+    }
+
+    /// How the visitor-days of the batches appended since the store was
+    /// opened were numbered: in memory, or again in SQL (see the
+    /// `sessions` module). For benchmarks and tests.
+    pub fn session_work(&self) -> SessionWork {
+        self.session_work
     }
 
     /// Takes over `old`'s change counters, for a store reopened in its place:
@@ -446,6 +484,29 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// A size as DuckDB prints it ("953.6 MiB", "64.0 MB", "1.2 GiB"), in bytes.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((n * scale) as u64)
 }
 
 #[cfg(test)]

@@ -30,9 +30,16 @@
 //!   time of its latest session. A hit at or after that time continues the
 //!   session or opens the next one; a visitor not held opens session 1.
 //!   That is most of the writer's hits, and costs a hash lookup each.
-//! - **In SQL, for everything else.** A hit dated before the horizon (batch
-//!   ingest of history), or before the latest hit already held for its
-//!   visitor (a late hit), marks its visitor's day dirty; after the batch is
+//! - **History alone, in memory too.** A hit dated before the horizon
+//!   (batch ingest of history) marks its visitor's day dirty; [`mixed`]
+//!   asks the table (key columns only) which of those days have hits
+//!   stored already. A day that has none holds only the batch's hits, which
+//!   [`Open::assign`] numbered by the same rule: nothing more to do. History
+//!   sent in random order thus costs one narrow scan per batch, not a
+//!   renumbering of every day it touches.
+//! - **In SQL, for everything else.** A dirty visitor-day with stored
+//!   hits, or one with a hit before the latest already held for its visitor
+//!   (a late hit): after the batch is
 //!   appended, [`renumber`] numbers every hit of the dirty visitor-days
 //!   again with the window functions below, in the same transaction, and
 //!   writes only the numbers that changed.
@@ -331,17 +338,8 @@ pub(crate) fn renumber(conn: &Connection, keys: Keys<'_>) -> duckdb::Result<usiz
     let (keys_sql, lo, hi) = match keys {
         Keys::Listed([]) => return Ok(0),
         Keys::Listed(list) => {
-            conn.execute_batch(DIRTY)?;
-            conn.execute_batch("DELETE FROM hv_dirty")?;
-            {
-                let mut app = conn.appender("hv_dirty")?;
-                for &(s, v, d) in list {
-                    app.append_row(duckdb::params![s, v, d])?;
-                }
-                app.flush()?;
-            }
-            let lo = list.iter().map(|k| k.2).min().expect("not empty") * DAY_US;
-            let hi = (list.iter().map(|k| k.2).max().expect("not empty") + 1) * DAY_US;
+            fill_dirty(conn, list)?;
+            let (lo, hi) = day_span(list);
             ("SELECT * FROM hv_dirty".to_owned(), lo, hi)
         }
         Keys::Unnumbered => return renumber_unnumbered(conn),
@@ -406,18 +404,88 @@ pub(crate) fn renumber(conn: &Connection, keys: Keys<'_>) -> duckdb::Result<usiz
     Ok(n)
 }
 
+/// Of the writer's dirty visitor-days `keys`, those that must be numbered
+/// in SQL: every late one (within the horizon), and those of history (before
+/// `horizon`) that already have stored hits. Called before the batch is
+/// appended, so "stored" means stored by earlier batches. A history
+/// visitor-day left out holds only this batch's hits, which
+/// [`Open::assign`] numbered from nothing in the same order and by the same
+/// rule as the SQL: their numbers and acquisitions are final.
+///
+/// The query reads only the key columns, of the batch's visitors: history
+/// sent in random order (a visitor-day per batch spread over a year) costs a
+/// narrow scan, not a renumbering of every hit of the year.
+pub(crate) fn mixed(conn: &Connection, keys: &[Key], horizon: i64) -> duckdb::Result<Vec<Key>> {
+    let history: Vec<Key> = keys.iter().copied().filter(|k| k.2 < horizon).collect();
+    if history.is_empty() {
+        return Ok(keys.to_vec());
+    }
+    fill_dirty(conn, &history)?;
+    let (lo, hi) = day_span(&history);
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT site_id, visitor, dn FROM (
+           SELECT site_id, visitor, epoch_us(ts) // {DAY_US} AS dn FROM hits
+           WHERE ts >= make_timestamp({lo}::BIGINT)::TIMESTAMPTZ
+             AND ts < make_timestamp({hi}::BIGINT)::TIMESTAMPTZ
+             AND visitor IN (SELECT visitor FROM hv_dirty)
+         ) SEMI JOIN hv_dirty USING (site_id, visitor, dn)"
+    ))?;
+    let stored: std::collections::HashSet<Key> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    conn.execute_batch("DROP TABLE IF EXISTS hv_dirty")?;
+    Ok(keys
+        .iter()
+        .copied()
+        .filter(|k| k.2 >= horizon || stored.contains(k))
+        .collect())
+}
+
+/// Lists `keys` in the temporary table `hv_dirty`.
+fn fill_dirty(conn: &Connection, keys: &[Key]) -> duckdb::Result<()> {
+    conn.execute_batch(DIRTY)?;
+    conn.execute_batch("DELETE FROM hv_dirty")?;
+    let mut app = conn.appender("hv_dirty")?;
+    for &(s, v, d) in keys {
+        app.append_row(duckdb::params![s, v, d])?;
+    }
+    app.flush()
+}
+
+/// The whole UTC days `keys` span, `[lo, hi)` in microseconds (not empty).
+fn day_span(keys: &[Key]) -> (i64, i64) {
+    let lo = keys.iter().map(|k| k.2).min().expect("not empty") * DAY_US;
+    let hi = (keys.iter().map(|k| k.2).max().expect("not empty") + 1) * DAY_US;
+    (lo, hi)
+}
+
 /// Numbers the writer's dirty visitor-days `keys` again ([`renumber`]) and
 /// returns the latest session of those within the horizon starting at
-/// `horizon`, read back in the same transaction.
+/// `horizon`, read back in the same transaction, and the number of hits
+/// whose number or acquisition was written.
 pub(crate) fn renumber_dirty(
     conn: &Connection,
     keys: &[Key],
     horizon: i64,
-) -> duckdb::Result<HashMap<Key, Last>> {
-    renumber(conn, Keys::Listed(keys))?;
-    let latest = reload(conn, keys, horizon);
+) -> duckdb::Result<(HashMap<Key, Last>, usize)> {
+    let written = renumber(conn, Keys::Listed(keys))?;
+    let latest = reload(conn, keys, horizon)?;
     conn.execute_batch("DROP TABLE IF EXISTS hv_dirty")?;
-    latest
+    Ok((latest, written))
+}
+
+/// What the writer's numbering has cost so far (since the store was
+/// opened): how the visitor-days its batches touched were decided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionWork {
+    /// History visitor-days (before the horizon) numbered in memory: the
+    /// batch held all their hits.
+    pub history_in_memory: u64,
+    /// Visitor-days numbered in SQL: late hits, and history mixed with
+    /// hits stored before.
+    pub keys_in_sql: u64,
+    /// Hits whose number or acquisition the SQL wrote.
+    pub hits_rewritten: u64,
 }
 
 /// The latest sessions of `keys` (listed in `hv_dirty`) within the horizon

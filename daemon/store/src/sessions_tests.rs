@@ -238,6 +238,89 @@ fn every_path_stores_the_rule_s_numbers() {
 }
 
 #[test]
+fn a_year_of_history_in_random_order_is_numbered_in_memory_unless_it_mixes() {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let today0 = now.div_euclid(86_400_000) * 86_400_000;
+    let mut r = Lcg(23);
+    // A year of history before the horizon: 8 visitor-days a day, each of
+    // one to six hits with gaps straddling 30 minutes (several sessions)
+    // and acquisition that differs from hit to hit.
+    let mut days: Vec<Vec<Hit>> = Vec::new();
+    for day in 2..368i64 {
+        for v in 0..8u64 {
+            // Started by 14:00, ended before midnight: one visitor-day.
+            let mut t = today0 - day * 86_400_000 + r.next(14 * 60) as i64 * MINUTE_MS;
+            let mut hits = Vec::new();
+            for _ in 0..1 + r.next(6) {
+                let mut h = Hit {
+                    visitor: day as u64 * 100 + v,
+                    ..crate::tests::hit(SITE, t, "/")
+                };
+                if r.next(3) == 0 {
+                    h.referrer = format!("https://r{}.example/", r.next(4));
+                    h.source = format!("r{}", r.next(4));
+                    h.utm.campaign = format!("c{}", r.next(3));
+                }
+                hits.push(h);
+                t += MINUTE_MS * [1, 29, 30, 31, 90][r.next(5) as usize];
+            }
+            days.push(hits);
+        }
+    }
+    for i in (1..days.len()).rev() {
+        days.swap(i, r.next(i as u64 + 1) as usize);
+    }
+    // Batches of 25 visitor-days in random order; every 40th visitor-day
+    // of more than one hit has its first hit sent in the next batch: it
+    // mixes with hits stored before and is numbered again in SQL.
+    let mut batches: Vec<Vec<Hit>> = Vec::new();
+    let mut split = 0;
+    for (i, chunk) in days.chunks(25).enumerate() {
+        let (mut batch, mut late) = (Vec::new(), Vec::new());
+        for (j, d) in chunk.iter().enumerate() {
+            if (i * 25 + j) % 40 == 0 && d.len() > 1 {
+                late.push(d[0].clone());
+                batch.extend(d[1..].iter().cloned());
+                split += 1;
+            } else {
+                batch.extend(d.iter().cloned());
+            }
+        }
+        batches.push(batch);
+        if !late.is_empty() {
+            batches.push(late);
+        }
+    }
+    let (mut all, mut seq) = (Vec::new(), 0u64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    for b in batches {
+        let batch: Vec<(u64, Hit)> = b
+            .into_iter()
+            .map(|h| {
+                seq += 1;
+                (seq, h)
+            })
+            .collect();
+        s.append(&batch, seq).unwrap();
+        all.extend(batch);
+    }
+    assert_numbers(&s, &all, "a year of history, shuffled");
+    let w = s.session_work();
+    assert!(split > 20, "too few split visitor-days: {split}");
+    assert_eq!(
+        (w.history_in_memory, w.keys_in_sql),
+        (days.len() as u64, split),
+        "every visitor-day is numbered in memory when its batch holds all of it \
+         stored so far; only the split ones, when their first hit comes, in SQL"
+    );
+    assert!(
+        w.hits_rewritten > 0 && w.hits_rewritten <= 5 * split,
+        "only the hits of the split visitor-days are rewritten: {w:?}"
+    );
+}
+
+#[test]
 fn a_late_hit_joins_two_sessions_into_one() {
     let now = jiff::Timestamp::now().as_millisecond();
     let dir = tempfile::tempdir().unwrap();
@@ -300,11 +383,13 @@ fn the_migration_numbers_every_stored_hit() {
     {
         let mut s = open(dir.path());
         s.append(&all, all.len() as u64).unwrap();
-        // Back to schema version 4: no column, no numbers.
+        // Back to schema version 4: no column, no numbers (and none of
+        // the later migrations).
         s.conn
             .execute_batch(
                 "ALTER TABLE hits DROP COLUMN sess;
-                 DELETE FROM schema_migrations WHERE version = 5",
+                 DROP TABLE cluster_state;
+                 DELETE FROM schema_migrations WHERE version >= 5",
             )
             .unwrap();
     }

@@ -43,7 +43,8 @@ fn migrations_apply_once_and_record_version() {
             vec![Some("2".into()), Some("goals_funnels_rollups".into())],
             vec![Some("3".into()), Some("imported".into())],
             vec![Some("4".into()), Some("engagements".into())],
-            vec![Some("5".into()), Some("sessions".into())]
+            vec![Some("5".into()), Some("sessions".into())],
+            vec![Some("6".into()), Some("cluster".into())],
         ]
     );
     assert_eq!(s.committed_seq().unwrap(), 0);
@@ -250,4 +251,30 @@ fn snapshot_during_appends_is_one_consistent_commit() {
     drop(copy);
     let w = Store::open(&out, &StoreOptions::default()).unwrap();
     assert_eq!(w.committed_seq().unwrap(), info.committed_seq);
+}
+
+#[test]
+fn the_memory_limit_is_read_back_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (set, lo, hi) in [
+        ("64MB", 60_000_000, 64_000_001),
+        ("1GB", 950_000_000, 1_000_000_001),
+        ("512MiB", 536_000_000, 536_870_913),
+    ] {
+        let s = Store::open(
+            dir.path(),
+            &StoreOptions {
+                memory_limit: set.into(),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let b = s.memory_limit_bytes().unwrap().expect("understood");
+        assert!((lo..hi).contains(&b), "{set}: {b}");
+    }
+    assert_eq!(
+        super::parse_bytes("953.6 MiB").map(|b| b / 1_000_000),
+        Some(999)
+    );
+    assert_eq!(super::parse_bytes("many"), None);
 }

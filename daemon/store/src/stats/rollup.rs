@@ -194,6 +194,16 @@ pub struct Refreshed {
     pub more: bool,
 }
 
+/// A (site, day) whose rollup is missing or no longer matches its hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stale {
+    pub site_id: u16,
+    /// UTC day number.
+    pub day: i32,
+    /// Its hits now.
+    pub hits: u64,
+}
+
 /// Builds the rollups of up to `max_days` (site, day) pairs before the
 /// current UTC day whose rollup is missing or no longer matches its hits,
 /// oldest first, each contiguous stretch of days in one transaction.
@@ -204,6 +214,34 @@ pub(crate) fn refresh(
     max_days: usize,
     max_hits: u64,
 ) -> Result<Refreshed, QueryError> {
+    let stale = stale(conn, now)?;
+    let take = step(&stale, max_days, max_hits);
+    build(conn, &stale[..take])?;
+    Ok(Refreshed {
+        days: take,
+        more: stale.len() > take,
+    })
+}
+
+/// How many of `stale`'s first days fit in `max_days` and `max_hits`
+/// together (but always one, if any).
+pub fn step(stale: &[Stale], max_days: usize, max_hits: u64) -> usize {
+    let mut take = 0;
+    let mut hits = 0u64;
+    while take < stale.len().min(max_days.max(1)) {
+        hits += stale[take].hits;
+        if take > 0 && hits > max_hits {
+            break;
+        }
+        take += 1;
+    }
+    take
+}
+
+/// Every (site, day) before the current UTC day whose rollup is missing or
+/// no longer matches its hits, by site and day: one scan of the key columns
+/// of the hits.
+pub(crate) fn stale(conn: &Connection, now: Timestamp) -> Result<Vec<Stale>, QueryError> {
     let today = now.as_microsecond().div_euclid(DAY_US);
     let mut stmt = conn.prepare(&format!(
         "WITH c AS (
@@ -218,25 +256,28 @@ pub(crate) fn refresh(
             OR d.version IS DISTINCT FROM {VERSION}
          ORDER BY 1, 2"
     ))?;
-    let stale: Vec<(u16, i32, u64)> = stmt
-        .query_map([today * DAY_US], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let stale = stmt
+        .query_map([today * DAY_US], |r| {
+            Ok(Stale {
+                site_id: r.get(0)?,
+                day: r.get(1)?,
+                hits: r.get(2)?,
+            })
+        })?
         .collect::<Result<_, _>>()?;
-    drop(stmt);
-    // Within both budgets, but always at least one day.
-    let mut take = 0;
-    let mut hits = 0u64;
-    while take < stale.len().min(max_days) {
-        hits += stale[take].2;
-        if take > 0 && hits > max_hits {
-            break;
-        }
-        take += 1;
-    }
-    let more = stale.len() > take;
-    let stale = &stale[..take];
+    Ok(stale)
+}
+
+/// Builds (or rebuilds) the rollups of `days` (from [`stale`]), each
+/// contiguous stretch of a site's days in one transaction. A day whose hits
+/// changed since [`stale`] saw it is built from its hits now.
+pub(crate) fn build(conn: &Connection, days: &[Stale]) -> Result<(), QueryError> {
     // Contiguous stretches per site.
     let mut runs: Vec<(u16, i32, i32)> = Vec::new();
-    for &(site, day, _) in stale {
+    for &Stale {
+        site_id: site, day, ..
+    } in days
+    {
         match runs.last_mut() {
             Some((s, _, last)) if *s == site && *last + 1 == day => *last = day,
             _ => runs.push((site, day, day)),
@@ -298,10 +339,7 @@ pub(crate) fn refresh(
             return Err(e.into());
         }
     }
-    Ok(Refreshed {
-        days: stale.len(),
-        more,
-    })
+    Ok(())
 }
 
 /// How a window is answered: whole UTC days from valid rollups, the rest
