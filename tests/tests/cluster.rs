@@ -2,7 +2,9 @@
 //! a bridge that this test makes and removes, under continuous load from
 //! clients that record every 202. It kills the leader (SIGKILL), restarts
 //! it, stops the next leader for 10 s (SIGSTOP), cuts a leader and then a
-//! follower off with nftables, and heals. Then every node is stopped and
+//! follower off with nftables, and heals; then a follower loses its disk,
+//! is removed, and its wiped appliance joins again under a new id (the old
+//! one refused) and replays the whole log. Then every node is stopped and
 //! its store read: every acknowledged hit is stored exactly once on every
 //! node, and all nodes hold the same rows. It prints what it injected and
 //! what it found. Needs root (namespaces, nftables), as CI runs it.
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hitvault_tests::{CHROME_UA, Daemon, StoppedDaemon, hitvault, request, require_root};
+use hitvault_tests::{
+    CHROME_UA, Daemon, StoppedDaemon, hitvault, hitvault_ok, request, require_root,
+};
 
 const NODES: u64 = 3;
 const HTTP_PORT: u16 = 8080;
@@ -138,26 +142,29 @@ fn http(n: u64) -> SocketAddr {
     format!("{}:{HTTP_PORT}", ip(n)).parse().unwrap()
 }
 
-/// Writes node `n`'s configuration; returns its path.
-fn config(dir: &Path, n: u64, key: &Path) -> PathBuf {
+/// Writes the configuration of node `id` in namespace `slot`; returns its
+/// path. The founding nodes form the cluster (`init`); a node that joins
+/// later waits to be added.
+fn config(dir: &Path, id: u64, slot: u64, key: &Path, init: bool) -> PathBuf {
     let peers: String = (1..=NODES)
-        .filter(|m| *m != n)
+        .filter(|m| *m != slot)
         .map(|m| format!("\"{m}\" = \"{}:{CLUSTER_PORT}\"\n", ip(m)))
         .collect();
     let text = format!(
         "sites = [\"shop.test\"]\nallow_plain_http = true\nhostnames = [\"{ip}\"]\n\
          [tls]\nmode = \"off\"\n\
-         [cluster]\nenable = true\nnode_id = {n}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
-         key_file = \"{key}\"\ninit = true\n[cluster.peers]\n{peers}",
-        ip = ip(n),
+         [cluster]\nenable = true\nnode_id = {id}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
+         key_file = \"{key}\"\ninit = {init}\n[cluster.peers]\n{peers}",
+        ip = ip(slot),
         key = key.display()
     );
-    let path = dir.join(format!("node{n}.toml"));
+    let path = dir.join(format!("node{id}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
 
 struct Node {
+    /// The node's id.
     n: u64,
     config: PathBuf,
     daemon: Option<Daemon>,
@@ -336,7 +343,7 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let net = Net::new();
     let mut nodes: Vec<Node> = (1..=NODES)
         .map(|n| {
-            let config = config(tmp.path(), n, &key);
+            let config = config(tmp.path(), n, n, &key, true);
             let dir = tmp.path().join(format!("n{n}"));
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
@@ -408,6 +415,57 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     net.heal(f);
     under_load(&load, "healed", Duration::from_secs(4));
 
+    // 6. A follower's disk dies: the node is removed, and its appliance,
+    // wiped, comes back under a new id and replays the whole log.
+    let l = leader(&nodes, &all);
+    let slot = all.iter().copied().find(|n| *n != l).unwrap();
+    let old = nodes[slot as usize - 1].n;
+    eprintln!("inject: follower {old} loses its disk; removed; its appliance re-added as node 4");
+    drop(nodes[slot as usize - 1].daemon.take().unwrap().kill());
+    let lead_dir = nodes[l as usize - 1]
+        .daemon
+        .as_ref()
+        .unwrap()
+        .data_dir
+        .clone();
+    let lead_dir = lead_dir.to_str().unwrap();
+    hitvault_ok(&[
+        "cluster",
+        "remove",
+        &old.to_string(),
+        "--data-dir",
+        lead_dir,
+    ]);
+    let addr = format!("{}:{CLUSTER_PORT}", ip(slot));
+    let again = hitvault(&[
+        "cluster",
+        "add",
+        &old.to_string(),
+        &addr,
+        "--data-dir",
+        lead_dir,
+    ]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("never reused"),
+        "a removed id was taken again: {err}"
+    );
+    let dir = tmp.path().join("n4");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let config4 = config(tmp.path(), 4, slot, &key, false);
+    let fresh = start(&net, slot, &config4, dir.join("data"));
+    let t = Instant::now();
+    hitvault_ok(&["cluster", "add", "4", &addr, "--data-dir", lead_dir]);
+    eprintln!("  node 4 caught up and votes after {:?}", t.elapsed());
+    nodes[slot as usize - 1] = Node {
+        n: 4,
+        config: config4,
+        daemon: Some(fresh),
+        stopped: None,
+    };
+    under_load(&load, "node 4 in", Duration::from_secs(4));
+
     let (acked, refused) = load.finish();
     let index = converged(&nodes);
     eprintln!(
@@ -417,6 +475,14 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let mut rows = Vec::new();
     for node in &mut nodes {
         let stopped = node.daemon.take().unwrap().stop();
+        // For a look at what each node did: HV_TEST_CLUSTER_LOGS=DIR.
+        if let Some(dir) = std::env::var_os("HV_TEST_CLUSTER_LOGS") {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(
+                &stopped.log,
+                Path::new(&dir).join(format!("node{}.log", node.n)),
+            );
+        }
         rows.push(stopped.query("SELECT id, path FROM hits ORDER BY id"));
         node.stopped = Some(stopped);
     }
@@ -447,10 +513,10 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     for (i, r) in rows.iter().enumerate().skip(1) {
         assert_eq!(r, &rows[0], "node {} holds other rows than node 1", i + 1);
     }
-    // Ids carry their node: every node took hits.
+    // Ids carry their node: every node took hits, the new one too.
     let origins: BTreeSet<u64> = rows[0]
         .iter()
         .map(|r| r[0].parse::<u64>().unwrap() >> 48)
         .collect();
-    assert_eq!(origins, BTreeSet::from([1, 2, 3]));
+    assert_eq!(origins, BTreeSet::from([1, 2, 3, 4]));
 }

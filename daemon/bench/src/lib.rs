@@ -111,6 +111,17 @@ pub fn start_daemon(
     log: &std::path::Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
+    start_daemon_on(bin, "127.0.0.1:0", data_dir, log, env)
+}
+
+/// [`start_daemon`] on `listen`.
+pub fn start_daemon_on(
+    bin: &std::path::Path,
+    listen: &str,
+    data_dir: &std::path::Path,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
     use anyhow::{Context, bail};
     let mut cmd = std::process::Command::new(bin);
     let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self")?) == 0;
@@ -122,7 +133,7 @@ pub fn start_daemon(
         )?;
     }
     let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .envs(env.iter().copied())
         .env("HITVAULT_LOG", "warn")

@@ -143,7 +143,9 @@ impl Forwarder {
                             return;
                         }
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        // Short: a new leader is usually known within a
+                        // second or two, and every hit waiting here waits.
+                        backoff = (backoff * 2).min(Duration::from_millis(300));
                     }
                 }
             }

@@ -101,14 +101,15 @@ pub fn id_floor(node: NodeId) -> u64 {
 /// The highest node id: ids must leave the top bits of a hit id to the node.
 pub const MAX_NODE_ID: NodeId = (1 << (64 - ID_SHIFT)) - 1;
 
-/// How the cluster's timing is set: elections after 1 to 2 s without a
-/// leader's heartbeat (sent every 250 ms), so a dead leader is replaced
-/// within about 3 s.
+/// How the cluster's timing is set: elections after 0.75 to 1.5 s without
+/// a leader's heartbeat (sent every 200 ms); a follower also refuses to vote
+/// while it heard from a leader within 1.5 s (openraft's leader lease), so a
+/// dead leader is replaced within about 2.5 s.
 pub fn raft_config() -> openraft::Config {
     openraft::Config {
         cluster_name: "hitvault".into(),
         heartbeat_interval: HEARTBEAT.as_millis() as u64,
-        election_timeout_min: 1000,
+        election_timeout_min: 750,
         election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
         // The whole log is kept: catch-up replays it (see machine.rs on
         // snapshots).
@@ -121,10 +122,10 @@ pub fn raft_config() -> openraft::Config {
 }
 
 /// The leader's heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_millis(250);
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
 /// A follower that heard nothing from its leader for this long stops
 /// taking hits in `majority` mode (an election is due by then).
-pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(2000);
+pub const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1500);
 
 /// Largest record bytes in one proposal; with `max_payload_entries` it
 /// bounds a replication frame (16 × 4 MiB, under [`wire::MAX_FRAME`]).
@@ -367,14 +368,17 @@ pub async fn form(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<b
 
 /// How long a voter may be without a leader before [`break_ties`] calls an
 /// election itself.
-pub const STALL: Duration = Duration::from_secs(3);
+pub const STALL: Duration = ELECTION_TIMEOUT_MAX;
 
 /// Breaks split votes. openraft 0.9 draws a node's election timeout once per
 /// process and keeps it (the per-campaign redraw is on the 0.10 line only),
 /// so two surviving voters of three whose timeouts lie within a round trip
 /// of each other can split every vote and never elect a leader. A voter that
-/// has seen no leader for [`STALL`] waits a random 0 to 1 s, drawn anew
+/// has seen no leader for [`STALL`] waits a random 0 to 800 ms, drawn anew
 /// each time, and then calls an election: the two no longer start together.
+/// (Seen here: a follower back from a partition, with a higher term, makes
+/// the leader step down, and the two then stood together round after round
+/// until this called an election.)
 pub async fn break_ties(raft: Raft) {
     use std::hash::BuildHasher;
     let mut since: Option<std::time::Instant> = None;
@@ -399,7 +403,7 @@ pub async fn break_ties(raft: Raft) {
         }
         let jitter = std::collections::hash_map::RandomState::new()
             .hash_one(std::time::Instant::now())
-            % 1000;
+            % 800;
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         if raft.current_leader().await.is_none() {
             tracing::info!(
@@ -410,6 +414,38 @@ pub async fn break_ties(raft: Raft) {
             let _ = raft.trigger().elect().await;
         }
         since = Some(std::time::Instant::now());
+    }
+}
+
+/// Logs this node's changes of role, leader and term, and why Raft stopped
+/// if it did: the operator's record of the cluster (openraft's own lines are
+/// left out of the log by default: it logs every failed heartbeat to an
+/// absent node).
+pub async fn report(raft: Raft) {
+    let mut rx = raft.metrics();
+    let mut last = None;
+    loop {
+        let m = rx.borrow_and_update().clone();
+        let now = (m.state, m.current_leader, m.current_term);
+        if last != Some(now) {
+            match &m.running_state {
+                Err(e) => {
+                    tracing::error!(node = m.id, error = %e, "the cluster node stopped");
+                    return;
+                }
+                Ok(()) => tracing::info!(
+                    node = m.id,
+                    role = ?m.state,
+                    leader = ?m.current_leader,
+                    term = m.current_term,
+                    "cluster role"
+                ),
+            }
+            last = Some(now);
+        }
+        if m.state == openraft::ServerState::Shutdown || rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 

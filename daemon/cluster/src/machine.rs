@@ -69,9 +69,14 @@ impl State {
 
 /// Where the machine's batches are committed: the daemon's writer.
 pub trait Apply: Send + Sync + 'static {
-    /// Commits `batch` (its records and its state) in one transaction,
-    /// retrying as long as the store refuses; `Err` only when the store is
-    /// closing. Blocking.
+    /// Hands `batch` over to be committed, its records and its state in one
+    /// transaction, after every batch handed over before it, retrying as
+    /// long as the store refuses. It may return before the commit (the
+    /// daemon's writer queues a few batches): openraft then counts the
+    /// entries applied before the store holds them, which is safe because
+    /// after a crash [`Apply::load`] gives what the store holds and the log
+    /// is applied again from there. `Err` only when the store is closing.
+    /// Blocking.
     fn store(&self, batch: Batch) -> Result<(), String>;
     /// The state the last [`Apply::store`] committed, if any. Blocking.
     fn load(&self) -> Result<Option<Vec<u8>>, String>;

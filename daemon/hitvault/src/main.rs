@@ -29,12 +29,13 @@ use crate::config::{Config, LogFormat, Overrides};
 use crate::exit::{Exit, Failure, OrExit};
 
 fn init_logging(cfg: &Config) {
-    // openraft logs every heartbeat's vote at info (0.9.14 on): its warnings
-    // and errors only, unless the filter names it.
+    // openraft logs every heartbeat's vote at info (0.9.14 on), and every
+    // failed heartbeat to an absent node as an error: none of it unless the
+    // filter names it (the cluster logs its role changes and a stop itself).
     let level = if cfg.log_level.contains("openraft") {
         cfg.log_level.clone()
     } else {
-        format!("{},openraft=warn", cfg.log_level)
+        format!("{},openraft=off", cfg.log_level)
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "info".into());
     // Colours only on a terminal: under systemd, stderr goes to the journal.

@@ -56,9 +56,10 @@ struct Args {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Drive an already running daemon at this address instead of starting one
-    /// (then rows, bytes and RSS are not reported).
-    #[arg(long)]
-    addr: Option<SocketAddr>,
+    /// (then rows, bytes and RSS are not reported). Several, comma-separated
+    /// (the nodes of a cluster): the connections are spread over them.
+    #[arg(long, value_delimiter = ',')]
+    addr: Vec<SocketAddr>,
     /// The path every request is POSTed to. Pointing it at a route that does
     /// no work (say `/healthz`, answered 405) measures the HTTP floor.
     #[arg(long, default_value = "/api/collect")]
@@ -288,7 +289,12 @@ impl Run {
 
 /// Drives the server at `addr` (process `pid`, when known) for the warm-up,
 /// then measures for `a.seconds`.
-fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args, tls: Option<Tls>) -> anyhow::Result<Run> {
+fn drive(
+    addrs: &[SocketAddr],
+    pid: Option<u32>,
+    a: &Args,
+    tls: Option<Tls>,
+) -> anyhow::Result<Run> {
     let reqs = Arc::new(requests(50_000, a.sites, &a.path));
     let shared = Arc::new(Shared {
         ok: AtomicU64::new(0),
@@ -305,7 +311,7 @@ fn drive(addr: SocketAddr, pid: Option<u32>, a: &Args, tls: Option<Tls>) -> anyh
         let handles: Vec<_> = (0..a.connections)
             .map(|c| {
                 tokio::spawn(worker(
-                    addr,
+                    addrs[c % addrs.len()],
                     reqs.clone(),
                     c * 997,
                     a.pipeline as usize,
@@ -444,7 +450,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let bare = if a.bare {
         let (mut c, addr) = start_bare()?;
-        let r = drive(addr, Some(c.id()), &a, None);
+        let r = drive(&[addr], Some(c.id()), &a, None);
         let _ = c.kill();
         let _ = c.wait();
         let r = r?;
@@ -461,9 +467,9 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| tmp.path().join("data"));
     let mut child = None;
-    let addr = match a.addr {
-        Some(addr) => addr,
-        None => {
+    let addrs = match a.addr.is_empty() {
+        false => a.addr.clone(),
+        true => {
             let bin = match &a.bin {
                 Some(b) => b.clone(),
                 None => std::env::current_exe()?
@@ -481,17 +487,17 @@ fn main() -> anyhow::Result<()> {
             }
             let (c, addr) = start_daemon(&bin, &data_dir, &tmp.path().join("daemon.log"), &env)?;
             child = Some(c);
-            addr
+            vec![addr]
         }
     };
     let pid = child.as_ref().map(|c| c.id());
-    let r = drive(addr, pid, &a, None)?;
+    let r = drive(&addrs, pid, &a, None)?;
     report("hitvault (stored: 202 after fdatasync)", &r, &a);
     let mut ok = r.shared.ok.load(Ordering::Relaxed);
     if a.tls {
         // The daemon's CA, as a client would download it from /ca.crt.
         let ca = std::fs::read(data_dir.join("tls/ca.crt")).context("the daemon's CA")?;
-        let t = drive(addr, pid, &a, Some(Tls::new(&ca)?))?;
+        let t = drive(&addrs, pid, &a, Some(Tls::new(&ca)?))?;
         println!();
         report(
             "hitvault over TLS (local CA, TLS 1.3, keep-alive; stored: 202 after fdatasync)",

@@ -19,7 +19,7 @@ pub enum ClusterCommand {
     },
     /// Add node ID at ADDR (host:port of its `cluster.bind`): it joins as a
     /// learner, catches up on the log, then votes. ID must never have been
-    /// used in this cluster, and ADDR must be in `cluster.peers`.
+    /// used in this cluster, and ADDR's port must be one of `cluster.peers`'.
     Add { id: u64, addr: String },
     /// Remove node ID from the voters; its id is retired for good.
     Remove { id: u64 },

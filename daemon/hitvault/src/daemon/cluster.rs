@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ use crate::exit::Failure;
 
 /// The Raft log's directory in the data dir.
 pub const CLUSTER_DIR: &str = "cluster";
+
+/// How many applied stretches of the log may wait for the writer.
+pub const APPLY_DEPTH: usize = 8;
 
 /// How long `majority`-mode ingest waits for a majority before it answers
 /// 503 (the hits stay queued and are proposed again).
@@ -89,16 +92,13 @@ impl WriterApply {
 
 impl Apply for WriterApply {
     fn store(&self, batch: Batch) -> Result<(), String> {
-        let (done, stored) = std::sync::mpsc::channel::<()>();
-        let send: Sender<()> = done;
+        // Queued for the writer, at most APPLY_DEPTH batches ahead (then
+        // this waits: the store's pace holds the log back).
         self.tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Replicated { batch, done: send })
-            .map_err(|_| "the writer has stopped".to_owned())?;
-        stored
-            .recv()
-            .map_err(|_| "the writer stopped before storing the batch".to_owned())
+            .send(Replicated { batch })
+            .map_err(|_| "the writer has stopped".to_owned())
     }
 
     fn load(&self) -> Result<Option<Vec<u8>>, String> {
@@ -109,8 +109,8 @@ impl Apply for WriterApply {
 /// Ingest's view of the cluster (see the module doc).
 pub struct Gate {
     ack: Ack,
-    /// The configured peers: the only nodes that may be added (Landlock
-    /// lets this node connect to their ports only).
+    /// The configured peers: a node may be added on their ports only
+    /// (Landlock lets this node connect to those ports and no others).
     peers: BTreeMap<u64, std::net::SocketAddr>,
     node: OnceLock<Node>,
 }
@@ -237,6 +237,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         );
     }
     tokio::spawn(hitvault_cluster::break_ties(raft.clone()));
+    tokio::spawn(hitvault_cluster::report(raft.clone()));
     tokio::spawn(Forwarder::new(me, raft, queue, acks, key, stop).run(own));
     let _ = gate.node.set(node.clone());
     tracing::info!(node = me, bind = %cfg.bind, own, "cluster node started");
@@ -278,15 +279,18 @@ impl hitvault_server::cluster::ClusterAdmin for Gate {
     ) -> hitvault_server::cluster::Boxed<'_, Result<serde_json::Value, String>> {
         Box::pin(async move {
             let n = self.node.get().ok_or("this cluster node is starting")?;
-            match self.peers.get(&id) {
-                Some(a) if a.to_string() == addr => {}
-                _ => {
-                    return Err(format!(
-                        "node {id} at {addr} is not in this node's `cluster.peers`: list it there \
-                         on every node first (a node connects only to the peers it was started \
-                         with)"
-                    ));
-                }
+            // Landlock lets this node connect to its peers' ports only.
+            let ports: std::collections::BTreeSet<u16> =
+                self.peers.values().map(|a| a.port()).collect();
+            let port = addr
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("{addr:?} is not host:port with a numeric IP"))?
+                .port();
+            if !ports.contains(&port) {
+                return Err(format!(
+                    "this node may connect to the ports of its `cluster.peers` only ({ports:?}), \
+                     not {port}: list node {id} there on every node first (a restart each)"
+                ));
             }
             let s = n.add(id, addr).await.map_err(|e| e.to_string())?;
             Ok(serde_json::to_value(s).unwrap_or_default())

@@ -325,7 +325,7 @@ impl Wired {
         // A cluster node's writer stores the committed log, not the queue.
         let (replicated, cluster) = match (cluster_prepared, cluster_log, &gate) {
             (Some(prepared), Some((log, state)), Some(gate)) => {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let (tx, rx) = std::sync::mpsc::sync_channel(cluster::APPLY_DEPTH);
                 let parts = cluster::Parts {
                     prepared,
                     log,

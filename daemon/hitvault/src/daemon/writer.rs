@@ -453,11 +453,9 @@ pub struct WriterParts {
     pub replicated: Option<Receiver<Replicated>>,
 }
 
-/// A stretch of the cluster's committed log to store, and where to say it
-/// is stored.
+/// A stretch of the cluster's committed log to store.
 pub struct Replicated {
     pub batch: hitvault_cluster::Batch,
-    pub done: Sender<()>,
 }
 
 /// Records a scheduled prune that deleted hits.
@@ -640,12 +638,20 @@ impl Loop {
                 None => log.recv_timeout(HEARTBEAT_EVERY),
             };
             match next {
-                Ok(r) => {
+                Ok(mut r) => {
+                    // What else waits is stored in the same transaction (one
+                    // DuckDB commit for many of the log's entries), up to
+                    // `batch.max_rows` records: the last state covers them all.
+                    while r.batch.records.len() < self.parts.cfg.max_rows {
+                        let Ok(more) = log.try_recv() else { break };
+                        r.batch.records.extend(more.batch.records);
+                        r.batch.own = r.batch.own.max(more.batch.own);
+                        r.batch.state = more.batch.state;
+                    }
                     let cluster = (r.batch.own, r.batch.state.as_slice());
                     if let Err(stopped) = self.commit_with(&r.batch.records, Some(cluster)) {
                         return stopped;
                     }
-                    let _ = r.done.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.stopping() {
