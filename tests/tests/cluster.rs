@@ -520,3 +520,58 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         .collect();
     assert_eq!(origins, BTreeSet::from([1, 2, 3, 4]));
 }
+
+#[test]
+fn sandbox_check_of_a_cluster_node_allows_its_peers_ports_and_refuses_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[cluster]\nenable = true\nnode_id = 1\nbind = \"127.0.0.1:17431\"\n\
+         key_file = \"/nonexistent/key\"\n[cluster.peers]\n\"2\" = \"127.0.0.2:17432\"\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut cmd = Command::new(hitvault_tests::binary());
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "sandbox",
+        "check",
+        "--data-dir",
+    ])
+    .arg(&data);
+    if let Some(u) = hitvault_tests::test_user() {
+        cmd.env("HITVAULT_USER", u);
+    }
+    let out = cmd.output().unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("{report}");
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(!report.contains("FAIL"), "{report}");
+    for probe in [
+        // The peer's port: TCP sockets and connect (seccomp's cluster
+        // section, Landlock's rule).
+        "ok   connect to TCP port 17432 (configured peer)",
+        // Any other port, and UDP, still refused.
+        "(not a configured peer): must be blocked",
+        "ok   send a UDP datagram",
+    ] {
+        assert!(report.contains(probe), "missing {probe:?} in:\n{report}");
+    }
+    let shown = hitvault(&[
+        "--config",
+        config.to_str().unwrap(),
+        "sandbox",
+        "show",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("connect to TCP ports 17432")
+            && shown.contains("bind TCP ports 8080, 17431"),
+        "{shown}"
+    );
+}
