@@ -123,6 +123,7 @@ fn app_with_table(s: Services) -> (Router, Vec<Rule>) {
         .merge(dashboard::members::routes(state.clone(), accounts.clone()))
         .merge(audit::read::page_routes())
         .merge(usb::page_routes())
+        .merge(cluster::page_routes())
         .map(|r| {
             r.layer(axum::middleware::from_fn_with_state(
                 accounts.clone(),

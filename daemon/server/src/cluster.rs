@@ -4,7 +4,8 @@
 //! as a learner, catches up, then votes) and `POST /cluster/remove`
 //! (`{"id": N}`; the id is retired for good). Control routes: the socket's
 //! operator, or an admin over `/api/v1/control`. A single node answers
-//! `{"enabled": false}` and refuses the changes.
+//! `{"enabled": false}` and refuses the changes. Admins see the same status
+//! on the dashboard's page `/admin/cluster`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,93 @@ pub(crate) fn control_routes() -> Routes {
         .get("/cluster", Need::Admin, status)
         .post("/cluster/add", Need::Admin, add)
         .post("/cluster/remove", Need::Admin, remove)
+}
+
+/// The dashboard's page.
+pub(crate) fn page_routes() -> Routes {
+    Routes::new(Face::Page).get("/admin/cluster", Need::Admin, page)
+}
+
+async fn page(axum::Extension(Cluster(c)): axum::Extension<Cluster>) -> Response {
+    let status = match c {
+        Some(c) => Some(c.status().await),
+        None => None,
+    };
+    crate::dashboard::html(axum::http::StatusCode::OK, render(status.as_ref()))
+}
+
+/// Every member's role, term, log and lag behind the leader's log.
+fn render(status: Option<&serde_json::Value>) -> String {
+    use crate::dashboard::html::{esc, page};
+    use std::fmt::Write;
+    let mut m = String::from("<h1>Cluster</h1>");
+    let Some(s) = status.filter(|s| s["enabled"] == true) else {
+        m.push_str(
+            "<p class=\"empty\" id=\"cluster-none\">This appliance is a single node \
+             (<code>cluster.enable</code> is not set).</p>",
+        );
+        return page("Cluster", None, "page-cluster", &m);
+    };
+    let nodes = s["nodes"].as_object().cloned().unwrap_or_default();
+    // The leader's last log index, as the leader answers for itself.
+    let lead = nodes
+        .values()
+        .find(|n| n["role"] == "leader")
+        .and_then(|n| n["last_log_index"].as_u64());
+    let _ = write!(
+        m,
+        "<p>This node: {} (acknowledgement: {}; {}). Each node answers for itself; lag is \
+         the leader's last log entry less the entries a node applied.</p>",
+        esc(&s["node"].to_string()),
+        esc(s["ack"].as_str().unwrap_or("")),
+        if s["in_quorum"] == true {
+            "in the majority: it takes hits"
+        } else {
+            "cut off from the majority: it refuses hits"
+        }
+    );
+    m.push_str(
+        "<table id=\"cluster-nodes\"><caption class=\"sr-only\">Cluster nodes</caption>\
+         <thead><tr><th scope=\"col\">Node</th><th scope=\"col\">Role</th>\
+         <th scope=\"col\">Term</th><th scope=\"col\">Leader</th>\
+         <th scope=\"col\">Last log</th><th scope=\"col\">Applied</th>\
+         <th scope=\"col\">Lag</th></tr></thead><tbody>",
+    );
+    let num = |v: &serde_json::Value| v.as_u64().map_or("-".to_owned(), |n| n.to_string());
+    for (id, n) in &nodes {
+        if let Some(e) = n.get("error") {
+            let _ = write!(
+                m,
+                "<tr class=\"cluster-node\" data-role=\"unreachable\"><td>{}</td>\
+                 <td colspan=\"6\">unreachable: {}</td></tr>",
+                esc(id),
+                esc(e.as_str().unwrap_or(""))
+            );
+            continue;
+        }
+        let lag = match (lead, n["applied_index"].as_u64()) {
+            (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
+            _ => "-".to_owned(),
+        };
+        let role = n["role"].as_str().unwrap_or("");
+        let _ = write!(
+            m,
+            "<tr class=\"cluster-node\" data-role=\"{role}\"><td>{}</td><td>{role}</td>\
+             <td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{lag}</td></tr>",
+            esc(id),
+            num(&n["term"]),
+            num(&n["leader"]),
+            num(&n["last_log_index"]),
+            num(&n["applied_index"]),
+            role = esc(role),
+        );
+    }
+    m.push_str(
+        "</tbody></table><p>Add or remove a node on the leader with \
+         <code>hitvault cluster add ID ADDR</code> and <code>hitvault cluster remove ID</code>.</p>",
+    );
+    page("Cluster", None, "page-cluster", &m)
 }
 
 async fn status(axum::Extension(Cluster(c)): axum::Extension<Cluster>) -> Response {
@@ -101,5 +189,36 @@ async fn remove(
     match c.remove(r.id).await {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => refused(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_shows_each_node_its_role_and_its_lag() {
+        let s = serde_json::json!({
+            "enabled": true, "node": 1, "ack": "majority", "in_quorum": true,
+            "nodes": {
+                "1": {"role": "leader", "term": 3, "leader": 1, "last_log_index": 120, "applied_index": 120},
+                "2": {"role": "follower", "term": 3, "leader": 1, "last_log_index": 118, "applied_index": 111},
+                "3": {"node": 3, "error": "unreachable: 10.77.0.3:7400: Connection refused"}
+            }
+        });
+        let html = render(Some(&s));
+        assert!(html.contains("data-role=\"leader\"><td>1</td>"), "{html}");
+        // Node 2 lags the leader's 120 by 9.
+        assert!(
+            html.contains("<td class=\"num\">111</td><td class=\"num\">9</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-role=\"unreachable\"><td>3</td>"),
+            "{html}"
+        );
+        assert!(html.contains("in the majority"), "{html}");
+        let single = render(Some(&serde_json::json!({"enabled": false})));
+        assert!(single.contains("single node"), "{single}");
     }
 }
