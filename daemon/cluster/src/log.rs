@@ -108,7 +108,7 @@ impl LogStore {
     pub fn open(dir: &Path) -> io::Result<(LogStore, Opened)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(LOG);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -119,35 +119,42 @@ impl LogStore {
         let vote: Option<Vote<NodeId>> = read_json(&dir.join(VOTE))?;
         let mut slots = VecDeque::new();
         let mut end = 0u64;
-        let mut all = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut all)?;
-        while (end as usize) + 8 <= all.len() {
-            let at = end as usize;
-            let len = u32::from_le_bytes(all[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let crc = u32::from_le_bytes(all[at + 4..at + 8].try_into().expect("4 bytes"));
-            if len > MAX_ENTRY || at + 8 + len > all.len() {
+        // Frame by frame through one buffer: the log is kept whole, so it
+        // is never read into memory at once; only each entry's log id (the
+        // first field of its encoding) is decoded.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, &file);
+        let mut payload = Vec::new();
+        loop {
+            let mut head = [0u8; 8];
+            if r.read_exact(&mut head).is_err() {
                 break;
             }
-            let payload = &all[at + 8..at + 8 + len];
-            if crc32fast::hash(payload) != crc {
+            let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+            let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+            if len > MAX_ENTRY || end + 8 + len as u64 > size {
                 break;
             }
-            let Ok(entry) = postcard::from_bytes::<Entry<Types>>(payload) else {
+            payload.resize(len, 0);
+            if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+                break;
+            }
+            let Ok((log_id, _)) = postcard::take_from_bytes::<LogId<NodeId>>(&payload) else {
                 break;
             };
             if let Some(prev) = slots.back().map(|s: &Slot| s.log_id.index)
-                && entry.log_id.index != prev + 1
+                && log_id.index != prev + 1
             {
                 // Entries are contiguous: a gap is corruption.
                 break;
             }
             slots.push_back(Slot {
-                log_id: entry.log_id,
+                log_id,
                 offset: end,
                 len: len as u32,
             });
             end += 8 + len as u64;
         }
+        drop(r);
         let cut = size - end;
         if cut > 0 {
             tracing::warn!(bytes = cut, "cut a torn tail from the Raft log");
