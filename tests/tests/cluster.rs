@@ -7,7 +7,11 @@
 //! one refused) and replays the whole log. Then every node is stopped and
 //! its store read: every acknowledged hit is stored exactly once on every
 //! node, and all nodes hold the same rows. It prints what it injected and
-//! what it found. Needs root (namespaces, nftables), as CI runs it.
+//! what it found. Accounts go through the log too: a user added on one
+//! node and a token made on another admit an API call on the third; a
+//! change on a node cut off is refused and never appears; the node that
+//! joined late holds the same accounts. Needs root (namespaces, nftables),
+//! as CI runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -297,6 +301,45 @@ fn under_load(load: &Load, what: &str, d: Duration) {
     );
 }
 
+fn data_dir(nodes: &[Node], n: u64) -> String {
+    let d = nodes
+        .iter()
+        .find(|x| x.n == n)
+        .unwrap()
+        .daemon
+        .as_ref()
+        .unwrap();
+    d.data_dir.to_str().unwrap().to_owned()
+}
+
+/// The users as node `n` lists them (names, admin flags).
+fn users(nodes: &[Node], n: u64) -> Vec<(String, bool)> {
+    let out = hitvault_ok(&["user", "list", "--json", "--data-dir", &data_dir(nodes, n)]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut u: Vec<(String, bool)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap().to_owned(), u["admin"] == true))
+        .collect();
+    u.sort();
+    u
+}
+
+/// The status of an API call to node `slot` with the token `secret`.
+fn api_status(slot: u64, secret: &str) -> u16 {
+    let auth = format!("Bearer {secret}");
+    request(
+        http(slot),
+        "GET",
+        "/api/v1/stats/overview?site=shop.test",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .map(|r| r.status)
+    .unwrap_or(0)
+}
+
 /// Waits until every node applied the same log index and stays there.
 fn converged(nodes: &[Node]) -> u64 {
     let t = Instant::now();
@@ -364,6 +407,70 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let load = Load::start();
     under_load(&load, "steady", Duration::from_secs(5));
 
+    // With no admin yet, each node prints a set-up link once it follows a
+    // leader (the link's invite is itself an accounts change).
+    let t = Instant::now();
+    while !nodes.iter().all(|x| {
+        x.daemon
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("no admin yet")
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no set-up link printed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Accounts through the log: a user added on one node, a token made for
+    // them on another, used on the third.
+    let others: Vec<u64> = all.iter().copied().filter(|n| *n != first).collect();
+    let out = hitvault_ok(&[
+        "user",
+        "add",
+        "ops",
+        "--admin",
+        "--data-dir",
+        &data_dir(&nodes, others[0]),
+    ]);
+    assert!(out.contains("ops"), "{out}");
+    let out = hitvault_ok(&[
+        "token",
+        "create",
+        "--user",
+        "ops",
+        "--name",
+        "dash",
+        "--scope",
+        "stats:read",
+        "--expires",
+        "1d",
+        "--data-dir",
+        &data_dir(&nodes, others[1]),
+    ]);
+    let secret = out
+        .split_whitespace()
+        .find(|w| w.starts_with(hitvault_accounts::TOKEN_PREFIX))
+        .unwrap_or_else(|| panic!("no token in {out:?}"))
+        .to_owned();
+    assert_eq!(
+        api_status(first, &secret),
+        200,
+        "the token made on node {} is not known on node {first}",
+        others[1]
+    );
+    assert_eq!(api_status(first, "hv_not-a-token"), 401);
+    let want_users = vec![("ops".to_owned(), true)];
+    for n in &all {
+        assert_eq!(users(&nodes, *n), want_users, "node {n}");
+    }
+    eprintln!(
+        "accounts: user added on node {}, token made on node {}, admitted by node {first}",
+        others[0], others[1]
+    );
+
     // 1. SIGKILL the leader.
     eprintln!("inject: SIGKILL leader {first}");
     let killed = nodes[first as usize - 1].daemon.take().unwrap().kill();
@@ -411,7 +518,23 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let f = all.iter().copied().find(|n| *n != l).unwrap();
     eprintln!("inject: partition follower {f} for 8 s");
     net.cut(f);
-    under_load(&load, "follower cut off", Duration::from_secs(8));
+    let t = Instant::now();
+    // An accounts change on the cut-off node: not confirmed, nothing made.
+    let cut_off = hitvault(&["user", "add", "late", "--data-dir", &data_dir(&nodes, f)]);
+    let err = String::from_utf8_lossy(&cut_off.stderr).into_owned();
+    assert!(
+        !cut_off.status.success() && err.contains("did not confirm"),
+        "a change on a node cut off: {err}"
+    );
+    eprintln!(
+        "  node {f} refused an accounts change while cut off ({:?})",
+        t.elapsed()
+    );
+    under_load(
+        &load,
+        "follower cut off",
+        Duration::from_secs(8).saturating_sub(t.elapsed()),
+    );
     net.heal(f);
     under_load(&load, "healed", Duration::from_secs(4));
 
@@ -468,6 +591,16 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
 
     let (acked, refused) = load.finish();
     let index = converged(&nodes);
+    // Every node, node 4 too (it replayed the whole log), holds the same
+    // accounts; the change refused while cut off is nowhere.
+    for n in nodes.iter().map(|x| x.n).collect::<Vec<_>>() {
+        assert_eq!(users(&nodes, n), want_users, "node {n}");
+    }
+    assert_eq!(
+        api_status(slot, &secret),
+        200,
+        "node 4 does not know the token"
+    );
     eprintln!(
         "load stopped: {} acknowledged; refusals by status (0: no answer): {refused:?}; all nodes applied log index {index}",
         acked.len()
@@ -574,4 +707,59 @@ fn sandbox_check_of_a_cluster_node_allows_its_peers_ports_and_refuses_the_rest()
             && shown.contains("bind TCP ports 8080, 17431"),
         "{shown}"
     );
+}
+
+#[test]
+fn a_node_with_accounts_made_alone_does_not_start_as_a_cluster_node_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().unwrap();
+    // A user made while the appliance stood alone (no daemon: the CLI
+    // writes the journal).
+    hitvault_ok(&["user", "add", "alone", "--data-dir", data_s]);
+    let key = tmp.path().join("cluster.key");
+    std::fs::write(&key, "a-cluster-key-of-more-than-32-bytes-for-the-test\n").unwrap();
+    let config = tmp.path().join("node.toml");
+    let port = hitvault_tests::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nenable = true\nnode_id = 1\nbind = \"127.0.0.1:{port}\"\n\
+             key_file = \"{}\"\ninit = true\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(hitvault_tests::binary());
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--data-dir", data_s]);
+    if let Some(u) = hitvault_tests::test_user() {
+        cmd.env("HITVAULT_USER", u);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {err}");
+    assert!(
+        err.contains("holds accounts made before this node was a cluster node")
+            && err.contains(&format!("{}/accounts", data.display())),
+        "{err}"
+    );
+    // Nothing was changed: the user is still there, alone.
+    let mut cmd = Command::new(hitvault_tests::binary());
+    let listed = cmd
+        .args(["user", "list", "--json", "--data-dir", data_s])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\"alone\""));
 }

@@ -38,6 +38,10 @@ pub enum JournalError {
         line: usize,
         reason: String,
     },
+    /// On a cluster node: the cluster did not confirm a change (nothing
+    /// changed).
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// The open journal.

@@ -93,6 +93,22 @@ pub enum AccountError {
     /// The journal could not be written: nothing changed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// On a cluster node: the cluster did not confirm the change.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AccountError {
+    /// On a cluster node, when the cluster did not confirm the change:
+    /// why (nothing changed; the caller may try again).
+    pub fn unconfirmed(&self) -> Option<&str> {
+        match self {
+            AccountError::Unavailable(m) | AccountError::Journal(JournalError::Cluster(m)) => {
+                Some(m)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A refused sign-in step.
@@ -174,8 +190,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Applies `r` and makes it durable, or changes nothing.
-    fn commit(&mut self, r: Record) -> Result<(), AccountError> {
+    /// Applies `r` and makes it durable here, or changes nothing.
+    fn commit_local(&mut self, r: Record) -> Result<(), AccountError> {
         let mut next = self.state.clone();
         next.apply(&r).map_err(|e| AccountError::Invalid(e.0))?;
         self.journal.append(&r)?;
@@ -188,6 +204,95 @@ impl Inner {
             .users
             .get(&id)
             .ok_or_else(|| AccountError::NotFound(format!("no user with id {id}")))
+    }
+}
+
+/// How a cluster node's account changes reach the cluster's log (the
+/// daemon implements it over its cluster node).
+pub trait Replicator: Send + Sync {
+    /// Proposes `record` (a [`Record`] as JSON) and waits until the log
+    /// holds it and this node applied it ([`Accounts::apply_logged`]).
+    /// `Ok(None)`: applied; `Ok(Some(reason))`: the log ordered it after a
+    /// change it no longer fits, and no node applied it; `Err`: the cluster
+    /// did not confirm it (no majority, no leader in time). Blocking.
+    fn propose(&self, record: &[u8]) -> Result<Option<String>, String>;
+}
+
+/// A cluster node's link to its log: set once the cluster part started.
+#[derive(Default)]
+struct Link(std::sync::OnceLock<std::sync::Arc<dyn Replicator>>);
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Link(started)"
+        } else {
+            "Link(starting)"
+        })
+    }
+}
+
+/// The accounts' lock, held by a method for the whole of its work but
+/// for one thing: on a cluster node, while a change waits for the cluster
+/// to order it ([`Locked::commit`]), the lock is let go, so other callers
+/// (every request's session check, the log's own records being applied)
+/// go on. The state may have moved on when the method continues; a change
+/// is checked again when the log applies it.
+struct Locked<'a> {
+    accounts: &'a Accounts,
+    guard: Option<std::sync::MutexGuard<'a, Inner>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.guard.as_ref().expect("the lock is held")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.guard.as_mut().expect("the lock is held")
+    }
+}
+
+impl Locked<'_> {
+    /// Runs `f` with the lock let go.
+    fn unlocked<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        drop(self.guard.take());
+        let t = f();
+        self.guard = Some(self.accounts.relock());
+        t
+    }
+
+    /// Applies `r` and makes it durable, or changes nothing: here, or on
+    /// a cluster node through the cluster's log (applied on every node).
+    fn commit(&mut self, r: Record) -> Result<(), AccountError> {
+        let Some(link) = &self.accounts.cluster else {
+            return self.commit_local(r);
+        };
+        // Refused here at once when it does not fit what this node knows.
+        let mut next = self.state.clone();
+        next.apply(&r).map_err(|e| AccountError::Invalid(e.0))?;
+        drop(next);
+        let Some(rep) = link.0.get().cloned() else {
+            return Err(AccountError::Unavailable(
+                "a cluster node's accounts change through the cluster's log, which this process \
+                 has not joined (the daemon is starting, or no daemon runs); nothing changed"
+                    .into(),
+            ));
+        };
+        let body = serde_json::to_vec(&r).expect("records serialize");
+        match self.unlocked(|| rep.propose(&body)) {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(AccountError::Conflict(format!(
+                "a change made at the same time on another node came first ({reason}); \
+                 nothing changed"
+            ))),
+            Err(e) => Err(AccountError::Unavailable(format!(
+                "the cluster did not confirm the change ({e}); try again"
+            ))),
+        }
     }
 
     fn start_session(
@@ -233,11 +338,18 @@ impl Inner {
         })
     }
 
-    /// [`Inner::commit`] for records built here, which always apply.
+    /// [`Locked::commit`] for records built here, which always apply to
+    /// the state they were built from (on a cluster node the log may
+    /// still refuse one, or not confirm it).
     fn commit_journal(&mut self, r: Record) -> Result<(), JournalError> {
         match self.commit(r) {
             Ok(()) => Ok(()),
             Err(AccountError::Journal(e)) => Err(e),
+            Err(AccountError::Unavailable(m) | AccountError::Conflict(m))
+                if self.accounts.cluster.is_some() =>
+            {
+                Err(JournalError::Cluster(m))
+            }
             Err(e) => unreachable!("a record built here does not apply: {e}"),
         }
     }
@@ -252,6 +364,8 @@ pub struct Accounts {
     /// Checked against when the name is unknown, so that an unknown name
     /// costs what a wrong password costs.
     dummy_phc: String,
+    /// On a cluster node: changes go through the cluster's log.
+    cluster: Option<Link>,
 }
 
 /// A user name: 1 to 64 characters, letters, digits and `.`, `_`, `-`, `@`.
@@ -283,6 +397,27 @@ impl Accounts {
         limits: Limits,
         now: u64,
     ) -> Result<Accounts, JournalError> {
+        let accounts = Accounts::open_dir(dir, policy, limits)?;
+        accounts.purge(now)?;
+        Ok(accounts)
+    }
+
+    /// Opens the accounts of a cluster node: every change goes through
+    /// the cluster's log ([`Accounts::replicate_through`]) and is applied
+    /// on every node alike ([`Accounts::apply_logged`]); until the link is
+    /// set, changes are refused. Nothing is purged here: that too would be
+    /// a change.
+    pub fn open_replicated(
+        dir: &Path,
+        policy: Policy,
+        limits: Limits,
+    ) -> Result<Accounts, JournalError> {
+        let mut a = Accounts::open_dir(dir, policy, limits)?;
+        a.cluster = Some(Link::default());
+        Ok(a)
+    }
+
+    fn open_dir(dir: &Path, policy: Policy, limits: Limits) -> Result<Accounts, JournalError> {
         std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
             path: dir.to_owned(),
             source,
@@ -292,7 +427,7 @@ impl Accounts {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let (journal, state) = Journal::open(dir)?;
-        let accounts = Accounts {
+        Ok(Accounts {
             inner: Mutex::new(Inner {
                 journal,
                 state,
@@ -303,12 +438,68 @@ impl Accounts {
             limiter: Mutex::new(Limiter::new(limits)),
             policy,
             dummy_phc: password::hash(&secret::token()),
-        };
-        accounts.purge(now)?;
-        Ok(accounts)
+            cluster: None,
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// On a cluster node, from now on changes go through `link`.
+    pub fn replicate_through(&self, link: std::sync::Arc<dyn Replicator>) {
+        if let Some(l) = &self.cluster {
+            let _ = l.0.set(link);
+        }
+    }
+
+    /// Whether changes go through a cluster's log.
+    pub fn replicated(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The highest cluster log index applied here (0: none).
+    pub fn log_index(&self) -> u64 {
+        self.lock().state.log_index
+    }
+
+    /// True if these accounts hold records that did not come through a
+    /// cluster's log (made while the node stood alone).
+    pub fn made_alone(&self) -> bool {
+        let inner = self.lock();
+        inner.state.log_index == 0 && !inner.state.is_new()
+    }
+
+    /// Applies the record `body` that the cluster's log holds at `index`,
+    /// on every node alike: `Ok(None)` when it applied (or was applied
+    /// before: a replay), `Ok(Some(reason))` when it does not fit the
+    /// state (a change made at the same time on another node came first),
+    /// which every node decides alike. `Err` only if the journal cannot be
+    /// written.
+    pub fn apply_logged(&self, index: u64, body: &[u8]) -> Result<Option<String>, JournalError> {
+        let mut inner = self.lock();
+        if index <= inner.state.log_index {
+            return Ok(None);
+        }
+        let record: Record = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(format!("the record is unreadable: {e}"))),
+        };
+        let logged = Record::Logged {
+            index,
+            record: Box::new(record),
+        };
+        match inner.commit_local(logged) {
+            Ok(()) => Ok(None),
+            Err(AccountError::Journal(e)) => Err(e),
+            Err(e) => Ok(Some(e.to_string())),
+        }
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            accounts: self,
+            guard: Some(self.relock()),
+        }
+    }
+
+    fn relock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -659,10 +850,14 @@ impl Accounts {
         let seen = inner.last_seen.get(&digest).copied();
         if expired(&s, seen, self.policy, now) {
             inner.last_seen.remove(&digest);
-            // Ending it is best effort: it is refused either way.
-            let _ = inner.commit_journal(Record::SessionEnded {
-                digest: digest.clone(),
-            });
+            // Ending it is best effort: it is refused either way. Not on
+            // a cluster node: this runs on the request's thread, which
+            // must not wait for the cluster.
+            if self.cluster.is_none() {
+                let _ = inner.commit_journal(Record::SessionEnded {
+                    digest: digest.clone(),
+                });
+            }
             return None;
         }
         inner.last_seen.insert(digest.clone(), now);

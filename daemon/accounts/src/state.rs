@@ -5,8 +5,9 @@
 //! it takes effect, and [`State::apply`] is a pure function of the state
 //! and the record: no clock, no randomness (times, ids, salts and tokens
 //! are decided before a record is made). So replaying the journal rebuilds
-//! the state exactly, and the cluster can later order the same records in
-//! its log and apply them on every node alike.
+//! the state exactly, and a cluster orders the same records in its log and
+//! applies them on every node alike: there each is journaled as a
+//! [`Record::Logged`], which carries its log index ([`State::log_index`]).
 
 use std::collections::BTreeMap;
 
@@ -173,6 +174,15 @@ pub enum Record {
         next_token: u64,
         #[serde(default)]
         next_share: u64,
+        /// The highest cluster log index applied ([`State::log_index`]).
+        #[serde(default)]
+        log_index: u64,
+    },
+    /// On a cluster node: `record`, applied from the cluster's log at
+    /// `index` (the same record at the same index on every node).
+    Logged {
+        index: u64,
+        record: Box<Record>,
     },
 }
 
@@ -299,6 +309,8 @@ pub struct State {
     pub next_token: u64,
     /// One past the largest share link id ever given.
     pub next_share: u64,
+    /// On a cluster node, the highest log index applied here (0: none).
+    pub log_index: u64,
 }
 
 /// A record that does not fit the state (a journal written by something
@@ -591,10 +603,27 @@ impl State {
                 next_id,
                 next_token,
                 next_share,
+                log_index,
             } => {
                 self.next_id = self.next_id.max(*next_id);
                 self.next_token = self.next_token.max(*next_token);
                 self.next_share = self.next_share.max(*next_share);
+                self.log_index = self.log_index.max(*log_index);
+            }
+            Record::Logged { index, record } => {
+                if *index <= self.log_index {
+                    return Err(Inconsistent(format!(
+                        "log index {index} is not above {}",
+                        self.log_index
+                    )));
+                }
+                if matches!(**record, Record::Logged { .. } | Record::IdsGiven { .. }) {
+                    return Err(Inconsistent(
+                        "a logged record holds a record of its own kind".into(),
+                    ));
+                }
+                self.apply(record)?;
+                self.log_index = *index;
             }
             Record::InviteUsed { digest } => {
                 self.invites
@@ -720,7 +749,13 @@ impl State {
             next_id: self.next_id,
             next_token: self.next_token,
             next_share: self.next_share,
+            log_index: self.log_index,
         });
         out
+    }
+
+    /// True if no record ever changed this state (a new journal).
+    pub fn is_new(&self) -> bool {
+        *self == State::default()
     }
 }

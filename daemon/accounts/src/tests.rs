@@ -409,3 +409,165 @@ fn passkeys_are_kept_with_their_owner() {
     assert_eq!(pk.last_used, Some(T0 + 1));
     assert_eq!(pk.passkey["cred"]["counter"], 2);
 }
+
+/// A cluster's log in one process: a proposal gets the next index and is
+/// applied on every node in the log's order (the proposer's included,
+/// while its own call waits, as a cluster node's does). `before` holds
+/// records another node got in first: they take the indexes ahead of the
+/// next proposal.
+#[derive(Default)]
+struct Log {
+    nodes: Mutex<Vec<std::sync::Weak<Accounts>>>,
+    entries: Mutex<Vec<Vec<u8>>>,
+    before: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Log {
+    fn append(&self, body: Vec<u8>) -> Option<String> {
+        let index = {
+            let mut e = self.entries.lock().unwrap();
+            e.push(body.clone());
+            e.len() as u64
+        };
+        let mut outcomes = Vec::new();
+        for n in self.nodes.lock().unwrap().iter() {
+            let n = n.upgrade().unwrap();
+            outcomes.push(n.apply_logged(index, &body).unwrap());
+        }
+        // Every node decides alike.
+        assert!(outcomes.windows(2).all(|w| w[0] == w[1]), "{outcomes:?}");
+        outcomes.pop().flatten()
+    }
+}
+
+impl Replicator for Log {
+    fn propose(&self, record: &[u8]) -> Result<Option<String>, String> {
+        let first: Vec<Vec<u8>> = std::mem::take(&mut *self.before.lock().unwrap());
+        for b in first {
+            self.append(b);
+        }
+        Ok(self.append(record.to_vec()))
+    }
+}
+
+fn cluster_of(dirs: &[&Path]) -> (Arc<Log>, Vec<Arc<Accounts>>) {
+    let log = Arc::new(Log::default());
+    let nodes: Vec<Arc<Accounts>> = dirs
+        .iter()
+        .map(|d| {
+            Arc::new(Accounts::open_replicated(d, Policy::default(), Limits::default()).unwrap())
+        })
+        .collect();
+    for n in &nodes {
+        log.nodes.lock().unwrap().push(Arc::downgrade(n));
+        n.replicate_through(log.clone());
+    }
+    (log, nodes)
+}
+
+use std::sync::Arc;
+
+#[test]
+fn on_a_cluster_a_change_made_on_one_node_is_applied_on_every_node_and_survives_a_restart() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (log, nodes) = cluster_of(&[d1.path(), d2.path()]);
+    assert!(nodes[0].replicated() && !nodes[0].made_alone());
+    // The first admin through node 1's set-up link; she signs in on node 2.
+    let link = nodes[0].setup_link(T0).unwrap().unwrap();
+    nodes[0]
+        .accept_invite(
+            &link,
+            Some("alice"),
+            Some("correct horse battery"),
+            "test",
+            T0,
+        )
+        .unwrap();
+    let on2 = nodes[1]
+        .sign_in_password(
+            "alice",
+            "correct horse battery",
+            addr("192.0.2.1"),
+            "test",
+            T0 * 1000,
+        )
+        .unwrap();
+    let SignIn::Done(s) = on2 else {
+        panic!("no second factor was set up")
+    };
+    // Node 2's session is known on node 1 too: it went through the log.
+    assert!(nodes[0].session(&s.token, T0 + 1).is_some());
+    let bob = nodes[1].add_user("bob", false, T0).unwrap();
+    assert_eq!(nodes[0].user(bob).unwrap().name, "bob");
+    let entries = log.entries.lock().unwrap().len() as u64;
+    assert_eq!(nodes[0].log_index(), entries);
+    assert_eq!(nodes[1].log_index(), entries);
+    assert_eq!(nodes[0].lock().state, nodes[1].lock().state);
+
+    // A restart reads the same state back, log index included; the log's
+    // records applied again (a replay) change nothing.
+    let state = nodes[0].lock().state.clone();
+    drop(nodes);
+    let again = Accounts::open_replicated(d1.path(), Policy::default(), Limits::default()).unwrap();
+    assert_eq!(again.lock().state, state);
+    for (i, body) in log.entries.lock().unwrap().iter().enumerate() {
+        assert_eq!(again.apply_logged(i as u64 + 1, body).unwrap(), None);
+    }
+    assert_eq!(again.lock().state, state);
+    // The compacted form keeps the log index.
+    let mut rebuilt = State::default();
+    for r in state.to_records() {
+        rebuilt.apply(&r).unwrap();
+    }
+    assert_eq!(rebuilt.log_index, entries);
+}
+
+#[test]
+fn on_a_cluster_two_nodes_taking_one_name_at_once_get_one_user_and_a_conflict() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (log, nodes) = cluster_of(&[d1.path(), d2.path()]);
+    // Node 1 adds "carol" while node 2, not knowing it yet, adds "carol"
+    // too: node 1's record is ordered first.
+    let first = Record::UserAdded {
+        id: 0,
+        name: "carol".into(),
+        admin: false,
+        at: T0,
+    };
+    log.before
+        .lock()
+        .unwrap()
+        .push(serde_json::to_vec(&first).unwrap());
+    match nodes[1].add_user("carol", true, T0) {
+        Err(AccountError::Conflict(m)) => assert!(m.contains("came first"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    for n in &nodes {
+        let carol = n.user_named("carol").unwrap();
+        assert!(!carol.admin, "the first record won on every node");
+        assert_eq!(n.users().len(), 1);
+        // The refused record changed nothing, its index included (a
+        // replay refuses it again alike).
+        assert_eq!(n.log_index(), 1);
+    }
+    assert_eq!(log.entries.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_cluster_node_refuses_changes_until_it_joined_and_never_changes_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let a = Accounts::open_replicated(d.path(), Policy::default(), Limits::default()).unwrap();
+    match a.add_user("dave", false, T0) {
+        Err(AccountError::Unavailable(m)) => assert!(m.contains("not joined"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(a.users().is_empty());
+    assert_eq!(std::fs::read(a.journal_path()).unwrap(), b"");
+    // Accounts made while a node stood alone are told apart.
+    let alone = tempfile::tempdir().unwrap();
+    open(alone.path(), Policy::default())
+        .add_user("erin", false, T0)
+        .unwrap();
+    let b = Accounts::open_replicated(alone.path(), Policy::default(), Limits::default()).unwrap();
+    assert!(b.made_alone());
+}

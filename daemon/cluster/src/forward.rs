@@ -196,7 +196,7 @@ impl Forwarder {
             }
         };
         match answer {
-            Forwarded::Committed { index } => Ok(index),
+            Forwarded::Committed { index, .. } => Ok(index),
             Forwarded::NotLeader { leader } => Err(format!("not the leader (leader: {leader:?})")),
             Forwarded::Failed(e) => Err(e),
         }

@@ -1,11 +1,13 @@
 //! Clustering: every node ingests, a majority holds every acknowledged hit.
 //!
 //! Consensus is openraft (the pinned 0.9 line). What it orders is a
-//! [`Command`]: today a batch of hits from one node's durable queue. Each
-//! node applies the committed log to its own store through a [`Apply`]
-//! implementation (the daemon's writer), recording the machine's [`State`]
-//! (the applied log id, the membership, each origin's highest hit) in the
-//! same transaction, so a replay is exactly-once.
+//! [`Command`]: a batch of hits from one node's durable queue, or one change
+//! to the accounts ([`Node::propose`]). Each node applies the committed log
+//! through an [`Apply`] implementation (the daemon's): hits to its own store,
+//! recording the machine's [`State`] (the applied log id, the membership,
+//! each origin's highest hit) in the same transaction, and accounts changes
+//! to its accounts journal with their log index, so a replay is
+//! exactly-once.
 //!
 //! The pieces:
 //! - [`log`]: the Raft log and vote on disk, fsync'd before openraft hears
@@ -63,6 +65,9 @@ pub enum Command {
         origin: NodeId,
         records: Vec<(u64, Vec<u8>)>,
     },
+    /// One change to the accounts (an accounts `Record` as JSON), applied
+    /// on every node's accounts alike.
+    Accounts { origin: NodeId, record: Vec<u8> },
 }
 
 impl std::fmt::Display for Command {
@@ -75,6 +80,13 @@ impl std::fmt::Display for Command {
                 records.first().map_or(0, |r| r.0),
                 records.last().map_or(0, |r| r.0)
             ),
+            Command::Accounts { origin, record } => {
+                write!(
+                    f,
+                    "an accounts change from node {origin}: {} bytes",
+                    record.len()
+                )
+            }
         }
     }
 }
@@ -87,6 +99,9 @@ pub struct Applied {
     /// Records an earlier entry had applied already (a proposal sent again
     /// after its answer was lost).
     pub duplicates: u32,
+    /// An accounts change the state no longer fits (every node refuses it
+    /// alike): why.
+    pub refused: Option<String>,
 }
 
 /// Bits of a hit id below the node id: node `n`'s queue numbers from
@@ -266,6 +281,70 @@ impl Node {
         }
         out.insert(self.id, Ok(self.status()));
         out
+    }
+}
+
+impl Node {
+    /// Proposes `cmd` (an accounts change) through the leader and waits,
+    /// at most `ttl`, until this node applied it: `Ok(None)` when it
+    /// applied, `Ok(Some(reason))` when the log refused it on every node
+    /// (the state no longer fit it). Sent again only while no leader took
+    /// it (none known, or the one asked is not the leader any more); `Err`
+    /// when it was not confirmed in time: it may still be applied later.
+    pub async fn propose(&self, cmd: Command, ttl: Duration) -> Result<Option<String>, String> {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let pause = Duration::from_millis(100);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(format!("no leader took it within {} s", ttl.as_secs()));
+            }
+            let leader = self.raft.metrics().borrow().current_leader;
+            let answer = match leader {
+                None => {
+                    tokio::time::sleep(pause.min(left)).await;
+                    continue;
+                }
+                Some(l) if l == self.id => net::propose_here(&self.raft, cmd.clone()).await,
+                Some(l) => {
+                    let addr = self
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.addr.clone())
+                        .ok_or_else(|| format!("leader {l} has no address"))?;
+                    let mut peer = net::Peer::new(l, addr, self.key.clone());
+                    match peer.call(&net::Request::Forward(cmd.clone()), left).await {
+                        Ok(net::Answer::Forward(f)) => f,
+                        Ok(_) => return Err("unexpected answer".into()),
+                        // Not sent: ask again when a leader is known.
+                        Err(net::CallError::Unreachable(_)) => {
+                            tokio::time::sleep(pause.min(left)).await;
+                            continue;
+                        }
+                        Err(e) => return Err(format!("leader {l}: {e}")),
+                    }
+                }
+            };
+            match answer {
+                net::Forwarded::Committed { index, refused } => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "an accounts change")
+                        .await
+                        .map_err(|e| {
+                            format!("committed at log index {index}, not applied here yet: {e}")
+                        })?;
+                    return Ok(refused);
+                }
+                net::Forwarded::NotLeader { .. } => tokio::time::sleep(pause.min(left)).await,
+                net::Forwarded::Failed(e) => return Err(e),
+            }
+        }
     }
 }
 

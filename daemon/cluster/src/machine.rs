@@ -10,6 +10,11 @@
 //! is a duplicate (a proposal sent again after its answer was lost), so every
 //! hit is applied exactly once, in the log's order, on every node.
 //!
+//! An accounts change ([`Command::Accounts`]) is applied through
+//! [`Apply::accounts`] before the stretch's batch is handed over: the
+//! accounts journal keeps its own applied index, so a replay skips what it
+//! holds, and a stored state never covers an accounts change not applied.
+//!
 //! Snapshots: none are built (`SnapshotPolicy::Never`, and the log is never
 //! purged), so a node that was away catches up by replaying the log from
 //! where its store stands, and a new node replays it from the start.
@@ -80,7 +85,19 @@ pub trait Apply: Send + Sync + 'static {
     fn store(&self, batch: Batch) -> Result<(), String>;
     /// The state the last [`Apply::store`] committed, if any. Blocking.
     fn load(&self) -> Result<Option<Vec<u8>>, String>;
+    /// Applies the accounts change `record` the log holds at `index`, made
+    /// durable before it returns, and skipped when an earlier run applied
+    /// it (the accounts keep their own applied index). `Ok(Some(reason))`:
+    /// it does not fit the accounts, decided alike on every node. `Err`
+    /// only when it cannot be written. Called before the [`Apply::store`]
+    /// of the stretch that holds it, so a stored state never covers an
+    /// accounts change not applied. Blocking.
+    fn accounts(&self, index: u64, record: &[u8]) -> Result<Option<String>, String>;
 }
+
+/// The accounts changes of a stretch of the log: `(position among the
+/// stretch's answers, log id, record)`.
+pub type AccountsChanges = Vec<(usize, LogId<NodeId>, Vec<u8>)>;
 
 /// The state, shared with the forwarder and the status.
 pub type Shared = Arc<RwLock<State>>;
@@ -110,15 +127,16 @@ impl StateMachine {
         self.state.clone()
     }
 
-    /// Folds `entries` into a copy of the state; returns it, the batch and
-    /// the answers.
+    /// Folds `entries` into a copy of the state; returns it, the batch, the
+    /// answers, and the accounts changes to apply.
     pub fn fold(
         start: &State,
         entries: impl IntoIterator<Item = openraft::Entry<Types>>,
-    ) -> (State, Records, Vec<Applied>) {
+    ) -> (State, Records, Vec<Applied>, AccountsChanges) {
         let mut st = start.clone();
         let mut records = Vec::new();
         let mut out = Vec::new();
+        let mut accounts = Vec::new();
         for e in entries {
             if st.applied.is_some_and(|a| e.log_id.index <= a.index) {
                 // Applied before (a replay after a restart).
@@ -145,6 +163,10 @@ impl StateMachine {
                     }
                     out.push(a);
                 }
+                EntryPayload::Normal(Command::Accounts { record, .. }) => {
+                    accounts.push((out.len(), e.log_id, record));
+                    out.push(Applied::default());
+                }
                 EntryPayload::Membership(m) => {
                     let new: BTreeSet<NodeId> = m.nodes().map(|(n, _)| *n).collect();
                     st.retired.extend(
@@ -158,7 +180,7 @@ impl StateMachine {
                 }
             }
         }
-        (st, records, out)
+        (st, records, out, accounts)
     }
 }
 
@@ -194,9 +216,25 @@ impl RaftStateMachine<Types> for StateMachine {
         I::IntoIter: Send,
     {
         let start = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let (st, records, out) = StateMachine::fold(&start, entries);
+        let (st, records, mut out, accounts) = StateMachine::fold(&start, entries);
         if st == start {
             return Ok(out);
+        }
+        if !accounts.is_empty() {
+            let apply = self.apply.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let mut done = Vec::with_capacity(accounts.len());
+                for (at, id, record) in accounts {
+                    done.push((at, id, apply.accounts(id.index, &record)));
+                }
+                done
+            })
+            .await
+            .map_err(|e| StorageIOError::apply(st.applied.expect("applied"), &e))?;
+            for (at, id, r) in done {
+                out[at].refused =
+                    r.map_err(|e| StorageIOError::apply(id, &std::io::Error::other(e)))?;
+            }
         }
         let batch = Batch {
             records,
@@ -266,7 +304,7 @@ mod tests {
     #[test]
     fn a_proposal_sent_again_is_applied_once_and_a_replay_is_skipped() {
         let s0 = State::default();
-        let (s1, recs, out) = StateMachine::fold(
+        let (s1, recs, out, _) = StateMachine::fold(
             &s0,
             [
                 hits(1, 1, &[1, 2, 3]),
@@ -281,13 +319,14 @@ mod tests {
             out[2],
             Applied {
                 stored: 2,
-                duplicates: 2
+                duplicates: 2,
+                refused: None,
             }
         );
         assert_eq!(s1.origins, BTreeMap::from([(1, 5), (2, 11)]));
         assert_eq!(s1.applied.unwrap().index, 3);
         // A restart replays entries the store holds: nothing again.
-        let (s2, recs, _) = StateMachine::fold(&s1, [hits(2, 2, &[10, 11]), hits(3, 1, &[5])]);
+        let (s2, recs, _, _) = StateMachine::fold(&s1, [hits(2, 2, &[10, 11]), hits(3, 1, &[5])]);
         assert!(recs.is_empty());
         assert_eq!(s2, s1);
         assert_eq!(State::decode(&s1.encode()).unwrap(), s1);
@@ -307,7 +346,7 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
             payload: EntryPayload::Membership(m(ids)),
         };
-        let (s, _, _) = StateMachine::fold(&State::default(), [e(1, &[1, 2, 3]), e(2, &[1, 3])]);
+        let (s, _, _, _) = StateMachine::fold(&State::default(), [e(1, &[1, 2, 3]), e(2, &[1, 3])]);
         assert_eq!(s.retired, BTreeSet::from([2]));
         assert_eq!(s.membership.voter_ids().collect::<Vec<_>>(), vec![1, 3]);
     }

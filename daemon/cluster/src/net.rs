@@ -38,9 +38,11 @@ pub enum Request {
 /// What a forwarded proposal became.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Forwarded {
-    /// Committed on a majority and applied on the leader, at this index.
+    /// Committed on a majority and applied on the leader, at this index
+    /// (`refused`: an accounts change the state no longer fit).
     Committed {
         index: u64,
+        refused: Option<String>,
     },
     /// This node is not the leader; here is the one it knows.
     NotLeader {
@@ -298,6 +300,7 @@ pub async fn propose_here(raft: &Raft, c: Command) -> Forwarded {
     match raft.client_write(c).await {
         Ok(r) => Forwarded::Committed {
             index: r.log_id.index,
+            refused: r.data.refused,
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Forwarded::NotLeader {
             leader: f.leader_id,

@@ -2,7 +2,9 @@
 //! and Raft logs on disk, and an in-memory model of the store (rows in log
 //! order, the state committed with them). Proves the glue: every hit a
 //! node's queue took and a majority acknowledged is applied exactly once, in
-//! the same order, on every node, across a leader's death and a restart.
+//! the same order, on every node, across a leader's death and a restart;
+//! and every accounts change, proposed on any node, is applied once on
+//! every node in the log's order.
 //! The daemon-level test (tests/tests/cluster.rs) does the same with three
 //! real daemons in network namespaces.
 
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 use hitvault_cluster::machine::{Apply, Batch, State, StateMachine};
 use hitvault_cluster::net::{self, Contact};
 use hitvault_cluster::wire::Key;
-use hitvault_cluster::{Acks, BasicNode, Forwarder, NodeId, Raft, id_floor, log::LogStore};
+use hitvault_cluster::{
+    Acks, BasicNode, Command, Forwarder, NodeId, Raft, id_floor, log::LogStore,
+};
 use hitvault_queue::{Queue, QueueConfig};
 
 /// The model store: what a node's DuckDB would hold.
@@ -24,6 +28,9 @@ struct Mem {
     rows: Mutex<Vec<(u64, Vec<u8>)>>,
     state: Mutex<Option<Vec<u8>>>,
     queue: Mutex<Option<Queue>>,
+    /// The model accounts: the highest index applied and the changes, in
+    /// log order; a change equal to one applied before does not fit.
+    accounts: Mutex<(u64, Vec<Vec<u8>>)>,
 }
 
 impl Apply for Mem {
@@ -40,6 +47,18 @@ impl Apply for Mem {
     fn load(&self) -> Result<Option<Vec<u8>>, String> {
         Ok(self.state.lock().unwrap().clone())
     }
+    fn accounts(&self, index: u64, record: &[u8]) -> Result<Option<String>, String> {
+        let mut a = self.accounts.lock().unwrap();
+        if index <= a.0 {
+            return Ok(None);
+        }
+        if a.1.iter().any(|r| r == record) {
+            return Ok(Some("taken".into()));
+        }
+        a.0 = index;
+        a.1.push(record.to_vec());
+        Ok(None)
+    }
 }
 
 impl Mem {
@@ -53,6 +72,7 @@ impl Mem {
 
 struct TestNode {
     id: NodeId,
+    node: hitvault_cluster::Node,
     raft: Raft,
     queue: Queue,
     acks: Acks,
@@ -93,6 +113,14 @@ async fn start(
     let acks = Acks::new(own);
     let contact = Contact::default();
     let (r, s, a) = (raft.clone(), shared.clone(), acks.clone());
+    let node = hitvault_cluster::Node {
+        id,
+        raft: raft.clone(),
+        state: shared.clone(),
+        acks: acks.clone(),
+        contact: contact.clone(),
+        key: key.clone(),
+    };
     let server = tokio::spawn(net::serve(
         listener,
         raft.clone(),
@@ -115,6 +143,7 @@ async fn start(
     );
     TestNode {
         id,
+        node,
         raft,
         queue,
         acks,
@@ -211,6 +240,59 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     }
     applied_equal(&all, 300).await;
 
+    // Accounts changes from every node, leader and followers, while hits
+    // flow; two nodes propose the same change at once: the log orders
+    // them, the first applies and the second is refused, on every node.
+    let changes = async {
+        for n in &nodes {
+            let record = format!("user of node {}", n.id).into_bytes();
+            let c = Command::Accounts {
+                origin: n.id,
+                record: record.clone(),
+            };
+            assert_eq!(n.node.propose(c, Duration::from_secs(10)).await, Ok(None));
+            // Applied here before the call returned.
+            assert!(n.mem.accounts.lock().unwrap().1.contains(&record));
+        }
+        let same = |n: &TestNode| Command::Accounts {
+            origin: n.id,
+            record: b"one name".to_vec(),
+        };
+        let (a, b) = tokio::join!(
+            nodes[0]
+                .node
+                .propose(same(&nodes[0]), Duration::from_secs(10)),
+            nodes[1]
+                .node
+                .propose(same(&nodes[1]), Duration::from_secs(10)),
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort();
+        assert_eq!(outcomes, [None, Some("taken".to_owned())]);
+    };
+    let (_, more) = tokio::join!(changes, send(&nodes[2], 100));
+    acked.extend(more);
+    applied_equal(&all, 400).await;
+    let accounts_equal = |nodes: &[&TestNode]| {
+        let want = nodes[0].mem.accounts.lock().unwrap().1.clone();
+        assert_eq!(want.len(), 4, "{want:?}");
+        for n in nodes {
+            assert_eq!(n.mem.accounts.lock().unwrap().1, want, "node {}", n.id);
+        }
+    };
+    let t = Instant::now();
+    while all
+        .iter()
+        .any(|n| n.mem.accounts.lock().unwrap().1.len() < 4)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "accounts changes not applied everywhere"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    accounts_equal(&all);
+
     // The leader dies.
     let dead = nodes.iter().position(|n| n.id == first).unwrap();
     let gone = nodes.remove(dead);
@@ -228,7 +310,7 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     for n in &nodes {
         acked.extend(send(n, 100).await);
     }
-    applied_equal(&rest, 500).await;
+    applied_equal(&rest, 600).await;
 
     // It comes back with its log, queue and store, and catches up.
     let gone_id = gone.id;
@@ -245,7 +327,9 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     nodes.push(back);
     let all: Vec<&TestNode> = nodes.iter().collect();
     acked.extend(send(nodes.last().unwrap(), 50).await);
-    applied_equal(&all, 550).await;
+    applied_equal(&all, 650).await;
+    // The node that came back applied no accounts change twice.
+    accounts_equal(&all);
 
     acked.sort_unstable();
     let reference = nodes[0].mem.rows.lock().unwrap().clone();

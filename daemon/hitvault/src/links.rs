@@ -26,13 +26,15 @@ pub fn open_accounts(cfg: &Config) -> Result<Accounts, Failure> {
         idle_secs: cfg.session_idle_minutes * 60,
         absolute_secs: cfg.session_lifetime_hours * 3600,
     };
-    Accounts::open(
-        &cfg.data_dir.join(ACCOUNTS_DIR),
-        policy,
-        Limits::default(),
-        now,
-    )
-    .map_err(|e| Failure::startup(format!("opening the accounts: {e}")))
+    let dir = cfg.data_dir.join(ACCOUNTS_DIR);
+    let opened = match &cfg.cluster {
+        // A cluster node's accounts change through the cluster's log only
+        // (the daemon links them to it); opened by the CLI alone, they
+        // refuse every change.
+        Some(_) => Accounts::open_replicated(&dir, policy, Limits::default()),
+        None => Accounts::open(&dir, policy, Limits::default(), now),
+    };
+    opened.map_err(|e| Failure::startup(format!("opening the accounts: {e}")))
 }
 
 /// Opens the audit log beside the accounts' journal (the accounts are

@@ -13,6 +13,10 @@
 //! - Ingest asks the [`Gate`] before it queues a hit (in `majority` mode a
 //!   node cut off from the majority refuses with 503) and before it answers
 //!   202 (in `majority` mode, once a majority holds the hit).
+//! - The accounts propose every change through the [`Gate`] (a
+//!   [`Replicator`]) and the state machine applies each on every node's
+//!   accounts ([`WriterApply`]'s `accounts`), so users, sessions, tokens,
+//!   roles and share links are the same on every node.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,11 +26,12 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use hitvault_accounts::{Accounts, Replicator};
 use hitvault_cluster::log::LogStore;
 use hitvault_cluster::machine::{Apply, Batch, StateMachine};
 use hitvault_cluster::net::{self, Contact};
 use hitvault_cluster::wire::Key;
-use hitvault_cluster::{Acks, BasicNode, Forwarder, Node};
+use hitvault_cluster::{Acks, BasicNode, Command, Forwarder, Node};
 use hitvault_queue::Queue;
 use hitvault_server::ingest::Replication;
 
@@ -74,18 +79,24 @@ pub fn prepare(cfg: &Config) -> Result<Option<Prepared>, Failure> {
     }))
 }
 
-/// The state machine's way to the writer thread.
+/// The state machine's way to the writer thread, and to the accounts.
 pub struct WriterApply {
     tx: Mutex<SyncSender<Replicated>>,
     /// The state the store held at start.
     initial: Option<Vec<u8>>,
+    accounts: Arc<Accounts>,
 }
 
 impl WriterApply {
-    pub fn new(tx: SyncSender<Replicated>, initial: Option<Vec<u8>>) -> WriterApply {
+    pub fn new(
+        tx: SyncSender<Replicated>,
+        initial: Option<Vec<u8>>,
+        accounts: Arc<Accounts>,
+    ) -> WriterApply {
         WriterApply {
             tx: Mutex::new(tx),
             initial,
+            accounts,
         }
     }
 }
@@ -104,15 +115,25 @@ impl Apply for WriterApply {
     fn load(&self) -> Result<Option<Vec<u8>>, String> {
         Ok(self.initial.clone())
     }
+
+    fn accounts(&self, index: u64, record: &[u8]) -> Result<Option<String>, String> {
+        self.accounts
+            .apply_logged(index, record)
+            .map_err(|e| format!("applying an accounts change: {e}"))
+    }
 }
 
-/// Ingest's view of the cluster (see the module doc).
+/// How long an accounts change may wait for the cluster to order and
+/// apply it.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ingest's and the accounts' view of the cluster (see the module doc).
 pub struct Gate {
     ack: Ack,
     /// The configured peers: a node may be added on their ports only
     /// (Landlock lets this node connect to those ports and no others).
     peers: BTreeMap<u64, std::net::SocketAddr>,
-    node: OnceLock<Node>,
+    node: OnceLock<(Node, tokio::runtime::Handle)>,
 }
 
 impl Gate {
@@ -123,11 +144,36 @@ impl Gate {
             node: OnceLock::new(),
         }
     }
+
+    fn node(&self) -> Option<&Node> {
+        self.node.get().map(|n| &n.0)
+    }
+}
+
+/// The accounts' changes go through the log: proposed on the runtime, the
+/// caller (a blocking thread) waits for the answer.
+impl Replicator for Gate {
+    fn propose(&self, record: &[u8]) -> Result<Option<String>, String> {
+        let Some((n, rt)) = self.node.get() else {
+            return Err("this cluster node is starting".into());
+        };
+        let cmd = Command::Accounts {
+            origin: n.id,
+            record: record.to_vec(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n = n.clone();
+        rt.spawn(async move {
+            let _ = tx.send(n.propose(cmd, PROPOSE_TIMEOUT).await);
+        });
+        rx.recv_timeout(PROPOSE_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_else(|_| Err("no answer in time".into()))
+    }
 }
 
 impl Replication for Gate {
     fn admit(&self) -> Result<(), String> {
-        let Some(n) = self.node.get() else {
+        let Some(n) = self.node() else {
             return Err("this cluster node is starting".into());
         };
         if self.ack == Ack::Majority && !n.in_quorum() {
@@ -142,7 +188,7 @@ impl Replication for Gate {
 
     fn acked(&self, seq: u64) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
-            match (self.ack, self.node.get()) {
+            match (self.ack, self.node()) {
                 (Ack::Local, _) => true,
                 (Ack::Majority, Some(n)) => n.acks.wait(seq, ACK_TIMEOUT).await,
                 (Ack::Majority, None) => false,
@@ -164,6 +210,10 @@ pub struct Parts {
     pub gate: Arc<Gate>,
     /// Stops the forwarder.
     pub stop: Arc<AtomicBool>,
+    /// The accounts, whose changes go through the log from now on.
+    pub accounts: Arc<Accounts>,
+    /// What the first admin's set-up link is made from.
+    pub setup: (Config, std::net::SocketAddr),
 }
 
 /// Starts this node: Raft, the RPC server, the cluster's formation on a
@@ -176,6 +226,8 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         queue,
         gate,
         stop,
+        accounts,
+        setup,
     } = p;
     let Prepared { cfg, listener, key } = prepared;
     let me = cfg.node_id;
@@ -239,7 +291,29 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
     tokio::spawn(hitvault_cluster::break_ties(raft.clone()));
     tokio::spawn(hitvault_cluster::report(raft.clone()));
     tokio::spawn(Forwarder::new(me, raft, queue, acks, key, stop).run(own));
-    let _ = gate.node.set(node.clone());
+    let _ = gate
+        .node
+        .set((node.clone(), tokio::runtime::Handle::current()));
+    accounts.replicate_through(gate.clone());
+    // The first admin's set-up link, once this node follows a leader (it
+    // is an accounts change, made through the log).
+    let raft = node.raft.clone();
+    tokio::spawn(async move {
+        let joined = raft
+            .wait(None)
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        if joined.is_err() {
+            return;
+        }
+        let (cfg, local) = setup;
+        let made =
+            tokio::task::spawn_blocking(move || super::announce_setup_link(&cfg, local, &accounts))
+                .await;
+        if let Ok(Err(e)) = made {
+            tracing::warn!(error = %e.message, "no set-up link made; run `hitvault user add NAME --admin`");
+        }
+    });
     tracing::info!(node = me, bind = %cfg.bind, own, "cluster node started");
     Ok(node)
 }
@@ -247,7 +321,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
 impl hitvault_server::cluster::ClusterAdmin for Gate {
     fn status(&self) -> hitvault_server::cluster::Boxed<'_, serde_json::Value> {
         Box::pin(async move {
-            let Some(n) = self.node.get() else {
+            let Some(n) = self.node() else {
                 return serde_json::json!({ "enabled": true, "starting": true });
             };
             let nodes: BTreeMap<String, serde_json::Value> = n
@@ -278,7 +352,7 @@ impl hitvault_server::cluster::ClusterAdmin for Gate {
         addr: String,
     ) -> hitvault_server::cluster::Boxed<'_, Result<serde_json::Value, String>> {
         Box::pin(async move {
-            let n = self.node.get().ok_or("this cluster node is starting")?;
+            let n = self.node().ok_or("this cluster node is starting")?;
             // Landlock lets this node connect to its peers' ports only.
             let ports: std::collections::BTreeSet<u16> =
                 self.peers.values().map(|a| a.port()).collect();
@@ -302,7 +376,7 @@ impl hitvault_server::cluster::ClusterAdmin for Gate {
         id: u64,
     ) -> hitvault_server::cluster::Boxed<'_, Result<serde_json::Value, String>> {
         Box::pin(async move {
-            let n = self.node.get().ok_or("this cluster node is starting")?;
+            let n = self.node().ok_or("this cluster node is starting")?;
             let s = n.remove(id).await.map_err(|e| e.to_string())?;
             Ok(serde_json::to_value(s).unwrap_or_default())
         })

@@ -211,17 +211,18 @@ impl Opened {
         };
         let accounts = Arc::new(crate::links::open_accounts(cfg)?);
         let audit = Arc::new(crate::links::open_audit(cfg)?);
-        if let Some(token) = accounts
-            .setup_link(now_ms().max(0) as u64 / 1000)
-            .map_err(|e| Failure::startup(format!("making the set-up link: {e}")))?
-        {
-            let url = crate::links::setup_url(cfg, prepared.local, &token);
-            // On the console (stderr) and in the log, for whoever starts it.
-            eprintln!(
-                "hitvault: no admin yet. Open {url} within an hour to create one \
-                 (or run `hitvault user add NAME --admin`)."
-            );
-            tracing::warn!(url = %url, "no admin yet: open the set-up link within an hour");
+        if accounts.replicated() && accounts.made_alone() {
+            return Err(Failure::startup(format!(
+                "{} holds accounts made before this node was a cluster node: a cluster's \
+                 accounts are its log's, the same on every node. Move that directory away \
+                 (and make its users again on the cluster) or turn `cluster.enable` off",
+                cfg.data_dir.join(crate::datadir::ACCOUNTS_DIR).display()
+            )));
+        }
+        // A cluster node makes its set-up link once it has joined
+        // (`cluster::start`): the link is an accounts change.
+        if !accounts.replicated() {
+            announce_setup_link(cfg, prepared.local, &accounts)?;
         }
         Ok(Opened {
             store,
@@ -329,7 +330,9 @@ impl Wired {
                 let parts = cluster::Parts {
                     prepared,
                     log,
-                    apply: cluster::WriterApply::new(tx, state),
+                    apply: cluster::WriterApply::new(tx, state, accounts.clone()),
+                    accounts: accounts.clone(),
+                    setup: (cfg.clone(), local),
                     queue: queue.clone(),
                     gate: gate.clone(),
                     stop: Arc::new(AtomicBool::new(false)),
@@ -804,4 +807,25 @@ async fn report_status(notifier: Arc<Notifier>, metrics: Arc<Metrics>, queue: Qu
             tracing::debug!(error = %e, "sd-notify STATUS failed");
         }
     }
+}
+
+/// With no admin yet, makes the set-up link and prints it.
+pub(crate) fn announce_setup_link(
+    cfg: &Config,
+    local: std::net::SocketAddr,
+    accounts: &hitvault_accounts::Accounts,
+) -> Result<(), Failure> {
+    if let Some(token) = accounts
+        .setup_link(now_ms().max(0) as u64 / 1000)
+        .map_err(|e| Failure::startup(format!("making the set-up link: {e}")))?
+    {
+        let url = crate::links::setup_url(cfg, local, &token);
+        // On the console (stderr) and in the log, for whoever starts it.
+        eprintln!(
+            "hitvault: no admin yet. Open {url} within an hour to create one \
+             (or run `hitvault user add NAME --admin`)."
+        );
+        tracing::warn!(url = %url, "no admin yet: open the set-up link within an hour");
+    }
+    Ok(())
 }

@@ -20,6 +20,8 @@ pub(super) fn form(body: &Bytes) -> Vec<(String, String)> {
 
 pub(super) fn account_error(e: AccountError) -> Response {
     let (status, title) = match &e {
+        e if e.unconfirmed().is_some() => (StatusCode::SERVICE_UNAVAILABLE, "Not changed"),
+        AccountError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Not changed"),
         AccountError::Invalid(_) => (StatusCode::BAD_REQUEST, "Not changed"),
         AccountError::Conflict(_) => (StatusCode::CONFLICT, "Not changed"),
         AccountError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),

@@ -399,8 +399,15 @@ pub fn create_token(
     })
 }
 
+/// When a cluster node may try an accounts change again.
+pub(crate) const CLUSTER_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn refused(e: AccountError) -> Response {
+    if let Some(m) = e.unconfirmed() {
+        return ApiError::unavailable(m, CLUSTER_RETRY).into_response();
+    }
     match e {
+        AccountError::Unavailable(m) => ApiError::unavailable(m, CLUSTER_RETRY),
         AccountError::Invalid(m) => ApiError::invalid(m),
         AccountError::Conflict(m) => ApiError::exists(m),
         AccountError::NotFound(m) => ApiError::not_found(m),

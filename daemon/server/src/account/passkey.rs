@@ -93,6 +93,12 @@ fn refusal(e: PasskeyError) -> ApiError {
         e @ PasskeyError::Busy(secs) => {
             ApiError::unavailable(e.to_string(), Duration::from_secs(secs))
         }
+        PasskeyError::Account(e) if e.unconfirmed().is_some() => {
+            ApiError::unavailable(e.to_string(), super::control::CLUSTER_RETRY)
+        }
+        PasskeyError::Account(AccountError::Unavailable(m)) => {
+            ApiError::unavailable(m, super::control::CLUSTER_RETRY)
+        }
         PasskeyError::Account(AccountError::Conflict(m)) => ApiError::exists(m),
         PasskeyError::Account(AccountError::Invalid(m)) => ApiError::invalid(m),
         PasskeyError::Account(AccountError::NotFound(m)) => ApiError::not_found(m),

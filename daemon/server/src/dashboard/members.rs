@@ -264,6 +264,8 @@ fn last_owner(
 
 fn account_status(e: &AccountError) -> StatusCode {
     match e {
+        e if e.unconfirmed().is_some() => StatusCode::SERVICE_UNAVAILABLE,
+        AccountError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         AccountError::Invalid(_) => StatusCode::BAD_REQUEST,
         AccountError::Conflict(_) => StatusCode::CONFLICT,
         AccountError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -276,6 +278,7 @@ fn account_status(e: &AccountError) -> StatusCode {
 
 fn account_message(e: &AccountError) -> String {
     match e {
+        e if e.unconfirmed().is_some() => e.to_string(),
         AccountError::Journal(_) => crate::error::INTERNAL_MESSAGE.to_owned(),
         e => e.to_string(),
     }
