@@ -10,7 +10,8 @@
 //! what it found. Accounts go through the log too: a user added on one
 //! node and a token made on another admit an API call on the third; a
 //! change on a node cut off is refused and never appears; the node that
-//! joined late holds the same accounts. Needs root (namespaces, nftables),
+//! joined late holds the same accounts. A goal made on one node is listed
+//! with the same id by every node. Needs root (namespaces, nftables),
 //! as CI runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -326,18 +327,56 @@ fn users(nodes: &[Node], n: u64) -> Vec<(String, bool)> {
     u
 }
 
-/// The status of an API call to node `slot` with the token `secret`.
-fn api_status(slot: u64, secret: &str) -> u16 {
+/// An API call to node `slot` with the token `secret`: its status and
+/// body (JSON, or null).
+fn api(slot: u64, method: &str, path: &str, secret: &str, body: &str) -> (u16, serde_json::Value) {
     let auth = format!("Bearer {secret}");
-    request(
+    match request(
         http(slot),
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    ) {
+        Ok(r) => (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or_default(),
+        ),
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// The status of a stats API call to node `slot` with the token `secret`.
+fn api_status(slot: u64, secret: &str) -> u16 {
+    api(
+        slot,
         "GET",
         "/api/v1/stats/overview?site=shop.test",
-        &[("Authorization", &auth)],
-        b"",
+        secret,
+        "",
     )
-    .map(|r| r.status)
-    .unwrap_or(0)
+    .0
+}
+
+/// The goals node `slot` lists for the shop: (id, name).
+fn goals(slot: u64, secret: &str) -> Vec<(u64, String)> {
+    let (status, v) = api(slot, "GET", "/api/v1/sites/shop.test/goals", secret, "");
+    assert_eq!(status, 200, "{v}");
+    let list = v.get("goals").unwrap_or(&v);
+    let mut g: Vec<(u64, String)> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("no goals in {v}"))
+        .iter()
+        .map(|g| {
+            let name = g["name"].as_str().unwrap_or_default().to_owned();
+            (g["id"].as_u64().unwrap(), name)
+        })
+        .collect();
+    g.sort();
+    g
 }
 
 /// Waits until every node applied the same log index and stays there.
@@ -445,6 +484,8 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         "dash",
         "--scope",
         "stats:read",
+        "--scope",
+        "admin",
         "--expires",
         "1d",
         "--data-dir",
@@ -469,6 +510,38 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     eprintln!(
         "accounts: user added on node {}, token made on node {}, admitted by node {first}",
         others[0], others[1]
+    );
+
+    // Goals through the log: made on one node, listed with the same id by
+    // every node; the same name again, on another node, is refused.
+    let goal = r#"{"kind":"event","value":"Signup","name":"Signups"}"#;
+    let (status, made) = api(
+        others[0],
+        "POST",
+        "/api/v1/sites/shop.test/goals",
+        &secret,
+        goal,
+    );
+    assert_eq!(status, 201, "{made}");
+    let want_goals = goals(others[0], &secret);
+    assert_eq!(
+        want_goals,
+        vec![(made["id"].as_u64().unwrap(), "Signups".to_owned())]
+    );
+    for n in &all {
+        assert_eq!(goals(*n, &secret), want_goals, "node {n}");
+    }
+    let (status, again) = api(
+        first,
+        "POST",
+        "/api/v1/sites/shop.test/goals",
+        &secret,
+        goal,
+    );
+    assert_eq!(status, 409, "{again}");
+    eprintln!(
+        "definitions: goal {want_goals:?} made on node {}, listed alike by every node",
+        others[0]
     );
 
     // 1. SIGKILL the leader.
@@ -601,6 +674,7 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         200,
         "node 4 does not know the token"
     );
+    assert_eq!(goals(slot, &secret), want_goals, "node 4 lists other goals");
     eprintln!(
         "load stopped: {} acknowledged; refusals by status (0: no answer): {refused:?}; all nodes applied log index {index}",
         acked.len()

@@ -2,7 +2,7 @@
 //!
 //! Consensus is openraft (the pinned 0.9 line). What it orders is a
 //! [`Command`]: a batch of hits from one node's durable queue, or one change
-//! to the accounts ([`Node::propose`]). Each node applies the committed log
+//! to the accounts or to the goal and funnel definitions ([`Node::propose`]). Each node applies the committed log
 //! through an [`Apply`] implementation (the daemon's): hits to its own store,
 //! recording the machine's [`State`] (the applied log id, the membership,
 //! each origin's highest hit) in the same transaction, and accounts changes
@@ -68,6 +68,9 @@ pub enum Command {
     /// One change to the accounts (an accounts `Record` as JSON), applied
     /// on every node's accounts alike.
     Accounts { origin: NodeId, record: Vec<u8> },
+    /// One change to the goal and funnel definitions (the daemon's
+    /// `DefChange` as JSON), applied on every node's store alike.
+    Definitions { origin: NodeId, change: Vec<u8> },
 }
 
 impl std::fmt::Display for Command {
@@ -87,6 +90,11 @@ impl std::fmt::Display for Command {
                     record.len()
                 )
             }
+            Command::Definitions { origin, change } => write!(
+                f,
+                "a definitions change from node {origin}: {} bytes",
+                change.len()
+            ),
         }
     }
 }
@@ -99,8 +107,8 @@ pub struct Applied {
     /// Records an earlier entry had applied already (a proposal sent again
     /// after its answer was lost).
     pub duplicates: u32,
-    /// An accounts change the state no longer fits (every node refuses it
-    /// alike): why.
+    /// An accounts or definitions change the state no longer fits (every
+    /// node refuses it alike): why.
     pub refused: Option<String>,
 }
 
@@ -285,7 +293,8 @@ impl Node {
 }
 
 impl Node {
-    /// Proposes `cmd` (an accounts change) through the leader and waits,
+    /// Proposes `cmd` (an accounts or definitions change) through the
+    /// leader and waits,
     /// at most `ttl`, until this node applied it: `Ok(None)` when it
     /// applied, `Ok(Some(reason))` when the log refused it on every node
     /// (the state no longer fit it). Sent again only while no leader took
@@ -334,7 +343,7 @@ impl Node {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     self.raft
                         .wait(Some(left))
-                        .applied_index_at_least(Some(index), "an accounts change")
+                        .applied_index_at_least(Some(index), "a change")
                         .await
                         .map_err(|e| {
                             format!("committed at log index {index}, not applied here yet: {e}")

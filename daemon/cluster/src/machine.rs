@@ -11,9 +11,11 @@
 //! hit is applied exactly once, in the log's order, on every node.
 //!
 //! An accounts change ([`Command::Accounts`]) is applied through
-//! [`Apply::accounts`] before the stretch's batch is handed over: the
-//! accounts journal keeps its own applied index, so a replay skips what it
-//! holds, and a stored state never covers an accounts change not applied.
+//! [`Apply::accounts`], and a definitions change ([`Command::Definitions`])
+//! through [`Apply::definitions`], in log order and before the stretch's
+//! batch is handed over: each keeps its own applied index (the accounts'
+//! journal, the store's row beside the state), so a replay skips what it
+//! holds, and a stored state never covers a change not applied.
 //!
 //! Snapshots: none are built (`SnapshotPolicy::Never`, and the log is never
 //! purged), so a node that was away catches up by replaying the log from
@@ -93,11 +95,24 @@ pub trait Apply: Send + Sync + 'static {
     /// of the stretch that holds it, so a stored state never covers an
     /// accounts change not applied. Blocking.
     fn accounts(&self, index: u64, record: &[u8]) -> Result<Option<String>, String>;
+    /// Applies the definitions change `change` the log holds at `index` to
+    /// the store, committed before it returns, with its index (a replay
+    /// skips it). `Ok(Some(reason))`: it does not fit the store, decided
+    /// alike on every node. `Err` only when it cannot be written. Called
+    /// before the [`Apply::store`] of the stretch that holds it. Blocking.
+    fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String>;
 }
 
-/// The accounts changes of a stretch of the log: `(position among the
-/// stretch's answers, log id, record)`.
-pub type AccountsChanges = Vec<(usize, LogId<NodeId>, Vec<u8>)>;
+/// A change a stretch of the log holds besides hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Accounts(Vec<u8>),
+    Definitions(Vec<u8>),
+}
+
+/// The changes of a stretch of the log besides hits: `(position among the
+/// stretch's answers, log id, change)`, in log order.
+pub type Changes = Vec<(usize, LogId<NodeId>, Change)>;
 
 /// The state, shared with the forwarder and the status.
 pub type Shared = Arc<RwLock<State>>;
@@ -128,11 +143,11 @@ impl StateMachine {
     }
 
     /// Folds `entries` into a copy of the state; returns it, the batch, the
-    /// answers, and the accounts changes to apply.
+    /// answers, and the other changes to apply.
     pub fn fold(
         start: &State,
         entries: impl IntoIterator<Item = openraft::Entry<Types>>,
-    ) -> (State, Records, Vec<Applied>, AccountsChanges) {
+    ) -> (State, Records, Vec<Applied>, Changes) {
         let mut st = start.clone();
         let mut records = Vec::new();
         let mut out = Vec::new();
@@ -164,7 +179,11 @@ impl StateMachine {
                     out.push(a);
                 }
                 EntryPayload::Normal(Command::Accounts { record, .. }) => {
-                    accounts.push((out.len(), e.log_id, record));
+                    accounts.push((out.len(), e.log_id, Change::Accounts(record)));
+                    out.push(Applied::default());
+                }
+                EntryPayload::Normal(Command::Definitions { change, .. }) => {
+                    accounts.push((out.len(), e.log_id, Change::Definitions(change)));
                     out.push(Applied::default());
                 }
                 EntryPayload::Membership(m) => {
@@ -224,8 +243,12 @@ impl RaftStateMachine<Types> for StateMachine {
             let apply = self.apply.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut done = Vec::with_capacity(accounts.len());
-                for (at, id, record) in accounts {
-                    done.push((at, id, apply.accounts(id.index, &record)));
+                for (at, id, change) in accounts {
+                    let r = match change {
+                        Change::Accounts(r) => apply.accounts(id.index, &r),
+                        Change::Definitions(c) => apply.definitions(id.index, &c),
+                    };
+                    done.push((at, id, r));
                 }
                 done
             })

@@ -59,6 +59,10 @@ impl Apply for Mem {
         a.1.push(record.to_vec());
         Ok(None)
     }
+    fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String> {
+        // The model keeps accounts and definitions in one ordered list.
+        self.accounts(index, change)
+    }
 }
 
 impl Mem {
@@ -254,17 +258,19 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
             // Applied here before the call returned.
             assert!(n.mem.accounts.lock().unwrap().1.contains(&record));
         }
-        let same = |n: &TestNode| Command::Accounts {
-            origin: n.id,
+        // (One as an accounts change, one as a definitions change: the
+        // model keeps both in one list, so they clash.)
+        let one = Command::Accounts {
+            origin: nodes[0].id,
             record: b"one name".to_vec(),
         };
+        let other = Command::Definitions {
+            origin: nodes[1].id,
+            change: b"one name".to_vec(),
+        };
         let (a, b) = tokio::join!(
-            nodes[0]
-                .node
-                .propose(same(&nodes[0]), Duration::from_secs(10)),
-            nodes[1]
-                .node
-                .propose(same(&nodes[1]), Duration::from_secs(10)),
+            nodes[0].node.propose(one, Duration::from_secs(10)),
+            nodes[1].node.propose(other, Duration::from_secs(10)),
         );
         let mut outcomes = [a.unwrap(), b.unwrap()];
         outcomes.sort();

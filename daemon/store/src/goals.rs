@@ -238,6 +238,111 @@ impl Store {
         })
     }
 
+    /// On a cluster node: the highest log index of a definitions change
+    /// applied here (0: none), kept in row 2 of `cluster_state`, committed
+    /// with the change.
+    pub fn cluster_defs_applied(&self) -> Result<u64, QueryError> {
+        let b: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT state FROM cluster_state WHERE id = 2", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(b.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Applies the definitions change the cluster's log holds at `index`:
+    /// `f` and the index in one transaction (a change `f` refuses changes
+    /// nothing but the index; a database error changes nothing at all and
+    /// is returned). `None` when an earlier run applied it (a replay).
+    pub fn cluster_def_change<T>(
+        &self,
+        index: u64,
+        f: impl FnOnce(&Store) -> Result<T, DefError>,
+    ) -> Result<Option<Result<T, DefError>>, QueryError> {
+        if index <= self.cluster_defs_applied()? {
+            return Ok(None);
+        }
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let done = (|| {
+            let r = match f(self) {
+                // The database failed, not the change: nothing is applied
+                // (the log applies it again).
+                Err(DefError::Query(e)) => return Err(e),
+                r => r,
+            };
+            if r.is_err() {
+                self.conn.execute_batch("ROLLBACK; BEGIN TRANSACTION")?;
+            }
+            self.conn.execute(
+                "INSERT OR REPLACE INTO cluster_state VALUES (2, ?)",
+                [index.to_le_bytes().to_vec()],
+            )?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok::<_, QueryError>(r)
+        })();
+        match done {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// The id of a site's goal (or funnel) named `name`, if it has one.
+    pub fn def_named(
+        &self,
+        funnel: bool,
+        site_id: u16,
+        name: &str,
+    ) -> Result<Option<u32>, QueryError> {
+        let sql = if funnel {
+            "SELECT id FROM funnels WHERE site_id = ? AND name = ?"
+        } else {
+            "SELECT id FROM goals WHERE site_id = ? AND display_name = ?"
+        };
+        Ok(self
+            .conn
+            .query_row(sql, duckdb::params![site_id, name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Whether a site has the goal (or funnel) `id`.
+    pub fn def_exists(&self, funnel: bool, site_id: u16, id: u32) -> Result<bool, QueryError> {
+        let table = if funnel { "funnels" } else { "goals" };
+        let n: u64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE site_id = ? AND id = ?"),
+            duckdb::params![site_id, id],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Sets when goal or funnel `id` was made (unix ms): on a cluster node
+    /// the time its proposer decided, so every node stores the same row.
+    pub fn set_def_created(&self, funnel: bool, id: u32, at_ms: i64) -> Result<(), QueryError> {
+        let table = if funnel { "funnels" } else { "goals" };
+        self.conn.execute(
+            &format!("UPDATE {table} SET created_at = to_timestamp(?::DOUBLE / 1000) WHERE id = ?"),
+            duckdb::params![at_ms, id],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `f` and undoes what it did: the checks a change would pass
+    /// or fail, without making it.
+    pub fn def_dry_run<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, DefError>,
+    ) -> Result<T, DefError> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let r = f(self);
+        self.conn.execute_batch("ROLLBACK")?;
+        r
+    }
+
     /// Removes a funnel; false if the site has no such funnel.
     pub fn delete_funnel(&self, site_id: u16, id: u32) -> Result<bool, QueryError> {
         let n = self.conn.execute(

@@ -434,3 +434,64 @@ fn bad_definitions_are_refused_with_the_reason() {
     assert!(!s.delete_goal(id, g.id).unwrap());
     assert_eq!(st.goals_of(id).unwrap().len(), 1);
 }
+
+#[test]
+fn a_cluster_definitions_change_applies_once_with_its_index_and_a_refusal_changes_nothing_else() {
+    let (_d, s, site) = store();
+    assert_eq!(s.cluster_defs_applied().unwrap(), 0);
+    let add = |s: &Store| {
+        let g = s.add_goal(
+            site,
+            Step {
+                kind: GoalKind::Event,
+                value: "Signup".into(),
+            },
+            "Signups",
+        )?;
+        s.set_def_created(false, g.id, 1_700_000_000_000)?;
+        Ok(g.id)
+    };
+    let id = s.cluster_def_change(5, add).unwrap().unwrap().unwrap();
+    assert_eq!(s.cluster_defs_applied().unwrap(), 5);
+    assert_eq!(s.def_named(false, site, "Signups").unwrap(), Some(id));
+    let created: i64 = s
+        .conn
+        .query_row(
+            "SELECT epoch_ms(created_at) FROM goals WHERE id = ?",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        created, 1_700_000_000_000,
+        "the proposer's time, not this node's clock"
+    );
+    // A replay of index 5 is skipped; nothing is added twice.
+    assert!(s.cluster_def_change(5, add).unwrap().is_none());
+    // The same goal again at index 6 is refused: only the index moves.
+    match s.cluster_def_change(6, add).unwrap() {
+        Some(Err(DefError::Exists(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.cluster_defs_applied().unwrap(), 6);
+    let n: u64 = s
+        .conn
+        .query_row("SELECT count(*) FROM goals", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    // A dry run checks without making anything.
+    let other = |s: &Store| {
+        s.add_goal(
+            site,
+            Step {
+                kind: GoalKind::Page,
+                value: "/x".into(),
+            },
+            "X",
+        )
+        .map(|g| g.id)
+    };
+    assert!(s.def_dry_run(other).is_ok());
+    assert_eq!(s.def_named(false, site, "X").unwrap(), None);
+    assert!(s.def_exists(false, site, id).unwrap());
+}

@@ -30,6 +30,9 @@ use hitvault_server::{
     SiteInfo,
 };
 use hitvault_store::goals::{DefError, Funnel, Goal, Step};
+
+use super::cluster::{DefChange, step_pair};
+use crate::links::now_ms;
 use hitvault_store::{ImportStats, Reader, RecordBatch, Store};
 use hitvault_takeout::manifest::Filter;
 use hitvault_takeout::stream::{data_frame, end_frame, error_frame};
@@ -116,6 +119,8 @@ impl SiteAdmin for DaemonSites {
 /// Goal and funnel definitions.
 pub struct DaemonDefs {
     pub writer: Writer,
+    /// On a cluster node: changes go through the log.
+    pub cluster: Option<Arc<super::cluster::Gate>>,
 }
 
 impl DaemonDefs {
@@ -128,20 +133,104 @@ impl DaemonDefs {
             Unavailable::Busy => DefError::Unavailable("the store did not answer"),
         })?
     }
+
+    /// On a cluster node: checks `change` against this node's store (its
+    /// refusal at once), then makes it through the log, applied on every
+    /// node and here before this returns.
+    fn through_log(&self, gate: &super::cluster::Gate, change: DefChange) -> Result<(), DefError> {
+        let c = change.clone();
+        self.run(move |s| s.def_dry_run(|s| c.apply(s)))?;
+        let body = serde_json::to_vec(&change).expect("changes serialise");
+        match gate.propose_blocking(|origin| hitvault_cluster::Command::Definitions {
+            origin,
+            change: body,
+        }) {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(DefError::Invalid(format!(
+                "a change made at the same time on another node came first ({reason}); nothing \
+                 changed"
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a definitions change was not confirmed by the cluster");
+                Err(DefError::Unavailable(
+                    "the cluster did not confirm the change (no majority in time); try again",
+                ))
+            }
+        }
+    }
 }
 
 impl DefAdmin for DaemonDefs {
     fn add_goal(&self, site_id: u16, step: Step, name: String) -> Result<Goal, DefError> {
-        self.run(move |s| s.add_goal(site_id, step, &name))
+        let Some(gate) = &self.cluster else {
+            return self.run(move |s| s.add_goal(site_id, step, &name));
+        };
+        let change = DefChange::AddGoal {
+            site_id,
+            step: step_pair(&step),
+            name: name.clone(),
+            at_ms: now_ms() as i64,
+        };
+        self.through_log(gate, change)?;
+        let n = name.clone();
+        let id = self
+            .run(move |s| Ok(s.def_named(false, site_id, &n)?))?
+            .ok_or_else(|| DefError::Invalid(format!("goal {name:?} was removed meanwhile")))?;
+        Ok(Goal {
+            id,
+            site_id,
+            step,
+            display_name: name,
+        })
     }
     fn delete_goal(&self, site_id: u16, id: u32) -> Result<bool, DefError> {
-        self.run(move |s| Ok(s.delete_goal(site_id, id)?))
+        let Some(gate) = &self.cluster else {
+            return self.run(move |s| Ok(s.delete_goal(site_id, id)?));
+        };
+        if !self.run(move |s| Ok(s.def_exists(false, site_id, id)?))? {
+            return Ok(false);
+        }
+        match self.through_log(gate, DefChange::DeleteGoal { site_id, id }) {
+            Ok(()) => Ok(true),
+            // Another node removed it first.
+            Err(DefError::Invalid(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
     fn add_funnel(&self, site_id: u16, name: String, steps: Vec<Step>) -> Result<Funnel, DefError> {
-        self.run(move |s| s.add_funnel(site_id, &name, steps))
+        let Some(gate) = &self.cluster else {
+            return self.run(move |s| s.add_funnel(site_id, &name, steps));
+        };
+        let change = DefChange::AddFunnel {
+            site_id,
+            name: name.clone(),
+            steps: steps.iter().map(step_pair).collect(),
+            at_ms: now_ms() as i64,
+        };
+        self.through_log(gate, change)?;
+        let n = name.clone();
+        let id = self
+            .run(move |s| Ok(s.def_named(true, site_id, &n)?))?
+            .ok_or_else(|| DefError::Invalid(format!("funnel {name:?} was removed meanwhile")))?;
+        Ok(Funnel {
+            id,
+            site_id,
+            name,
+            steps,
+        })
     }
     fn delete_funnel(&self, site_id: u16, id: u32) -> Result<bool, DefError> {
-        self.run(move |s| Ok(s.delete_funnel(site_id, id)?))
+        let Some(gate) = &self.cluster else {
+            return self.run(move |s| Ok(s.delete_funnel(site_id, id)?));
+        };
+        if !self.run(move |s| Ok(s.def_exists(true, site_id, id)?))? {
+            return Ok(false);
+        }
+        match self.through_log(gate, DefChange::DeleteFunnel { site_id, id }) {
+            Ok(()) => Ok(true),
+            Err(DefError::Invalid(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

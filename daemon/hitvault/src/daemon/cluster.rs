@@ -35,7 +35,10 @@ use hitvault_cluster::{Acks, BasicNode, Command, Forwarder, Node};
 use hitvault_queue::Queue;
 use hitvault_server::ingest::Replication;
 
-use super::writer::Replicated;
+use hitvault_store::Store;
+use hitvault_store::goals::{DefError, GoalKind, Step};
+
+use super::writer::{Replicated, Unavailable, Writer};
 use crate::config::{Ack, ClusterConfig, Config};
 use crate::exit::Failure;
 
@@ -85,6 +88,8 @@ pub struct WriterApply {
     /// The state the store held at start.
     initial: Option<Vec<u8>>,
     accounts: Arc<Accounts>,
+    /// For definitions changes, applied at once (between the log's batches).
+    writer: Writer,
 }
 
 impl WriterApply {
@@ -92,11 +97,13 @@ impl WriterApply {
         tx: SyncSender<Replicated>,
         initial: Option<Vec<u8>>,
         accounts: Arc<Accounts>,
+        writer: Writer,
     ) -> WriterApply {
         WriterApply {
             tx: Mutex::new(tx),
             initial,
             accounts,
+            writer,
         }
     }
 }
@@ -120,6 +127,27 @@ impl Apply for WriterApply {
         self.accounts
             .apply_logged(index, record)
             .map_err(|e| format!("applying an accounts change: {e}"))
+    }
+
+    fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String> {
+        let change: DefChange = match serde_json::from_slice(change) {
+            Ok(c) => c,
+            Err(e) => return Ok(Some(format!("the change is unreadable: {e}"))),
+        };
+        loop {
+            let c = change.clone();
+            match self
+                .writer
+                .call(move |s, _| s.cluster_def_change(index, |s| c.apply(s)))
+            {
+                Ok(Ok(None | Some(Ok(())))) => return Ok(None),
+                Ok(Ok(Some(Err(e)))) => return Ok(Some(e.to_string())),
+                Ok(Err(e)) => return Err(format!("applying a definitions change: {e}")),
+                // A long turn of the writer: the log waits for it.
+                Err(Unavailable::Busy) => continue,
+                Err(Unavailable::Closed) => return Err("the store is closed".into()),
+            }
+        }
     }
 }
 
@@ -150,17 +178,18 @@ impl Gate {
     }
 }
 
-/// The accounts' changes go through the log: proposed on the runtime, the
-/// caller (a blocking thread) waits for the answer.
-impl Replicator for Gate {
-    fn propose(&self, record: &[u8]) -> Result<Option<String>, String> {
+impl Gate {
+    /// Proposes the command `make` builds (given this node's id) on the
+    /// runtime and waits, on the caller's (blocking) thread, until this
+    /// node applied it: see [`Node::propose`].
+    pub fn propose_blocking(
+        &self,
+        make: impl FnOnce(u64) -> Command,
+    ) -> Result<Option<String>, String> {
         let Some((n, rt)) = self.node.get() else {
             return Err("this cluster node is starting".into());
         };
-        let cmd = Command::Accounts {
-            origin: n.id,
-            record: record.to_vec(),
-        };
+        let cmd = make(n.id);
         let (tx, rx) = std::sync::mpsc::channel();
         let n = n.clone();
         rt.spawn(async move {
@@ -168,6 +197,16 @@ impl Replicator for Gate {
         });
         rx.recv_timeout(PROPOSE_TIMEOUT + Duration::from_secs(1))
             .unwrap_or_else(|_| Err("no answer in time".into()))
+    }
+}
+
+/// The accounts' changes go through the log.
+impl Replicator for Gate {
+    fn propose(&self, record: &[u8]) -> Result<Option<String>, String> {
+        self.propose_blocking(|origin| Command::Accounts {
+            origin,
+            record: record.to_vec(),
+        })
     }
 }
 
@@ -198,6 +237,90 @@ impl Replication for Gate {
 
     fn timeout(&self) -> Duration {
         ACK_TIMEOUT
+    }
+}
+
+/// A change to the goal and funnel definitions, as the log holds it: whole,
+/// with its creation time decided by the node that proposed it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DefChange {
+    AddGoal {
+        site_id: u16,
+        /// The step's kind (`event`, `page`) and value.
+        step: (String, String),
+        name: String,
+        at_ms: i64,
+    },
+    DeleteGoal {
+        site_id: u16,
+        id: u32,
+    },
+    AddFunnel {
+        site_id: u16,
+        name: String,
+        steps: Vec<(String, String)>,
+        at_ms: i64,
+    },
+    DeleteFunnel {
+        site_id: u16,
+        id: u32,
+    },
+}
+
+fn step_of((kind, value): &(String, String)) -> Result<Step, DefError> {
+    let kind =
+        GoalKind::parse(kind).ok_or_else(|| DefError::Invalid(format!("no step kind {kind:?}")))?;
+    Ok(Step {
+        kind,
+        value: value.clone(),
+    })
+}
+
+/// A step as [`DefChange`] holds it.
+pub fn step_pair(s: &Step) -> (String, String) {
+    (s.kind.name().to_owned(), s.value.clone())
+}
+
+impl DefChange {
+    /// Makes the change in `s` (inside the caller's transaction).
+    pub fn apply(&self, s: &Store) -> Result<(), DefError> {
+        match self {
+            DefChange::AddGoal {
+                site_id,
+                step,
+                name,
+                at_ms,
+            } => {
+                let g = s.add_goal(*site_id, step_of(step)?, name)?;
+                s.set_def_created(false, g.id, *at_ms)?;
+            }
+            DefChange::DeleteGoal { site_id, id } => {
+                if !s.delete_goal(*site_id, *id)? {
+                    return Err(DefError::Invalid(format!(
+                        "site {site_id} has no goal {id}"
+                    )));
+                }
+            }
+            DefChange::AddFunnel {
+                site_id,
+                name,
+                steps,
+                at_ms,
+            } => {
+                let steps = steps.iter().map(step_of).collect::<Result<Vec<_>, _>>()?;
+                let f = s.add_funnel(*site_id, name, steps)?;
+                s.set_def_created(true, f.id, *at_ms)?;
+            }
+            DefChange::DeleteFunnel { site_id, id } => {
+                if !s.delete_funnel(*site_id, *id)? {
+                    return Err(DefError::Invalid(format!(
+                        "site {site_id} has no funnel {id}"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

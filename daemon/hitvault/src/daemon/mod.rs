@@ -319,6 +319,7 @@ impl Wired {
             ua_key,
             cluster: cluster_prepared,
         } = prepared;
+        let (handle, inbox) = writer::channel();
         let gate = cfg
             .cluster
             .as_ref()
@@ -330,7 +331,7 @@ impl Wired {
                 let parts = cluster::Parts {
                     prepared,
                     log,
-                    apply: cluster::WriterApply::new(tx, state, accounts.clone()),
+                    apply: cluster::WriterApply::new(tx, state, accounts.clone(), handle.clone()),
                     accounts: accounts.clone(),
                     setup: (cfg.clone(), local),
                     queue: queue.clone(),
@@ -384,7 +385,6 @@ impl Wired {
             accounts: Some(accounts.clone()),
         };
         let hostnames = hitvault_server::hosts::Hostnames::new(cfg.hostnames.clone());
-        let (handle, inbox) = writer::channel();
         let exports = ExportsRunning::default();
         let retention = crate::retention::Policy::from_config(&cfg);
         let adapters = Adapters::new(
@@ -396,6 +396,7 @@ impl Wired {
             sites,
             declared,
             retention.clone(),
+            gate.clone(),
         );
         // Committed batches tell the realtime streams which sites changed.
         let commits = Commits::default();
@@ -636,6 +637,7 @@ impl Adapters {
         sites: Arc<RwLock<Arc<Sites>>>,
         declared: Vec<(String, Vec<String>)>,
         retention: crate::retention::Policy,
+        gate: Option<Arc<cluster::Gate>>,
     ) -> Adapters {
         Adapters {
             // Exports read on their own connections beside the writer.
@@ -645,6 +647,7 @@ impl Adapters {
             }),
             defs: Arc::new(DaemonDefs {
                 writer: writer.clone(),
+                cluster: gate,
             }),
             maintenance: Arc::new(DaemonMaintenance {
                 writer: writer.clone(),
