@@ -11,7 +11,8 @@
 //! node and a token made on another admit an API call on the third; a
 //! change on a node cut off is refused and never appears; the node that
 //! joined late holds the same accounts. A goal made on one node is listed
-//! with the same id by every node. Needs root (namespaces, nftables),
+//! with the same id by every node, and a site added at run time on one
+//! node takes hits on every node. Needs root (namespaces, nftables),
 //! as CI runs it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -361,6 +362,23 @@ fn api_status(slot: u64, secret: &str) -> u16 {
     .0
 }
 
+/// The sites node `n` lists: (origin, hostname).
+fn sites(nodes: &[Node], n: u64) -> Vec<(String, String)> {
+    let out = hitvault_ok(&["site", "list", "--json", "--data-dir", &data_dir(nodes, n)]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut s: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let origin = s["origin"].as_str().unwrap_or_default().to_owned();
+            (origin, s["hostname"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    s.sort();
+    s
+}
+
 /// The goals node `slot` lists for the shop: (id, name).
 fn goals(slot: u64, secret: &str) -> Vec<(u64, String)> {
     let (status, v) = api(slot, "GET", "/api/v1/sites/shop.test/goals", secret, "");
@@ -544,6 +562,37 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         others[0]
     );
 
+    // A site added at run time on one node: every node lists it with the
+    // same id and takes its hits.
+    hitvault_ok(&[
+        "site",
+        "add",
+        "blog.test",
+        "--data-dir",
+        &data_dir(&nodes, others[1]),
+    ]);
+    let want_sites = sites(&nodes, others[1]);
+    assert!(
+        want_sites.iter().any(|s| s.1 == "blog.test"),
+        "{want_sites:?}"
+    );
+    for n in &all {
+        assert_eq!(sites(&nodes, *n), want_sites, "node {n}");
+        let r = request(
+            http(*n),
+            "POST",
+            "/api/collect",
+            &[("User-Agent", CHROME_UA)],
+            format!(r#"{{"n":"pageview","u":"https://blog.test/from-node-{n}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 202, "node {n} refused a hit for the new site");
+    }
+    eprintln!(
+        "sites: blog.test added on node {}, known to every node",
+        others[1]
+    );
+
     // 1. SIGKILL the leader.
     eprintln!("inject: SIGKILL leader {first}");
     let killed = nodes[first as usize - 1].daemon.take().unwrap().kill();
@@ -675,11 +724,13 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         "node 4 does not know the token"
     );
     assert_eq!(goals(slot, &secret), want_goals, "node 4 lists other goals");
+    assert_eq!(sites(&nodes, 4), want_sites, "node 4 lists other sites");
     eprintln!(
         "load stopped: {} acknowledged; refusals by status (0: no answer): {refused:?}; all nodes applied log index {index}",
         acked.len()
     );
     let mut rows = Vec::new();
+    let mut site_rows = Vec::new();
     for node in &mut nodes {
         let stopped = node.daemon.take().unwrap().stop();
         // For a look at what each node did: HV_TEST_CLUSTER_LOGS=DIR.
@@ -691,6 +742,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
             );
         }
         rows.push(stopped.query("SELECT id, path FROM hits ORDER BY id"));
+        // The same site ids everywhere: each hit names the same hostname.
+        site_rows.push(stopped.query(
+            "SELECT h.id, s.id, s.hostname FROM hits h JOIN sites s ON s.id = h.site_id \
+             ORDER BY h.id",
+        ));
         node.stopped = Some(stopped);
     }
     let want: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
@@ -720,6 +776,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     for (i, r) in rows.iter().enumerate().skip(1) {
         assert_eq!(r, &rows[0], "node {} holds other rows than node 1", i + 1);
     }
+    for (i, r) in site_rows.iter().enumerate().skip(1) {
+        assert_eq!(r, &site_rows[0], "node {} gives hits other sites", i + 1);
+    }
+    let blog = site_rows[0].iter().filter(|r| r[2] == "blog.test").count();
+    assert_eq!(blog, NODES as usize, "the new site's hits, one per node");
     // Ids carry their node: every node took hits, the new one too.
     let origins: BTreeSet<u64> = rows[0]
         .iter()

@@ -53,3 +53,24 @@ pub fn info(row: SiteRow) -> SiteInfo {
         origin: row.origin,
     }
 }
+
+/// Adds the runtime sites `rows` has and `registry` lacks; replaces the
+/// registry if any were added.
+pub fn add_runtime(registry: &std::sync::RwLock<std::sync::Arc<Sites>>, rows: Vec<SiteRow>) {
+    let current = registry.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut next = (*current).clone();
+    let mut added = 0;
+    for row in rows {
+        if row.origin == "runtime" && next.resolve(&row.hostname).is_none() {
+            match next.add(&row.hostname, row.aliases.clone()) {
+                Ok(()) => added += 1,
+                Err(e) => {
+                    tracing::warn!(site = %row.hostname, error = %e, "an imported site conflicts; not served")
+                }
+            }
+        }
+    }
+    if added > 0 {
+        *registry.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(next);
+    }
+}

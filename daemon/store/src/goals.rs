@@ -134,6 +134,14 @@ fn next_id(conn: &duckdb::Connection, table: &str) -> Result<u32, duckdb::Error>
     )
 }
 
+/// What [`Store::set_created`] dates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Made {
+    Goal,
+    Funnel,
+    Site,
+}
+
 impl Store {
     /// Adds a goal to a site. Names are unique per site.
     pub fn add_goal(&self, site_id: u16, step: Step, display_name: &str) -> Result<Goal, DefError> {
@@ -257,38 +265,57 @@ impl Store {
     /// nothing but the index; a database error changes nothing at all and
     /// is returned). `None` when an earlier run applied it (a replay).
     pub fn cluster_def_change<T>(
-        &self,
+        &mut self,
         index: u64,
-        f: impl FnOnce(&Store) -> Result<T, DefError>,
+        f: impl FnOnce(&mut Store) -> Result<T, DefError>,
     ) -> Result<Option<Result<T, DefError>>, QueryError> {
         if index <= self.cluster_defs_applied()? {
             return Ok(None);
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let done = (|| {
-            let r = match f(self) {
-                // The database failed, not the change: nothing is applied
-                // (the log applies it again).
-                Err(DefError::Query(e)) => return Err(e),
-                r => r,
-            };
-            if r.is_err() {
-                self.conn.execute_batch("ROLLBACK; BEGIN TRANSACTION")?;
-            }
-            self.conn.execute(
+        let r = match f(self) {
+            // The database failed, not the change: nothing is applied (the
+            // log applies it again).
+            Err(DefError::Query(e)) => return Err(self.undo(e)),
+            r => r,
+        };
+        if r.is_err()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK; BEGIN TRANSACTION")
+        {
+            return Err(self.undo(e.into()));
+        }
+        let done = self
+            .conn
+            .execute(
                 "INSERT OR REPLACE INTO cluster_state VALUES (2, ?)",
                 [index.to_le_bytes().to_vec()],
-            )?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok::<_, QueryError>(r)
-        })();
-        match done {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+            )
+            .and_then(|_| self.conn.execute_batch("COMMIT"));
+        if let Err(e) = done {
+            return Err(self.undo(e.into()));
         }
+        self.refresh_sites()?;
+        Ok(Some(r))
+    }
+
+    /// Rolls back after `e` (the cached sites too); returns `e`.
+    fn undo(&mut self, e: QueryError) -> QueryError {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        let _ = self.refresh_sites();
+        e
+    }
+
+    /// Runs `f` and undoes what it did: the checks a change would pass
+    /// or fail, without making it.
+    pub fn def_dry_run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T, DefError>,
+    ) -> Result<T, DefError> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let r = f(self);
+        self.conn.execute_batch("ROLLBACK")?;
+        self.refresh_sites()?;
+        r
     }
 
     /// The id of a site's goal (or funnel) named `name`, if it has one.
@@ -320,27 +347,20 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Sets when goal or funnel `id` was made (unix ms): on a cluster node
-    /// the time its proposer decided, so every node stores the same row.
-    pub fn set_def_created(&self, funnel: bool, id: u32, at_ms: i64) -> Result<(), QueryError> {
-        let table = if funnel { "funnels" } else { "goals" };
+    /// Sets when a goal, a funnel or a site was made (unix ms): on a
+    /// cluster node the time its proposer decided, so every node stores the
+    /// same row.
+    pub fn set_created(&self, what: Made, id: u32, at_ms: i64) -> Result<(), QueryError> {
+        let table = match what {
+            Made::Goal => "goals",
+            Made::Funnel => "funnels",
+            Made::Site => "sites",
+        };
         self.conn.execute(
             &format!("UPDATE {table} SET created_at = to_timestamp(?::DOUBLE / 1000) WHERE id = ?"),
             duckdb::params![at_ms, id],
         )?;
         Ok(())
-    }
-
-    /// Runs `f` and undoes what it did: the checks a change would pass
-    /// or fail, without making it.
-    pub fn def_dry_run<T>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, DefError>,
-    ) -> Result<T, DefError> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let r = f(self);
-        self.conn.execute_batch("ROLLBACK")?;
-        r
     }
 
     /// Removes a funnel; false if the site has no such funnel.

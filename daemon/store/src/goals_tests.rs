@@ -437,9 +437,9 @@ fn bad_definitions_are_refused_with_the_reason() {
 
 #[test]
 fn a_cluster_definitions_change_applies_once_with_its_index_and_a_refusal_changes_nothing_else() {
-    let (_d, s, site) = store();
+    let (_d, mut s, site) = store();
     assert_eq!(s.cluster_defs_applied().unwrap(), 0);
-    let add = |s: &Store| {
+    let add = |s: &mut Store| {
         let g = s.add_goal(
             site,
             Step {
@@ -448,7 +448,7 @@ fn a_cluster_definitions_change_applies_once_with_its_index_and_a_refusal_change
             },
             "Signups",
         )?;
-        s.set_def_created(false, g.id, 1_700_000_000_000)?;
+        s.set_created(crate::goals::Made::Goal, g.id, 1_700_000_000_000)?;
         Ok(g.id)
     };
     let id = s.cluster_def_change(5, add).unwrap().unwrap().unwrap();
@@ -480,7 +480,7 @@ fn a_cluster_definitions_change_applies_once_with_its_index_and_a_refusal_change
         .unwrap();
     assert_eq!(n, 1);
     // A dry run checks without making anything.
-    let other = |s: &Store| {
+    let other = |s: &mut Store| {
         s.add_goal(
             site,
             Step {

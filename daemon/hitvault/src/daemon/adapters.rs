@@ -49,33 +49,14 @@ fn unavailable(e: Unavailable) -> AdminError {
     AdminError::Unavailable(e.to_string())
 }
 
-/// Adds the runtime sites `rows` has and `registry` lacks; replaces the
-/// registry if any were added.
-fn add_runtime_sites(registry: &RwLock<Arc<Sites>>, rows: Vec<hitvault_store::SiteRow>) {
-    let current = registry.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut next = (*current).clone();
-    let mut added = 0;
-    for row in rows {
-        if row.origin == "runtime" && next.resolve(&row.hostname).is_none() {
-            match next.add(&row.hostname, row.aliases.clone()) {
-                Ok(()) => added += 1,
-                Err(e) => {
-                    tracing::warn!(site = %row.hostname, error = %e, "an imported site conflicts; not served")
-                }
-            }
-        }
-    }
-    if added > 0 {
-        *registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-    }
-}
-
 /// Site management for the control socket.
 pub struct DaemonSites {
     pub writer: Writer,
     /// The ingest registry, swapped whole when a site is added.
     pub sites: Arc<RwLock<Arc<Sites>>>,
     pub declared: Vec<(String, Vec<String>)>,
+    /// On a cluster node: a site is added through the log.
+    pub cluster: Option<Arc<super::cluster::Gate>>,
 }
 
 impl SiteAdmin for DaemonSites {
@@ -100,6 +81,32 @@ impl SiteAdmin for DaemonSites {
         let mut next = (*current).clone();
         next.add(&host, aliases.clone())
             .map_err(|e| AdminError::Conflict(e.to_string()))?;
+        if let Some(gate) = &self.cluster {
+            // Every node stores it and learns it (the log applies it,
+            // registry included), this one before the answer.
+            let change = DefChange::AddSite {
+                hostname: host.clone(),
+                aliases,
+                at_ms: now_ms() as i64,
+            };
+            through_log(&self.writer, gate, change).map_err(|e| match e {
+                DefError::Exists(m) => AdminError::Conflict(format!("{m} already exists")),
+                DefError::Invalid(m) => AdminError::Invalid(m),
+                DefError::Unavailable(m) => AdminError::Unavailable(m.to_owned()),
+                DefError::Query(q) => AdminError::Internal(q.to_string()),
+            })?;
+            let rows = self
+                .writer
+                .call(|s, _| s.sites().map_err(|e| e.to_string()))
+                .map_err(unavailable)?
+                .map_err(AdminError::Internal)?;
+            let row = rows
+                .into_iter()
+                .find(|r| r.hostname == host)
+                .ok_or_else(|| AdminError::Internal(format!("site {host:?} is not stored")))?;
+            tracing::info!(site = %row.hostname, "site added through the cluster");
+            return Ok(crate::sites::info(row));
+        }
         let row = self
             .writer
             .call(move |s, _| s.upsert_site(&host, &aliases, "runtime"))
@@ -133,31 +140,6 @@ impl DaemonDefs {
             Unavailable::Busy => DefError::Unavailable("the store did not answer"),
         })?
     }
-
-    /// On a cluster node: checks `change` against this node's store (its
-    /// refusal at once), then makes it through the log, applied on every
-    /// node and here before this returns.
-    fn through_log(&self, gate: &super::cluster::Gate, change: DefChange) -> Result<(), DefError> {
-        let c = change.clone();
-        self.run(move |s| s.def_dry_run(|s| c.apply(s)))?;
-        let body = serde_json::to_vec(&change).expect("changes serialise");
-        match gate.propose_blocking(|origin| hitvault_cluster::Command::Definitions {
-            origin,
-            change: body,
-        }) {
-            Ok(None) => Ok(()),
-            Ok(Some(reason)) => Err(DefError::Invalid(format!(
-                "a change made at the same time on another node came first ({reason}); nothing \
-                 changed"
-            ))),
-            Err(e) => {
-                tracing::warn!(error = %e, "a definitions change was not confirmed by the cluster");
-                Err(DefError::Unavailable(
-                    "the cluster did not confirm the change (no majority in time); try again",
-                ))
-            }
-        }
-    }
 }
 
 impl DefAdmin for DaemonDefs {
@@ -171,7 +153,7 @@ impl DefAdmin for DaemonDefs {
             name: name.clone(),
             at_ms: now_ms() as i64,
         };
-        self.through_log(gate, change)?;
+        through_log(&self.writer, gate, change)?;
         let n = name.clone();
         let id = self
             .run(move |s| Ok(s.def_named(false, site_id, &n)?))?
@@ -190,7 +172,7 @@ impl DefAdmin for DaemonDefs {
         if !self.run(move |s| Ok(s.def_exists(false, site_id, id)?))? {
             return Ok(false);
         }
-        match self.through_log(gate, DefChange::DeleteGoal { site_id, id }) {
+        match through_log(&self.writer, gate, DefChange::DeleteGoal { site_id, id }) {
             Ok(()) => Ok(true),
             // Another node removed it first.
             Err(DefError::Invalid(_)) => Ok(false),
@@ -207,7 +189,7 @@ impl DefAdmin for DaemonDefs {
             steps: steps.iter().map(step_pair).collect(),
             at_ms: now_ms() as i64,
         };
-        self.through_log(gate, change)?;
+        through_log(&self.writer, gate, change)?;
         let n = name.clone();
         let id = self
             .run(move |s| Ok(s.def_named(true, site_id, &n)?))?
@@ -226,10 +208,44 @@ impl DefAdmin for DaemonDefs {
         if !self.run(move |s| Ok(s.def_exists(true, site_id, id)?))? {
             return Ok(false);
         }
-        match self.through_log(gate, DefChange::DeleteFunnel { site_id, id }) {
+        match through_log(&self.writer, gate, DefChange::DeleteFunnel { site_id, id }) {
             Ok(()) => Ok(true),
             Err(DefError::Invalid(_)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// On a cluster node: checks `change` against this node's store (its
+/// refusal at once), then makes it through the log, applied on every node
+/// and here before this returns.
+fn through_log(
+    writer: &Writer,
+    gate: &super::cluster::Gate,
+    change: DefChange,
+) -> Result<(), DefError> {
+    let c = change.clone();
+    writer
+        .call(move |s, _| s.def_dry_run(|s| c.apply(s)))
+        .map_err(|e| match e {
+            Unavailable::Closed => DefError::Unavailable("the store is closed"),
+            Unavailable::Busy => DefError::Unavailable("the store did not answer"),
+        })??;
+    let body = serde_json::to_vec(&change).expect("changes serialise");
+    match gate.propose_blocking(|origin| hitvault_cluster::Command::Definitions {
+        origin,
+        change: body,
+    }) {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(DefError::Invalid(format!(
+            "a change made at the same time on another node came first ({reason}); nothing \
+             changed"
+        ))),
+        Err(e) => {
+            tracing::warn!(error = %e, "a change was not confirmed by the cluster");
+            Err(DefError::Unavailable(
+                "the cluster did not confirm the change (no majority in time); try again",
+            ))
         }
     }
 }
@@ -487,7 +503,7 @@ impl DaemonMaintenance {
             .call(|s, _| s.sites().map_err(|e| e.to_string()))
             .map_err(unavailable)?
             .map_err(AdminError::Internal)?;
-        add_runtime_sites(&self.sites, rows);
+        crate::sites::add_runtime(&self.sites, rows);
         Ok(())
     }
 }

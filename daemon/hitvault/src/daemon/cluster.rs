@@ -36,7 +36,7 @@ use hitvault_queue::Queue;
 use hitvault_server::ingest::Replication;
 
 use hitvault_store::Store;
-use hitvault_store::goals::{DefError, GoalKind, Step};
+use hitvault_store::goals::{DefError, GoalKind, Made, Step};
 
 use super::writer::{Replicated, Unavailable, Writer};
 use crate::config::{Ack, ClusterConfig, Config};
@@ -90,6 +90,8 @@ pub struct WriterApply {
     accounts: Arc<Accounts>,
     /// For definitions changes, applied at once (between the log's batches).
     writer: Writer,
+    /// Ingest's registry of sites, which a site added through the log joins.
+    sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
 }
 
 impl WriterApply {
@@ -98,12 +100,14 @@ impl WriterApply {
         initial: Option<Vec<u8>>,
         accounts: Arc<Accounts>,
         writer: Writer,
+        sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
     ) -> WriterApply {
         WriterApply {
             tx: Mutex::new(tx),
             initial,
             accounts,
             writer,
+            sites,
         }
     }
 }
@@ -134,14 +138,28 @@ impl Apply for WriterApply {
             Ok(c) => c,
             Err(e) => return Ok(Some(format!("the change is unreadable: {e}"))),
         };
+        let site = matches!(change, DefChange::AddSite { .. });
         loop {
             let c = change.clone();
-            match self
-                .writer
-                .call(move |s, _| s.cluster_def_change(index, |s| c.apply(s)))
-            {
-                Ok(Ok(None | Some(Ok(())))) => return Ok(None),
-                Ok(Ok(Some(Err(e)))) => return Ok(Some(e.to_string())),
+            let r = self.writer.call(move |s, _| {
+                let r = s.cluster_def_change(index, |s| c.apply(s))?;
+                // A new site: ingest's registry learns it here.
+                let rows = match (&r, site) {
+                    (Some(Ok(())), true) => Some(s.sites()?),
+                    _ => None,
+                };
+                Ok::<_, hitvault_store::QueryError>((r, rows))
+            });
+            match r {
+                Ok(Ok((r, rows))) => {
+                    if let Some(rows) = rows {
+                        crate::sites::add_runtime(&self.sites, rows);
+                    }
+                    return Ok(match r {
+                        None | Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e.to_string()),
+                    });
+                }
                 Ok(Err(e)) => return Err(format!("applying a definitions change: {e}")),
                 // A long turn of the writer: the log waits for it.
                 Err(Unavailable::Busy) => continue,
@@ -266,6 +284,12 @@ pub enum DefChange {
         site_id: u16,
         id: u32,
     },
+    /// A site added at run time (its hostname and aliases normalised).
+    AddSite {
+        hostname: String,
+        aliases: Vec<String>,
+        at_ms: i64,
+    },
 }
 
 fn step_of((kind, value): &(String, String)) -> Result<Step, DefError> {
@@ -284,7 +308,7 @@ pub fn step_pair(s: &Step) -> (String, String) {
 
 impl DefChange {
     /// Makes the change in `s` (inside the caller's transaction).
-    pub fn apply(&self, s: &Store) -> Result<(), DefError> {
+    pub fn apply(&self, s: &mut Store) -> Result<(), DefError> {
         match self {
             DefChange::AddGoal {
                 site_id,
@@ -293,7 +317,7 @@ impl DefChange {
                 at_ms,
             } => {
                 let g = s.add_goal(*site_id, step_of(step)?, name)?;
-                s.set_def_created(false, g.id, *at_ms)?;
+                s.set_created(Made::Goal, g.id, *at_ms)?;
             }
             DefChange::DeleteGoal { site_id, id } => {
                 if !s.delete_goal(*site_id, *id)? {
@@ -310,7 +334,7 @@ impl DefChange {
             } => {
                 let steps = steps.iter().map(step_of).collect::<Result<Vec<_>, _>>()?;
                 let f = s.add_funnel(*site_id, name, steps)?;
-                s.set_def_created(true, f.id, *at_ms)?;
+                s.set_created(Made::Funnel, f.id, *at_ms)?;
             }
             DefChange::DeleteFunnel { site_id, id } => {
                 if !s.delete_funnel(*site_id, *id)? {
@@ -318,6 +342,24 @@ impl DefChange {
                         "site {site_id} has no funnel {id}"
                     )));
                 }
+            }
+            DefChange::AddSite {
+                hostname,
+                aliases,
+                at_ms,
+            } => {
+                let row = s
+                    .upsert_site(hostname, aliases, "runtime")
+                    .map_err(|e| match e {
+                        hitvault_store::QueryError::SiteExists(h) => {
+                            DefError::Exists(format!("site {h:?}"))
+                        }
+                        e @ hitvault_store::QueryError::TooManySites(_) => {
+                            DefError::Invalid(e.to_string())
+                        }
+                        other => DefError::Query(other),
+                    })?;
+                s.set_created(Made::Site, u32::from(row.id), *at_ms)?;
             }
         }
         Ok(())

@@ -331,7 +331,13 @@ impl Wired {
                 let parts = cluster::Parts {
                     prepared,
                     log,
-                    apply: cluster::WriterApply::new(tx, state, accounts.clone(), handle.clone()),
+                    apply: cluster::WriterApply::new(
+                        tx,
+                        state,
+                        accounts.clone(),
+                        handle.clone(),
+                        sites.clone(),
+                    ),
                     accounts: accounts.clone(),
                     setup: (cfg.clone(), local),
                     queue: queue.clone(),
@@ -647,7 +653,7 @@ impl Adapters {
             }),
             defs: Arc::new(DaemonDefs {
                 writer: writer.clone(),
-                cluster: gate,
+                cluster: gate.clone(),
             }),
             maintenance: Arc::new(DaemonMaintenance {
                 writer: writer.clone(),
@@ -661,6 +667,7 @@ impl Adapters {
                 writer: writer.clone(),
                 sites,
                 declared,
+                cluster: gate,
             }),
         }
     }
