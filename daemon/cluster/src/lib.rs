@@ -125,9 +125,10 @@ pub fn id_floor(node: NodeId) -> u64 {
 pub const MAX_NODE_ID: NodeId = (1 << (64 - ID_SHIFT)) - 1;
 
 /// How the cluster's timing is set: elections after 0.75 to 1.5 s without
-/// a leader's heartbeat (sent every 200 ms); a follower also refuses to vote
-/// while it heard from a leader within 1.5 s (openraft's leader lease), so a
-/// dead leader is replaced within about 2.5 s.
+/// a leader's heartbeat (sent every 200 ms), called by [`elections`] after a
+/// pre-vote; a follower also refuses to vote while it heard from a leader
+/// within 1.5 s (openraft's leader lease), so a dead leader is replaced
+/// within about 2.5 s.
 pub fn raft_config() -> openraft::Config {
     openraft::Config {
         cluster_name: "hitvault".into(),
@@ -140,6 +141,8 @@ pub fn raft_config() -> openraft::Config {
         max_in_snapshot_log_to_keep: u64::MAX,
         // An entry holds at most MAX_PROPOSAL_BYTES; this bounds a frame.
         max_payload_entries: 16,
+        // Elections are called by `elections`, after a pre-vote.
+        enable_elect: false,
         ..Default::default()
     }
 }
@@ -245,7 +248,9 @@ impl Node {
     /// leader and a majority answered within [`ELECTION_TIMEOUT_MAX`], or
     /// it follows a leader it heard from that recently.
     pub fn in_quorum(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        // Borrowed, not cloned: this runs on every ingest request.
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
         let limit = ELECTION_TIMEOUT_MAX.as_millis() as u64;
         match m.state {
             openraft::ServerState::Leader => m.millis_since_quorum_ack.is_some_and(|ms| ms < limit),
@@ -454,54 +459,95 @@ pub async fn form(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<b
     }
 }
 
-/// How long a voter may be without a leader before [`break_ties`] calls an
-/// election itself.
-pub const STALL: Duration = ELECTION_TIMEOUT_MAX;
+/// The shortest wait for a leader before a voter asks for an election.
+pub const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(750);
 
-/// Breaks split votes. openraft 0.9 draws a node's election timeout once per
-/// process and keeps it (the per-campaign redraw is on the 0.10 line only),
-/// so two surviving voters of three whose timeouts lie within a round trip
-/// of each other can split every vote and never elect a leader. A voter that
-/// has seen no leader for [`STALL`] waits a random 0 to 800 ms, drawn anew
-/// each time, and then calls an election: the two no longer start together.
-/// (Seen here: a follower back from a partition, with a higher term, makes
-/// the leader step down, and the two then stood together round after round
-/// until this called an election.)
-pub async fn break_ties(raft: Raft) {
+/// Whether this node would vote in an election now (the pre-vote's
+/// answer): it is not a leader a majority answered recently, and it heard
+/// from no leader within [`ELECTION_TIMEOUT_MIN`].
+pub fn would_vote(raft: &Raft, contact: &net::Contact) -> bool {
+    let rx = raft.metrics();
+    let m = rx.borrow();
+    match m.state {
+        openraft::ServerState::Leader => m
+            .millis_since_quorum_ack
+            .is_none_or(|ms| ms >= ELECTION_TIMEOUT_MAX.as_millis() as u64),
+        _ => contact.millis_since() >= ELECTION_TIMEOUT_MIN.as_millis() as u64,
+    }
+}
+
+/// A wait drawn anew for each round: 0.75 to 1.5 s.
+fn election_wait() -> Duration {
     use std::hash::BuildHasher;
-    let mut since: Option<std::time::Instant> = None;
+    let spread = (ELECTION_TIMEOUT_MAX - ELECTION_TIMEOUT_MIN).as_millis() as u64;
+    let jitter =
+        std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now()) % spread;
+    ELECTION_TIMEOUT_MIN + Duration::from_millis(jitter)
+}
+
+/// Calls this node's elections, with a pre-vote: openraft's own election
+/// timer is off ([`raft_config`]). A voter that heard from no leader for a
+/// wait drawn anew each round (0.75 to 1.5 s) asks the other voters whether
+/// they would vote; only when a majority (itself included) would does it
+/// start an election. So a node cut off from the others never raises its
+/// term, and coming back it disturbs no leader (openraft 0.9 has no
+/// pre-vote of its own); and two voters never tie round after round
+/// (openraft 0.9 draws one election timeout per process and keeps it).
+pub async fn elections(node: Node) {
+    let mut wait = election_wait();
+    let mut last = std::time::Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let m = raft.metrics().borrow().clone();
-        if m.state == openraft::ServerState::Shutdown {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (state, term, voters) = {
+            let rx = node.raft.metrics();
+            let m = rx.borrow();
+            let mem = m.membership_config.membership();
+            let voters: Vec<(NodeId, String)> = mem
+                .voter_ids()
+                .filter_map(|v| mem.get_node(&v).map(|n| (v, n.addr.clone())))
+                .collect();
+            (m.state, m.current_term, voters)
+        };
+        if state == openraft::ServerState::Shutdown {
             return;
         }
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == m.id);
-        if m.current_leader.is_some() || !voter {
-            since = None;
+        if state == openraft::ServerState::Leader || !voters.iter().any(|(v, _)| *v == node.id) {
             continue;
         }
-        let t = *since.get_or_insert_with(std::time::Instant::now);
-        if t.elapsed() < STALL {
+        let quiet = Duration::from_millis(node.contact.millis_since());
+        if quiet < wait || last.elapsed() < wait {
             continue;
         }
-        let jitter = std::collections::hash_map::RandomState::new()
-            .hash_one(std::time::Instant::now())
-            % 800;
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
-        if raft.current_leader().await.is_none() {
+        let calls = voters
+            .iter()
+            .filter(|(v, _)| *v != node.id)
+            .map(|(v, addr)| {
+                let mut peer = net::Peer::new(*v, addr.clone(), node.key.clone());
+                async move {
+                    matches!(
+                        peer.call(&net::Request::PreVote, Duration::from_millis(300))
+                            .await,
+                        Ok(net::Answer::PreVote(true))
+                    )
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut granted = 1;
+        for c in calls {
+            granted += usize::from(c.await);
+        }
+        if granted * 2 > voters.len() {
             tracing::info!(
-                node = m.id,
-                term = m.current_term,
-                "no leader for a while: calling an election"
+                node = node.id,
+                term,
+                granted,
+                voters = voters.len(),
+                "no leader heard from: a majority would vote; calling an election"
             );
-            let _ = raft.trigger().elect().await;
+            let _ = node.raft.trigger().elect().await;
         }
-        since = Some(std::time::Instant::now());
+        last = std::time::Instant::now();
+        wait = election_wait();
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Request {
     /// A proposal from a follower, for the leader to write.
     Forward(Command),
     Status,
+    /// Would you vote in an election now (you know no live leader)?
+    PreVote,
 }
 
 /// What a forwarded proposal became.
@@ -58,6 +60,7 @@ pub enum Answer {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Forward(Forwarded),
     Status(Box<Status>),
+    PreVote(bool),
 }
 
 /// When this node last heard from a leader (an append entries request,
@@ -284,6 +287,7 @@ pub async fn serve(
                     Request::Vote(v) => Answer::Vote(raft.vote(v).await),
                     Request::Forward(c) => Answer::Forward(propose_here(&raft, c).await),
                     Request::Status => Answer::Status(Box::new(status())),
+                    Request::PreVote => Answer::PreVote(crate::would_vote(&raft, &contact)),
                 };
                 if let Err(e) = wire::write(&mut s, &key, ANSWER, &answer).await {
                     tracing::debug!(%peer, error = %e, "a cluster answer was not sent");

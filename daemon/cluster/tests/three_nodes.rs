@@ -133,7 +133,7 @@ async fn start(
         Arc::new(move || hitvault_cluster::status(&r, &s, &a)),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    tokio::spawn(hitvault_cluster::break_ties(raft.clone()));
+    tokio::spawn(hitvault_cluster::elections(node.clone()));
     tokio::spawn(
         Forwarder::new(
             id,

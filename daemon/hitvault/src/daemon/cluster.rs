@@ -453,7 +453,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
             cfg.bind
         );
     }
-    tokio::spawn(hitvault_cluster::break_ties(raft.clone()));
+    tokio::spawn(hitvault_cluster::elections(node.clone()));
     tokio::spawn(hitvault_cluster::report(raft.clone()));
     tokio::spawn(Forwarder::new(me, raft, queue, acks, key, stop).run(own));
     let _ = gate
