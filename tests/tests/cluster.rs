@@ -898,3 +898,46 @@ fn a_node_with_accounts_made_alone_does_not_start_as_a_cluster_node_and_says_why
         .unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains("\"alone\""));
 }
+
+#[test]
+fn a_cluster_node_refuses_imports_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("cluster.key");
+    std::fs::write(&key, "a-cluster-key-of-more-than-32-bytes-for-the-test\n").unwrap();
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nenable = true\nnode_id = 1\nbind = \"127.0.0.1:{}\"\nkey_file = \"{}\"\n",
+            hitvault_tests::free_port(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config.to_str().unwrap();
+    let fixture = hitvault_tests::plausible_fixture();
+    for args in [
+        vec!["import", tmp.path().to_str().unwrap()],
+        vec![
+            "import-plausible",
+            "--site",
+            "shop.test",
+            fixture.to_str().unwrap(),
+        ],
+    ] {
+        let mut full = vec!["--config", cfg];
+        full.extend(args.iter().copied());
+        full.extend(["--data-dir", data.to_str().unwrap()]);
+        let out = hitvault(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was taken: {err}");
+        assert!(
+            err.contains("a cluster node takes no imports yet")
+                && err.contains("nothing was imported"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was written: no store was even made.
+    assert!(!data.join("hitvault.duckdb").exists());
+}

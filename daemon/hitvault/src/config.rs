@@ -1326,6 +1326,11 @@ fn parse_log_format(key: &str, origin: &str, v: &str) -> Result<LogFormat, Confi
     }
 }
 
+/// Why a cluster node refuses an import.
+pub const NO_IMPORT_ON_CLUSTER: &str = "a cluster node takes no imports yet: they are not replicated through the cluster's log, so \
+ the nodes' data would differ (and the ids of sites, goals and funnels made later with \
+ them); nothing was imported. See docs/operations/cluster.md#what-is-replicated";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ use crate::exit::{Exit, Failure, OrExit};
 
 /// `hitvault import DIR`: checks everything, then loads it in one transaction.
 pub fn import(cfg: &Config, dir: &Path) -> Result<(), Failure> {
+    crate::cli::refuse_on_cluster(cfg)?;
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
     let started = Instant::now();
     let m = hitvault_takeout::manifest::read_manifest(dir).or_exit(Exit::Usage)?;

@@ -20,6 +20,7 @@ use crate::exit::{Exit, Failure, OrExit};
 
 /// `hitvault import-plausible --site HOST PATH`.
 pub fn import(cfg: &Config, site: &str, path: &Path) -> Result<(), Failure> {
+    crate::cli::refuse_on_cluster(cfg)?;
     let started = Instant::now();
     let (set, counts) = hitvault_plausible::read_export(path)
         .or_exit_with(Exit::Usage, |e| format!("nothing imported: {e}"))?;

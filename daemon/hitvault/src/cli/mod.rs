@@ -19,3 +19,14 @@ pub mod site;
 pub mod takeout;
 pub mod token;
 pub mod user;
+
+/// Refuses a command a cluster node does not take yet (imports: they are
+/// not replicated through the log).
+pub fn refuse_on_cluster(cfg: &crate::config::Config) -> Result<(), crate::exit::Failure> {
+    if cfg.cluster.is_some() {
+        return Err(crate::exit::Failure::usage(
+            crate::config::NO_IMPORT_ON_CLUSTER.to_owned(),
+        ));
+    }
+    Ok(())
+}

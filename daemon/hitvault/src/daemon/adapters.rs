@@ -478,6 +478,8 @@ pub struct DaemonMaintenance {
     pub sites: Arc<RwLock<Arc<Sites>>>,
     /// Retention periods and the archive, for prunes.
     pub retention: Policy,
+    /// A cluster node: imports are refused (not replicated yet).
+    pub clustered: bool,
 }
 
 impl DaemonMaintenance {
@@ -554,6 +556,11 @@ impl Maintenance for DaemonMaintenance {
         body: &mut dyn std::io::Read,
     ) -> Result<serde_json::Value, AdminError> {
         use hitvault_takeout::stream::{Frame, read_frame};
+        if self.clustered {
+            return Err(AdminError::Invalid(
+                crate::config::NO_IMPORT_ON_CLUSTER.into(),
+            ));
+        }
         let mut body = body;
         // Hit ids are queue seqs: from now on the queue numbers above every
         // imported id and above a reserved range, and everything it numbered
@@ -619,6 +626,11 @@ impl Maintenance for DaemonMaintenance {
     }
 
     fn import_plausible(&self, body: &[u8]) -> Result<serde_json::Value, AdminError> {
+        if self.clustered {
+            return Err(AdminError::Invalid(
+                crate::config::NO_IMPORT_ON_CLUSTER.into(),
+            ));
+        }
         let wire: hitvault_plausible::ImportBody = serde_json::from_slice(body)
             .map_err(|e| AdminError::Invalid(format!("not an import-plausible body: {e}")))?;
         let (site, set) = wire.into_set().map_err(AdminError::Invalid)?;

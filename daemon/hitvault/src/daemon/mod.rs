@@ -662,6 +662,7 @@ impl Adapters {
                 tmp: cfg.data_dir.join(TMP_DIR),
                 sites: sites.clone(),
                 retention,
+                clustered: gate.is_some(),
             }),
             sites: Arc::new(DaemonSites {
                 writer: writer.clone(),
