@@ -160,7 +160,7 @@ impl Stats {
         } else {
             base_hits(w, filters)?
         };
-        let mut rows = raw::breakdown(&self.conn, &b, dim, limit)?;
+        let mut rows = raw::breakdown(&self.conn, &b, dim, limit, None)?;
         if dim == Dim::Page {
             let mut k = Kpis::default();
             engagement::attach(&self.conn, w, filters, &mut k, Some(&mut rows))?;

@@ -6,21 +6,19 @@ use duckdb::{Connection, params_from_iter};
 
 use crate::stats::model::{Dim, Filter, Interval, Kpis, Overview, Point, Row, StatsError, Window};
 use crate::stats::sql::{
-    Sql, base, base_hits, buckets, conds, hits_cte, local_expr, selection_cte,
+    LABEL, Sql, base, base_hits, buckets, conds, hits_cte, local_expr, selection_cte,
 };
 
-/// The KPIs of the selection `base` makes (`sel`, `sess_sel`).
+/// The KPIs of the selection `base` makes (`sel`, `sess_sel`), each
+/// relation read once (a CTE read more than once is materialised whole).
 pub(crate) fn kpis(conn: &Connection, base: &Sql) -> Result<Kpis, StatsError> {
     let text = format!(
         "{}
-        SELECT
-          (SELECT count(DISTINCT visitor) FROM sel),
-          (SELECT count(*) FILTER (WHERE kind = 0) FROM sel),
-          (SELECT count(*) FILTER (WHERE kind = 1) FROM sel),
-          (SELECT count(*) FROM sess_sel),
-          (SELECT count(*) FILTER (WHERE pv = 1 AND ev = 0) FROM sess_sel),
-          (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM sess_sel),
-          (SELECT coalesce(sum(pv), 0) FROM sess_sel)",
+        SELECT * FROM
+          (SELECT count(DISTINCT visitor), count(*) FILTER (WHERE kind = 0),
+                  count(*) FILTER (WHERE kind = 1) FROM sel),
+          (SELECT count(*), count(*) FILTER (WHERE pv = 1 AND ev = 0),
+                  coalesce(avg(dur_us), 0) / 1e6, coalesce(sum(pv), 0) FROM sess_sel)",
         base.text
     );
     let mut stmt = conn.prepare(&text)?;
@@ -59,20 +57,21 @@ pub(crate) fn timeseries(
 ) -> Result<Vec<Point>, StatsError> {
     let (local_hit, local_sess) = (local_expr(w, "ts"), local_expr(w, "t0"));
     let unit = interval.unit();
+    // Grouped by the bucket's start, labelled once per bucket (formatting
+    // every hit's time was a third of a filtered year's series).
     let text = format!(
         "{b}
         , hb AS (
-          SELECT strftime(date_trunc('{unit}', {local_hit}), '%Y-%m-%dT%H:%M:%S') AS b,
+          SELECT date_trunc('{unit}', {local_hit}) AS b,
                  count(DISTINCT visitor) AS visitors,
                  count(*) FILTER (WHERE kind = 0) AS pageviews
           FROM sel GROUP BY b
         ), sb AS (
-          SELECT strftime(date_trunc('{unit}', {local_sess}), '%Y-%m-%dT%H:%M:%S') AS b,
-                 count(*) AS sessions
+          SELECT date_trunc('{unit}', {local_sess}) AS b, count(*) AS sessions
           FROM sess_sel GROUP BY b
         )
-        SELECT coalesce(hb.b, sb.b), coalesce(visitors, 0), coalesce(pageviews, 0),
-               coalesce(sessions, 0)
+        SELECT strftime(coalesce(hb.b, sb.b), '{LABEL}'), coalesce(visitors, 0),
+               coalesce(pageviews, 0), coalesce(sessions, 0)
         FROM hb FULL OUTER JOIN sb ON hb.b = sb.b",
         b = base.text
     );
@@ -96,12 +95,15 @@ pub(crate) fn timeseries(
         .collect())
 }
 
-/// The top `limit` values of `dim` in the selection `base` makes.
+/// The top `limit` values of `dim` in the selection `base` makes. `visitors`
+/// is the selection's visitors if the caller knows them already (the share's
+/// denominator; counting them is a third of a panel's cost).
 pub(crate) fn breakdown(
     conn: &Connection,
     base: &Sql,
     dim: Dim,
     limit: usize,
+    visitors: Option<u64>,
 ) -> Result<Vec<Row>, StatsError> {
     let (from, value, count, extra) = if dim.is_session() {
         ("sess_sel", dim.expr(), "count(*)", "")
@@ -110,9 +112,13 @@ pub(crate) fn breakdown(
     } else {
         ("sel", dim.expr(), "count(*) FILTER (WHERE kind = 0)", "")
     };
+    let total = match visitors {
+        Some(n) => format!("SELECT {n}::BIGINT AS n"),
+        None => "SELECT count(DISTINCT visitor) AS n FROM sel".to_owned(),
+    };
     let text = format!(
         "{b}
-        , total AS (SELECT count(DISTINCT visitor) AS n FROM sel)
+        , total AS ({total})
         , per AS (
           SELECT {value} AS v, visitor, {count} AS c FROM {from} {extra} GROUP BY v, visitor
         )
@@ -215,7 +221,12 @@ pub(crate) fn overview(
         let series = timeseries(conn, &cached, w, interval)?;
         let breakdowns = panels
             .iter()
-            .map(|d| Ok((*d, breakdown(conn, &cached, *d, limit)?)))
+            .map(|d| {
+                Ok((
+                    *d,
+                    breakdown(conn, &cached, *d, limit, Some(current.visitors))?,
+                ))
+            })
             .collect::<Result<Vec<_>, StatsError>>()?;
         Ok(Overview {
             kpis: current,
