@@ -146,6 +146,9 @@ fn hits_cte_in(site_id: u16, ranges: &[(i64, i64)], c: &Conds) -> Sql {
     }
 }
 
+/// The most stretches of a window [`touched_sessions`] splits it into.
+const MAX_PIECES: usize = 32;
+
 /// A query of the sessions with a selected hit (the columns of `sessions`)
 /// in `w`, for conditions on hits only (`c.sess_free()`). On the `whole`
 /// days (UTC day numbers of whole days of `w`, in order; see
@@ -177,6 +180,11 @@ pub(crate) fn touched_sessions(w: &Window, c: &Conds, whole: &[i32]) -> Result<S
     }
     if cur < to || runs.is_empty() {
         rest.push((cur, to));
+    }
+    // Each piece is a scan of its own (two for the rest); whole days
+    // scattered over a long window are not worth hundreds of them.
+    if rest.len() > MAX_PIECES {
+        return touched_sessions(w, c, &[]);
     }
     let mut parts = Vec::new();
     let mut params = Vec::new();
