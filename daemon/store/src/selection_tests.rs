@@ -576,3 +576,198 @@ fn filtered_numbers_follow_the_rules_hit_by_hit() {
         "{nonzero} filters select a part"
     );
 }
+
+/// The overview answers panels of dimensions a visitor mostly keeps from
+/// one row per visitor, bucket and combination of values, and only the
+/// visitors with several such rows by (value, visitor). The fixture's
+/// visitors change country and browser between runs, often within a day
+/// and an hour: every panel, the chart and the KPIs are held to the model,
+/// by day and by hour, with and without filters.
+#[test]
+fn overview_panels_per_visitor_follow_the_rules() {
+    let hits = fixture();
+    let (_dir, s, id) = store_with(&hits);
+    let st = s.stats().unwrap();
+    let (w, prev) = (window(id, 0, 3), window(id, -1, 0));
+    let panels = [
+        Dim::Country,
+        Dim::Browser,
+        Dim::Page,
+        Dim::Event,
+        Dim::EntryPage,
+    ];
+    let filter_sets: Vec<Vec<Filter>> = vec![
+        vec![],
+        vec![f(Dim::Country, Op::Is, "DE")],
+        vec![f(Dim::Browser, Op::IsNot, "Chrome")],
+        vec![f(Dim::Page, Op::Contains, "docs")],
+        vec![p("plan", Op::IsNot, "pro")],
+    ];
+    // Visitors (per UTC day) with more than one country or browser in the
+    // window: the rows the panels group by (value, visitor).
+    let mut seen: BTreeMap<Key, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    for &i in &Model::new(&hits, &w, &[]).sel {
+        let h = &hits[i];
+        let key = (h.visitor, h.ts_ms.div_euclid(DAY_MS));
+        seen.entry(key)
+            .or_default()
+            .insert((h.country.as_str(), h.browser.as_str()));
+    }
+    let mixed = seen.values().filter(|v| v.len() > 1).count();
+    assert!(
+        mixed >= 5 && mixed < seen.len() / 2,
+        "{mixed} of {}",
+        seen.len()
+    );
+    let tz = w.tz.clone();
+    for interval in [Interval::Day, Interval::Hour] {
+        for filters in &filter_sets {
+            let what = format!("{filters:?} by {interval:?}");
+            let model = Model::new(&hits, &w, filters);
+            let o = st
+                .overview(&w, &prev, filters, interval, &panels, 1000)
+                .unwrap();
+            same_kpis(&o.kpis, &model.kpis(), &what);
+            for (d, rows) in &o.breakdowns {
+                let want = if *d == Dim::EntryPage {
+                    model.entries()
+                } else {
+                    model.breakdown(*d)
+                };
+                let got: BTreeMap<Option<String>, (u64, u64)> = rows
+                    .iter()
+                    .map(|r| (r.value.clone(), (r.visitors, r.count)))
+                    .collect();
+                assert_eq!(got, want, "{what}: {d:?} breakdown");
+            }
+            // The chart: visitors (per UTC day) and pageviews per local bucket.
+            let mut per: BTreeMap<String, (BTreeSet<Key>, u64)> = BTreeMap::new();
+            for &i in &model.sel {
+                let h = &hits[i];
+                let local = Timestamp::from_millisecond(h.ts_ms)
+                    .unwrap()
+                    .to_zoned_datetime(tz.clone())
+                    .datetime();
+                let start = match interval {
+                    Interval::Hour => local.date().at(local.hour(), 0, 0, 0),
+                    _ => local.date().at(0, 0, 0, 0),
+                };
+                let e = per
+                    .entry(start.strftime("%Y-%m-%dT%H:%M:%S").to_string())
+                    .or_default();
+                e.0.insert((h.visitor, h.ts_ms.div_euclid(DAY_MS)));
+                e.1 += u64::from(h.kind == Kind::Pageview);
+            }
+            let got: BTreeMap<String, (u64, u64)> = o
+                .series
+                .iter()
+                .filter(|p| p.visitors > 0 || p.pageviews > 0)
+                .map(|p| (p.start.clone(), (p.visitors, p.pageviews)))
+                .collect();
+            let want: BTreeMap<String, (u64, u64)> = per
+                .into_iter()
+                .map(|(b, (v, pv))| (b, (v.len() as u64, pv)))
+                .collect();
+            assert_eq!(got, want, "{what}: series");
+        }
+    }
+}
+
+/// With rollups built, the overview groups the sessions of the days on
+/// which the filters select whole visitors (each visitor had one value of
+/// each filtered dimension that day) from the selected hits alone, and
+/// those of the other days from all hits of the sessions with a selected
+/// hit. Here UTC days 0 and 1 give each visitor one country and browser a
+/// day, day 2 and the comparison's day keep the fixture's mix: the days are
+/// found as such, and every number is held to the model.
+#[test]
+fn sessions_of_days_with_whole_visitors_follow_the_rules() {
+    use crate::stats::rollup::whole_visitor_days;
+    let mut hits = fixture();
+    let d0 = DAY0_MS / DAY_MS;
+    for h in &mut hits {
+        let day = h.ts_ms.div_euclid(DAY_MS) - d0;
+        if day == 0 || day == 1 {
+            let k = h.visitor + day as u64;
+            h.country = ["DE", "FR", "US", ""][(k % 4) as usize].into();
+            h.browser = ["Firefox", "Chrome"][(k / 4 % 2) as usize].into();
+        }
+    }
+    let (_dir, s, id) = store_with(&hits);
+    s.refresh_rollups(10_000, u64::MAX).unwrap();
+    let st = s.stats().unwrap();
+    let (w, prev) = (window(id, 0, 3), window(id, -1, 0));
+    let whole = |w: &Window, filters: &[Filter]| whole_visitor_days(&st.rollups(), w, filters);
+    let days = [d0 as i32, d0 as i32 + 1];
+    let by_country = [f(Dim::Country, Op::Is, "DE")];
+    assert_eq!(whole(&w, &by_country).unwrap(), days);
+    assert_eq!(
+        whole(
+            &w,
+            &[
+                f(Dim::Browser, Op::IsNot, "Chrome"),
+                f(Dim::Country, Op::Is, "")
+            ]
+        )
+        .unwrap(),
+        days
+    );
+    assert_eq!(whole(&prev, &by_country).unwrap(), Vec::<i32>::new());
+    for other in [
+        f(Dim::Event, Op::Is, "signup"),
+        f(Dim::EntryPage, Op::Is, "/"),
+        p("plan", Op::Is, "pro"),
+    ] {
+        let filters = [by_country[0].clone(), other];
+        assert_eq!(
+            whole(&w, &filters).unwrap(),
+            Vec::<i32>::new(),
+            "{filters:?}"
+        );
+    }
+    let filter_sets: Vec<Vec<Filter>> = vec![
+        vec![f(Dim::Country, Op::Is, "DE")],
+        vec![f(Dim::Country, Op::IsNot, "")],
+        vec![
+            f(Dim::Browser, Op::Is, "Firefox"),
+            f(Dim::Country, Op::Contains, "u"),
+        ],
+        vec![f(Dim::Page, Op::Is, "/pricing")],
+    ];
+    let panels = [
+        Dim::Page,
+        Dim::EntryPage,
+        Dim::Country,
+        Dim::Browser,
+        Dim::Event,
+    ];
+    for filters in &filter_sets {
+        let what = format!("{filters:?}");
+        let model = Model::new(&hits, &w, filters);
+        let want = model.kpis();
+        assert!(want.sessions > 0, "{what}");
+        let o = st
+            .overview(&w, &prev, filters, Interval::Day, &panels, 1000)
+            .unwrap();
+        same_kpis(&o.kpis, &want, &what);
+        same_kpis(
+            &o.previous,
+            &Model::new(&hits, &prev, filters).kpis(),
+            &format!("{what} comparison"),
+        );
+        for (d, rows) in &o.breakdowns {
+            let want = if *d == Dim::EntryPage {
+                model.entries()
+            } else {
+                model.breakdown(*d)
+            };
+            let got: BTreeMap<Option<String>, (u64, u64)> = rows
+                .iter()
+                .map(|r| (r.value.clone(), (r.visitors, r.count)))
+                .collect();
+            assert_eq!(got, want, "{what}: {d:?} breakdown");
+        }
+        let series_sessions: u64 = o.series.iter().map(|p| p.sessions).sum();
+        assert_eq!(series_sessions, want.sessions, "{what}: series sessions");
+    }
+}

@@ -41,7 +41,15 @@
 //! are grouped ([`sql::base`]); and a number about hits alone (a breakdown
 //! of a hit dimension, goal conversions, property keys and values) needs no
 //! session unless a filter is on one ([`sql::base_hits`]).
-//! `selection_tests` holds both to a model of the rules in plain Rust.
+//! The filtered overview goes further (`raw`): its panels of dimensions a
+//! visitor mostly keeps (source, country, browser, ...), its chart and its
+//! KPIs come from one grouping of the selected hits by visitor, bucket and
+//! those values; and on the days where the rollups show that every visitor
+//! had one value of each filtered dimension, the filters select whole
+//! visitors, so the sessions with a selected hit are grouped from the
+//! selected hits alone, without joining the window's other hits
+//! (`rollup::whole_visitor_days`).
+//! `selection_tests` holds all of these to a model of the rules in plain Rust.
 //!
 //! # Where things are
 //!
@@ -99,7 +107,7 @@ impl Stats {
     }
 
     /// This reader as the rollup path sees it.
-    fn rollups(&self) -> rollup::ReaderRef<'_> {
+    pub(crate) fn rollups(&self) -> rollup::ReaderRef<'_> {
         rollup::ReaderRef {
             conn: &self.conn,
             changes: &self.changes,
@@ -160,7 +168,7 @@ impl Stats {
         } else {
             base_hits(w, filters)?
         };
-        let mut rows = raw::breakdown(&self.conn, &b, dim, limit)?;
+        let mut rows = raw::breakdown(&self.conn, &b, dim, limit, None)?;
         if dim == Dim::Page {
             let mut k = Kpis::default();
             engagement::attach(&self.conn, w, filters, &mut k, Some(&mut rows))?;
@@ -197,7 +205,21 @@ impl Stats {
         };
         let mut o = match rolled {
             Some(o) => o,
-            None => raw::overview(&self.conn, w, prev, filters, interval, panels, limit)?,
+            None => {
+                let r = self.rollups();
+                let whole = rollup::whole_visitor_days(&r, w, filters)?;
+                let whole_prev = rollup::whole_visitor_days(&r, prev, filters)?;
+                raw::overview(
+                    &self.conn,
+                    w,
+                    prev,
+                    filters,
+                    interval,
+                    panels,
+                    limit,
+                    (&whole, &whole_prev),
+                )?
+            }
         };
         engagement::attach_overview(&self.conn, w, prev, filters, &mut o)?;
         Ok(o)
@@ -215,7 +237,16 @@ impl Stats {
         panels: &[Dim],
         limit: usize,
     ) -> Result<Overview, StatsError> {
-        let mut o = raw::overview(&self.conn, w, prev, filters, interval, panels, limit)?;
+        let mut o = raw::overview(
+            &self.conn,
+            w,
+            prev,
+            filters,
+            interval,
+            panels,
+            limit,
+            (&[], &[]),
+        )?;
         engagement::attach_overview(&self.conn, w, prev, filters, &mut o)?;
         Ok(o)
     }

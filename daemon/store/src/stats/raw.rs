@@ -6,21 +6,29 @@ use duckdb::{Connection, params_from_iter};
 
 use crate::stats::model::{Dim, Filter, Interval, Kpis, Overview, Point, Row, StatsError, Window};
 use crate::stats::sql::{
-    Sql, base, base_hits, buckets, conds, hits_cte, local_expr, selection_cte,
+    LABEL, Sql, base, base_hits, buckets, conds, hits_cte, local_expr, selection_cte,
+    touched_sessions,
 };
 
-/// The KPIs of the selection `base` makes (`sel`, `sess_sel`).
+/// The KPIs of the selection `base` makes (`sel`, `sess_sel`), each
+/// relation read once (a CTE read more than once is materialised whole).
 pub(crate) fn kpis(conn: &Connection, base: &Sql) -> Result<Kpis, StatsError> {
+    kpis_with(
+        conn,
+        base,
+        "SELECT count(DISTINCT visitor), count(*) FILTER (WHERE kind = 0),
+                count(*) FILTER (WHERE kind = 1) FROM sel",
+    )
+}
+
+/// The KPIs with the visitors, pageviews and events from `hit_numbers` (a
+/// query of one row) and the session numbers from `sess_sel` of `base`.
+fn kpis_with(conn: &Connection, base: &Sql, hit_numbers: &str) -> Result<Kpis, StatsError> {
     let text = format!(
         "{}
-        SELECT
-          (SELECT count(DISTINCT visitor) FROM sel),
-          (SELECT count(*) FILTER (WHERE kind = 0) FROM sel),
-          (SELECT count(*) FILTER (WHERE kind = 1) FROM sel),
-          (SELECT count(*) FROM sess_sel),
-          (SELECT count(*) FILTER (WHERE pv = 1 AND ev = 0) FROM sess_sel),
-          (SELECT coalesce(avg(dur_us), 0) / 1e6 FROM sess_sel),
-          (SELECT coalesce(sum(pv), 0) FROM sess_sel)",
+        SELECT * FROM ({hit_numbers}),
+          (SELECT count(*), count(*) FILTER (WHERE pv = 1 AND ev = 0),
+                  coalesce(avg(dur_us), 0) / 1e6, coalesce(sum(pv), 0) FROM sess_sel)",
         base.text
     );
     let mut stmt = conn.prepare(&text)?;
@@ -57,22 +65,39 @@ pub(crate) fn timeseries(
     w: &Window,
     interval: Interval,
 ) -> Result<Vec<Point>, StatsError> {
-    let (local_hit, local_sess) = (local_expr(w, "ts"), local_expr(w, "t0"));
-    let unit = interval.unit();
+    let hb = format!(
+        "SELECT {} AS b, count(DISTINCT visitor) AS visitors,
+                count(*) FILTER (WHERE kind = 0) AS pageviews
+         FROM sel GROUP BY b",
+        bucket(w, interval, "ts")
+    );
+    timeseries_with(conn, base, w, interval, &hb)
+}
+
+/// The start of the bucket (a local TIMESTAMP) of the TIMESTAMPTZ column `col`.
+fn bucket(w: &Window, interval: Interval, col: &str) -> String {
+    format!("date_trunc('{}', {})", interval.unit(), local_expr(w, col))
+}
+
+/// The series with the visitors and pageviews per bucket from `hb` (columns
+/// `b`, `visitors`, `pageviews`) and the sessions from `sess_sel` of `base`.
+/// Grouped by the bucket's start and labelled once per bucket (formatting
+/// every hit's time was a third of a filtered year's series).
+fn timeseries_with(
+    conn: &Connection,
+    base: &Sql,
+    w: &Window,
+    interval: Interval,
+    hb: &str,
+) -> Result<Vec<Point>, StatsError> {
+    let sess_bucket = bucket(w, interval, "t0");
     let text = format!(
         "{b}
-        , hb AS (
-          SELECT strftime(date_trunc('{unit}', {local_hit}), '%Y-%m-%dT%H:%M:%S') AS b,
-                 count(DISTINCT visitor) AS visitors,
-                 count(*) FILTER (WHERE kind = 0) AS pageviews
-          FROM sel GROUP BY b
-        ), sb AS (
-          SELECT strftime(date_trunc('{unit}', {local_sess}), '%Y-%m-%dT%H:%M:%S') AS b,
-                 count(*) AS sessions
-          FROM sess_sel GROUP BY b
+        , hb AS ({hb}), sb AS (
+          SELECT {sess_bucket} AS b, count(*) AS sessions FROM sess_sel GROUP BY b
         )
-        SELECT coalesce(hb.b, sb.b), coalesce(visitors, 0), coalesce(pageviews, 0),
-               coalesce(sessions, 0)
+        SELECT strftime(coalesce(hb.b, sb.b), '{LABEL}'), coalesce(visitors, 0),
+               coalesce(pageviews, 0), coalesce(sessions, 0)
         FROM hb FULL OUTER JOIN sb ON hb.b = sb.b",
         b = base.text
     );
@@ -96,12 +121,15 @@ pub(crate) fn timeseries(
         .collect())
 }
 
-/// The top `limit` values of `dim` in the selection `base` makes.
+/// The top `limit` values of `dim` in the selection `base` makes. `visitors`
+/// is the selection's visitors if the caller knows them already (the share's
+/// denominator; counting them is a third of a panel's cost).
 pub(crate) fn breakdown(
     conn: &Connection,
     base: &Sql,
     dim: Dim,
     limit: usize,
+    visitors: Option<u64>,
 ) -> Result<Vec<Row>, StatsError> {
     let (from, value, count, extra) = if dim.is_session() {
         ("sess_sel", dim.expr(), "count(*)", "")
@@ -110,9 +138,13 @@ pub(crate) fn breakdown(
     } else {
         ("sel", dim.expr(), "count(*) FILTER (WHERE kind = 0)", "")
     };
+    let total = match visitors {
+        Some(n) => format!("SELECT {n}::BIGINT AS n"),
+        None => "SELECT count(DISTINCT visitor) AS n FROM sel".to_owned(),
+    };
     let text = format!(
         "{b}
-        , total AS (SELECT count(DISTINCT visitor) AS n FROM sel)
+        , total AS ({total})
         , per AS (
           SELECT {value} AS v, visitor, {count} AS c FROM {from} {extra} GROUP BY v, visitor
         )
@@ -154,6 +186,10 @@ pub(crate) fn event_count(
 }
 
 /// [`super::Stats::overview`] from the raw hits only, whatever the filters.
+/// `whole` and `whole_prev` are the days of `w` and `prev` on which the
+/// filters select whole visitors (`rollup::whole_visitor_days`; none is
+/// always right, only slower).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn overview(
     conn: &Connection,
     w: &Window,
@@ -162,70 +198,228 @@ pub(crate) fn overview(
     interval: Interval,
     panels: &[Dim],
     limit: usize,
+    (whole, whole_prev): (&[i32], &[i32]),
 ) -> Result<Overview, StatsError> {
     let c = conds(w, filters);
-    if c.sess_free() {
-        // The selected hits are a filtered scan, and the sessions need
-        // only the few columns they are grouped from (DuckDB reads no
-        // other column of the hits for them).
-        let hits = base_hits(w, filters)?;
-        conn.execute(
-            &format!(
-                "CREATE OR REPLACE TEMP TABLE hv_sel AS {} SELECT * FROM sel",
-                hits.text
-            ),
-            params_from_iter(hits.params.iter()),
-        )?;
-        let (h, sel) = (hits_cte(w, &c)?, selection_cte(&c));
-        conn.execute(
-            &format!(
-                "CREATE OR REPLACE TEMP TABLE hv_sess AS WITH {}, {} SELECT * FROM sess_sel",
-                h.text, sel.text
-            ),
-            params_from_iter(h.params.iter().chain(sel.params.iter())),
-        )?;
+    let result = if c.sess_free() {
+        overview_hit_filters(conn, w, filters, interval, panels, limit, whole)
     } else {
-        let h = hits_cte(w, &c)?;
+        overview_sess_filters(conn, w, filters, interval, panels, limit)
+    }
+    .and_then(|(kpis, series, breakdowns)| {
+        let previous = if c.sess_free() {
+            let (hits, sess) = (
+                base_hits(prev, filters)?,
+                touched_sessions(prev, &conds(prev, filters), whole_prev)?,
+            );
+            let mut params = hits.params;
+            params.extend(sess.params);
+            self::kpis(
+                conn,
+                &Sql {
+                    text: format!("{}, sess_sel AS ({})", hits.text, sess.text),
+                    params,
+                },
+            )?
+        } else {
+            self::kpis(conn, &base(prev, filters)?)?
+        };
+        Ok(Overview {
+            kpis,
+            previous,
+            series,
+            breakdowns,
+        })
+    });
+    let _ = conn.execute_batch(
+        "DROP TABLE IF EXISTS hv_h; DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess;
+         DROP TABLE IF EXISTS hv_r; DROP TABLE IF EXISTS hv_rm",
+    );
+    result
+}
+
+/// The KPIs, series and panels of an overview.
+type Parts = (Kpis, Vec<Point>, Vec<(Dim, Vec<Row>)>);
+
+/// True for the panels [`overview_hit_filters`] answers from its
+/// per-visitor table: the hit dimensions a visitor mostly keeps (all but
+/// the page and the event name).
+fn per_visitor(d: Dim) -> bool {
+    !d.is_session() && !matches!(d, Dim::Page | Dim::Event)
+}
+
+/// The overview's own window when every filter is on hits.
+///
+/// Grouping the selected hits by (value, visitor) once per panel was most
+/// of a filtered year's cost. Here they are grouped once, into `hv_r`:
+/// one row per visitor, chart bucket and combination of the values of the
+/// [`per_visitor`] panels, with its pageviews and events. A visitor with a
+/// single row (`hv_rm` lists the others) has one value of every such
+/// dimension, so its row adds one visitor to that value and a panel is a
+/// plain count over those rows; the few visitors with several rows are
+/// grouped by (value, visitor) as before. The KPIs and the chart come from
+/// `hv_r` too, the session numbers from `hv_sess` (the sessions with a
+/// selected hit, from the selected hits alone on the `whole` days: see
+/// [`touched_sessions`]), the page and event panels from the filtered scan.
+fn overview_hit_filters(
+    conn: &Connection,
+    w: &Window,
+    filters: &[Filter],
+    interval: Interval,
+    panels: &[Dim],
+    limit: usize,
+    whole: &[i32],
+) -> Result<Parts, StatsError> {
+    let c = conds(w, filters);
+    let hits = base_hits(w, filters)?;
+    let dims: Vec<Dim> = panels.iter().copied().filter(|d| per_visitor(*d)).collect();
+    let cols: String = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("({}) AS d{i}, ", d.expr()))
+        .collect();
+    conn.execute(
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE hv_r AS {}
+             SELECT visitor, {} AS b, {cols}
+                    count(*) FILTER (WHERE kind = 0) AS pv, count(*) FILTER (WHERE kind = 1) AS ev
+             FROM sel GROUP BY ALL",
+            hits.text,
+            bucket(w, interval, "ts"),
+        ),
+        params_from_iter(hits.params.iter()),
+    )?;
+    conn.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE hv_rm AS
+         SELECT visitor FROM hv_r GROUP BY visitor HAVING count(*) > 1",
+    )?;
+    // The sessions need only the few columns they are grouped from (DuckDB
+    // reads no other column of the hits for them).
+    let sess = touched_sessions(w, &c, whole)?;
+    conn.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE hv_sess AS {}", sess.text),
+        params_from_iter(sess.params.iter()),
+    )?;
+    let sessions = Sql {
+        text: "WITH sess_sel AS (SELECT * FROM hv_sess)".into(),
+        params: Vec::new(),
+    };
+    let current = kpis_with(
+        conn,
+        &sessions,
+        "SELECT count(DISTINCT visitor), coalesce(sum(pv), 0)::UBIGINT,
+                coalesce(sum(ev), 0)::UBIGINT FROM hv_r",
+    )?;
+    let series = timeseries_with(
+        conn,
+        &sessions,
+        w,
+        interval,
+        "SELECT b, count(DISTINCT visitor) AS visitors, sum(pv)::UBIGINT AS pageviews
+         FROM hv_r GROUP BY b",
+    )?;
+    let visitors = current.visitors;
+    let breakdowns = panels
+        .iter()
+        .map(|&d| {
+            let rows = if let Some(i) = dims.iter().position(|x| *x == d) {
+                per_visitor_panel(conn, i, limit, visitors)?
+            } else if d.is_session() {
+                breakdown(conn, &sessions, d, limit, Some(visitors))?
+            } else {
+                breakdown(conn, &hits, d, limit, Some(visitors))?
+            };
+            Ok((d, rows))
+        })
+        .collect::<Result<Vec<_>, StatsError>>()?;
+    Ok((current, series, breakdowns))
+}
+
+/// The top `limit` values of the `i`th dimension of `hv_r` (see
+/// [`overview_hit_filters`]), `visitors` being the selection's.
+fn per_visitor_panel(
+    conn: &Connection,
+    i: usize,
+    limit: usize,
+    visitors: u64,
+) -> Result<Vec<Row>, StatsError> {
+    let text = format!(
+        "WITH per AS (
+          SELECT d{i} AS v, count(*) AS n, sum(pv) AS c
+          FROM hv_r ANTI JOIN hv_rm USING (visitor) GROUP BY v
+          UNION ALL
+          SELECT v, count(*), sum(c) FROM (
+            SELECT d{i} AS v, visitor, sum(pv) AS c
+            FROM hv_r SEMI JOIN hv_rm USING (visitor) GROUP BY v, visitor
+          ) GROUP BY v
+        )
+        SELECT v, sum(n)::UBIGINT AS visitors, sum(c)::UBIGINT AS c,
+               CASE WHEN {visitors} = 0 THEN 0 ELSE sum(n) / {visitors} END
+        FROM per
+        GROUP BY v
+        ORDER BY visitors DESC, c DESC, v NULLS LAST
+        LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare(&text)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                value: r.get(0)?,
+                visitors: r.get(1)?,
+                count: r.get(2)?,
+                share: r.get(3)?,
+                engagement: None,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The overview's own window when a filter is on sessions (entry or exit
+/// page): the window's hits with their sessions, then the selection and
+/// the selected sessions, each into a temporary table read by every number.
+fn overview_sess_filters(
+    conn: &Connection,
+    w: &Window,
+    filters: &[Filter],
+    interval: Interval,
+    panels: &[Dim],
+    limit: usize,
+) -> Result<Parts, StatsError> {
+    let c = conds(w, filters);
+    let h = hits_cte(w, &c)?;
+    conn.execute(
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
+            h.text
+        ),
+        params_from_iter(h.params.iter()),
+    )?;
+    let sel = selection_cte(&c);
+    for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
         conn.execute(
             &format!(
-                "CREATE OR REPLACE TEMP TABLE hv_h AS WITH {} SELECT * FROM h",
-                h.text
+                "CREATE OR REPLACE TEMP TABLE {table} AS
+                 WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
+                sel.text
             ),
-            params_from_iter(h.params.iter()),
+            params_from_iter(sel.params.iter()),
         )?;
-        let sel = selection_cte(&c);
-        for (table, rel) in [("hv_sel", "sel"), ("hv_sess", "sess_sel")] {
-            conn.execute(
-                &format!(
-                    "CREATE OR REPLACE TEMP TABLE {table} AS
-                     WITH h AS (SELECT * FROM hv_h), {} SELECT * FROM {rel}",
-                    sel.text
-                ),
-                params_from_iter(sel.params.iter()),
-            )?;
-        }
     }
     let cached = Sql {
         text: "WITH sel AS (SELECT * FROM hv_sel), sess_sel AS (SELECT * FROM hv_sess)".into(),
         params: Vec::new(),
     };
-    let result = (|| {
-        let current = kpis(conn, &cached)?;
-        let previous = kpis(conn, &base(prev, filters)?)?;
-        let series = timeseries(conn, &cached, w, interval)?;
-        let breakdowns = panels
-            .iter()
-            .map(|d| Ok((*d, breakdown(conn, &cached, *d, limit)?)))
-            .collect::<Result<Vec<_>, StatsError>>()?;
-        Ok(Overview {
-            kpis: current,
-            previous,
-            series,
-            breakdowns,
+    let current = kpis(conn, &cached)?;
+    let series = timeseries(conn, &cached, w, interval)?;
+    let breakdowns = panels
+        .iter()
+        .map(|d| {
+            Ok((
+                *d,
+                breakdown(conn, &cached, *d, limit, Some(current.visitors))?,
+            ))
         })
-    })();
-    let _ = conn.execute_batch(
-        "DROP TABLE IF EXISTS hv_h; DROP TABLE IF EXISTS hv_sel; DROP TABLE IF EXISTS hv_sess",
-    );
-    result
+        .collect::<Result<Vec<_>, StatsError>>()?;
+    Ok((current, series, breakdowns))
 }

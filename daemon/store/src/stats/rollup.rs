@@ -50,7 +50,8 @@ use jiff::Timestamp;
 
 use crate::stats::cache::Cache;
 use crate::stats::model::{
-    DAY_US, Dim, Interval, Kpis, Overview, Point, Row, StatsError, Window, check_window,
+    DAY_US, Dim, Field, Filter, Interval, Kpis, Overview, Point, Row, StatsError, Window,
+    check_window,
 };
 use crate::stats::sql::{Sql, bucket_bounds, buckets, hits_in};
 use crate::{Changes, QueryError};
@@ -427,6 +428,72 @@ fn plan(r: &ReaderRef, w: &Window) -> Result<Plan, duckdb::Error> {
         rolled_days(r.conn, w.site_id, first_full, end_full)
     })?;
     Ok(Plan::new(w, rolled))
+}
+
+/// The whole UTC days of `w` (in order) on which the hit-level `filters`
+/// select whole visitors: days with a valid rollup on which every visitor
+/// had a single value of each filtered dimension (the day's distinct
+/// visitors of the dimension's values add up to its visitors). There a
+/// visitor's hits of the day are all selected or none, so a session with a
+/// selected hit has only selected hits, and the raw path groups the
+/// sessions from the selected hits alone (see `sql::touched_sessions`).
+/// None where a filter is on a property, an event name or a session, or
+/// without filters.
+pub(crate) fn whole_visitor_days(
+    r: &ReaderRef,
+    w: &Window,
+    filters: &[Filter],
+) -> Result<Vec<i32>, StatsError> {
+    let mut names: Vec<&str> = Vec::new();
+    for f in filters {
+        let name = match &f.field {
+            Field::Dim(d) if !d.is_session() && *d != Dim::Event => {
+                Dim::ALL.iter().find(|(x, _)| x == d).map(|(_, n)| *n)
+            }
+            _ => None,
+        };
+        match name {
+            Some(n) => names.push(n),
+            None => return Ok(Vec::new()),
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_window(w)?;
+    let p = plan(r, w)?;
+    let (Some(first), Some(last)) = (p.rolled.first(), p.rolled.last()) else {
+        return Ok(Vec::new());
+    };
+    let site = w.site_id;
+    let dims = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut stmt = r.conn.prepare(&format!(
+        "WITH days AS (
+           SELECT day, count(*) AS n FROM rollup_visitors
+           WHERE site_id = {site} AND day BETWEEN {first} AND {last} GROUP BY day
+         ), per AS (
+           SELECT day, dim, sum(visitors) AS s FROM rollup_values
+           WHERE site_id = {site} AND day BETWEEN {first} AND {last} AND dim IN ({dims})
+           GROUP BY day, dim
+         )
+         SELECT day FROM days JOIN per USING (day)
+         GROUP BY day HAVING count(*) FILTER (WHERE s = n) = {count}
+         ORDER BY day",
+        count = names.len()
+    ))?;
+    let uniform: std::collections::HashSet<i32> = stmt
+        .query_map([], |row| row.get::<_, i32>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(p.rolled
+        .into_iter()
+        .filter(|d| uniform.contains(d))
+        .collect())
 }
 
 /// The tables of `ranges` derived from `site_id`'s raw hits (with the panel
