@@ -151,7 +151,7 @@ impl StateMachine {
         let mut st = start.clone();
         let mut records = Vec::new();
         let mut out = Vec::new();
-        let mut accounts = Vec::new();
+        let mut changes = Vec::new();
         for e in entries {
             if st.applied.is_some_and(|a| e.log_id.index <= a.index) {
                 // Applied before (a replay after a restart).
@@ -179,11 +179,11 @@ impl StateMachine {
                     out.push(a);
                 }
                 EntryPayload::Normal(Command::Accounts { record, .. }) => {
-                    accounts.push((out.len(), e.log_id, Change::Accounts(record)));
+                    changes.push((out.len(), e.log_id, Change::Accounts(record)));
                     out.push(Applied::default());
                 }
                 EntryPayload::Normal(Command::Definitions { change, .. }) => {
-                    accounts.push((out.len(), e.log_id, Change::Definitions(change)));
+                    changes.push((out.len(), e.log_id, Change::Definitions(change)));
                     out.push(Applied::default());
                 }
                 EntryPayload::Membership(m) => {
@@ -199,7 +199,7 @@ impl StateMachine {
                 }
             }
         }
-        (st, records, out, accounts)
+        (st, records, out, changes)
     }
 }
 
@@ -235,15 +235,15 @@ impl RaftStateMachine<Types> for StateMachine {
         I::IntoIter: Send,
     {
         let start = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let (st, records, mut out, accounts) = StateMachine::fold(&start, entries);
+        let (st, records, mut out, changes) = StateMachine::fold(&start, entries);
         if st == start {
             return Ok(out);
         }
-        if !accounts.is_empty() {
+        if !changes.is_empty() {
             let apply = self.apply.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let mut done = Vec::with_capacity(accounts.len());
-                for (at, id, change) in accounts {
+                let mut done = Vec::with_capacity(changes.len());
+                for (at, id, change) in changes {
                     let r = match change {
                         Change::Accounts(r) => apply.accounts(id.index, &r),
                         Change::Definitions(c) => apply.definitions(id.index, &c),

@@ -336,17 +336,6 @@ impl Store {
             .optional()?)
     }
 
-    /// Whether a site has the goal (or funnel) `id`.
-    pub fn def_exists(&self, funnel: bool, site_id: u16, id: u32) -> Result<bool, QueryError> {
-        let table = if funnel { "funnels" } else { "goals" };
-        let n: u64 = self.conn.query_row(
-            &format!("SELECT count(*) FROM {table} WHERE site_id = ? AND id = ?"),
-            duckdb::params![site_id, id],
-            |r| r.get(0),
-        )?;
-        Ok(n > 0)
-    }
-
     /// Sets when a goal, a funnel or a site was made (unix ms): on a
     /// cluster node the time its proposer decided, so every node stores the
     /// same row.

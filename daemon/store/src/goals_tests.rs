@@ -493,5 +493,5 @@ fn a_cluster_definitions_change_applies_once_with_its_index_and_a_refusal_change
     };
     assert!(s.def_dry_run(other).is_ok());
     assert_eq!(s.def_named(false, site, "X").unwrap(), None);
-    assert!(s.def_exists(false, site, id).unwrap());
+    assert_eq!(s.def_named(false, site, "Signups").unwrap(), Some(id));
 }

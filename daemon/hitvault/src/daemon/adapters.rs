@@ -135,10 +135,7 @@ impl DaemonDefs {
         &self,
         f: impl FnOnce(&mut Store) -> Result<T, DefError> + Send + 'static,
     ) -> Result<T, DefError> {
-        self.writer.call(|s, _| f(s)).map_err(|e| match e {
-            Unavailable::Closed => DefError::Unavailable("the store is closed"),
-            Unavailable::Busy => DefError::Unavailable("the store did not answer"),
-        })?
+        self.writer.call(|s, _| f(s)).map_err(def_unavailable)?
     }
 }
 
@@ -169,12 +166,10 @@ impl DefAdmin for DaemonDefs {
         let Some(gate) = &self.cluster else {
             return self.run(move |s| Ok(s.delete_goal(site_id, id)?));
         };
-        if !self.run(move |s| Ok(s.def_exists(false, site_id, id)?))? {
-            return Ok(false);
-        }
         match through_log(&self.writer, gate, DefChange::DeleteGoal { site_id, id }) {
             Ok(()) => Ok(true),
-            // Another node removed it first.
+            // None here (the dry run says so), or another node removed
+            // it first.
             Err(DefError::Invalid(_)) => Ok(false),
             Err(e) => Err(e),
         }
@@ -205,14 +200,19 @@ impl DefAdmin for DaemonDefs {
         let Some(gate) = &self.cluster else {
             return self.run(move |s| Ok(s.delete_funnel(site_id, id)?));
         };
-        if !self.run(move |s| Ok(s.def_exists(true, site_id, id)?))? {
-            return Ok(false);
-        }
         match through_log(&self.writer, gate, DefChange::DeleteFunnel { site_id, id }) {
             Ok(()) => Ok(true),
             Err(DefError::Invalid(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A definitions call the writer did not take.
+fn def_unavailable(e: Unavailable) -> DefError {
+    match e {
+        Unavailable::Closed => DefError::Unavailable("the store is closed"),
+        Unavailable::Busy => DefError::Unavailable("the store did not answer"),
     }
 }
 
@@ -227,10 +227,7 @@ fn through_log(
     let c = change.clone();
     writer
         .call(move |s, _| s.def_dry_run(|s| c.apply(s)))
-        .map_err(|e| match e {
-            Unavailable::Closed => DefError::Unavailable("the store is closed"),
-            Unavailable::Busy => DefError::Unavailable("the store did not answer"),
-        })??;
+        .map_err(def_unavailable)??;
     let body = serde_json::to_vec(&change).expect("changes serialise");
     match gate.propose_blocking(|origin| hitvault_cluster::Command::Definitions {
         origin,
