@@ -157,19 +157,7 @@ pub(crate) fn breakdown(
         LIMIT {limit}",
         b = base.text
     );
-    let mut stmt = conn.prepare(&text)?;
-    let rows = stmt
-        .query_map(params_from_iter(base.params.iter()), |r| {
-            Ok(Row {
-                value: r.get(0)?,
-                visitors: r.get(1)?,
-                count: r.get(2)?,
-                share: r.get(3)?,
-                engagement: None,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+    panel_rows(conn, &text, params_from_iter(base.params.iter()))
 }
 
 /// The custom events the filters select (the `events` of [`super::Stats::kpis`],
@@ -360,9 +348,19 @@ fn per_visitor_panel(
         ORDER BY visitors DESC, c DESC, v NULLS LAST
         LIMIT {limit}"
     );
-    let mut stmt = conn.prepare(&text)?;
+    panel_rows(conn, &text, [])
+}
+
+/// A panel's rows from `text`, whose columns are value, visitors, count and
+/// share.
+fn panel_rows(
+    conn: &Connection,
+    text: &str,
+    params: impl duckdb::Params,
+) -> Result<Vec<Row>, StatsError> {
+    let mut stmt = conn.prepare(text)?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map(params, |r| {
             Ok(Row {
                 value: r.get(0)?,
                 visitors: r.get(1)?,
