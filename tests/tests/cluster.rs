@@ -314,6 +314,20 @@ fn data_dir(nodes: &[Node], n: u64) -> String {
     d.data_dir.to_str().unwrap().to_owned()
 }
 
+/// What `read` gives once it equals `want`, or after 10 s: a change is
+/// applied on the node that made it before it answers, and on the others
+/// as each applies the log (a few milliseconds later).
+fn applied<T: PartialEq>(read: impl Fn() -> T, want: &T) -> T {
+    let t = Instant::now();
+    loop {
+        let got = read();
+        if got == *want || t.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The users as node `n` lists them (names, admin flags).
 fn users(nodes: &[Node], n: u64) -> Vec<(String, bool)> {
     let out = hitvault_ok(&["user", "list", "--json", "--data-dir", &data_dir(nodes, n)]);
@@ -523,7 +537,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     assert_eq!(api_status(first, "hv_not-a-token"), 401);
     let want_users = vec![("ops".to_owned(), true)];
     for n in &all {
-        assert_eq!(users(&nodes, *n), want_users, "node {n}");
+        assert_eq!(
+            applied(|| users(&nodes, *n), &want_users),
+            want_users,
+            "node {n}"
+        );
     }
     eprintln!(
         "accounts: user added on node {}, token made on node {}, admitted by node {first}",
@@ -547,7 +565,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         vec![(made["id"].as_u64().unwrap(), "Signups".to_owned())]
     );
     for n in &all {
-        assert_eq!(goals(*n, &secret), want_goals, "node {n}");
+        assert_eq!(
+            applied(|| goals(*n, &secret), &want_goals),
+            want_goals,
+            "node {n}"
+        );
     }
     let (status, again) = api(
         first,
@@ -577,7 +599,8 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         "{want_sites:?}"
     );
     for n in &all {
-        assert_eq!(sites(&nodes, *n), want_sites, "node {n}");
+        let listed = applied(|| sites(&nodes, *n), &want_sites);
+        assert_eq!(listed, want_sites, "node {n}");
         let r = request(
             http(*n),
             "POST",
