@@ -45,7 +45,7 @@
       key_file = credentialPath "tls-key";
     };
     cluster = {
-      inherit (cfg.cluster) enable node_id bind peers ack init;
+      inherit (cfg.cluster) enable node_id bind peers ack init snapshot_every;
       key_file = credentialPath "cluster-key";
     };
   }));
@@ -221,6 +221,11 @@ in {
         type = types.enum ["majority" "local"];
         default = s.options.cluster.ack;
         description = "`majority`: a hit's 202 waits for a majority of nodes; `local`: for the local fsync.";
+      };
+      snapshot_every = mkOption {
+        type = types.ints.between 10 10000000;
+        default = s.options.cluster.snapshot_every;
+        description = "Log entries applied between two snapshots (a copy of the store and the accounts); the log they cover is then dropped but for a tenth of this, and a node further behind, or a new one, is sent the snapshot.";
       };
       interface = mkOption {
         type = types.nullOr types.str;

@@ -180,6 +180,7 @@ in rec {
       key_file = null;
       ack = "majority";
       init = false;
+      snapshot_every = 20000;
     };
   };
 
@@ -201,6 +202,7 @@ in rec {
       key_file = null;
       ack = "majority";
       init = null;
+      snapshot_every = 20000;
     };
   };
 

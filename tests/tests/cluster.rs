@@ -4,7 +4,8 @@
 //! it, stops the next leader for 10 s (SIGSTOP), cuts a leader and then a
 //! follower off with nftables, and heals; then a follower loses its disk,
 //! is removed, and its wiped appliance joins again under a new id (the old
-//! one refused) and replays the whole log. Then every node is stopped and
+//! one refused) and, the log it needs purged by then (a snapshot every
+//! 100 entries), installs a snapshot. Then every node is stopped and
 //! its store read: every acknowledged hit is stored exactly once on every
 //! node, and all nodes hold the same rows. It prints what it injected and
 //! what it found. Accounts go through the log too: a user added on one
@@ -148,6 +149,10 @@ fn http(n: u64) -> SocketAddr {
     format!("{}:{HTTP_PORT}", ip(n)).parse().unwrap()
 }
 
+/// A snapshot every this many log entries, so the run builds many, purges
+/// the log, and node 4 (which joins late) must install one.
+const SNAPSHOT_EVERY: u64 = 100;
+
 /// Writes the configuration of node `id` in namespace `slot`; returns its
 /// path. The founding nodes form the cluster (`init`); a node that joins
 /// later waits to be added.
@@ -160,7 +165,8 @@ fn config(dir: &Path, id: u64, slot: u64, key: &Path, init: bool) -> PathBuf {
         "sites = [\"shop.test\"]\nallow_plain_http = true\nhostnames = [\"{ip}\"]\n\
          [tls]\nmode = \"off\"\n\
          [cluster]\nenable = true\nnode_id = {id}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
-         key_file = \"{key}\"\ninit = {init}\n[cluster.peers]\n{peers}",
+         key_file = \"{key}\"\ninit = {init}\nsnapshot_every = {SNAPSHOT_EVERY}\n\
+         [cluster.peers]\n{peers}",
         ip = ip(slot),
         key = key.display()
     );
@@ -736,7 +742,7 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
 
     let (acked, refused) = load.finish();
     let index = converged(&nodes);
-    // Every node, node 4 too (it replayed the whole log), holds the same
+    // Every node, node 4 too (it installed a snapshot), holds the same
     // accounts; the change refused while cut off is nowhere.
     for n in nodes.iter().map(|x| x.n).collect::<Vec<_>>() {
         assert_eq!(users(&nodes, n), want_users, "node {n}");
@@ -772,6 +778,32 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         ));
         node.stopped = Some(stopped);
     }
+    // Snapshots were built and the log they cover purged; node 4 joined
+    // after the log it needed was gone, so it caught up from one.
+    let logs: Vec<(u64, String)> = nodes
+        .iter()
+        .map(|n| {
+            let s = n.stopped.as_ref().unwrap();
+            (n.n, std::fs::read_to_string(&s.log).unwrap_or_default())
+        })
+        .collect();
+    for (n, log) in &logs {
+        eprintln!(
+            "node {n}: built {} snapshots, installed {}, rewrote its log {} times",
+            log.matches("built a snapshot").count(),
+            log.matches("installed a snapshot's copy").count(),
+            log.matches("dropped purged entries").count()
+        );
+    }
+    assert!(
+        logs.iter().any(|(_, l)| l.contains("built a snapshot")),
+        "no node built a snapshot"
+    );
+    let (_, log4) = logs.iter().find(|(n, _)| *n == 4).unwrap();
+    assert!(
+        log4.contains("installed a snapshot's copy"),
+        "node 4 caught up without a snapshot"
+    );
     let want: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
     assert_eq!(want.len(), acked.len(), "a path was acknowledged twice");
     for (i, r) in rows.iter().enumerate() {

@@ -90,16 +90,17 @@ impl Journal {
     }
 
     fn compact(&mut self, state: &State) -> Result<(), JournalError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = self.path.with_extension("jsonl.compacting");
         let mut out = File::create(&tmp).map_err(io(&tmp))?;
-        for r in state.to_records() {
-            let mut line = serde_json::to_vec(&r).expect("records serialize");
-            line.push(b'\n');
-            out.write_all(&line).map_err(io(&tmp))?;
-        }
+        out.write_all(&records_of(state)).map_err(io(&tmp))?;
         out.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        self.swap_in(&tmp)
+    }
+
+    /// Renames the synced file `tmp` over the journal and reopens it.
+    fn swap_in(&mut self, tmp: &Path) -> Result<(), JournalError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::rename(tmp, &self.path).map_err(io(&self.path))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;
@@ -111,10 +112,47 @@ impl Journal {
         Ok(())
     }
 
+    /// Replaces the journal with `lines` (whole records, one per line, as
+    /// [`records_of`] writes them) and returns the state they give; on any
+    /// error the journal is unchanged.
+    pub fn replace_with(&mut self, lines: &[u8]) -> Result<State, JournalError> {
+        let tmp = self.path.with_extension("jsonl.installing");
+        let written = (|| {
+            let mut out = File::create(&tmp).map_err(io(&tmp))?;
+            out.write_all(lines).map_err(io(&tmp))?;
+            out.sync_all().map_err(io(&tmp))?;
+            let f = File::open(&tmp).map_err(io(&tmp))?;
+            let (state, _, good, total) = replay(&tmp, &f)?;
+            if good < total {
+                return Err(JournalError::Damaged {
+                    path: tmp.clone(),
+                    line: 0,
+                    reason: "the last record is cut short".into(),
+                });
+            }
+            Ok(state)
+        })();
+        let state = written.inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        self.swap_in(&tmp)?;
+        Ok(state)
+    }
+
     /// The journal's path (for backups).
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The state's own records, one JSON line each.
+pub fn records_of(state: &State) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in state.to_records() {
+        out.extend_from_slice(&serde_json::to_vec(&r).expect("records serialize"));
+        out.push(b'\n');
+    }
+    out
 }
 
 /// (state, records read, bytes of whole records, file size).

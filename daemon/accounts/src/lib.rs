@@ -492,6 +492,44 @@ impl Accounts {
         }
     }
 
+    /// The accounts as whole records, one JSON line each, the cluster log
+    /// index they cover among them (what a cluster snapshot carries).
+    pub fn snapshot_records(&self) -> Vec<u8> {
+        journal::records_of(&self.lock().state)
+    }
+
+    /// Replaces these accounts with `lines` (from
+    /// [`Accounts::snapshot_records`] on another node of the cluster),
+    /// unless they cover no more of the cluster's log than these do.
+    /// Whether they were replaced; `Err` (nothing changed) when the lines
+    /// do not replay or the journal cannot be written.
+    pub fn install_records(&self, lines: &[u8]) -> Result<bool, JournalError> {
+        let mut inner = self.lock();
+        let mine = inner.state.log_index;
+        // Read first: a copy that covers less is left alone.
+        let mut theirs = State::default();
+        for (i, line) in lines.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let damaged = |reason: String| JournalError::Damaged {
+                path: "(snapshot)".into(),
+                line: i + 1,
+                reason,
+            };
+            let r: Record = serde_json::from_slice(line).map_err(|e| damaged(e.to_string()))?;
+            theirs.apply(&r).map_err(|e| damaged(e.to_string()))?;
+        }
+        if theirs.log_index <= mine {
+            return Ok(false);
+        }
+        let state = inner.journal.replace_with(lines)?;
+        inner.state = state;
+        inner.second.clear();
+        inner.totp_pending.clear();
+        Ok(true)
+    }
+
     fn lock(&self) -> Locked<'_> {
         Locked {
             accounts: self,

@@ -571,3 +571,45 @@ fn a_cluster_node_refuses_changes_until_it_joined_and_never_changes_alone() {
     let b = Accounts::open_replicated(alone.path(), Policy::default(), Limits::default()).unwrap();
     assert!(b.made_alone());
 }
+
+#[test]
+fn a_node_far_behind_takes_the_accounts_from_a_snapshot_and_a_stale_one_changes_nothing() {
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (_log, nodes) = cluster_of(&[d1.path(), d2.path()]);
+    nodes[0].add_user("alice", true, T0).unwrap();
+    let old = nodes[0].snapshot_records();
+    let bob = nodes[1].add_user("bob", false, T0).unwrap();
+    let copy = nodes[0].snapshot_records();
+
+    // A node that missed both changes installs the copy.
+    let behind =
+        Accounts::open_replicated(d3.path(), Policy::default(), Limits::default()).unwrap();
+    assert!(behind.install_records(&copy).unwrap());
+    assert_eq!(behind.lock().state, nodes[0].lock().state);
+    assert_eq!(behind.user(bob).unwrap().name, "bob");
+    // The log's entries the copy covers are skipped when applied again.
+    assert_eq!(behind.log_index(), nodes[0].log_index());
+    let body = serde_json::to_vec(&Record::UserRemoved { id: bob }).unwrap();
+    assert_eq!(
+        behind.apply_logged(behind.log_index(), &body).unwrap(),
+        None
+    );
+    assert!(behind.user(bob).is_some());
+    // A copy that covers less of the log changes nothing.
+    assert!(!behind.install_records(&old).unwrap());
+    assert!(behind.user(bob).is_some());
+    // Damage is refused, and nothing changes.
+    let mut bad = copy.clone();
+    bad.extend_from_slice(b"{not a record}\n");
+    assert!(behind.install_records(&bad).is_err());
+    assert_eq!(behind.lock().state, nodes[0].lock().state);
+    // What was installed is what a restart reads.
+    let state = behind.lock().state.clone();
+    drop(behind);
+    let again = Accounts::open_replicated(d3.path(), Policy::default(), Limits::default()).unwrap();
+    assert_eq!(again.lock().state, state);
+}

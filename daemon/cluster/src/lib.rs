@@ -13,7 +13,8 @@
 //! - [`log`]: the Raft log and vote on disk, fsync'd before openraft hears
 //!   they are flushed;
 //! - [`machine`]: the state machine: deduplicates hits by origin and hands
-//!   each applied stretch of the log to [`Apply`];
+//!   each applied stretch of the log to [`Apply`]; builds and installs
+//!   snapshots through it, after which openraft purges the log;
 //! - [`wire`] and [`net`]: the cluster's own RPC, length-prefixed postcard
 //!   frames authenticated with HMAC-SHA256 under the cluster key, over TCP on
 //!   the cluster address only;
@@ -49,7 +50,7 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = NodeId,
         Node = BasicNode,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// A Raft handle of hitvault's types.
@@ -124,21 +125,47 @@ pub fn id_floor(node: NodeId) -> u64 {
 /// The highest node id: ids must leave the top bits of a hit id to the node.
 pub const MAX_NODE_ID: NodeId = (1 << (64 - ID_SHIFT)) - 1;
 
+/// When snapshots are built and how much log they leave (see
+/// [`machine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshots {
+    /// A snapshot is built after this many entries were applied since the
+    /// last one (`cluster.snapshot_every`).
+    pub every: u64,
+    /// Entries a snapshot covers that the log still keeps, so a follower a
+    /// little behind catches up from the log rather than a whole snapshot.
+    pub keep: u64,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Snapshots {
+            every: 20_000,
+            keep: 1_000,
+        }
+    }
+}
+
+/// How long sending a snapshot's chunk may take, the last one with its
+/// installation (the receiving node copies the whole store).
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How the cluster's timing is set: elections after 0.75 to 1.5 s without
 /// a leader's heartbeat (sent every 200 ms), called by [`elections`] after a
 /// pre-vote; a follower also refuses to vote while it heard from a leader
 /// within 1.5 s (openraft's leader lease), so a dead leader is replaced
 /// within about 2.5 s.
-pub fn raft_config() -> openraft::Config {
+pub fn raft_config(snapshots: Snapshots) -> openraft::Config {
     openraft::Config {
         cluster_name: "hitvault".into(),
         heartbeat_interval: HEARTBEAT.as_millis() as u64,
         election_timeout_min: 750,
         election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
-        // The whole log is kept: catch-up replays it (see machine.rs on
-        // snapshots).
-        snapshot_policy: openraft::SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: u64::MAX,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshots.every),
+        max_in_snapshot_log_to_keep: snapshots.keep,
+        // A follower further behind than this is sent a snapshot.
+        replication_lag_threshold: snapshots.every,
+        install_snapshot_timeout: INSTALL_TIMEOUT.as_millis() as u64,
         // An entry holds at most MAX_PROPOSAL_BYTES; this bounds a frame.
         max_payload_entries: 16,
         // Elections are called by `elections`, after a pre-vote.
@@ -589,9 +616,10 @@ pub async fn start(
     log: log::LogStore,
     sm: StateMachine,
     key: Arc<wire::Key>,
+    snapshots: Snapshots,
 ) -> Result<Raft, openraft::error::Fatal<NodeId>> {
     let config = Arc::new(
-        raft_config()
+        raft_config(snapshots)
             .validate()
             .expect("the built-in Raft configuration is valid"),
     );

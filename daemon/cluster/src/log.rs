@@ -6,9 +6,14 @@
 //!   at open: nothing after it was ever reported flushed.
 //! - `vote.json`: the vote, replaced atomically (written beside, fsync'd,
 //!   renamed, directory fsync'd) before it takes effect.
-//! - `purged.json`: the last purged log id. Purged entries stay in the file
-//!   (the log is kept whole today: the cluster builds no snapshots, so
-//!   openraft never purges).
+//! - `purged.json`: the last purged log id (entries a snapshot covers,
+//!   which openraft purges after building or installing one). It is
+//!   written before the file forgets them. The file is rewritten without
+//!   the purged frames ([`LogStore::purge_upto`]) once they are at least
+//!   half of it or all of it, and at open if a crash came between the two:
+//!   the kept frames are copied to `raft.log.new`, fsync'd and renamed over
+//!   the log, then the directory is fsync'd, so a crash leaves the old file
+//!   or the new one whole.
 //!
 //! The index (log id, offset, length of every entry) is in memory, about 40
 //! bytes an entry; entries are read from the file when asked for.
@@ -167,15 +172,22 @@ impl LogStore {
             }
         }
         let entries = slots.len();
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            file,
+            end,
+            slots,
+            purged,
+            vote,
+        };
+        // Purged frames still at the head (a crash between `purged.json`
+        // and the rewrite): drop them now, or the next entry appended after
+        // them would leave a gap in the file.
+        if inner.slots.front().map_or(inner.end, |s| s.offset) > 0 {
+            inner.compact()?;
+        }
         Ok((
-            LogStore(Arc::new(Mutex::new(Inner {
-                dir: dir.to_path_buf(),
-                file,
-                end,
-                slots,
-                purged,
-                vote,
-            }))),
+            LogStore(Arc::new(Mutex::new(inner))),
             Opened { entries, cut },
         ))
     }
@@ -286,7 +298,9 @@ impl LogStore {
         Ok(())
     }
 
-    /// Forgets the entries up to `log_id` (they stay in the file).
+    /// Forgets the entries up to `log_id` (which may be past the last one:
+    /// a snapshot installed covers more than the log held). The file is
+    /// rewritten without them once they are half of it or more.
     pub fn purge_upto(&self, log_id: LogId<NodeId>) -> io::Result<()> {
         let mut inner = self.lock();
         replace(
@@ -301,6 +315,10 @@ impl LogStore {
             .is_some_and(|s| s.log_id.index <= log_id.index)
         {
             inner.slots.pop_front();
+        }
+        let head = inner.slots.front().map_or(inner.end, |s| s.offset);
+        if head > 0 && (inner.slots.is_empty() || head >= inner.end - head) {
+            inner.compact()?;
         }
         Ok(())
     }
@@ -329,6 +347,39 @@ impl LogStore {
     /// Bytes of the log file.
     pub fn bytes(&self) -> u64 {
         self.lock().end
+    }
+}
+
+impl Inner {
+    /// Rewrites the file without the frames before the first kept entry.
+    fn compact(&mut self) -> io::Result<()> {
+        let head = self.slots.front().map_or(self.end, |s| s.offset);
+        let tmp = self.dir.join(format!("{LOG}.new"));
+        let mut out = File::create(&tmp)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = head;
+        while at < self.end {
+            let n = buf.len().min((self.end - at) as usize);
+            self.file.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        out.sync_all()?;
+        drop(out);
+        let path = self.dir.join(LOG);
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = OpenOptions::new().read(true).write(true).open(&path)?;
+        for s in self.slots.iter_mut() {
+            s.offset -= head;
+        }
+        self.end -= head;
+        tracing::info!(
+            bytes = head,
+            kept = self.end,
+            "dropped purged entries from the Raft log"
+        );
+        Ok(())
     }
 }
 
@@ -481,5 +532,65 @@ mod tests {
         assert_eq!(s.last_purged_log_id.unwrap().index, 3);
         assert_eq!(s.last_log_id.unwrap(), entry(2, 7, 70).log_id);
         assert_eq!(log.entries(7..=7).unwrap(), vec![entry(2, 7, 70)]);
+    }
+
+    #[test]
+    fn a_purge_frees_the_file_and_a_purge_past_the_end_leaves_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LogStore::open(dir.path()).unwrap();
+        log.append_entries((1..=10).map(|i| entry(1, i, i as u8)))
+            .unwrap();
+        let whole = log.bytes();
+        // Under half of the file: kept in place.
+        log.purge_upto(LogId::new(CommittedLeaderId::new(1, 1), 2))
+            .unwrap();
+        assert_eq!(log.bytes(), whole);
+        // Half or more: the file is rewritten without them.
+        log.purge_upto(LogId::new(CommittedLeaderId::new(1, 1), 6))
+            .unwrap();
+        assert!(log.bytes() < whole / 2, "{} of {whole}", log.bytes());
+        assert_eq!(
+            log.entries(..).unwrap(),
+            (7..=10).map(|i| entry(1, i, i as u8)).collect::<Vec<_>>()
+        );
+        // A snapshot installed covers more than the log holds: everything
+        // goes, and the next entry follows the snapshot.
+        log.purge_upto(LogId::new(CommittedLeaderId::new(3, 1), 50))
+            .unwrap();
+        assert_eq!(log.bytes(), 0);
+        log.append_entries([entry(3, 51, 51), entry(3, 52, 52)])
+            .unwrap();
+        drop(log);
+        let (log, o) = LogStore::open(dir.path()).unwrap();
+        assert_eq!((o.entries, o.cut), (2, 0));
+        assert_eq!(log.state().last_purged_log_id.unwrap().index, 50);
+        assert_eq!(
+            log.entries(..).unwrap(),
+            vec![entry(3, 51, 51), entry(3, 52, 52)]
+        );
+    }
+
+    #[test]
+    fn a_crash_between_the_purge_record_and_the_rewrite_is_mended_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = LogStore::open(dir.path()).unwrap();
+        log.append_entries((1..=5).map(|i| entry(1, i, i as u8)))
+            .unwrap();
+        drop(log);
+        // `purged.json` says 20; the file still holds 1..=5.
+        replace(
+            dir.path(),
+            PURGED,
+            &serde_json::to_vec(&LogId::new(CommittedLeaderId::new(2, 1), 20)).unwrap(),
+        )
+        .unwrap();
+        let (log, o) = LogStore::open(dir.path()).unwrap();
+        assert_eq!(o.entries, 0);
+        assert_eq!(log.bytes(), 0);
+        log.append_entries([entry(2, 21, 21)]).unwrap();
+        drop(log);
+        let (log, o) = LogStore::open(dir.path()).unwrap();
+        assert_eq!(o.entries, 1);
+        assert_eq!(log.entries(..).unwrap(), vec![entry(2, 21, 21)]);
     }
 }

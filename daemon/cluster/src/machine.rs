@@ -17,15 +17,23 @@
 //! journal, the store's row beside the state), so a replay skips what it
 //! holds, and a stored state never covers a change not applied.
 //!
-//! Snapshots: none are built (`SnapshotPolicy::Never`, and the log is never
-//! purged), so a node that was away catches up by replaying the log from
-//! where its store stands, and a new node replays it from the start.
-//! Receiving a snapshot is refused for the same reason; a snapshot taken as
-//! a backup makes is the next step (docs/internals/cluster.md).
+//! Snapshots ([`Apply::snapshot`], [`Apply::install`]): every
+//! [`crate::Snapshots::every`] applied entries openraft asks for one. The
+//! daemon writes a consistent copy of its store and accounts into one file
+//! in `<cluster dir>/snapshots/`; the machine's [`State`] the copy holds
+//! gives the snapshot's log id, so a snapshot never claims more than it
+//! holds. openraft then purges the log it covers (all but the last
+//! [`crate::Snapshots::keep`] entries), and a follower too far behind (the
+//! entries it needs are purged) or a new node is sent the file in chunks
+//! and installs it: the daemon replaces what its store and accounts hold
+//! with the copy, and the log is applied from the snapshot on. The current
+//! snapshot is named by `current.json`, replaced atomically after the file
+//! is on disk; older files are then deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -101,6 +109,17 @@ pub trait Apply: Send + Sync + 'static {
     /// alike on every node. `Err` only when it cannot be written. Called
     /// before the [`Apply::store`] of the stretch that holds it. Blocking.
     fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String>;
+    /// Writes a consistent copy of everything the log built on this node
+    /// (the store with the state it holds, the accounts) to `file`, which
+    /// does not exist, and returns the [`State`] the copy holds (as
+    /// [`State::encode`] gives it). The accounts are copied after the
+    /// store, so they cover at least the log the store covers (they skip
+    /// what they hold when the log is applied again). Blocking.
+    fn snapshot(&self, file: &Path) -> Result<Vec<u8>, String>;
+    /// Replaces everything the log built on this node with the copy in
+    /// `file` (made by [`Apply::snapshot`] on some node), after every batch
+    /// handed over before it, and returns the [`State`] it holds. Blocking.
+    fn install(&self, file: &Path) -> Result<Vec<u8>, String>;
 }
 
 /// A change a stretch of the log holds besides hits.
@@ -122,20 +141,33 @@ pub struct StateMachine {
     me: NodeId,
     state: Shared,
     apply: Arc<dyn Apply>,
+    snapshots: Arc<SnapshotDir>,
+    /// The file a snapshot being received is written to.
+    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
-    /// The machine of node `me`, from the state `apply` stored.
-    pub fn open(me: NodeId, apply: Arc<dyn Apply>) -> Result<StateMachine, String> {
+    /// The machine of node `me`, from the state `apply` stored; its
+    /// snapshots are kept in `dir` (created if missing).
+    pub fn open(me: NodeId, apply: Arc<dyn Apply>, dir: &Path) -> Result<StateMachine, String> {
         let state = match apply.load()? {
             Some(b) => State::decode(&b)?,
             None => State::default(),
         };
+        let snapshots = SnapshotDir::open(dir)
+            .map_err(|e| format!("the snapshots in {}: {e}", dir.display()))?;
         Ok(StateMachine {
             me,
             state: Arc::new(RwLock::new(state)),
             apply,
+            snapshots: Arc::new(snapshots),
+            receiving: None,
         })
+    }
+
+    /// The current snapshot's meta, if any.
+    pub fn current_snapshot(&self) -> Option<SnapshotMeta<NodeId, BasicNode>> {
+        self.snapshots.current().map(|c| c.meta)
     }
 
     pub fn shared(&self) -> Shared {
@@ -203,23 +235,190 @@ impl StateMachine {
     }
 }
 
-/// Refuses to build a snapshot: the cluster keeps its whole log.
-pub struct NoSnapshots;
+/// The current snapshot, as `current.json` names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Current {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The file's name in the snapshots' directory.
+    file: String,
+}
 
-impl RaftSnapshotBuilder<Types> for NoSnapshots {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<NodeId>> {
-        Err(StorageIOError::write_snapshot(
-            None,
-            &std::io::Error::other(
-                "hitvault's cluster keeps its whole log and builds no snapshots",
-            ),
+const CURRENT: &str = "current.json";
+
+/// The snapshots' directory: the current one, and the files being built
+/// or received (`*.part`, removed at open).
+pub struct SnapshotDir {
+    dir: PathBuf,
+    /// Serialises replacing the current snapshot (a build and an install
+    /// may finish at once).
+    lock: Mutex<()>,
+    next: AtomicU64,
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl SnapshotDir {
+    fn open(dir: &Path) -> std::io::Result<SnapshotDir> {
+        std::fs::create_dir_all(dir)?;
+        let s = SnapshotDir {
+            dir: dir.to_owned(),
+            lock: Mutex::new(()),
+            next: AtomicU64::new(0),
+        };
+        let keep = s.current().map(|c| c.file);
+        for e in std::fs::read_dir(dir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if name != CURRENT && Some(&name) != keep.as_ref() {
+                let _ = std::fs::remove_file(dir.join(&name));
+            }
+        }
+        Ok(s)
+    }
+
+    fn current(&self) -> Option<Current> {
+        let b = std::fs::read(self.dir.join(CURRENT)).ok()?;
+        match serde_json::from_slice::<Current>(&b) {
+            Ok(c) if self.dir.join(&c.file).is_file() => Some(c),
+            Ok(c) => {
+                tracing::warn!(file = %c.file, "the current snapshot's file is missing");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the current snapshot's record is unreadable");
+                None
+            }
+        }
+    }
+
+    /// A new file name: `<stem>-<unique>.hvsnap`.
+    fn name(&self, stem: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!(
+            "{stem}-{now}-{}.hvsnap",
+            self.next.fetch_add(1, Ordering::Relaxed)
         )
-        .into())
+    }
+
+    /// Makes `file` (in the directory, synced) the current snapshot unless
+    /// the current one is as new, then deletes the others' files. Whether
+    /// it became current.
+    fn set_current(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        file: &str,
+    ) -> std::io::Result<bool> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.current()
+            && c.meta.last_log_id >= meta.last_log_id
+        {
+            let _ = std::fs::remove_file(self.dir.join(file));
+            return Ok(false);
+        }
+        let c = Current {
+            meta: meta.clone(),
+            file: file.to_owned(),
+        };
+        let tmp = self.dir.join(format!("{CURRENT}.new"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(&c).map_err(io_err)?)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.dir.join(CURRENT))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        for e in std::fs::read_dir(&self.dir)? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if name != CURRENT && name != file && !name.ends_with(".part") {
+                let _ = std::fs::remove_file(self.dir.join(&name));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Builds a snapshot through `apply` (blocking): its meta and file.
+    fn build(
+        &self,
+        apply: &dyn Apply,
+    ) -> Result<(SnapshotMeta<NodeId, BasicNode>, PathBuf), String> {
+        let name = self.name("snap");
+        let part = self.dir.join(format!("{name}.part"));
+        let _ = std::fs::remove_file(&part);
+        let made = (|| {
+            let st = State::decode(&apply.snapshot(&part)?)?;
+            let Some(last) = st.applied else {
+                return Err("nothing is applied yet".to_owned());
+            };
+            std::fs::File::open(&part)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| e.to_string())?;
+            std::fs::rename(&part, self.dir.join(&name)).map_err(|e| e.to_string())?;
+            Ok(SnapshotMeta {
+                last_log_id: Some(last),
+                last_membership: st.membership,
+                snapshot_id: format!("{}-{}-{name}", last.leader_id.term, last.index),
+            })
+        })();
+        let meta = made.inspect_err(|_| {
+            let _ = std::fs::remove_file(&part);
+        })?;
+        self.set_current(&meta, &name).map_err(|e| e.to_string())?;
+        Ok((meta, self.dir.join(name)))
+    }
+
+    /// The current snapshot, opened for reading.
+    async fn open_current(&self) -> std::io::Result<Option<Snapshot<Types>>> {
+        let Some(c) = self.current() else {
+            return Ok(None);
+        };
+        let f = tokio::fs::File::open(self.dir.join(&c.file)).await?;
+        Ok(Some(Snapshot {
+            meta: c.meta,
+            snapshot: Box::new(f),
+        }))
+    }
+}
+
+/// Builds a snapshot through the daemon (see the module doc).
+pub struct Builder {
+    apply: Arc<dyn Apply>,
+    snapshots: Arc<SnapshotDir>,
+}
+
+impl RaftSnapshotBuilder<Types> for Builder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError<NodeId>> {
+        let (apply, snapshots) = (self.apply.clone(), self.snapshots.clone());
+        let t = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || snapshots.build(&*apply))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let (meta, path) = built.map_err(|e| {
+            tracing::warn!(error = %e, "building a snapshot failed");
+            StorageIOError::write_snapshot(None, &io_err(e))
+        })?;
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let bytes = f.metadata().await.map_or(0, |m| m.len());
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            bytes,
+            ms = t.elapsed().as_millis() as u64,
+            "built a snapshot"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(f),
+        })
     }
 }
 
 impl RaftStateMachine<Types> for StateMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = Builder;
 
     async fn applied_state(
         &mut self,
@@ -277,35 +476,83 @@ impl RaftStateMachine<Types> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        Builder {
+            apply: self.apply.clone(),
+            snapshots: self.snapshots.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Err(StorageIOError::read_snapshot(
-            None,
-            &std::io::Error::other("hitvault's cluster installs no snapshots: it replays the log"),
-        )
-        .into())
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let part = self
+            .snapshots
+            .dir
+            .join(format!("{}.part", self.snapshots.name("received")));
+        let f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&part)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        if let Some(old) = self.receiving.replace(part) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(f))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, BasicNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
-        Err(StorageIOError::read_snapshot(
-            None,
-            &std::io::Error::other("hitvault's cluster installs no snapshots: it replays the log"),
-        )
-        .into())
+        let sig = Some(meta.signature());
+        let err =
+            |e: std::io::Error| StorageError::from(StorageIOError::read_snapshot(sig.clone(), &e));
+        snapshot.sync_all().await.map_err(err)?;
+        drop(snapshot);
+        let part = self
+            .receiving
+            .take()
+            .ok_or_else(|| err(io_err("no snapshot was being received")))?;
+        let name = self.snapshots.name("snap");
+        let path = self.snapshots.dir.join(&name);
+        std::fs::rename(&part, &path).map_err(err)?;
+        let t = std::time::Instant::now();
+        let apply = self.apply.clone();
+        let file = path.clone();
+        let installed = tokio::task::spawn_blocking(move || apply.install(&file))
+            .await
+            .map_err(|e| err(io_err(e)))?;
+        let st = installed.and_then(|b| State::decode(&b)).map_err(|e| {
+            tracing::error!(error = %e, "installing a snapshot failed");
+            err(io_err(e))
+        })?;
+        if st.applied != meta.last_log_id {
+            return Err(err(io_err(format!(
+                "the snapshot holds log {:?}, its meta says {:?}",
+                st.applied, meta.last_log_id
+            ))));
+        }
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
+        self.snapshots.set_current(meta, &name).map_err(err)?;
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            ms = t.elapsed().as_millis() as u64,
+            "installed a snapshot"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<Types>>, StorageError<NodeId>> {
-        Ok(None)
+        self.snapshots
+            .open_current()
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 

@@ -1,5 +1,6 @@
-//! The cluster's RPC over TCP: Raft's own calls (append entries, vote), a
-//! follower's proposals forwarded to the leader, and a node's status.
+//! The cluster's RPC over TCP: Raft's own calls (append entries, vote, a
+//! snapshot's chunks), a follower's proposals forwarded to the leader, and
+//! a node's status.
 //!
 //! A client keeps one connection per peer and sends one request at a time
 //! on it; any error drops the connection and the next call dials again. The
@@ -35,6 +36,8 @@ pub enum Request {
     Status,
     /// Would you vote in an election now (you know no live leader)?
     PreVote,
+    /// A chunk of a snapshot from the leader (the last one installs it).
+    Snapshot(InstallSnapshotRequest<Types>),
 }
 
 /// What a forwarded proposal became.
@@ -61,6 +64,7 @@ pub enum Answer {
     Forward(Forwarded),
     Status(Box<Status>),
     PreVote(bool),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
 }
 
 /// When this node last heard from a leader (an append entries request,
@@ -213,16 +217,20 @@ impl RaftNetwork<Types> for Peer {
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<Types>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<Types>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        // Never reached: no snapshot is built (machine.rs).
-        Err(RPCError::Network(NetworkError::new(&Msg(
-            "hitvault's cluster sends no snapshots".into(),
-        ))))
+        match self.call(&Request::Snapshot(rpc), option.hard_ttl()).await {
+            Ok(Answer::Snapshot(Ok(r))) => Ok(r),
+            Ok(Answer::Snapshot(Err(e))) => {
+                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(rpc_error(CallError::Unexpected)),
+            Err(e) => Err(rpc_error(e)),
+        }
     }
 
     async fn vote(
@@ -288,6 +296,13 @@ pub async fn serve(
                     Request::Forward(c) => Answer::Forward(propose_here(&raft, c).await),
                     Request::Status => Answer::Status(Box::new(status())),
                     Request::PreVote => Answer::PreVote(crate::would_vote(&raft, &contact)),
+                    Request::Snapshot(c) => {
+                        let r = raft.install_snapshot(c).await;
+                        if r.is_ok() {
+                            contact.heard();
+                        }
+                        Answer::Snapshot(r)
+                    }
                 };
                 if let Err(e) = wire::write(&mut s, &key, ANSWER, &answer).await {
                     tracing::debug!(%peer, error = %e, "a cluster answer was not sent");

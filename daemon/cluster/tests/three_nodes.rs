@@ -18,7 +18,7 @@ use hitvault_cluster::machine::{Apply, Batch, State, StateMachine};
 use hitvault_cluster::net::{self, Contact};
 use hitvault_cluster::wire::Key;
 use hitvault_cluster::{
-    Acks, BasicNode, Command, Forwarder, NodeId, Raft, id_floor, log::LogStore,
+    Acks, BasicNode, Command, Forwarder, NodeId, Raft, Snapshots, id_floor, log::LogStore,
 };
 use hitvault_queue::{Queue, QueueConfig};
 
@@ -31,12 +31,25 @@ struct Mem {
     /// The model accounts: the highest index applied and the changes, in
     /// log order; a change equal to one applied before does not fit.
     accounts: Mutex<(u64, Vec<Vec<u8>>)>,
+    /// Snapshots installed.
+    installed: Mutex<u32>,
+}
+
+/// What the model's snapshot file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Copy {
+    rows: Vec<(u64, Vec<u8>)>,
+    state: Vec<u8>,
+    accounts: (u64, Vec<Vec<u8>>),
 }
 
 impl Apply for Mem {
     fn store(&self, b: Batch) -> Result<(), String> {
-        self.rows.lock().unwrap().extend(b.records);
+        // The rows and their state change together (a snapshot reads both).
+        let mut rows = self.rows.lock().unwrap();
+        rows.extend(b.records);
         *self.state.lock().unwrap() = Some(b.state);
+        drop(rows);
         if b.own > 0
             && let Some(q) = &*self.queue.lock().unwrap()
         {
@@ -63,6 +76,36 @@ impl Apply for Mem {
         // The model keeps accounts and definitions in one ordered list.
         self.accounts(index, change)
     }
+    fn snapshot(&self, file: &Path) -> Result<Vec<u8>, String> {
+        let (rows, state) = {
+            let rows = self.rows.lock().unwrap();
+            let state = self.state.lock().unwrap().clone();
+            (rows.clone(), state.ok_or("nothing stored")?)
+        };
+        // The accounts after the store, as the daemon copies them.
+        let accounts = self.accounts.lock().unwrap().clone();
+        let copy = Copy {
+            rows,
+            state: state.clone(),
+            accounts,
+        };
+        std::fs::write(file, serde_json::to_vec(&copy).unwrap()).map_err(|e| e.to_string())?;
+        Ok(state)
+    }
+    fn install(&self, file: &Path) -> Result<Vec<u8>, String> {
+        let copy: Copy = serde_json::from_slice(&std::fs::read(file).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let mut rows = self.rows.lock().unwrap();
+        *rows = copy.rows;
+        *self.state.lock().unwrap() = Some(copy.state.clone());
+        drop(rows);
+        let mut a = self.accounts.lock().unwrap();
+        if copy.accounts.0 > a.0 {
+            *a = copy.accounts;
+        }
+        *self.installed.lock().unwrap() += 1;
+        Ok(copy.state)
+    }
 }
 
 impl Mem {
@@ -76,6 +119,7 @@ impl Mem {
 
 struct TestNode {
     id: NodeId,
+    log: LogStore,
     node: hitvault_cluster::Node,
     raft: Raft,
     queue: Queue,
@@ -94,6 +138,7 @@ async fn start(
     dir: &Path,
     listener: tokio::net::TcpListener,
     mem: Arc<Mem>,
+    snapshots: Snapshots,
 ) -> TestNode {
     let (log, _) = LogStore::open(&dir.join("raft")).unwrap();
     let own = mem.state().origins.get(&id).copied().unwrap_or(0);
@@ -108,10 +153,10 @@ async fn start(
     )
     .unwrap();
     *mem.queue.lock().unwrap() = Some(queue.clone());
-    let sm = StateMachine::open(id, mem.clone()).unwrap();
+    let sm = StateMachine::open(id, mem.clone(), &dir.join("snapshots")).unwrap();
     let shared = sm.shared();
     let key = key();
-    let raft = hitvault_cluster::start(id, log, sm, key.clone())
+    let raft = hitvault_cluster::start(id, log.clone(), sm, key.clone(), snapshots)
         .await
         .unwrap();
     let acks = Acks::new(own);
@@ -147,6 +192,7 @@ async fn start(
     );
     TestNode {
         id,
+        log,
         node,
         raft,
         queue,
@@ -222,7 +268,16 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     let mems: Vec<Arc<Mem>> = (0..3).map(|_| Arc::new(Mem::default())).collect();
     let mut nodes = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        nodes.push(start(i as u64 + 1, &dirs[i], l, mems[i].clone()).await);
+        nodes.push(
+            start(
+                i as u64 + 1,
+                &dirs[i],
+                l,
+                mems[i].clone(),
+                Snapshots::default(),
+            )
+            .await,
+        );
     }
     // Every node initialises with the same members: allowed, and what the
     // daemon does on a first start.
@@ -329,7 +384,14 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     let l = tokio::net::TcpListener::bind(&members[&gone_id].addr)
         .await
         .unwrap();
-    let back = start(gone_id, &dirs[gone_id as usize - 1], l, gone_mem).await;
+    let back = start(
+        gone_id,
+        &dirs[gone_id as usize - 1],
+        l,
+        gone_mem,
+        Snapshots::default(),
+    )
+    .await;
     nodes.push(back);
     let all: Vec<&TestNode> = nodes.iter().collect();
     acked.extend(send(nodes.last().unwrap(), 50).await);
@@ -354,6 +416,163 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
         );
         // Ids carry their node.
         assert!(ids.iter().all(|id| (id >> hitvault_cluster::ID_SHIFT) >= 1));
+    }
+    for n in &nodes {
+        n.stop.store(true, std::sync::atomic::Ordering::Release);
+        n.raft.shutdown().await.unwrap();
+    }
+}
+
+/// Three nodes formed on loopback, each building a snapshot after `every`
+/// entries and keeping `keep` of the log it covers.
+async fn formed(
+    dirs: &[PathBuf],
+    snapshots: Snapshots,
+) -> (Vec<TestNode>, BTreeMap<u64, BasicNode>) {
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for i in 1..=3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(i, BasicNode::new(l.local_addr().unwrap().to_string()));
+        listeners.push(l);
+    }
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let mem = Arc::new(Mem::default());
+        nodes.push(start(i as u64 + 1, &dirs[i], l, mem, snapshots).await);
+    }
+    for n in &nodes {
+        match n.raft.initialize(members.clone()).await {
+            Ok(()) => {}
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => {}
+            Err(e) => panic!("initialising node {}: {e}", n.id),
+        }
+    }
+    (nodes, members)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_the_purged_log_left_behind_and_a_new_node_catch_up_from_a_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (1..=4).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let snapshots = Snapshots { every: 20, keep: 5 };
+    let (mut nodes, members) = formed(&dirs, snapshots).await;
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    let first = leader(&all).await;
+    let mut acked = Vec::new();
+    for n in &nodes {
+        acked.extend(send(n, 50).await);
+    }
+    applied_equal(&all, 150).await;
+
+    // A follower stops; the others go on for many snapshots' worth of log.
+    let away = nodes.iter().position(|n| n.id != first).unwrap();
+    let gone = nodes.remove(away);
+    let (gone_id, gone_mem) = (gone.id, gone.mem.clone());
+    let away_at = gone.log.state().last_log_id.unwrap().index;
+    gone.stop.store(true, std::sync::atomic::Ordering::Release);
+    gone.server.abort();
+    gone.raft.shutdown().await.unwrap();
+    gone.queue.close();
+    *gone_mem.queue.lock().unwrap() = None;
+    drop(gone);
+    for n in &nodes {
+        acked.extend(send(n, 300).await);
+    }
+    let c = Command::Accounts {
+        origin: nodes[0].id,
+        record: b"made while node was away".to_vec(),
+    };
+    assert_eq!(
+        nodes[0].node.propose(c, Duration::from_secs(10)).await,
+        Ok(None)
+    );
+    acked.extend(send(&nodes[1], 100).await);
+    let rest: Vec<&TestNode> = nodes.iter().collect();
+    applied_equal(&rest, 850).await;
+    // The live nodes built snapshots and purged the log the away node
+    // needs (the purge follows the build: wait for it).
+    let t = Instant::now();
+    loop {
+        let purged: Vec<u64> = nodes
+            .iter()
+            .map(|n| n.log.state().last_purged_log_id.map_or(0, |l| l.index))
+            .collect();
+        if purged.iter().all(|p| *p > away_at + 1) {
+            eprintln!(
+                "node {gone_id} stopped at log {away_at}; the others purged up to {purged:?}"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no purge past {away_at}: {purged:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in &nodes {
+        assert!(
+            dirs[n.id as usize - 1]
+                .join("snapshots/current.json")
+                .is_file(),
+            "node {} has no current snapshot",
+            n.id
+        );
+    }
+
+    // It comes back: the log it needs is gone, so it is sent a snapshot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = tokio::net::TcpListener::bind(&members[&gone_id].addr)
+        .await
+        .unwrap();
+    let back = start(gone_id, &dirs[gone_id as usize - 1], l, gone_mem, snapshots).await;
+    nodes.push(back);
+    // And a new node joins, as a learner then a voter.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let fourth = start(4, &dirs[3], l, Arc::new(Mem::default()), snapshots).await;
+    let lead = leader(&nodes.iter().collect::<Vec<_>>()).await;
+    let lead = nodes.iter().find(|n| n.id == lead).unwrap();
+    lead.raft
+        .add_learner(4, BasicNode::new(addr), true)
+        .await
+        .unwrap();
+    lead.raft
+        .change_membership([1, 2, 3, 4], false)
+        .await
+        .unwrap();
+    nodes.push(fourth);
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    acked.extend(send(&nodes[0], 20).await);
+    applied_equal(&all, 870).await;
+    for id in [gone_id, 4] {
+        let n = nodes.iter().find(|n| n.id == id).unwrap();
+        assert!(
+            *n.mem.installed.lock().unwrap() >= 1,
+            "node {id} caught up without a snapshot"
+        );
+    }
+
+    acked.sort_unstable();
+    let reference = nodes[0].mem.rows.lock().unwrap().clone();
+    let mut ids: Vec<u64> = reference.iter().map(|r| r.0).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids, acked,
+        "the stored ids are not exactly the acknowledged ones"
+    );
+    let accounts = nodes[0].mem.accounts.lock().unwrap().1.clone();
+    assert_eq!(accounts.len(), 1);
+    for n in &nodes {
+        assert_eq!(
+            *n.mem.rows.lock().unwrap(),
+            reference,
+            "node {} holds other rows or another order",
+            n.id
+        );
+        assert_eq!(n.mem.accounts.lock().unwrap().1, accounts, "node {}", n.id);
     }
     for n in &nodes {
         n.stop.store(true, std::sync::atomic::Ordering::Release);

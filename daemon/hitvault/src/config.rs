@@ -113,6 +113,7 @@ pub struct ClusterFile {
     pub key_file: Option<PathBuf>,
     pub ack: Option<String>,
     pub init: Option<bool>,
+    pub snapshot_every: Option<i64>,
 }
 
 /// When a cluster node answers 202.
@@ -141,6 +142,25 @@ pub struct ClusterConfig {
     /// On a node's first start, form the cluster from this node and
     /// `peers` (set on every founding node alike); unset, wait to be added.
     pub init: bool,
+    /// A snapshot is built after this many log entries were applied since
+    /// the last one; the log it covers is then dropped but for a tenth of
+    /// it (at most 1,000 entries).
+    pub snapshot_every: u64,
+}
+
+/// `cluster.snapshot_every`'s default and bounds.
+pub const SNAPSHOT_EVERY: u64 = 20_000;
+pub const SNAPSHOT_EVERY_MIN: u64 = 10;
+pub const SNAPSHOT_EVERY_MAX: u64 = 10_000_000;
+
+impl ClusterConfig {
+    /// When snapshots are built and how much log they leave.
+    pub fn snapshots(&self) -> hitvault_cluster::Snapshots {
+        hitvault_cluster::Snapshots {
+            every: self.snapshot_every,
+            keep: (self.snapshot_every / 10).clamp(1, 1_000),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -588,6 +608,22 @@ fn parse_cluster(origin: &str, c: ClusterFile) -> Result<Option<ClusterConfig>, 
             ));
         }
     };
+    let snapshot_every = match c.snapshot_every {
+        None => SNAPSHOT_EVERY,
+        Some(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| (SNAPSHOT_EVERY_MIN..=SNAPSHOT_EVERY_MAX).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "cluster.snapshot_every",
+                    origin,
+                    format!(
+                        "{n} is not a number of log entries from {SNAPSHOT_EVERY_MIN} to \
+                         {SNAPSHOT_EVERY_MAX}"
+                    ),
+                )
+            })?,
+    };
     Ok(Some(ClusterConfig {
         node_id,
         bind,
@@ -595,6 +631,7 @@ fn parse_cluster(origin: &str, c: ClusterFile) -> Result<Option<ClusterConfig>, 
         key_file,
         ack,
         init: c.init.unwrap_or(false),
+        snapshot_every,
     }))
 }
 
@@ -1621,6 +1658,14 @@ mod tests {
             ),
             (node.replace("key_file = \"/k\"\n", ""), "cluster.key_file"),
             (format!("{node}ack = \"all\"\n"), "cluster.ack"),
+            (
+                format!("{node}snapshot_every = 5\n"),
+                "cluster.snapshot_every",
+            ),
+            (
+                format!("{node}snapshot_every = -1\n"),
+                "cluster.snapshot_every",
+            ),
             (
                 format!("{node}[cluster.peers]\n\"2\" = \"10.77.0.1:7400\"\n"),
                 "cluster.peers.2",

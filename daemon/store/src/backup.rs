@@ -28,6 +28,9 @@ pub struct SnapshotInfo {
     pub hits: u64,
     pub props: u64,
     pub sites: u64,
+    /// The cluster state machine's state the copy holds (a cluster node's
+    /// snapshot: the log it covers).
+    pub cluster_state: Option<Vec<u8>>,
 }
 
 /// A snapshot failed; the partial file may exist and must be removed by the caller.
@@ -75,7 +78,8 @@ impl Reader {
                             (SELECT coalesce(max(id), 0) FROM {a}.hits), \
                             (SELECT count(*) FROM {a}.hits), \
                             (SELECT count(*) FROM {a}.hit_props), \
-                            (SELECT count(*) FROM {a}.sites)",
+                            (SELECT count(*) FROM {a}.sites), \
+                            (SELECT state FROM {a}.cluster_state WHERE id = 1)",
                     a = alias
                 ),
                 [],
@@ -87,6 +91,7 @@ impl Reader {
                         hits: r.get(3)?,
                         props: r.get(4)?,
                         sites: r.get(5)?,
+                        cluster_state: r.get(6)?,
                     })
                 },
             )?;
@@ -102,5 +107,92 @@ impl Reader {
             return Err(SnapshotError::Wal(file.display().to_string()));
         }
         Ok(info)
+    }
+}
+
+/// A cluster snapshot could not be installed; the store is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("DuckDB: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error(
+        "the snapshot has schema version {theirs}, this store {ours}: run the same hitvault on every node"
+    )]
+    Schema { theirs: u32, ours: u32 },
+    #[error("the snapshot holds no cluster state")]
+    NoState,
+    #[error("{0}")]
+    Query(#[from] crate::QueryError),
+}
+
+/// Tables a snapshot does not replace: the queue position is this node's
+/// own (its queue numbers its hits), not the node's that made the copy.
+const NODE_OWN: &[&str] = &["ingest_state"];
+
+impl crate::Store {
+    /// Replaces what this store holds with the copy in `file` (made by
+    /// [`Reader::snapshot`] on another node of the cluster, same schema),
+    /// in one transaction: every table but this node's queue position is
+    /// emptied and filled from the copy, so a reader sees the old store or
+    /// the new one. Returns the cluster state the copy holds.
+    pub fn install_copy(&mut self, file: &Path) -> Result<Vec<u8>, InstallError> {
+        let alias = format!("hv_install_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.conn.execute_batch(&format!(
+            "ATTACH {} AS {alias} (READ_ONLY)",
+            literal(&file.to_string_lossy())
+        ))?;
+        let done = self.install_from(&alias);
+        let detached = self.conn.execute_batch(&format!("DETACH {alias}"));
+        let state = done?;
+        detached?;
+        // What the writer kept in memory describes the old store.
+        self.open = None;
+        self.refresh_sites()?;
+        self.changes.any();
+        Ok(state)
+    }
+
+    fn install_from(&mut self, alias: &str) -> Result<Vec<u8>, InstallError> {
+        let version = |db: &str| -> duckdb::Result<u32> {
+            self.conn.query_row(
+                &format!("SELECT max(version) FROM {db}.schema_migrations"),
+                [],
+                |r| r.get(0),
+            )
+        };
+        let (theirs, ours) = (version(alias)?, version("main")?);
+        if theirs != ours {
+            return Err(InstallError::Schema { theirs, ours });
+        }
+        let state: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                &format!("SELECT state FROM {alias}.cluster_state WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                duckdb::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let state = state.ok_or(InstallError::NoState)?;
+        let tables: Vec<String> = {
+            let mut st = self.conn.prepare(
+                "SELECT table_name FROM duckdb_tables() \
+                 WHERE database_name = current_database() AND schema_name = 'main' \
+                 ORDER BY table_name",
+            )?;
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let tx = self.conn.transaction()?;
+        for t in tables.iter().filter(|t| !NODE_OWN.contains(&t.as_str())) {
+            let t = ident(t);
+            tx.execute_batch(&format!(
+                "DELETE FROM main.{t}; INSERT INTO main.{t} BY NAME SELECT * FROM {alias}.{t};"
+            ))?;
+        }
+        tx.commit()?;
+        Ok(state)
     }
 }

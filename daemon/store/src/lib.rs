@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use duckdb::{AccessMode, Config, Connection};
 
 pub use append::{AppendError, AppendStats};
-pub use backup::{SnapshotError, SnapshotInfo};
+pub use backup::{InstallError, SnapshotError, SnapshotInfo};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use prune::{Expired, PruneError};
 pub use sessions::SessionWork;

@@ -278,3 +278,62 @@ fn the_memory_limit_is_read_back_in_bytes() {
     );
     assert_eq!(super::parse_bytes("many"), None);
 }
+
+/// A cluster node far behind installs another node's snapshot: the copy
+/// replaces everything but its own queue position, in one transaction, and
+/// the store goes on appending with what it learned (the copy's sites).
+#[test]
+fn a_cluster_snapshot_installs_whole_and_keeps_the_nodes_queue_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a = open(&a_dir);
+    a.upsert_site("shop.test", &[], "config").unwrap();
+    let hits: Vec<(u64, Hit)> = (1..=300u64)
+        .map(|id| (id, hit("shop.test", 1_700_000_000_000 + id as i64, "/a")))
+        .collect();
+    let refs: Vec<_> = hits.iter().map(|(s, h)| (*s, h.as_ref())).collect();
+    a.append_replicated(&refs, &[], 300, b"state of node a")
+        .unwrap();
+    let file = dir.path().join("snap.duckdb");
+    let info = a.reader().unwrap().snapshot(&file).unwrap();
+    assert_eq!(info.cluster_state.as_deref(), Some(&b"state of node a"[..]));
+
+    // Node b is behind: another site, a few hits, its own queue's ids.
+    let mut b = open(&b_dir);
+    b.upsert_site("old.test", &[], "config").unwrap();
+    let own = (2u64 << 48) + 7;
+    let old: Vec<(u64, Hit)> = vec![(own, hit("old.test", 1_700_000_000_000, "/b"))];
+    let refs: Vec<_> = old.iter().map(|(s, h)| (*s, h.as_ref())).collect();
+    b.append_replicated(&refs, &[], own, b"state of node b")
+        .unwrap();
+    // A reader made before the install sees the new store after it.
+    let reader = b.reader().unwrap();
+
+    // A copy without a cluster state is refused, and nothing changes.
+    let plain = dir.path().join("plain.duckdb");
+    let mut c = open(&dir.path().join("c"));
+    c.upsert_site("c.test", &[], "config").unwrap();
+    c.reader().unwrap().snapshot(&plain).unwrap();
+    assert!(matches!(b.install_copy(&plain), Err(InstallError::NoState)));
+    assert_eq!(b.hit_count().unwrap(), 1);
+
+    let state = b.install_copy(&file).unwrap();
+    assert_eq!(state, b"state of node a");
+    assert_eq!(b.cluster_state().unwrap().as_deref(), Some(&state[..]));
+    assert_eq!(b.hit_count().unwrap(), 300);
+    let sites: Vec<String> = b.sites().unwrap().into_iter().map(|s| s.hostname).collect();
+    assert_eq!(sites, vec!["shop.test".to_owned()]);
+    // Its queue position is its own, not node a's.
+    assert_eq!(b.committed_seq().unwrap(), own);
+    let seen: u64 = reader
+        .conn
+        .query_row("SELECT count(*) FROM hits", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 300);
+    // It appends hits of the copy's site at once.
+    let more: Vec<(u64, Hit)> = vec![(own + 1, hit("shop.test", 1_700_000_100_000, "/b"))];
+    let refs: Vec<_> = more.iter().map(|(s, h)| (*s, h.as_ref())).collect();
+    let st = b.append_replicated(&refs, &[], own + 1, b"next").unwrap();
+    assert_eq!(st.hits, 1);
+    assert_eq!(b.hit_count().unwrap(), 301);
+}

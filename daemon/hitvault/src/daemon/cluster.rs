@@ -45,6 +45,9 @@ use crate::exit::Failure;
 /// The Raft log's directory in the data dir.
 pub const CLUSTER_DIR: &str = "cluster";
 
+/// The snapshots' directory in [`CLUSTER_DIR`].
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
 /// How many applied stretches of the log may wait for the writer.
 pub const APPLY_DEPTH: usize = 8;
 
@@ -92,7 +95,15 @@ pub struct WriterApply {
     writer: Writer,
     /// Ingest's registry of sites, which a site added through the log joins.
     sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
+    /// `<data dir>/tmp/`: the store's copy while a snapshot is built or
+    /// installed.
+    tmp: std::path::PathBuf,
 }
+
+/// A snapshot file's first bytes; then the accounts' length (u64,
+/// little-endian), the accounts as whole records (JSON lines), and the
+/// store's copy (a DuckDB file) to the end.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HVSNAP1\n";
 
 impl WriterApply {
     pub fn new(
@@ -101,6 +112,7 @@ impl WriterApply {
         accounts: Arc<Accounts>,
         writer: Writer,
         sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
+        tmp: std::path::PathBuf,
     ) -> WriterApply {
         WriterApply {
             tx: Mutex::new(tx),
@@ -108,7 +120,42 @@ impl WriterApply {
             accounts,
             writer,
             sites,
+            tmp,
         }
+    }
+
+    /// `f` on the writer thread, waiting through its long turns.
+    fn on_writer<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Store) -> Result<T, String> + Send + Clone + 'static,
+    ) -> Result<T, String> {
+        loop {
+            let g = f.clone();
+            match self.writer.call(move |s, _| g(s)) {
+                Ok(r) => return r,
+                Err(Unavailable::Busy) => continue,
+                Err(Unavailable::Closed) => return Err("the store is closed".into()),
+            }
+        }
+    }
+
+    /// A file in `<data dir>/tmp/` no one else uses.
+    fn tmp_file(&self, what: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tmp.join(format!("cluster-{what}-{n}.duckdb"))
+    }
+}
+
+/// Removes a file when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let mut wal = self.0.as_os_str().to_owned();
+        wal.push(".wal");
+        let _ = std::fs::remove_file(wal);
     }
 }
 
@@ -119,7 +166,7 @@ impl Apply for WriterApply {
         self.tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Replicated { batch })
+            .send(Replicated::Batch(batch))
             .map_err(|_| "the writer has stopped".to_owned())
     }
 
@@ -131,6 +178,89 @@ impl Apply for WriterApply {
         self.accounts
             .apply_logged(index, record)
             .map_err(|e| format!("applying an accounts change: {e}"))
+    }
+
+    fn snapshot(&self, file: &std::path::Path) -> Result<Vec<u8>, String> {
+        use std::io::Write;
+        // The store first, from a reader while the writer goes on; then
+        // the accounts, which then cover at least as much of the log.
+        let db = Scratch(self.tmp_file("snapshot"));
+        let _ = std::fs::remove_file(&db.0);
+        let reader = self.on_writer(|s| s.reader().map_err(|e| e.to_string()))?;
+        let info = reader
+            .snapshot(&db.0)
+            .map_err(|e| format!("copying the store: {e}"))?;
+        drop(reader);
+        let state = info
+            .cluster_state
+            .ok_or("the store holds no cluster state yet")?;
+        let accounts = self.accounts.snapshot_records();
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create_new(file)?);
+            out.write_all(SNAPSHOT_MAGIC)?;
+            out.write_all(&(accounts.len() as u64).to_le_bytes())?;
+            out.write_all(&accounts)?;
+            std::io::copy(&mut std::fs::File::open(&db.0)?, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        };
+        write().map_err(|e| format!("writing the snapshot {}: {e}", file.display()))?;
+        tracing::info!(
+            hits = info.hits,
+            sites = info.sites,
+            accounts_bytes = accounts.len(),
+            "copied the store and the accounts for a snapshot"
+        );
+        Ok(state)
+    }
+
+    fn install(&self, file: &std::path::Path) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let db = Scratch(self.tmp_file("install"));
+        let _ = std::fs::remove_file(&db.0);
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut f = std::io::BufReader::new(std::fs::File::open(file)?);
+            let mut head = [0u8; 16];
+            f.read_exact(&mut head)?;
+            if &head[..8] != SNAPSHOT_MAGIC {
+                return Err(std::io::Error::other("not a hitvault cluster snapshot"));
+            }
+            let len = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+            let mut accounts = Vec::new();
+            (&mut f).take(len).read_to_end(&mut accounts)?;
+            if accounts.len() as u64 != len {
+                return Err(std::io::Error::other(
+                    "the snapshot ends inside its accounts",
+                ));
+            }
+            let mut out = std::fs::File::create_new(&db.0)?;
+            std::io::copy(&mut f, &mut out)?;
+            Ok(accounts)
+        };
+        let accounts =
+            read().map_err(|e| format!("reading the snapshot {}: {e}", file.display()))?;
+        // The store, after every batch handed over before it.
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Replicated::Install {
+                file: db.0.clone(),
+                done,
+            })
+            .map_err(|_| "the writer has stopped".to_owned())?;
+        let state = answer
+            .recv()
+            .map_err(|_| "the writer has stopped".to_owned())?
+            .map_err(|e| format!("installing the store's copy: {e}"))?;
+        let replaced = self
+            .accounts
+            .install_records(&accounts)
+            .map_err(|e| format!("installing the accounts: {e}"))?;
+        // Ingest learns the copy's sites.
+        let rows = self.on_writer(|s| s.sites().map_err(|e| e.to_string()))?;
+        crate::sites::add_runtime(&self.sites, rows);
+        tracing::info!(accounts_replaced = replaced, "installed a snapshot");
+        Ok(state)
     }
 
     fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String> {
@@ -396,7 +526,8 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
     } = p;
     let Prepared { cfg, listener, key } = prepared;
     let me = cfg.node_id;
-    let sm = StateMachine::open(me, Arc::new(apply))
+    let snapshots_dir = setup.0.data_dir.join(CLUSTER_DIR).join(SNAPSHOTS_DIR);
+    let sm = StateMachine::open(me, Arc::new(apply), &snapshots_dir)
         .map_err(|e| Failure::startup(format!("the cluster's state: {e}")))?;
     let state = sm.shared();
     let own = state
@@ -406,7 +537,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         .get(&me)
         .copied()
         .unwrap_or(0);
-    let raft = hitvault_cluster::start(me, log, sm, key.clone())
+    let raft = hitvault_cluster::start(me, log, sm, key.clone(), cfg.snapshots())
         .await
         .map_err(|e| Failure::startup(format!("starting the cluster node: {e}")))?;
     let acks = Acks::new(own);

@@ -337,6 +337,7 @@ impl Wired {
                         accounts.clone(),
                         handle.clone(),
                         sites.clone(),
+                        cfg.data_dir.join(crate::datadir::TMP_DIR),
                     ),
                     accounts: accounts.clone(),
                     setup: (cfg.clone(), local),

@@ -453,9 +453,17 @@ pub struct WriterParts {
     pub replicated: Option<Receiver<Replicated>>,
 }
 
-/// A stretch of the cluster's committed log to store.
-pub struct Replicated {
-    pub batch: hitvault_cluster::Batch,
+/// What the cluster's state machine hands the writer, in the log's order.
+pub enum Replicated {
+    /// A stretch of the committed log to store.
+    Batch(hitvault_cluster::Batch),
+    /// A snapshot's copy of a store to install in place of this one
+    /// (`Store::install_copy`), after every batch handed over before it;
+    /// the answer is the cluster state the copy holds.
+    Install {
+        file: std::path::PathBuf,
+        done: std::sync::mpsc::SyncSender<Result<Vec<u8>, String>>,
+    },
 }
 
 /// Records a scheduled prune that deleted hits.
@@ -638,18 +646,55 @@ impl Loop {
                 None => log.recv_timeout(HEARTBEAT_EVERY),
             };
             match next {
-                Ok(mut r) => {
+                Ok(Replicated::Install { file, done }) => {
+                    let t = Instant::now();
+                    // One transaction over the whole store: the watchdog
+                    // hears from this thread while another runs it.
+                    let (store, heartbeat) = (&mut self.parts.store, &mut self.parts.heartbeat);
+                    let r = std::thread::scope(|sc| {
+                        let job = sc.spawn(|| store.install_copy(&file));
+                        while !job.is_finished() {
+                            heartbeat();
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        job.join().expect("the install does not panic")
+                    });
+                    match &r {
+                        Ok(_) => {
+                            // The copy's days may lack rollups: look at once.
+                            self.rollups.more = true;
+                            tracing::info!(
+                                ms = t.elapsed().as_millis() as u64,
+                                "installed a snapshot's copy of the store"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "installing a snapshot's copy failed")
+                        }
+                    }
+                    let _ = done.send(r.map_err(|e| e.to_string()));
+                }
+                Ok(Replicated::Batch(mut batch)) => {
                     // What else waits is stored in the same transaction (one
                     // DuckDB commit for many of the log's entries), up to
                     // `batch.max_rows` records: the last state covers them all.
-                    while r.batch.records.len() < self.parts.cfg.max_rows {
-                        let Ok(more) = log.try_recv() else { break };
-                        r.batch.records.extend(more.batch.records);
-                        r.batch.own = r.batch.own.max(more.batch.own);
-                        r.batch.state = more.batch.state;
+                    while batch.records.len() < self.parts.cfg.max_rows {
+                        match log.try_recv() {
+                            Ok(Replicated::Batch(more)) => {
+                                batch.records.extend(more.records);
+                                batch.own = batch.own.max(more.own);
+                                batch.state = more.state;
+                            }
+                            // An install waits for this batch's commit.
+                            Ok(install) => {
+                                early = Some(install);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
-                    let cluster = (r.batch.own, r.batch.state.as_slice());
-                    if let Err(stopped) = self.commit_with(&r.batch.records, Some(cluster)) {
+                    let cluster = (batch.own, batch.state.as_slice());
+                    if let Err(stopped) = self.commit_with(&batch.records, Some(cluster)) {
                         return stopped;
                     }
                 }
