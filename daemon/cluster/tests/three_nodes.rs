@@ -258,39 +258,7 @@ async fn applied_equal(nodes: &[&TestNode], want: usize) {
 async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = (1..=3).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for i in 1..=3u64 {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(i, BasicNode::new(l.local_addr().unwrap().to_string()));
-        listeners.push(l);
-    }
-    let mems: Vec<Arc<Mem>> = (0..3).map(|_| Arc::new(Mem::default())).collect();
-    let mut nodes = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        nodes.push(
-            start(
-                i as u64 + 1,
-                &dirs[i],
-                l,
-                mems[i].clone(),
-                Snapshots::default(),
-            )
-            .await,
-        );
-    }
-    // Every node initialises with the same members: allowed, and what the
-    // daemon does on a first start.
-    // NotAllowed: another node's election reached this one first.
-    for n in &nodes {
-        match n.raft.initialize(members.clone()).await {
-            Ok(()) => {}
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::InitializeError::NotAllowed(_),
-            )) => {}
-            Err(e) => panic!("initialising node {}: {e}", n.id),
-        }
-    }
+    let (mut nodes, members) = formed(&dirs, Snapshots::default()).await;
     let all: Vec<&TestNode> = nodes.iter().collect();
     let first = leader(&all).await;
     let mut acked = Vec::new();
@@ -441,6 +409,9 @@ async fn formed(
         let mem = Arc::new(Mem::default());
         nodes.push(start(i as u64 + 1, &dirs[i], l, mem, snapshots).await);
     }
+    // Every node initialises with the same members: allowed, and what the
+    // daemon does on a first start.
+    // NotAllowed: another node's election reached this one first.
     for n in &nodes {
         match n.raft.initialize(members.clone()).await {
             Ok(()) => {}
