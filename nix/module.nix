@@ -223,9 +223,9 @@ in {
         description = "`majority`: a hit's 202 waits for a majority of nodes; `local`: for the local fsync.";
       };
       snapshot_every = mkOption {
-        type = types.ints.between 10 10000000;
+        type = types.nullOr (types.ints.between 10 10000000);
         default = s.options.cluster.snapshot_every;
-        description = "Log entries applied between two snapshots (a copy of the store and the accounts); the log they cover is then dropped but for a tenth of this, and a node further behind, or a new one, is sent the snapshot.";
+        description = "Null: the daemon's default (20000). Log entries applied between two snapshots (a copy of the store and the accounts); the log they cover is then dropped but for its last `snapshot_every` entries, and a node further behind, or a new one, is sent the snapshot. An interval must outlast a snapshot's install.";
       };
       interface = mkOption {
         type = types.nullOr types.str;

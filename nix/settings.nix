@@ -202,7 +202,7 @@ in rec {
       key_file = null;
       ack = "majority";
       init = null;
-      snapshot_every = 20000;
+      snapshot_every = null;
     };
   };
 

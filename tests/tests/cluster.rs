@@ -5,7 +5,7 @@
 //! follower off with nftables, and heals; then a follower loses its disk,
 //! is removed, and its wiped appliance joins again under a new id (the old
 //! one refused) and, the log it needs purged by then (a snapshot every
-//! 100 entries), installs a snapshot. Then every node is stopped and
+//! 300 entries), installs a snapshot. Then every node is stopped and
 //! its store read: every acknowledged hit is stored exactly once on every
 //! node, and all nodes hold the same rows. It prints what it injected and
 //! what it found. Accounts go through the log too: a user added on one
@@ -149,9 +149,10 @@ fn http(n: u64) -> SocketAddr {
     format!("{}:{HTTP_PORT}", ip(n)).parse().unwrap()
 }
 
-/// A snapshot every this many log entries, so the run builds many, purges
+/// A snapshot every this many log entries (about a second under the
+/// test's load, longer than an install), so the run builds many, purges
 /// the log, and node 4 (which joins late) must install one.
-const SNAPSHOT_EVERY: u64 = 100;
+const SNAPSHOT_EVERY: u64 = 300;
 
 /// Writes the configuration of node `id` in namespace `slot`; returns its
 /// path. The founding nodes form the cluster (`init`); a node that joins
@@ -484,8 +485,8 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let load = Load::start();
     under_load(&load, "steady", Duration::from_secs(5));
 
-    // With no admin yet, each node prints a set-up link once it follows a
-    // leader (the link's invite is itself an accounts change).
+    // With no admin yet, each founding node prints a set-up link once it
+    // follows a leader (the link's invite is itself an accounts change).
     let t = Instant::now();
     while !nodes.iter().all(|x| {
         x.daemon
@@ -513,6 +514,17 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         &data_dir(&nodes, others[0]),
     ]);
     assert!(out.contains("ops"), "{out}");
+    // The node that made the change answered once it applied it; the
+    // others apply it a moment later.
+    let t = Instant::now();
+    let ops = vec![("ops".to_owned(), true)];
+    assert_eq!(applied(|| users(&nodes, others[1]), &ops), ops);
+    eprintln!(
+        "  user on node {} known on node {} after {:?}",
+        others[0],
+        others[1],
+        t.elapsed()
+    );
     let out = hitvault_ok(&[
         "token",
         "create",
@@ -535,7 +547,7 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         .unwrap_or_else(|| panic!("no token in {out:?}"))
         .to_owned();
     assert_eq!(
-        api_status(first, &secret),
+        applied(|| api_status(first, &secret), &200),
         200,
         "the token made on node {} is not known on node {first}",
         others[1]
@@ -730,7 +742,16 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let config4 = config(tmp.path(), 4, slot, &key, false);
     let fresh = start(&net, slot, &config4, dir.join("data"));
     let t = Instant::now();
-    hitvault_ok(&["cluster", "add", "4", &addr, "--data-dir", lead_dir]);
+    let added = hitvault(&["cluster", "add", "4", &addr, "--data-dir", lead_dir]);
+    if !added.status.success() {
+        let tail = |t: String| t.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+        panic!(
+            "adding node 4 failed: {}\nnode 4's log, last lines first:\n{}\nthe leader's:\n{}",
+            String::from_utf8_lossy(&added.stderr),
+            tail(fresh.log_text()),
+            tail(nodes[l as usize - 1].daemon.as_ref().unwrap().log_text())
+        );
+    }
     eprintln!("  node 4 caught up and votes after {:?}", t.elapsed());
     nodes[slot as usize - 1] = Node {
         n: 4,
@@ -803,6 +824,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     assert!(
         log4.contains("installed a snapshot's copy"),
         "node 4 caught up without a snapshot"
+    );
+    // A node added later makes no first-admin link: the cluster has admins.
+    assert!(
+        !log4.contains("no admin yet"),
+        "node 4 made a set-up link in a cluster that has an admin"
     );
     let want: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
     assert_eq!(want.len(), acked.len(), "a path was acknowledged twice");

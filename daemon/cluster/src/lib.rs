@@ -132,8 +132,11 @@ pub struct Snapshots {
     /// A snapshot is built after this many entries were applied since the
     /// last one (`cluster.snapshot_every`).
     pub every: u64,
-    /// Entries a snapshot covers that the log still keeps, so a follower a
-    /// little behind catches up from the log rather than a whole snapshot.
+    /// Entries a snapshot covers that the log still keeps: a follower a
+    /// little behind catches up from the log rather than a whole snapshot,
+    /// and one that installs a snapshot finds the log after it (an install
+    /// must end before the leader purged past it, or the follower is sent
+    /// the next snapshot, and so on).
     pub keep: u64,
 }
 
@@ -141,7 +144,7 @@ impl Default for Snapshots {
     fn default() -> Self {
         Snapshots {
             every: 20_000,
-            keep: 1_000,
+            keep: 20_000,
         }
     }
 }

@@ -147,6 +147,25 @@ impl WriterApply {
     }
 }
 
+/// Copies `r` to `w` through a buffer, with `read` and `write` only:
+/// `std::io::copy` between files asks the kernel (`copy_file_range`),
+/// which the seccomp policy does not allow.
+fn copy_plain(r: &mut impl std::io::Read, w: &mut impl std::io::Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => {
+                w.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Removes a file when dropped.
 struct Scratch(std::path::PathBuf);
 
@@ -200,7 +219,7 @@ impl Apply for WriterApply {
             out.write_all(SNAPSHOT_MAGIC)?;
             out.write_all(&(accounts.len() as u64).to_le_bytes())?;
             out.write_all(&accounts)?;
-            std::io::copy(&mut std::fs::File::open(&db.0)?, &mut out)?;
+            copy_plain(&mut std::fs::File::open(&db.0)?, &mut out)?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()
         };
         write().map_err(|e| format!("writing the snapshot {}: {e}", file.display()))?;
@@ -233,7 +252,7 @@ impl Apply for WriterApply {
                 ));
             }
             let mut out = std::fs::File::create_new(&db.0)?;
-            std::io::copy(&mut f, &mut out)?;
+            copy_plain(&mut f, &mut out)?;
             Ok(accounts)
         };
         let accounts =
@@ -592,9 +611,16 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         .set((node.clone(), tokio::runtime::Handle::current()));
     accounts.replicate_through(gate.clone());
     // The first admin's set-up link, once this node follows a leader (it
-    // is an accounts change, made through the log).
+    // is an accounts change, made through the log). Only a founding node
+    // makes one: a node added later has not yet applied the log when it
+    // hears its leader, so it cannot tell whether the cluster has an admin
+    // (`hitvault user add NAME --admin` works on any node).
     let raft = node.raft.clone();
+    let founding = cfg.init;
     tokio::spawn(async move {
+        if !founding {
+            return;
+        }
         let joined = raft
             .wait(None)
             .metrics(|m| m.current_leader.is_some(), "a leader")
