@@ -154,6 +154,24 @@ fn http(n: u64) -> SocketAddr {
 /// the log, and node 4 (which joins late) must install one.
 const SNAPSHOT_EVERY: u64 = 300;
 
+/// Every node keeps a site's hits this long; the test sends hits older
+/// than that and prunes them through the log.
+const RETENTION_DAYS: u32 = 365;
+
+/// Hits of `site` older than their period on node `n`, as its own dry run
+/// counts them (a dry run changes nothing, so it runs on the node alone).
+fn expired(nodes: &[Node], n: u64) -> u64 {
+    let out = hitvault_ok(&["prune", "--dry-run", "--data-dir", &data_dir(nodes, n)]);
+    out.lines()
+        .filter(|l| l.starts_with("shop.test"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "hits")?;
+            w.get(at - 1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 /// Writes the configuration of node `id` in namespace `slot`; returns its
 /// path. The founding nodes form the cluster (`init`); a node that joins
 /// later waits to be added.
@@ -164,7 +182,7 @@ fn config(dir: &Path, id: u64, slot: u64, key: &Path, init: bool) -> PathBuf {
         .collect();
     let text = format!(
         "sites = [\"shop.test\"]\nallow_plain_http = true\nhostnames = [\"{ip}\"]\n\
-         [tls]\nmode = \"off\"\n\
+         [tls]\nmode = \"off\"\n[retention]\ndays = {RETENTION_DAYS}\n\
          [cluster]\nenable = true\nnode_id = {id}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
          key_file = \"{key}\"\ninit = {init}\nsnapshot_every = {SNAPSHOT_EVERY}\n\
          [cluster.peers]\n{peers}",
@@ -761,6 +779,75 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     };
     under_load(&load, "node 4 in", Duration::from_secs(4));
 
+    // 7. Retention through the log: hits older than the period reach every
+    // node; a prune asked of one node deletes them on every node, each
+    // archiving them first, while the load goes on.
+    let out = hitvault_ok(&[
+        "token",
+        "create",
+        "--user",
+        "ops",
+        "--name",
+        "history",
+        "--scope",
+        "ingest",
+        "--expires",
+        "1d",
+        "--data-dir",
+        lead_dir,
+    ]);
+    let ingest = out
+        .split_whitespace()
+        .find(|w| w.starts_with(hitvault_accounts::TOKEN_PREFIX))
+        .unwrap_or_else(|| panic!("no token in {out:?}"))
+        .to_owned();
+    const OLD: u64 = 40;
+    let then = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 400 * 86_400_000;
+    let batch: String = (0..OLD)
+        .map(|i| {
+            format!(
+                "{{\"name\":\"pageview\",\"url\":\"https://shop.test/old/{i}\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0\",\"ip\":\"192.0.2.9\",\"timestamp\":{}}}\n",
+                then + i * 1000
+            )
+        })
+        .collect();
+    let r = request(
+        http(slot),
+        "POST",
+        "/api/ingest/batch",
+        &[
+            ("Authorization", &format!("Bearer {ingest}")),
+            ("Content-Type", "application/x-ndjson"),
+        ],
+        batch.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let ids: Vec<u64> = nodes.iter().map(|x| x.n).collect();
+    for n in &ids {
+        assert_eq!(
+            applied(|| expired(&nodes, *n), &OLD),
+            OLD,
+            "node {n}: the old hits"
+        );
+    }
+    let other = ids.iter().copied().find(|n| *n != 4).unwrap();
+    eprintln!("inject: {OLD} hits of 400 days ago; `hitvault prune` on node {other}");
+    let out = hitvault_ok(&["prune", "--data-dir", &data_dir(&nodes, other)]);
+    assert!(out.contains("archived and deleted"), "{out}");
+    for n in &ids {
+        assert_eq!(
+            applied(|| expired(&nodes, *n), &0),
+            0,
+            "node {n} kept expired hits"
+        );
+    }
+    under_load(&load, "pruned", Duration::from_secs(2));
+
     let (acked, refused) = load.finish();
     let index = converged(&nodes);
     // Every node, node 4 too (it installed a snapshot), holds the same
@@ -825,6 +912,26 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         log4.contains("installed a snapshot's copy"),
         "node 4 caught up without a snapshot"
     );
+    // Every node archived the pruned hits itself, under the same name.
+    let archives: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let d = n
+                .stopped
+                .as_ref()
+                .unwrap()
+                .data_dir
+                .join("archive/shop.test");
+            let mut v: Vec<String> = std::fs::read_dir(&d)
+                .unwrap_or_else(|e| panic!("node {}: {}: {e}", n.n, d.display()))
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        })
+        .collect();
+    assert_eq!(archives[0].len(), 1, "{archives:?}");
+    assert!(archives.iter().all(|a| *a == archives[0]), "{archives:?}");
     // A node added later makes no first-admin link: the cluster has admins.
     assert!(
         !log4.contains("no admin yet"),
@@ -833,6 +940,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     let want: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
     assert_eq!(want.len(), acked.len(), "a path was acknowledged twice");
     for (i, r) in rows.iter().enumerate() {
+        assert!(
+            !r.iter().any(|row| row[1].starts_with("/old/")),
+            "node {}: pruned hits are still stored",
+            i + 1
+        );
         let mut seen = BTreeMap::<&str, u32>::new();
         for row in r {
             *seen.entry(row[1].as_str()).or_default() += 1;

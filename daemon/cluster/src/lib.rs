@@ -72,6 +72,10 @@ pub enum Command {
     /// One change to the goal and funnel definitions (the daemon's
     /// `DefChange` as JSON), applied on every node's store alike.
     Definitions { origin: NodeId, change: Vec<u8> },
+    /// A retention pass (the daemon's `Prune` as JSON: the proposer's
+    /// clock and periods), applied on every node's store at this point of
+    /// the log: after every hit before it, before any after it.
+    Retention { origin: NodeId, prune: Vec<u8> },
 }
 
 impl std::fmt::Display for Command {
@@ -95,6 +99,11 @@ impl std::fmt::Display for Command {
                 f,
                 "a definitions change from node {origin}: {} bytes",
                 change.len()
+            ),
+            Command::Retention { origin, prune } => write!(
+                f,
+                "a retention pass from node {origin}: {} bytes",
+                prune.len()
             ),
         }
     }
@@ -210,6 +219,13 @@ pub struct Status {
     pub matched: BTreeMap<NodeId, Option<u64>>,
     /// This node's hits a majority holds (its queue's seq).
     pub acked_seq: u64,
+    /// The log index of this node's current snapshot (built here or
+    /// installed), if any.
+    #[serde(default)]
+    pub snapshot_index: Option<u64>,
+    /// The log index up to which this node purged its log.
+    #[serde(default)]
+    pub purged_index: Option<u64>,
 }
 
 /// A node's status from its Raft metrics and state machine.
@@ -239,6 +255,8 @@ pub fn status(raft: &Raft, state: &machine::Shared, acks: &Acks) -> Status {
             .copied()
             .collect(),
         acked_seq: acks.acked(),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
         ..Status::default()
     };
     for (id, n) in mem.nodes() {

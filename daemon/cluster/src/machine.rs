@@ -109,6 +109,15 @@ pub trait Apply: Send + Sync + 'static {
     /// alike on every node. `Err` only when it cannot be written. Called
     /// before the [`Apply::store`] of the stretch that holds it. Blocking.
     fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String>;
+    /// Runs the retention pass `prune` the log holds at `index`: after
+    /// every batch handed over before it (the machine hands it a stretch of
+    /// its own, so the hits before it are stored first), and before any
+    /// after it. A replay may run it again (the state stored after it
+    /// covers it, so only a crash in between does): a second run finds
+    /// nothing more to delete. `Err` when it cannot run here (an archive
+    /// that cannot be written): this node stops applying the log until
+    /// it can, as every other node deletes those hits. Blocking.
+    fn retention(&self, index: u64, prune: &[u8]) -> Result<(), String>;
     /// Writes a consistent copy of everything the log built on this node
     /// (the store with the state it holds, the accounts) to `file`, which
     /// does not exist, and returns the [`State`] the copy holds (as
@@ -127,6 +136,7 @@ pub trait Apply: Send + Sync + 'static {
 pub enum Change {
     Accounts(Vec<u8>),
     Definitions(Vec<u8>),
+    Retention(Vec<u8>),
 }
 
 /// The changes of a stretch of the log besides hits: `(position among the
@@ -216,6 +226,10 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(Command::Definitions { change, .. }) => {
                     changes.push((out.len(), e.log_id, Change::Definitions(change)));
+                    out.push(Applied::default());
+                }
+                EntryPayload::Normal(Command::Retention { prune, .. }) => {
+                    changes.push((out.len(), e.log_id, Change::Retention(prune)));
                     out.push(Applied::default());
                 }
                 EntryPayload::Membership(m) => {
@@ -417,22 +431,12 @@ impl RaftSnapshotBuilder<Types> for Builder {
     }
 }
 
-impl RaftStateMachine<Types> for StateMachine {
-    type SnapshotBuilder = Builder;
-
-    async fn applied_state(
+impl StateMachine {
+    /// Applies one stretch of the log (see [`RaftStateMachine::apply`]).
+    async fn apply_stretch(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
-    {
-        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-        Ok((s.applied, s.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
-    where
-        I: IntoIterator<Item = openraft::Entry<Types>> + Send,
-        I::IntoIter: Send,
-    {
+        entries: Vec<openraft::Entry<Types>>,
+    ) -> Result<Vec<Applied>, StorageError<NodeId>> {
         let start = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (st, records, mut out, changes) = StateMachine::fold(&start, entries);
         if st == start {
@@ -446,6 +450,7 @@ impl RaftStateMachine<Types> for StateMachine {
                     let r = match change {
                         Change::Accounts(r) => apply.accounts(id.index, &r),
                         Change::Definitions(c) => apply.definitions(id.index, &c),
+                        Change::Retention(p) => apply.retention(id.index, &p).map(|()| None),
                     };
                     done.push((at, id, r));
                 }
@@ -474,7 +479,42 @@ impl RaftStateMachine<Types> for StateMachine {
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = st;
         Ok(out)
     }
+}
 
+impl RaftStateMachine<Types> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok((s.applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<Types>> + Send,
+        I::IntoIter: Send,
+    {
+        // A retention pass is a stretch of its own: the hits before it are
+        // stored first (with a state that does not cover it), then it runs,
+        // then the state that covers it is stored.
+        let mut stretches: Vec<Vec<openraft::Entry<Types>>> = vec![vec![]];
+        for e in entries {
+            if matches!(e.payload, EntryPayload::Normal(Command::Retention { .. })) {
+                stretches.push(vec![e]);
+                stretches.push(vec![]);
+            } else {
+                stretches.last_mut().expect("one at least").push(e);
+            }
+        }
+        let mut out = Vec::new();
+        for s in stretches.into_iter().filter(|s| !s.is_empty()) {
+            out.extend(self.apply_stretch(s).await?);
+        }
+        Ok(out)
+    }
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         Builder {
             apply: self.apply.clone(),

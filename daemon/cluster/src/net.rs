@@ -252,7 +252,9 @@ impl RaftNetwork<Types> for Peer {
 /// How the server answers a [`Request::Status`].
 pub type StatusFn = Arc<dyn Fn() -> Status + Send + Sync>;
 
-/// Serves the cluster RPC on `listener` until the runtime stops.
+/// Serves the cluster RPC on `listener` until the runtime stops or this
+/// future is dropped (its connections are closed with it: a peer that
+/// still holds one then dials again).
 pub async fn serve(
     listener: TcpListener,
     raft: Raft,
@@ -260,7 +262,9 @@ pub async fn serve(
     contact: Contact,
     status: StatusFn,
 ) {
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let (sock, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -272,7 +276,7 @@ pub async fn serve(
         let _ = sock.set_nodelay(true);
         let (raft, key, contact, status) =
             (raft.clone(), key.clone(), contact.clone(), status.clone());
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let mut s = BufStream::new(sock);
             loop {
                 let req: Request = match wire::read(&mut s, &key, REQUEST).await {

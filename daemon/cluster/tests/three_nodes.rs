@@ -33,6 +33,8 @@ struct Mem {
     accounts: Mutex<(u64, Vec<Vec<u8>>)>,
     /// Snapshots installed.
     installed: Mutex<u32>,
+    /// Retention passes run.
+    passes: Mutex<u32>,
 }
 
 /// What the model's snapshot file holds.
@@ -75,6 +77,14 @@ impl Apply for Mem {
     fn definitions(&self, index: u64, change: &[u8]) -> Result<Option<String>, String> {
         // The model keeps accounts and definitions in one ordered list.
         self.accounts(index, change)
+    }
+    fn retention(&self, _index: u64, prune: &[u8]) -> Result<(), String> {
+        self.rows
+            .lock()
+            .unwrap()
+            .retain(|r| !r.1.starts_with(prune));
+        *self.passes.lock().unwrap() += 1;
+        Ok(())
     }
     fn snapshot(&self, file: &Path) -> Result<Vec<u8>, String> {
         let (rows, state) = {
@@ -207,7 +217,12 @@ async fn leader(nodes: &[&TestNode]) -> NodeId {
     let t = Instant::now();
     loop {
         for n in nodes {
-            if n.raft.current_leader().await == Some(n.id) {
+            let leads = {
+                let m = n.raft.metrics();
+                let m = m.borrow();
+                m.state == openraft::ServerState::Leader && m.current_leader == Some(n.id)
+            };
+            if leads {
                 return n.id;
             }
         }
@@ -219,10 +234,15 @@ async fn leader(nodes: &[&TestNode]) -> NodeId {
 /// Appends `count` hits to `n`'s queue in groups of 10 and waits until a
 /// majority holds each; returns their seqs.
 async fn send(n: &TestNode, count: usize) -> Vec<u64> {
+    send_as(n, count, "node").await
+}
+
+/// [`send`], each payload starting with `prefix`.
+async fn send_as(n: &TestNode, count: usize, prefix: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     for g in 0..count / 10 {
         let payloads: Vec<Vec<u8>> = (0..10)
-            .map(|i| format!("node {} hit {}", n.id, g * 10 + i).into_bytes())
+            .map(|i| format!("{prefix} {} hit {}", n.id, g * 10 + i).into_bytes())
             .collect();
         let r = n.queue.append_all(payloads).await.unwrap();
         assert!(
@@ -246,10 +266,12 @@ async fn applied_equal(nodes: &[&TestNode], want: usize) {
         if lens.iter().all(|l| *l >= want) {
             return;
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "rows applied: {lens:?}, want {want} on each"
-        );
+        if t.elapsed() > Duration::from_secs(30) {
+            for n in nodes {
+                eprintln!("node {}: {:?}", n.id, *n.raft.metrics().borrow());
+            }
+            panic!("rows applied: {lens:?}, want {want} on each");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -366,6 +388,34 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     applied_equal(&all, 650).await;
     // The node that came back applied no accounts change twice.
     accounts_equal(&all);
+
+    // A retention pass through the log, while hits flow: every node
+    // deletes the same rows (the model deletes the rows whose payload
+    // starts with the pass's prefix), at the same point of the log.
+    let old = send_as(&nodes[0], 30, "old").await;
+    let pass = Command::Retention {
+        origin: nodes[1].id,
+        prune: b"old".to_vec(),
+    };
+    let (pruned, more) = tokio::join!(
+        nodes[1].node.propose(pass, Duration::from_secs(10)),
+        send(&nodes[2], 20)
+    );
+    assert_eq!(pruned, Ok(None));
+    acked.extend(more);
+    let t = Instant::now();
+    while all.iter().any(|n| {
+        let rows = n.mem.rows.lock().unwrap();
+        rows.len() != 650 + 20 || rows.iter().any(|r| r.1.starts_with(b"old"))
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the pass did not reach every node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(all.iter().all(|n| *n.mem.passes.lock().unwrap() == 1));
+    drop(old);
 
     acked.sort_unstable();
     let reference = nodes[0].mem.rows.lock().unwrap().clone();

@@ -59,6 +59,37 @@ impl Policy {
     }
 }
 
+/// A retention pass as a cluster's log holds it: the proposing node's
+/// clock and periods, so every node deletes the same hits; each node
+/// archives them in its own `archive_dir` (named by the pass's time, the
+/// same on every node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pass {
+    pub now_us: i64,
+    pub default_days: u32,
+    pub sites: BTreeMap<String, u32>,
+}
+
+impl Pass {
+    /// A pass of `policy` at `now_us`.
+    pub fn of(policy: &Policy, now_us: i64) -> Pass {
+        Pass {
+            now_us,
+            default_days: policy.default_days,
+            sites: policy.sites.clone(),
+        }
+    }
+
+    /// The pass's periods, archived in `archive_dir`.
+    pub fn policy(&self, archive_dir: PathBuf) -> Policy {
+        Policy {
+            default_days: self.default_days,
+            sites: self.sites.clone(),
+            archive_dir,
+        }
+    }
+}
+
 /// One site's part of a prune.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteReport {

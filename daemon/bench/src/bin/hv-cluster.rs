@@ -16,7 +16,10 @@
 //!   other two; the time from the kill to the first 202 for a hit sent after
 //!   it;
 //! - catch-up: the killed node is started again after missing that load;
-//!   the time until it applied what the leader had, and the rate.
+//!   the time until it applied what the leader had, the rate, and whether
+//!   it came from the log or from a snapshot (with `--snapshot-every` small
+//!   enough, the others purge what it missed), with the leader's log and
+//!   snapshot sizes.
 //!
 //! It prints figures and decides nothing.
 
@@ -44,6 +47,11 @@ struct Args {
     /// The daemon binary (default: `hitvault` next to this program).
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// The nodes' `cluster.snapshot_every` (default: the daemon's). Small,
+    /// the killed node misses more log than the others keep and catches
+    /// up from a snapshot.
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
 const SITES: usize = 20;
@@ -108,7 +116,7 @@ impl Drop for Node {
     }
 }
 
-fn cluster(root: &Path, ack: &str) -> anyhow::Result<Vec<Node>> {
+fn cluster(root: &Path, ack: &str, snapshot_every: Option<u64>) -> anyhow::Result<Vec<Node>> {
     let key = root.join("cluster.key");
     std::fs::write(&key, "a-cluster-key-of-more-than-32-bytes-for-the-bench\n")?;
     let sites: Vec<String> = (0..SITES).map(|i| format!("\"{}\"", site(i))).collect();
@@ -127,9 +135,10 @@ fn cluster(root: &Path, ack: &str) -> anyhow::Result<Vec<Node>> {
             format!(
                 "sites = [{}]\ntrusted_proxies = [\"127.0.0.0/8\"]\nlog_level = \"warn\"\n\
                  [cluster]\nenable = true\nnode_id = {id}\nbind = \"{ip}:{CLUSTER_PORT}\"\n\
-                 key_file = \"{}\"\nack = \"{ack}\"\ninit = true\n[cluster.peers]\n{peers}",
+                 key_file = \"{}\"\nack = \"{ack}\"\ninit = true\n{}[cluster.peers]\n{peers}",
                 sites.join(", "),
-                key.display()
+                key.display(),
+                snapshot_every.map_or(String::new(), |n| format!("snapshot_every = {n}\n")),
             ),
         )?;
         nodes.push(Node {
@@ -275,7 +284,7 @@ fn main() -> anyhow::Result<()> {
 
     for ack in ["majority", "local"] {
         println!("\n== three nodes, ack = {ack} ==");
-        let mut nodes = cluster(tmp.path(), ack)?;
+        let mut nodes = cluster(tmp.path(), ack, a.snapshot_every)?;
         for n in &mut nodes {
             n.start(&bin)?;
         }
@@ -394,6 +403,37 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or(0);
             if applied >= target {
                 let s = t.elapsed().as_secs_f64();
+                // From the log, or from a snapshot the leader sent (its
+                // log no longer held what the node missed).
+                let me = nodes[lead].me(&bin).unwrap_or_default();
+                let lead_me = nodes[new_lead].me(&bin).unwrap_or_default();
+                let how = match me["snapshot_index"].as_u64() {
+                    Some(i) if i > back_from => {
+                        format!("installed a snapshot at index {i}, then the log")
+                    }
+                    _ => "from the log".to_owned(),
+                };
+                let bytes = |n: &Node, p: &str| {
+                    std::fs::metadata(n.dir.join("data").join(p)).map_or(0, |m| m.len())
+                };
+                let snap_bytes: u64 =
+                    std::fs::read_dir(nodes[new_lead].dir.join("data/cluster/snapshots"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".hvsnap"))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum();
+                println!(
+                    "catch-up path        {how}; the leader's log purged to {}, raft.log {} bytes, snapshot {} bytes",
+                    lead_me["purged_index"]
+                        .as_u64()
+                        .map_or("none".into(), |i| i.to_string()),
+                    bytes(&nodes[new_lead], "cluster/raft.log"),
+                    snap_bytes
+                );
+                summary.insert("6 catch-up path", how);
                 println!(
                     "catch-up             {} entries ({missed} hits acknowledged while it was away) in {s:.2} s from its start: {:.0} entries/s, {:.0} hits/s",
                     target.saturating_sub(back_from),

@@ -475,8 +475,9 @@ pub struct DaemonMaintenance {
     pub sites: Arc<RwLock<Arc<Sites>>>,
     /// Retention periods and the archive, for prunes.
     pub retention: Policy,
-    /// A cluster node: imports are refused (not replicated yet).
-    pub clustered: bool,
+    /// On a cluster node: imports are refused (not replicated yet), and a
+    /// prune is a retention pass through the log.
+    pub cluster: Option<Arc<super::cluster::Gate>>,
 }
 
 impl DaemonMaintenance {
@@ -553,7 +554,7 @@ impl Maintenance for DaemonMaintenance {
         body: &mut dyn std::io::Read,
     ) -> Result<serde_json::Value, AdminError> {
         use hitvault_takeout::stream::{Frame, read_frame};
-        if self.clustered {
+        if self.cluster.is_some() {
             return Err(AdminError::Invalid(
                 crate::config::NO_IMPORT_ON_CLUSTER.into(),
             ));
@@ -623,7 +624,7 @@ impl Maintenance for DaemonMaintenance {
     }
 
     fn import_plausible(&self, body: &[u8]) -> Result<serde_json::Value, AdminError> {
-        if self.clustered {
+        if self.cluster.is_some() {
             return Err(AdminError::Invalid(
                 crate::config::NO_IMPORT_ON_CLUSTER.into(),
             ));
@@ -653,6 +654,14 @@ impl Maintenance for DaemonMaintenance {
     }
 
     fn prune(&self, dry_run: bool) -> Result<serde_json::Value, AdminError> {
+        // On a cluster node every node deletes the same hits: the pass
+        // goes through the log (a dry run changes nothing: it runs here).
+        if let Some(gate) = self.cluster.as_ref().filter(|_| !dry_run) {
+            let r = gate
+                .prune(&self.retention)
+                .map_err(AdminError::Unavailable)?;
+            return Ok(serde_json::to_value(r).expect("report serialises"));
+        }
         let policy = self.retention.clone();
         let r = self
             .writer

@@ -41,6 +41,7 @@ use hitvault_store::goals::{DefError, GoalKind, Made, Step};
 use super::writer::{Replicated, Unavailable, Writer};
 use crate::config::{Ack, ClusterConfig, Config};
 use crate::exit::Failure;
+use crate::retention;
 
 /// The Raft log's directory in the data dir.
 pub const CLUSTER_DIR: &str = "cluster";
@@ -98,7 +99,17 @@ pub struct WriterApply {
     /// `<data dir>/tmp/`: the store's copy while a snapshot is built or
     /// installed.
     tmp: std::path::PathBuf,
+    /// The last retention pass's report (the [`Gate`]'s).
+    passes: Passes,
 }
+
+/// The last retention pass applied here: its time (which names it) and
+/// what it archived and deleted on this node.
+pub type Passes = Arc<Mutex<Option<(i64, retention::Report)>>>;
+
+/// How long `hitvault prune` waits for its pass to be applied here (it
+/// archives every expired hit first).
+pub const PRUNE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A snapshot file's first bytes; then the accounts' length (u64,
 /// little-endian), the accounts as whole records (JSON lines), and the
@@ -113,6 +124,7 @@ impl WriterApply {
         writer: Writer,
         sites: Arc<std::sync::RwLock<Arc<hitvault_core::sites::Sites>>>,
         tmp: std::path::PathBuf,
+        passes: Passes,
     ) -> WriterApply {
         WriterApply {
             tx: Mutex::new(tx),
@@ -121,6 +133,7 @@ impl WriterApply {
             writer,
             sites,
             tmp,
+            passes,
         }
     }
 
@@ -197,6 +210,26 @@ impl Apply for WriterApply {
         self.accounts
             .apply_logged(index, record)
             .map_err(|e| format!("applying an accounts change: {e}"))
+    }
+
+    fn retention(&self, index: u64, prune: &[u8]) -> Result<(), String> {
+        let pass: retention::Pass = serde_json::from_slice(prune)
+            .map_err(|e| format!("the retention pass at log index {index} is unreadable: {e}"))?;
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Replicated::Retention {
+                pass: pass.clone(),
+                done,
+            })
+            .map_err(|_| "the writer has stopped".to_owned())?;
+        let report = answer
+            .recv()
+            .map_err(|_| "the writer has stopped".to_owned())?
+            .map_err(|e| format!("the retention pass at log index {index}: {e}"))?;
+        *self.passes.lock().unwrap_or_else(|p| p.into_inner()) = Some((pass.now_us, report));
+        Ok(())
     }
 
     fn snapshot(&self, file: &std::path::Path) -> Result<Vec<u8>, String> {
@@ -329,6 +362,7 @@ pub struct Gate {
     /// (Landlock lets this node connect to those ports and no others).
     peers: BTreeMap<u64, std::net::SocketAddr>,
     node: OnceLock<(Node, tokio::runtime::Handle)>,
+    passes: Passes,
 }
 
 impl Gate {
@@ -337,6 +371,30 @@ impl Gate {
             ack: cfg.ack,
             peers: cfg.peers.clone(),
             node: OnceLock::new(),
+            passes: Passes::default(),
+        }
+    }
+
+    /// Where the state machine leaves each retention pass's report.
+    pub fn passes(&self) -> Passes {
+        self.passes.clone()
+    }
+
+    /// A retention pass of `policy` now, through the log: every node
+    /// archives and deletes the same hits. This node's report, once it
+    /// applied it.
+    pub fn prune(&self, policy: &retention::Policy) -> Result<retention::Report, String> {
+        let pass = retention::Pass::of(policy, retention::now_us());
+        let at = pass.now_us;
+        let prune = serde_json::to_vec(&pass).expect("a pass serialises");
+        match self.propose_within(|origin| Command::Retention { origin, prune }, PRUNE_TIMEOUT) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return Err(reason),
+            Err(e) => return Err(format!("the cluster did not confirm the pass: {e}")),
+        }
+        match &*self.passes.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((t, r)) if *t == at => Ok(r.clone()),
+            _ => Err("the pass was applied, but a later one replaced its report".into()),
         }
     }
 
@@ -353,6 +411,15 @@ impl Gate {
         &self,
         make: impl FnOnce(u64) -> Command,
     ) -> Result<Option<String>, String> {
+        self.propose_within(make, PROPOSE_TIMEOUT)
+    }
+
+    /// [`Gate::propose_blocking`], waiting at most `ttl`.
+    fn propose_within(
+        &self,
+        make: impl FnOnce(u64) -> Command,
+        ttl: Duration,
+    ) -> Result<Option<String>, String> {
         let Some((n, rt)) = self.node.get() else {
             return Err("this cluster node is starting".into());
         };
@@ -360,9 +427,9 @@ impl Gate {
         let (tx, rx) = std::sync::mpsc::channel();
         let n = n.clone();
         rt.spawn(async move {
-            let _ = tx.send(n.propose(cmd, PROPOSE_TIMEOUT).await);
+            let _ = tx.send(n.propose(cmd, ttl).await);
         });
-        rx.recv_timeout(PROPOSE_TIMEOUT + Duration::from_secs(1))
+        rx.recv_timeout(ttl + Duration::from_secs(1))
             .unwrap_or_else(|_| Err("no answer in time".into()))
     }
 }
@@ -528,6 +595,8 @@ pub struct Parts {
     pub accounts: Arc<Accounts>,
     /// What the first admin's set-up link is made from.
     pub setup: (Config, std::net::SocketAddr),
+    /// Retention periods: the leader proposes a pass at start and daily.
+    pub retention: retention::Policy,
 }
 
 /// Starts this node: Raft, the RPC server, the cluster's formation on a
@@ -542,6 +611,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         stop,
         accounts,
         setup,
+        retention,
     } = p;
     let Prepared { cfg, listener, key } = prepared;
     let me = cfg.node_id;
@@ -604,6 +674,7 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
         );
     }
     tokio::spawn(hitvault_cluster::elections(node.clone()));
+    tokio::spawn(retention_passes(node.clone(), retention));
     tokio::spawn(hitvault_cluster::report(raft.clone()));
     tokio::spawn(Forwarder::new(me, raft, queue, acks, key, stop).run(own));
     let _ = gate
@@ -638,6 +709,39 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
     });
     tracing::info!(node = me, bind = %cfg.bind, own, "cluster node started");
     Ok(node)
+}
+
+/// The cluster's scheduled retention: whichever node leads proposes a pass
+/// of its periods once it leads and then every [`retention::INTERVAL`];
+/// every node applies it at the same point of the log.
+async fn retention_passes(node: Node, policy: retention::Policy) {
+    if !policy.is_active() {
+        return;
+    }
+    let me = node.id;
+    loop {
+        let leading = node
+            .raft
+            .wait(None)
+            .metrics(|m| m.current_leader == Some(me), "leading")
+            .await;
+        if leading.is_err() {
+            return;
+        }
+        let pass = retention::Pass::of(&policy, retention::now_us());
+        let prune = serde_json::to_vec(&pass).expect("a pass serialises");
+        let pause = match node
+            .propose(Command::Retention { origin: me, prune }, PRUNE_TIMEOUT)
+            .await
+        {
+            Ok(_) => retention::INTERVAL,
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster did not confirm a retention pass; next try in a minute");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
 }
 
 impl hitvault_server::cluster::ClusterAdmin for Gate {

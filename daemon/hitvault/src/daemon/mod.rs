@@ -338,7 +338,9 @@ impl Wired {
                         handle.clone(),
                         sites.clone(),
                         cfg.data_dir.join(crate::datadir::TMP_DIR),
+                        gate.passes(),
                     ),
+                    retention: crate::retention::Policy::from_config(&cfg),
                     accounts: accounts.clone(),
                     setup: (cfg.clone(), local),
                     queue: queue.clone(),
@@ -663,7 +665,7 @@ impl Adapters {
                 tmp: cfg.data_dir.join(TMP_DIR),
                 sites: sites.clone(),
                 retention,
-                clustered: gate.is_some(),
+                cluster: gate.clone(),
             }),
             sites: Arc::new(DaemonSites {
                 writer: writer.clone(),

@@ -464,6 +464,12 @@ pub enum Replicated {
         file: std::path::PathBuf,
         done: std::sync::mpsc::SyncSender<Result<Vec<u8>, String>>,
     },
+    /// A retention pass the log holds, run after every batch handed over
+    /// before it (archived to this node's `archive_dir`, then deleted).
+    Retention {
+        pass: retention::Pass,
+        done: std::sync::mpsc::SyncSender<Result<retention::Report, String>>,
+    },
 }
 
 /// Records a scheduled prune that deleted hits.
@@ -513,7 +519,9 @@ impl Drop for ExportGuard {
 /// then checkpoints.
 pub fn run(mut parts: WriterParts) -> Finished {
     if let Some(log) = parts.replicated.take() {
-        return Loop::new(parts).run_replicated(log);
+        let mut w = Loop::new(parts);
+        w.clustered = true;
+        return w.run_replicated(log);
     }
     let mut w = Loop::new(parts);
     loop {
@@ -539,6 +547,8 @@ struct Loop {
     backoff: Duration,
     next_prune: Instant,
     rollups: Rollups,
+    /// A cluster node's: retention passes come through the log.
+    clustered: bool,
 }
 
 impl Loop {
@@ -549,6 +559,7 @@ impl Loop {
             backoff: Duration::from_millis(100),
             next_prune: Instant::now(),
             rollups: Rollups::default(),
+            clustered: false,
         }
     }
 
@@ -572,7 +583,8 @@ impl Loop {
         let p = &mut self.parts;
         (p.heartbeat)();
         serve_calls(&mut p.store, &p.inbox, &mut p.heartbeat);
-        if p.retention.is_active() && Instant::now() >= self.next_prune {
+        // On a cluster node, retention passes come through the log.
+        if !self.clustered && p.retention.is_active() && Instant::now() >= self.next_prune {
             match retention::run(
                 &mut p.store,
                 &p.retention,
@@ -646,6 +658,25 @@ impl Loop {
                 None => log.recv_timeout(HEARTBEAT_EVERY),
             };
             match next {
+                Ok(Replicated::Retention { pass, done }) => {
+                    let p = &mut self.parts;
+                    let policy = pass.policy(p.retention.archive_dir.clone());
+                    let r =
+                        retention::run(&mut p.store, &policy, pass.now_us, false, &mut p.heartbeat);
+                    match &r {
+                        Ok(r) => {
+                            let hits: u64 = r.sites.iter().map(|s| s.hits).sum();
+                            tracing::info!(hits, "retention pass of the cluster's log done");
+                            if hits > 0 {
+                                audit_prune(&p.audit, r);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "a retention pass of the cluster's log failed")
+                        }
+                    }
+                    let _ = done.send(r);
+                }
                 Ok(Replicated::Install { file, done }) => {
                     let t = Instant::now();
                     // One transaction over the whole store: the watchdog
