@@ -26,6 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
+/// How long a prune asked through the control socket may take (it
+/// archives every expired hit first; on a cluster node, through the log).
+pub const PASS_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How often the daemon prunes (its first pass is at start).
 pub const INTERVAL: Duration = Duration::from_secs(24 * 3600);
 

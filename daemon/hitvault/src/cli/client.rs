@@ -29,11 +29,42 @@ pub fn refusal(status: u16, body: &[u8], fallback: &str) -> Failure {
     Failure::new(exit, msg)
 }
 
+/// How long the CLI waits for the daemon's answer to most commands.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
+
 /// Connects to a running daemon's control socket; `None` if no daemon listens.
 pub fn connect(socket: &Path) -> Option<UnixStream> {
+    connect_waiting(socket, ANSWER_WAIT)
+}
+
+/// [`connect`], waiting up to `wait` for the answer: for what may take long
+/// on the daemon's side (a node's catch-up, a prune's archive).
+pub fn connect_waiting(socket: &Path, wait: Duration) -> Option<UnixStream> {
     let s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
     Some(s)
+}
+
+/// Reads the whole reply; a read that timed out says so, and that the
+/// daemon may still finish what was asked.
+fn read_reply(s: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    match s.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            let secs = s.read_timeout().ok().flatten().map_or(0, |d| d.as_secs());
+            Err(std::io::Error::other(format!(
+                "the daemon did not answer within {secs} s; it may still finish what was asked \
+                 (its log says when it does)"
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// HTTP/1.1 chunked encoding: one chunk per write.
@@ -83,9 +114,8 @@ pub fn post_streamed(
     if produced.is_err() || sent.is_err() {
         let _ = s.shutdown(std::net::Shutdown::Write);
     }
-    let mut raw = Vec::new();
     let mut s = s;
-    s.read_to_end(&mut raw)?;
+    let raw = read_reply(&mut s)?;
     let reply = parse_reply(&raw)?;
     Ok((produced.and(sent.map_err(|e| e.to_string())), reply))
 }
@@ -104,8 +134,7 @@ pub fn request(
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let raw = read_reply(&mut s)?;
     parse_reply(&raw)
 }
 
@@ -272,5 +301,32 @@ impl<R: std::io::BufRead> Read for Chunked<R> {
         }
         self.left -= got;
         Ok(got)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_does_not_answer_in_time_is_named_not_a_bare_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // Accepts and reads, and never answers.
+        let held = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let s = connect_waiting(&path, Duration::from_secs(1)).unwrap();
+        let e = request(s, "POST", "/cluster/add", None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the daemon did not answer within 1 s"),
+            "{e}"
+        );
+        held.join().unwrap();
     }
 }

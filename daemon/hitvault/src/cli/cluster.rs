@@ -3,6 +3,8 @@
 //! `POST /cluster/remove`). Membership changes are run on the leader; a
 //! follower refuses them naming the leader.
 
+use std::time::Duration;
+
 use super::client;
 use crate::config::Config;
 use crate::datadir::CONTROL_SOCKET;
@@ -25,6 +27,10 @@ pub enum ClusterCommand {
     Remove { id: u64 },
 }
 
+/// How long `hitvault cluster` waits for the daemon (`add` waits until the
+/// new node caught up, which may take a snapshot's transfer and install).
+pub const ADD_WAIT: Duration = Duration::from_secs(15 * 60);
+
 fn call(
     cfg: &Config,
     method: &str,
@@ -32,7 +38,9 @@ fn call(
     body: Option<&[u8]>,
 ) -> Result<serde_json::Value, Failure> {
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
-    let conn = client::connect(&socket).ok_or_else(|| {
+    // Adding a node waits until it caught up: a snapshot of the whole
+    // store may have to be sent and installed first.
+    let conn = client::connect_waiting(&socket, ADD_WAIT).ok_or_else(|| {
         Failure::runtime(format!(
             "no daemon answers on {}: the cluster commands need the running node",
             socket.display()

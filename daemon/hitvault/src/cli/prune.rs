@@ -13,7 +13,10 @@ use crate::retention;
 /// `hitvault prune [--dry-run]`: through the daemon, or on the store.
 pub fn prune(cfg: &Config, dry_run: bool) -> Result<(), Failure> {
     let socket = cfg.data_dir.join(CONTROL_SOCKET);
-    let report: retention::Report = match client::connect(&socket) {
+    // A prune archives every expired hit before it deletes them (on a
+    // cluster node, through the log): it may take minutes.
+    let wait = retention::PASS_TIMEOUT + std::time::Duration::from_secs(60);
+    let report: retention::Report = match client::connect_waiting(&socket, wait) {
         Some(conn) => {
             let path = if dry_run {
                 "/prune?dry_run=1"

@@ -107,9 +107,8 @@ pub struct WriterApply {
 /// what it archived and deleted on this node.
 pub type Passes = Arc<Mutex<Option<(i64, retention::Report)>>>;
 
-/// How long `hitvault prune` waits for its pass to be applied here (it
-/// archives every expired hit first).
-pub const PRUNE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long `hitvault prune` waits for its pass to be applied here.
+pub const PRUNE_TIMEOUT: Duration = retention::PASS_TIMEOUT;
 
 /// A snapshot file's first bytes; then the accounts' length (u64,
 /// little-endian), the accounts as whole records (JSON lines), and the
