@@ -791,7 +791,14 @@ impl hitvault_server::cluster::ClusterAdmin for Gate {
                      not {port}: list node {id} there on every node first (a restart each)"
                 ));
             }
-            let s = n.add(id, addr).await.map_err(|e| e.to_string())?;
+            // On a task of its own: if the caller stops waiting (the CLI
+            // gives up after a while), the node still becomes a voter once
+            // it caught up.
+            let n = n.clone();
+            let s = tokio::spawn(async move { n.add(id, addr).await })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::to_value(s).unwrap_or_default())
         })
     }
