@@ -720,7 +720,8 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     under_load(&load, "healed", Duration::from_secs(4));
 
     // 6. A follower's disk dies: the node is removed, and its appliance,
-    // wiped, comes back under a new id and replays the whole log.
+    // wiped, comes back under a new id; the log it needs is purged by
+    // then, so it installs a snapshot and replays the log after it.
     let l = leader(&nodes, &all);
     let slot = all.iter().copied().find(|n| *n != l).unwrap();
     let old = nodes[slot as usize - 1].n;

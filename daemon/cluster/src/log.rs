@@ -124,8 +124,8 @@ impl LogStore {
         let vote: Option<Vote<NodeId>> = read_json(&dir.join(VOTE))?;
         let mut slots = VecDeque::new();
         let mut end = 0u64;
-        // Frame by frame through one buffer: the log is kept whole, so it
-        // is never read into memory at once; only each entry's log id (the
+        // Frame by frame through one buffer: the log holds up to two
+        // snapshot intervals, so it is never read into memory at once; only each entry's log id (the
         // first field of its encoding) is decoded.
         let mut r = std::io::BufReader::with_capacity(1 << 20, &file);
         let mut payload = Vec::new();
