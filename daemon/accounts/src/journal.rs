@@ -89,18 +89,16 @@ impl Journal {
         self.file.sync_data().map_err(io(&self.path))
     }
 
-    fn compact(&mut self, state: &State) -> Result<(), JournalError> {
+    /// Rewrites the journal as `state`'s own records (a temporary file,
+    /// fsync'd, renamed over it): compaction, and a cluster snapshot's
+    /// accounts taking the place of these.
+    pub fn compact(&mut self, state: &State) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("jsonl.compacting");
         let mut out = File::create(&tmp).map_err(io(&tmp))?;
         out.write_all(&records_of(state)).map_err(io(&tmp))?;
         out.sync_all().map_err(io(&tmp))?;
-        self.swap_in(&tmp)
-    }
-
-    /// Renames the synced file `tmp` over the journal and reopens it.
-    fn swap_in(&mut self, tmp: &Path) -> Result<(), JournalError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::rename(tmp, &self.path).map_err(io(&self.path))?;
+        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;
@@ -110,33 +108,6 @@ impl Journal {
             .open(&self.path)
             .map_err(io(&self.path))?;
         Ok(())
-    }
-
-    /// Replaces the journal with `lines` (whole records, one per line, as
-    /// [`records_of`] writes them) and returns the state they give; on any
-    /// error the journal is unchanged.
-    pub fn replace_with(&mut self, lines: &[u8]) -> Result<State, JournalError> {
-        let tmp = self.path.with_extension("jsonl.installing");
-        let written = (|| {
-            let mut out = File::create(&tmp).map_err(io(&tmp))?;
-            out.write_all(lines).map_err(io(&tmp))?;
-            out.sync_all().map_err(io(&tmp))?;
-            let f = File::open(&tmp).map_err(io(&tmp))?;
-            let (state, _, good, total) = replay(&tmp, &f)?;
-            if good < total {
-                return Err(JournalError::Damaged {
-                    path: tmp.clone(),
-                    line: 0,
-                    reason: "the last record is cut short".into(),
-                });
-            }
-            Ok(state)
-        })();
-        let state = written.inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
-        self.swap_in(&tmp)?;
-        Ok(state)
     }
 
     /// The journal's path (for backups).

@@ -523,8 +523,8 @@ impl Accounts {
         if theirs.log_index <= mine {
             return Ok(false);
         }
-        let state = inner.journal.replace_with(lines)?;
-        inner.state = state;
+        inner.journal.compact(&theirs)?;
+        inner.state = theirs;
         inner.second.clear();
         inner.totp_pending.clear();
         Ok(true)

@@ -281,14 +281,22 @@ impl SnapshotDir {
             lock: Mutex::new(()),
             next: AtomicU64::new(0),
         };
-        let keep = s.current().map(|c| c.file);
-        for e in std::fs::read_dir(dir)? {
+        // What a crash left being built or received goes too.
+        let keep = s.current().map(|c| c.file).unwrap_or_default();
+        s.remove_all_but(&keep, false)?;
+        Ok(s)
+    }
+
+    /// Deletes every file but `current.json` and `keep` (and, with
+    /// `parts`, the `.part` files being built or received).
+    fn remove_all_but(&self, keep: &str, parts: bool) -> std::io::Result<()> {
+        for e in std::fs::read_dir(&self.dir)? {
             let name = e?.file_name().to_string_lossy().into_owned();
-            if name != CURRENT && Some(&name) != keep.as_ref() {
-                let _ = std::fs::remove_file(dir.join(&name));
+            if name != CURRENT && name != keep && !(parts && name.ends_with(".part")) {
+                let _ = std::fs::remove_file(self.dir.join(&name));
             }
         }
-        Ok(s)
+        Ok(())
     }
 
     fn current(&self) -> Option<Current> {
@@ -345,12 +353,7 @@ impl SnapshotDir {
         }
         std::fs::rename(&tmp, self.dir.join(CURRENT))?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        for e in std::fs::read_dir(&self.dir)? {
-            let name = e?.file_name().to_string_lossy().into_owned();
-            if name != CURRENT && name != file && !name.ends_with(".part") {
-                let _ = std::fs::remove_file(self.dir.join(&name));
-            }
-        }
+        self.remove_all_but(file, true)?;
         Ok(true)
     }
 

@@ -136,7 +136,30 @@ impl WriterApply {
         }
     }
 
-    /// `f` on the writer thread, waiting through its long turns.
+    /// Hands `r` to the writer thread, after everything handed over before.
+    fn hand_over(&self, r: Replicated) -> Result<(), String> {
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(r)
+            .map_err(|_| "the writer has stopped".to_owned())
+    }
+
+    /// Hands over what `make` builds around a reply channel, and waits for
+    /// the writer's answer.
+    fn in_order<T>(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, String>>) -> Replicated,
+    ) -> Result<Result<T, String>, String> {
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.hand_over(make(done))?;
+        answer
+            .recv()
+            .map_err(|_| "the writer has stopped".to_owned())
+    }
+
+    /// `f` on the writer thread, waiting through its long turns (the log
+    /// waits for them).
     fn on_writer<T: Send + 'static>(
         &self,
         f: impl Fn(&mut Store) -> Result<T, String> + Send + Clone + 'static,
@@ -194,11 +217,7 @@ impl Apply for WriterApply {
     fn store(&self, batch: Batch) -> Result<(), String> {
         // Queued for the writer, at most APPLY_DEPTH batches ahead (then
         // this waits: the store's pace holds the log back).
-        self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Replicated::Batch(batch))
-            .map_err(|_| "the writer has stopped".to_owned())
+        self.hand_over(Replicated::Batch(batch))
     }
 
     fn load(&self) -> Result<Option<Vec<u8>>, String> {
@@ -214,18 +233,11 @@ impl Apply for WriterApply {
     fn retention(&self, index: u64, prune: &[u8]) -> Result<(), String> {
         let pass: retention::Pass = serde_json::from_slice(prune)
             .map_err(|e| format!("the retention pass at log index {index} is unreadable: {e}"))?;
-        let (done, answer) = std::sync::mpsc::sync_channel(1);
-        self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Replicated::Retention {
+        let report = self
+            .in_order(|done| Replicated::Retention {
                 pass: pass.clone(),
                 done,
-            })
-            .map_err(|_| "the writer has stopped".to_owned())?;
-        let report = answer
-            .recv()
-            .map_err(|_| "the writer has stopped".to_owned())?
+            })?
             .map_err(|e| format!("the retention pass at log index {index}: {e}"))?;
         *self.passes.lock().unwrap_or_else(|p| p.into_inner()) = Some((pass.now_us, report));
         Ok(())
@@ -290,18 +302,11 @@ impl Apply for WriterApply {
         let accounts =
             read().map_err(|e| format!("reading the snapshot {}: {e}", file.display()))?;
         // The store, after every batch handed over before it.
-        let (done, answer) = std::sync::mpsc::sync_channel(1);
-        self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Replicated::Install {
+        let state = self
+            .in_order(|done| Replicated::Install {
                 file: db.0.clone(),
                 done,
-            })
-            .map_err(|_| "the writer has stopped".to_owned())?;
-        let state = answer
-            .recv()
-            .map_err(|_| "the writer has stopped".to_owned())?
+            })?
             .map_err(|e| format!("installing the store's copy: {e}"))?;
         let replaced = self
             .accounts
@@ -320,33 +325,25 @@ impl Apply for WriterApply {
             Err(e) => return Ok(Some(format!("the change is unreadable: {e}"))),
         };
         let site = matches!(change, DefChange::AddSite { .. });
-        loop {
-            let c = change.clone();
-            let r = self.writer.call(move |s, _| {
-                let r = s.cluster_def_change(index, |s| c.apply(s))?;
+        let (r, rows) = self.on_writer(move |s| {
+            let mut applied = || {
+                let r = s.cluster_def_change(index, |s| change.apply(s))?;
                 // A new site: ingest's registry learns it here.
                 let rows = match (&r, site) {
                     (Some(Ok(())), true) => Some(s.sites()?),
                     _ => None,
                 };
                 Ok::<_, hitvault_store::QueryError>((r, rows))
-            });
-            match r {
-                Ok(Ok((r, rows))) => {
-                    if let Some(rows) = rows {
-                        crate::sites::add_runtime(&self.sites, rows);
-                    }
-                    return Ok(match r {
-                        None | Some(Ok(())) => None,
-                        Some(Err(e)) => Some(e.to_string()),
-                    });
-                }
-                Ok(Err(e)) => return Err(format!("applying a definitions change: {e}")),
-                // A long turn of the writer: the log waits for it.
-                Err(Unavailable::Busy) => continue,
-                Err(Unavailable::Closed) => return Err("the store is closed".into()),
-            }
+            };
+            applied().map_err(|e| format!("applying a definitions change: {e}"))
+        })?;
+        if let Some(rows) = rows {
+            crate::sites::add_runtime(&self.sites, rows);
         }
+        Ok(match r {
+            None | Some(Ok(())) => None,
+            Some(Err(e)) => Some(e.to_string()),
+        })
     }
 }
 
@@ -385,8 +382,7 @@ impl Gate {
     pub fn prune(&self, policy: &retention::Policy) -> Result<retention::Report, String> {
         let pass = retention::Pass::of(policy, retention::now_us());
         let at = pass.now_us;
-        let prune = serde_json::to_vec(&pass).expect("a pass serialises");
-        match self.propose_within(|origin| Command::Retention { origin, prune }, PRUNE_TIMEOUT) {
+        match self.propose_within(|origin| pass_command(&pass, origin), PRUNE_TIMEOUT) {
             Ok(None) => {}
             Ok(Some(reason)) => return Err(reason),
             Err(e) => return Err(format!("the cluster did not confirm the pass: {e}")),
@@ -710,6 +706,12 @@ pub async fn start(p: Parts) -> Result<Node, Failure> {
     Ok(node)
 }
 
+/// `pass` as the log holds it, proposed by node `origin`.
+fn pass_command(pass: &retention::Pass, origin: u64) -> Command {
+    let prune = serde_json::to_vec(pass).expect("a pass serialises");
+    Command::Retention { origin, prune }
+}
+
 /// The cluster's scheduled retention: whichever node leads proposes a pass
 /// of its periods once it leads and then every [`retention::INTERVAL`];
 /// every node applies it at the same point of the log.
@@ -728,11 +730,7 @@ async fn retention_passes(node: Node, policy: retention::Policy) {
             return;
         }
         let pass = retention::Pass::of(&policy, retention::now_us());
-        let prune = serde_json::to_vec(&pass).expect("a pass serialises");
-        let pause = match node
-            .propose(Command::Retention { origin: me, prune }, PRUNE_TIMEOUT)
-            .await
-        {
+        let pause = match node.propose(pass_command(&pass, me), PRUNE_TIMEOUT).await {
             Ok(_) => retention::INTERVAL,
             Err(e) => {
                 tracing::warn!(error = %e, "the cluster did not confirm a retention pass; next try in a minute");
