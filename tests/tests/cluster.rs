@@ -353,6 +353,21 @@ fn applied<T: PartialEq>(read: impl Fn() -> T, want: &T) -> T {
     }
 }
 
+/// A token of user `ops` named `name` with `scopes`, made through the node
+/// whose data dir is `dir`; its secret.
+fn token(dir: &str, name: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--user", "ops", "--name", name];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    args.extend(["--expires", "1d", "--data-dir", dir]);
+    let out = hitvault_ok(&args);
+    out.split_whitespace()
+        .find(|w| w.starts_with(hitvault_accounts::TOKEN_PREFIX))
+        .unwrap_or_else(|| panic!("no token in {out:?}"))
+        .to_owned()
+}
+
 /// The users as node `n` lists them (names, admin flags).
 fn users(nodes: &[Node], n: u64) -> Vec<(String, bool)> {
     let out = hitvault_ok(&["user", "list", "--json", "--data-dir", &data_dir(nodes, n)]);
@@ -543,27 +558,11 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
         others[1],
         t.elapsed()
     );
-    let out = hitvault_ok(&[
-        "token",
-        "create",
-        "--user",
-        "ops",
-        "--name",
-        "dash",
-        "--scope",
-        "stats:read",
-        "--scope",
-        "admin",
-        "--expires",
-        "1d",
-        "--data-dir",
+    let secret = token(
         &data_dir(&nodes, others[1]),
-    ]);
-    let secret = out
-        .split_whitespace()
-        .find(|w| w.starts_with(hitvault_accounts::TOKEN_PREFIX))
-        .unwrap_or_else(|| panic!("no token in {out:?}"))
-        .to_owned();
+        "dash",
+        &["stats:read", "admin"],
+    );
     assert_eq!(
         applied(|| api_status(first, &secret), &200),
         200,
@@ -783,25 +782,7 @@ fn every_acknowledged_hit_is_stored_once_on_every_node_through_kills_stops_and_p
     // 7. Retention through the log: hits older than the period reach every
     // node; a prune asked of one node deletes them on every node, each
     // archiving them first, while the load goes on.
-    let out = hitvault_ok(&[
-        "token",
-        "create",
-        "--user",
-        "ops",
-        "--name",
-        "history",
-        "--scope",
-        "ingest",
-        "--expires",
-        "1d",
-        "--data-dir",
-        lead_dir,
-    ]);
-    let ingest = out
-        .split_whitespace()
-        .find(|w| w.starts_with(hitvault_accounts::TOKEN_PREFIX))
-        .unwrap_or_else(|| panic!("no token in {out:?}"))
-        .to_owned();
+    let ingest = token(lead_dir, "history", &["ingest"]);
     const OLD: u64 = 40;
     let then = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

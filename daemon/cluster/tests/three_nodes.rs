@@ -213,6 +213,17 @@ async fn start(
     }
 }
 
+/// Stops `n` as a killed daemon stops (its forwarder, RPC server, Raft and
+/// queue); returns its id and its model store, to start it again with.
+async fn kill(n: TestNode) -> (NodeId, Arc<Mem>) {
+    n.stop.store(true, std::sync::atomic::Ordering::Release);
+    n.server.abort();
+    n.raft.shutdown().await.unwrap();
+    n.queue.close();
+    *n.mem.queue.lock().unwrap() = None;
+    (n.id, n.mem.clone())
+}
+
 async fn leader(nodes: &[&TestNode]) -> NodeId {
     let t = Instant::now();
     loop {
@@ -346,10 +357,7 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
 
     // The leader dies.
     let dead = nodes.iter().position(|n| n.id == first).unwrap();
-    let gone = nodes.remove(dead);
-    gone.stop.store(true, std::sync::atomic::Ordering::Release);
-    gone.server.abort();
-    gone.raft.shutdown().await.unwrap();
+    let (gone_id, gone_mem) = kill(nodes.remove(dead)).await;
     let t = Instant::now();
     let rest: Vec<&TestNode> = nodes.iter().collect();
     let second = leader(&rest).await;
@@ -364,11 +372,6 @@ async fn acknowledged_hits_are_applied_once_everywhere_across_a_leader_death_and
     applied_equal(&rest, 600).await;
 
     // It comes back with its log, queue and store, and catches up.
-    let gone_id = gone.id;
-    let gone_mem = gone.mem.clone();
-    gone.queue.close();
-    *gone_mem.queue.lock().unwrap() = None;
-    drop(gone);
     // The forwarder's last read returns within its 200 ms wait.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let l = tokio::net::TcpListener::bind(&members[&gone_id].addr)
@@ -490,15 +493,8 @@ async fn a_node_the_purged_log_left_behind_and_a_new_node_catch_up_from_a_snapsh
 
     // A follower stops; the others go on for many snapshots' worth of log.
     let away = nodes.iter().position(|n| n.id != first).unwrap();
-    let gone = nodes.remove(away);
-    let (gone_id, gone_mem) = (gone.id, gone.mem.clone());
-    let away_at = gone.log.state().last_log_id.unwrap().index;
-    gone.stop.store(true, std::sync::atomic::Ordering::Release);
-    gone.server.abort();
-    gone.raft.shutdown().await.unwrap();
-    gone.queue.close();
-    *gone_mem.queue.lock().unwrap() = None;
-    drop(gone);
+    let away_at = nodes[away].log.state().last_log_id.unwrap().index;
+    let (gone_id, gone_mem) = kill(nodes.remove(away)).await;
     for n in &nodes {
         acked.extend(send(n, 300).await);
     }
